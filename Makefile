@@ -1,0 +1,37 @@
+# Top-level driver. The two quick-start commands are `make demo` and `make test`.
+JOBS    ?= $(shell nproc)
+BUILD   ?= build
+CMAKE_FLAGS ?=
+
+.PHONY: deps configure build demo test asan bench cuda-build clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Main job: train the sine-anomaly classifier at its default settings.
+demo: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target sine_anomaly
+	@./$(BUILD)/examples/sine_anomaly --out-dir out/sine_anomaly
+
+# Whole test suite through CTest.
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Test suite under AddressSanitizer + UndefinedBehaviorSanitizer (Debug, separate build dir).
+asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DATTN_SANITIZE=ON -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_BENCHMARKS=OFF >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+bench: build
+	@for b in $(BUILD)/bench/bench_*; do $$b --benchmark_out=$$b.json --benchmark_out_format=json; done
+
+clean:
+	@rm -rf $(BUILD) build-asan out
