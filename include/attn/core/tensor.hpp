@@ -1,0 +1,235 @@
+#pragma once
+// Tensor: a handle (shared_ptr) to a TensorImpl that owns a shape, a dtype and a reference to a
+// contiguous row-major Storage. Copying a Tensor shares storage and gradient, like torch::Tensor.
+// Autograd state lives here too: leaves carry `requires_grad` and `grad`, results of ops carry
+// `grad_fn`, the Node that knows how to send the output gradient back to the op's inputs.
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../config.hpp"
+#include "dtype.hpp"
+#include "error.hpp"
+
+namespace attn {
+
+enum class Device { CPU, CUDA };
+inline const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+
+// Raw buffer, 64-byte aligned so Eigen maps and SIMD loads are aligned.
+struct Storage {
+  void* data = nullptr;
+  size_t nbytes = 0;
+  Device device = Device::CPU;
+  // Releases device memory; set by whoever allocated it (the CUDA backend) when not CPU.
+  std::function<void(void*)> deleter;
+
+  explicit Storage(size_t bytes) : nbytes(bytes) {
+    const size_t rounded = ((bytes + 63) / 64) * 64;
+    data = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+    if (rounded && !data) throw std::bad_alloc();
+  }
+  Storage(void* ptr, size_t bytes, Device dev, std::function<void(void*)> del)
+      : data(ptr), nbytes(bytes), device(dev), deleter(std::move(del)) {}
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  ~Storage() {
+    if (deleter) deleter(data);
+    else std::free(data);
+  }
+};
+
+class Tensor;
+struct Node;
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  int64_t offset = 0;  // in elements; reshape/view of a tensor shares storage at the same offset
+  Shape shape;
+  DType dtype = DType::Float32;
+  bool requires_grad = false;            // meaningful on leaves; results use grad_fn
+  std::shared_ptr<TensorImpl> grad;      // accumulated gradient of a leaf
+  std::shared_ptr<Node> grad_fn;         // op that produced this tensor, if tracked
+  int output_nr = 0;                     // which output of grad_fn this is
+};
+
+inline int64_t numel_of(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  // ---- factories ----
+  static Tensor empty(const Shape& shape, DType dtype = kFloat32);
+  static Tensor zeros(const Shape& shape, DType dtype = kFloat32);
+  static Tensor ones(const Shape& shape, DType dtype = kFloat32);
+  static Tensor full(const Shape& shape, double value, DType dtype = kFloat32);
+  static Tensor randn(const Shape& shape, DType dtype = kFloat32);
+  static Tensor rand(const Shape& shape, DType dtype = kFloat32);  // uniform [0, 1)
+  static Tensor arange(double start, double end, double step = 1.0, DType dtype = kFloat32);
+  static Tensor arange(int64_t end, DType dtype = kFloat32) { return arange(0.0, double(end), 1.0, dtype); }
+  static Tensor scalar(double value, DType dtype = kFloat32) { return full({}, value, dtype); }
+  template <class T>
+  static Tensor from_vector(const std::vector<T>& values, const Shape& shape);
+  static Tensor from_vector(const std::vector<bool>& values, const Shape& shape);
+  template <class T>
+  static Tensor from_vector(const std::vector<T>& values) { return from_vector(values, {int64_t(values.size())}); }
+
+  // ---- metadata ----
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const { return impl().shape; }
+  Shape sizes() const { return impl().shape; }
+  int64_t dim() const { return int64_t(impl().shape.size()); }
+  int64_t size(int64_t d) const;
+  int64_t numel() const { return numel_of(impl().shape); }
+  DType dtype() const { return impl().dtype; }
+  Device device() const { return impl().storage ? impl().storage->device : Device::CPU; }
+  bool is_floating_point() const { return is_floating(dtype()); }
+  TensorImpl* unsafe_impl() const { return impl_.get(); }
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
+
+  // ---- data access ----
+  template <class T> T* data() const;
+  void* raw_data() const {
+    return static_cast<char*>(impl().storage->data) + impl().offset * int64_t(dtype_size(dtype()));
+  }
+  template <class T = float> std::vector<T> to_vector() const;
+  template <class T = float> T item() const;
+  double at(std::initializer_list<int64_t> index) const;       // element access for tests
+  void set(std::initializer_list<int64_t> index, double value);  // no autograd
+
+  // ---- autograd ----
+  Tensor& requires_grad_(bool on = true);
+  bool requires_grad() const { return impl().requires_grad || impl().grad_fn != nullptr; }
+  bool is_leaf() const { return impl().grad_fn == nullptr; }
+  Tensor grad() const { return impl().grad ? Tensor(impl().grad) : Tensor(); }
+  void set_grad(const Tensor& g) { impl_->grad = g.impl_; }
+  void zero_grad() { impl_->grad.reset(); }
+  const std::shared_ptr<Node>& grad_fn() const { return impl().grad_fn; }
+  void backward(const Tensor& grad_output = Tensor(), bool retain_graph = false) const;
+  Tensor detach() const;  // shares storage, no history
+
+  // ---- copies and conversions ----
+  Tensor clone() const;                    // deep copy, differentiable
+  Tensor to(DType dtype) const;            // converted copy (differentiable between floats)
+  Tensor& copy_(const Tensor& src);        // in-place, no autograd: use under NoGradGuard
+  Tensor& fill_(double value);
+  Tensor contiguous() const { return *this; }  // storage is always contiguous
+
+  // ---- common ops as methods (free functions in attn:: are the reference) ----
+  Tensor reshape(const Shape& shape) const;
+  Tensor view(const Shape& shape) const;
+  Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
+  Tensor transpose(int64_t d0, int64_t d1) const;
+  Tensor t() const { return transpose(0, 1); }
+  Tensor permute(const std::vector<int64_t>& dims) const;
+  Tensor unsqueeze(int64_t d) const;
+  Tensor squeeze(int64_t d) const;
+  Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
+  Tensor select(int64_t dim, int64_t index) const;
+  Tensor expand(const Shape& shape) const;
+  Tensor sum() const;
+  Tensor sum(int64_t dim, bool keepdim = false) const;
+  Tensor mean() const;
+  Tensor mean(int64_t dim, bool keepdim = false) const;
+  Tensor exp() const;
+  Tensor log() const;
+  Tensor tanh() const;
+  Tensor sigmoid() const;
+  Tensor relu() const;
+  Tensor sqrt() const;
+  Tensor abs() const;
+  Tensor pow(double e) const;
+  Tensor matmul(const Tensor& o) const;
+  Tensor softmax(int64_t dim) const;
+  Tensor log_softmax(int64_t dim) const;
+  Tensor neg() const;
+  Tensor operator-() const { return neg(); }
+
+  std::string to_string() const;
+
+ private:
+  TensorImpl& impl() const {
+    if (!impl_) throw std::logic_error("attn: use of an undefined Tensor");
+    return *impl_;
+  }
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+// ---- grad mode ----
+inline bool& grad_mode_enabled_flag() {
+  thread_local bool enabled = true;
+  return enabled;
+}
+inline bool is_grad_enabled() { return grad_mode_enabled_flag(); }
+
+// Disables graph recording in its scope: inference, optimizer updates, in-place edits.
+class NoGradGuard {
+ public:
+  NoGradGuard() : prev_(grad_mode_enabled_flag()) { grad_mode_enabled_flag() = false; }
+  ~NoGradGuard() { grad_mode_enabled_flag() = prev_; }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// ---- autograd graph node ----
+// A node holds its inputs (the graph's edges) and a closure that maps the gradients of its
+// outputs to gradients of its inputs (undefined where an input needs none). The engine sums
+// what several consumers send to one tensor; the closures never accumulate themselves.
+using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;
+
+struct Node {
+  std::string name;
+  std::vector<Tensor> inputs;
+  BackwardFn backward;
+  int num_outputs = 1;
+  std::vector<Shape> output_shapes;
+  std::vector<DType> output_dtypes;
+  std::vector<Tensor> grad_outputs;  // filled by the engine during a backward pass
+};
+
+// Records `outputs` as produced by op `name` from `inputs`, when grad mode is on and some input
+// requires grad. Saved tensors captured by `fn` must not be the outputs themselves (a cycle):
+// capture `out.detach()` instead.
+inline void record(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs,
+                   BackwardFn fn) {
+  if (!is_grad_enabled()) return;
+  bool any = false;
+  for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
+  if (!any) return;
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->inputs = std::move(inputs);
+  node->backward = std::move(fn);
+  node->num_outputs = int(outputs.size());
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    TensorImpl* o = outputs[i]->unsafe_impl();
+    o->grad_fn = node;
+    o->output_nr = int(i);
+    node->output_shapes.push_back(o->shape);
+    node->output_dtypes.push_back(o->dtype);
+  }
+}
+inline Tensor record(const char* name, Tensor out, std::vector<Tensor> inputs, BackwardFn fn) {
+  record(name, std::vector<Tensor*>{&out}, std::move(inputs), std::move(fn));
+  return out;
+}
+
+}  // namespace attn
+
+#include "functions.hpp"
+#include "tensor_impl.hpp"

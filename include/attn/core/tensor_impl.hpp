@@ -1,0 +1,358 @@
+#pragma once
+// Definitions of Tensor's members and of the backward engine. Included by tensor.hpp.
+#include <cmath>
+#include <sstream>
+#include <unordered_map>
+
+#include "parallel.hpp"
+#include "random.hpp"
+#include "tensor.hpp"
+
+namespace attn {
+
+namespace detail {
+inline void check_shape(const Shape& shape, const char* op) {
+  for (int64_t d : shape) ATTN_CHECK(d >= 0, op, ": negative size in shape ", attn::to_string(shape));
+}
+inline int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op, const Shape& shape) {
+  const int64_t n = std::max<int64_t>(ndim, 1);
+  ATTN_CHECK(dim >= -n && dim < n, op, ": dim ", dim, " out of range for shape ", attn::to_string(shape));
+  return dim < 0 ? dim + n : dim;
+}
+template <class T>
+void fill(T* p, int64_t n, T v) {
+  parallel_for(0, n, 1 << 16, [&](int64_t b, int64_t e) { std::fill(p + b, p + e, v); });
+}
+}  // namespace detail
+
+inline Tensor Tensor::empty(const Shape& shape, DType dtype) {
+  detail::check_shape(shape, "empty");
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(size_t(numel_of(shape)) * dtype_size(dtype));
+  impl->shape = shape;
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+inline Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
+  Tensor t = empty(shape, dtype);
+  t.fill_(value);
+  return t;
+}
+inline Tensor Tensor::zeros(const Shape& shape, DType dtype) {
+  Tensor t = empty(shape, dtype);
+  std::memset(t.raw_data(), 0, size_t(t.numel()) * dtype_size(dtype));
+  return t;
+}
+inline Tensor Tensor::ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+
+inline Tensor Tensor::randn(const Shape& shape, DType dtype) {
+  Tensor t = empty(shape, dtype);
+  ATTN_DISPATCH_FLOATING(dtype, "randn", [&] {
+    scalar_t* p = t.data<scalar_t>();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(default_generator().normal());
+  });
+  return t;
+}
+inline Tensor Tensor::rand(const Shape& shape, DType dtype) {
+  Tensor t = empty(shape, dtype);
+  ATTN_DISPATCH_FLOATING(dtype, "rand", [&] {
+    scalar_t* p = t.data<scalar_t>();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(default_generator().uniform());
+  });
+  return t;
+}
+inline Tensor Tensor::arange(double start, double end, double step, DType dtype) {
+  ATTN_CHECK(step != 0.0 && (end - start) / step >= 0, "arange: bad range start=", start, " end=", end,
+             " step=", step);
+  const int64_t n = int64_t(std::ceil((end - start) / step));
+  Tensor t = empty({n}, dtype);
+  ATTN_DISPATCH_ALL(dtype, "arange", [&] {
+    scalar_t* p = t.data<scalar_t>();
+    for (int64_t i = 0; i < n; ++i) p[i] = scalar_t(start + double(i) * step);
+  });
+  return t;
+}
+
+template <class T>
+Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape) {
+  ATTN_CHECK(int64_t(values.size()) == numel_of(shape), "from_vector: ", values.size(),
+             " values do not fill shape ", attn::to_string(shape));
+  Tensor t = empty(shape, dtype_of<T>::value);
+  if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(T));
+  return t;
+}
+inline Tensor Tensor::from_vector(const std::vector<bool>& values, const Shape& shape) {
+  ATTN_CHECK(int64_t(values.size()) == numel_of(shape), "from_vector: ", values.size(),
+             " values do not fill shape ", attn::to_string(shape));
+  Tensor t = empty(shape, kBool);
+  uint8_t* p = t.data<uint8_t>();
+  for (size_t i = 0; i < values.size(); ++i) p[i] = values[i] ? 1 : 0;
+  return t;
+}
+
+inline int64_t Tensor::size(int64_t d) const {
+  return shape()[size_t(detail::wrap_dim(d, dim(), "size", shape()))];
+}
+
+template <class T>
+T* Tensor::data() const {
+  if (dtype_of<T>::value != dtype())
+    throw std::invalid_argument(std::string("data<T>: tensor has dtype ") + dtype_name(dtype()) +
+                                ", requested " + dtype_name(dtype_of<T>::value));
+  if (device() != Device::CPU)
+    throw std::invalid_argument("data<T>: tensor lives on " + std::string(device_name(device())) +
+                                "; call .to(Device::CPU) first");
+  return static_cast<T*>(raw_data());
+}
+
+template <class T>
+std::vector<T> Tensor::to_vector() const {
+  std::vector<T> out(static_cast<size_t>(numel()));
+  ATTN_DISPATCH_ALL(dtype(), "to_vector", [&] {
+    const scalar_t* p = data<scalar_t>();
+    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(p[i]);
+  });
+  return out;
+}
+
+template <class T>
+T Tensor::item() const {
+  ATTN_CHECK(numel() == 1, "item: tensor of shape ", attn::to_string(shape()), " has ", numel(),
+             " elements, expected 1");
+  return to_vector<T>()[0];
+}
+
+namespace detail {
+inline int64_t flat_index(const Shape& shape, std::initializer_list<int64_t> index, const char* op) {
+  ATTN_CHECK(index.size() == shape.size(), op, ": ", index.size(), " indices for shape ", attn::to_string(shape));
+  int64_t flat = 0, d = 0;
+  for (int64_t i : index) {
+    ATTN_CHECK(i >= 0 && i < shape[size_t(d)], op, ": index ", i, " out of range for dim ", d,
+               " of shape ", attn::to_string(shape));
+    flat = flat * shape[size_t(d++)] + i;
+  }
+  return flat;
+}
+}  // namespace detail
+
+inline double Tensor::at(std::initializer_list<int64_t> index) const {
+  const int64_t i = detail::flat_index(shape(), index, "at");
+  return ATTN_DISPATCH_ALL(dtype(), "at", [&] { return double(data<scalar_t>()[i]); });
+}
+inline void Tensor::set(std::initializer_list<int64_t> index, double value) {
+  const int64_t i = detail::flat_index(shape(), index, "set");
+  ATTN_DISPATCH_ALL(dtype(), "set", [&] { data<scalar_t>()[i] = scalar_t(value); });
+}
+
+inline Tensor& Tensor::fill_(double value) {
+  ATTN_DISPATCH_ALL(dtype(), "fill_", [&] { detail::fill(data<scalar_t>(), numel(), scalar_t(value)); });
+  return *this;
+}
+
+inline Tensor& Tensor::requires_grad_(bool on) {
+  ATTN_CHECK(!on || is_floating_point(), "requires_grad_: only floating tensors can require grad, got ",
+             dtype_name(dtype()));
+  ATTN_CHECK(is_leaf(), "requires_grad_: only leaf tensors can be marked; this one comes from ",
+             grad_fn()->name);
+  impl_->requires_grad = on;
+  return *this;
+}
+
+inline Tensor Tensor::detach() const {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = impl_->storage;
+  impl->offset = impl_->offset;
+  impl->shape = impl_->shape;
+  impl->dtype = impl_->dtype;
+  return Tensor(std::move(impl));
+}
+
+inline Tensor& Tensor::copy_(const Tensor& src) {
+  ATTN_CHECK(src.shape() == shape(), "copy_: source shape ", attn::to_string(src.shape()),
+             " differs from destination shape ", attn::to_string(shape()));
+  ATTN_CHECK(!(is_grad_enabled() && requires_grad() && is_leaf()),
+             "copy_: in-place write to a leaf that requires grad; wrap it in NoGradGuard");
+  if (src.dtype() == dtype()) {
+    std::memcpy(raw_data(), src.raw_data(), size_t(numel()) * dtype_size(dtype()));
+  } else {
+    ATTN_DISPATCH_ALL(dtype(), "copy_", [&] {
+      using dst_t = scalar_t;
+      dst_t* d = data<dst_t>();
+      ATTN_DISPATCH_ALL(src.dtype(), "copy_", [&] {
+        const scalar_t* s = src.data<scalar_t>();
+        for (int64_t i = 0, n = numel(); i < n; ++i) d[i] = static_cast<dst_t>(s[i]);
+      });
+    });
+  }
+  return *this;
+}
+
+// clone(x) = x; dL/dx = g
+inline Tensor Tensor::clone() const {
+  Tensor out = empty(shape(), dtype());
+  std::memcpy(out.raw_data(), raw_data(), size_t(numel()) * dtype_size(dtype()));
+  return record("clone", out, {*this}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; });
+}
+
+// to(x, dtype) = x converted; dL/dx = g converted back
+inline Tensor Tensor::to(DType target) const {
+  if (target == dtype()) return *this;
+  Tensor out = empty(shape(), target);
+  {
+    NoGradGuard ng;
+    out.copy_(*this);
+  }
+  if (!is_floating(target)) return out;
+  const DType src = dtype();
+  return record("to", out, {*this}, [src](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0].to(src)}; });
+}
+
+// ---- backward engine ----
+namespace detail {
+// Adds g into an accumulating slot (a node's grad_outputs entry or a leaf's grad).
+inline void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
+  if (!slot) {
+    // A fresh buffer: the gradient of one op may share storage with a tensor the user holds.
+    Tensor copy = Tensor::empty(g.shape(), g.dtype());
+    std::memcpy(copy.raw_data(), g.raw_data(), size_t(g.numel()) * dtype_size(g.dtype()));
+    slot = copy.impl_ptr();
+    return;
+  }
+  Tensor acc(slot);
+  ATTN_CHECK(acc.shape() == g.shape(), "backward: gradient of shape ", to_string(g.shape()),
+             " does not match accumulated shape ", to_string(acc.shape()));
+  ATTN_DISPATCH_FLOATING(acc.dtype(), "backward", [&] {
+    scalar_t* a = acc.data<scalar_t>();
+    const scalar_t* b = g.data<scalar_t>();
+    parallel_for(0, acc.numel(), 1 << 15, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) a[i] += b[i];
+    });
+  });
+}
+}  // namespace detail
+
+// Runs backward from this tensor. The graph is walked iteratively in topological order (Kahn's
+// algorithm on dependency counts), so depth is bounded by memory, not by the call stack.
+inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
+  ATTN_CHECK(requires_grad(), "backward: tensor does not require grad and has no grad_fn");
+  Tensor seed = grad_output;
+  if (!seed.defined()) {
+    ATTN_CHECK(numel() == 1, "backward: implicit gradient needs a scalar output, got shape ",
+               attn::to_string(shape()), "; pass a gradient of that shape");
+    seed = Tensor::ones(shape(), dtype());
+  }
+  ATTN_CHECK(seed.shape() == shape(), "backward: gradient of shape ", attn::to_string(seed.shape()),
+             " for output of shape ", attn::to_string(shape()));
+  NoGradGuard no_grad;
+  if (is_leaf()) {
+    detail::accumulate(impl_->grad, seed);
+    return;
+  }
+  // Count, for each node, how many edges from other nodes in this graph point to it.
+  std::unordered_map<Node*, int> deps;
+  std::vector<Node*> stack{grad_fn().get()};
+  deps[grad_fn().get()] = 0;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const Tensor& in : n->inputs) {
+      if (!in.defined() || !in.grad_fn()) continue;
+      Node* m = in.grad_fn().get();
+      auto it = deps.find(m);
+      if (it == deps.end()) {
+        deps[m] = 1;
+        stack.push_back(m);
+      } else {
+        ++it->second;
+      }
+    }
+  }
+  auto root = grad_fn();
+  root->grad_outputs.assign(size_t(root->num_outputs), Tensor());
+  {
+    std::shared_ptr<TensorImpl> slot;
+    detail::accumulate(slot, seed.to(dtype()));
+    root->grad_outputs[size_t(impl_->output_nr)] = Tensor(slot);
+  }
+  // shared_ptrs: clearing a node's inputs may drop the last other owner of a queued node.
+  std::vector<std::shared_ptr<Node>> ready{root};
+  while (!ready.empty()) {
+    std::shared_ptr<Node> n = std::move(ready.back());
+    ready.pop_back();
+    if (!n->backward) throw std::logic_error("backward: graph of " + n->name +
+                                             " was already freed; use retain_graph=true to call backward twice");
+    bool any = false;
+    for (size_t i = 0; i < n->grad_outputs.size(); ++i) any = any || n->grad_outputs[i].defined();
+    std::vector<Tensor> grads;
+    if (any) grads = n->backward(n->grad_outputs);
+    for (size_t i = 0; i < n->inputs.size(); ++i) {
+      const Tensor& in = n->inputs[i];
+      if (!in.defined()) continue;
+      const bool has_grad = i < grads.size() && grads[i].defined() && in.requires_grad();
+      if (in.grad_fn()) {
+        const std::shared_ptr<Node>& m = in.grad_fn();
+        if (has_grad) {
+          if (m->grad_outputs.size() != size_t(m->num_outputs)) m->grad_outputs.resize(size_t(m->num_outputs));
+          std::shared_ptr<TensorImpl> slot = m->grad_outputs[size_t(in.unsafe_impl()->output_nr)].impl_ptr();
+          detail::accumulate(slot, grads[i]);
+          m->grad_outputs[size_t(in.unsafe_impl()->output_nr)] = Tensor(slot);
+        }
+        if (--deps[m.get()] == 0) ready.push_back(m);
+      } else if (has_grad) {
+        detail::accumulate(in.unsafe_impl()->grad, grads[i]);
+      }
+    }
+    n->grad_outputs.clear();
+    if (!retain_graph) {
+      n->backward = nullptr;
+      n->inputs.clear();
+    }
+  }
+}
+
+// ---- method forms ----
+inline Tensor Tensor::reshape(const Shape& s) const { return attn::reshape(*this, s); }
+inline Tensor Tensor::view(const Shape& s) const { return attn::reshape(*this, s); }
+inline Tensor Tensor::flatten(int64_t a, int64_t b) const { return attn::flatten(*this, a, b); }
+inline Tensor Tensor::transpose(int64_t a, int64_t b) const { return attn::transpose(*this, a, b); }
+inline Tensor Tensor::permute(const std::vector<int64_t>& d) const { return attn::permute(*this, d); }
+inline Tensor Tensor::unsqueeze(int64_t d) const { return attn::unsqueeze(*this, d); }
+inline Tensor Tensor::squeeze(int64_t d) const { return attn::squeeze(*this, d); }
+inline Tensor Tensor::narrow(int64_t d, int64_t s, int64_t l) const { return attn::narrow(*this, d, s, l); }
+inline Tensor Tensor::select(int64_t d, int64_t i) const { return attn::select(*this, d, i); }
+inline Tensor Tensor::expand(const Shape& s) const { return attn::expand(*this, s); }
+inline Tensor Tensor::sum() const { return attn::sum(*this); }
+inline Tensor Tensor::sum(int64_t d, bool k) const { return attn::sum(*this, d, k); }
+inline Tensor Tensor::mean() const { return attn::mean(*this); }
+inline Tensor Tensor::mean(int64_t d, bool k) const { return attn::mean(*this, d, k); }
+inline Tensor Tensor::exp() const { return attn::exp(*this); }
+inline Tensor Tensor::log() const { return attn::log(*this); }
+inline Tensor Tensor::tanh() const { return attn::tanh(*this); }
+inline Tensor Tensor::sigmoid() const { return attn::sigmoid(*this); }
+inline Tensor Tensor::relu() const { return attn::relu(*this); }
+inline Tensor Tensor::sqrt() const { return attn::sqrt(*this); }
+inline Tensor Tensor::abs() const { return attn::abs(*this); }
+inline Tensor Tensor::pow(double e) const { return attn::pow(*this, e); }
+inline Tensor Tensor::matmul(const Tensor& o) const { return attn::matmul(*this, o); }
+inline Tensor Tensor::softmax(int64_t d) const { return attn::softmax(*this, d); }
+inline Tensor Tensor::log_softmax(int64_t d) const { return attn::log_softmax(*this, d); }
+inline Tensor Tensor::neg() const { return attn::neg(*this); }
+
+inline std::string Tensor::to_string() const {
+  if (!defined()) return "Tensor(undefined)";
+  std::ostringstream os;
+  os << "Tensor(shape=" << attn::to_string(shape()) << ", dtype=" << dtype_name(dtype());
+  if (device() == Device::CPU && numel() <= 64) {
+    os << ", values=[";
+    auto v = to_vector<double>();
+    for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
+    os << "]";
+  }
+  os << ")";
+  return os.str();
+}
+
+inline std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
+
+}  // namespace attn

@@ -1,0 +1,423 @@
+#pragma once
+// Elementwise ops with NumPy/PyTorch broadcasting, activations, comparisons and masking.
+// Each op's backward follows its forward, with the derivative restated in a comment.
+#include <cmath>
+#include "../core/tensor.hpp"
+
+namespace attn {
+namespace detail {
+
+inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+  const size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    ATTN_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", to_string(a), " and ", to_string(b),
+               " cannot be broadcast together");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+// Element strides of `in` read as a tensor of shape `out` (0 along broadcast dims).
+inline std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
+  std::vector<int64_t> st(out.size(), 0);
+  int64_t s = 1;
+  for (size_t k = 0; k < in.size(); ++k) {
+    const size_t i = in.size() - 1 - k, o = out.size() - 1 - k;
+    st[o] = in[i] == 1 ? 0 : s;
+    s *= in[i];
+  }
+  return st;
+}
+
+// Layout of a broadcast loop over up to three operands, with adjacent dims merged where all
+// operands stay linear, so the common cases collapse to one or two flat loops.
+struct BroadcastLoop {
+  std::vector<int64_t> sizes;                  // outer..inner after merging
+  std::vector<std::vector<int64_t>> strides;   // per operand, per dim
+  int64_t rows = 1, inner = 1;
+
+  BroadcastLoop(const Shape& out, const std::vector<Shape>& ins) {
+    std::vector<std::vector<int64_t>> st;
+    for (const Shape& s : ins) st.push_back(broadcast_strides(s, out));
+    for (size_t d = 0; d < out.size(); ++d) {
+      if (out[d] == 1) continue;
+      bool merge = !sizes.empty();
+      for (size_t k = 0; merge && k < st.size(); ++k) merge = strides[k].back() == st[k][d] * out[d];
+      if (merge) {
+        sizes.back() *= out[d];
+        for (size_t k = 0; k < st.size(); ++k) strides[k].back() = st[k][d];
+      } else {
+        sizes.push_back(out[d]);
+        strides.resize(st.size());
+        for (size_t k = 0; k < st.size(); ++k) strides[k].push_back(st[k][d]);
+      }
+    }
+    if (sizes.empty()) {
+      sizes.push_back(1);
+      strides.assign(st.size(), std::vector<int64_t>{0});
+    }
+    inner = sizes.back();
+    rows = numel_of(sizes) / std::max<int64_t>(inner, 1);
+  }
+  // Offset of row r (a multi-index over all but the innermost dim) in operand k.
+  int64_t row_offset(size_t k, int64_t r) const {
+    int64_t off = 0;
+    for (int64_t d = int64_t(sizes.size()) - 2; d >= 0; --d) {
+      off += (r % sizes[size_t(d)]) * strides[k][size_t(d)];
+      r /= sizes[size_t(d)];
+    }
+    return off;
+  }
+};
+
+// out[i] = f(a[i'], b[i'']) with broadcasting; A, B, O are element types.
+template <class A, class B, class O, class F>
+void broadcast_binary(const Tensor& a, const Tensor& b, Tensor& out, const F& f) {
+  BroadcastLoop L(out.shape(), {a.shape(), b.shape()});
+  const A* pa = a.data<A>();
+  const B* pb = b.data<B>();
+  O* po = out.data<O>();
+  const int64_t sa = L.strides[0].back(), sb = L.strides[1].back(), inner = L.inner;
+  auto run_rows = [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const A* x = pa + L.row_offset(0, r);
+      const B* y = pb + L.row_offset(1, r);
+      O* o = po + r * inner;
+      if (sa == 1 && sb == 1) for (int64_t i = 0; i < inner; ++i) o[i] = f(x[i], y[i]);
+      else if (sa == 1 && sb == 0) for (int64_t i = 0; i < inner; ++i) o[i] = f(x[i], y[0]);
+      else if (sa == 0 && sb == 1) for (int64_t i = 0; i < inner; ++i) o[i] = f(x[0], y[i]);
+      else for (int64_t i = 0; i < inner; ++i) o[i] = f(x[i * sa], y[i * sb]);
+    }
+  };
+  if (L.rows == 1) {
+    parallel_for(0, inner, 1 << 15, [&](int64_t b0, int64_t b1) {
+      const A* x = pa;
+      const B* y = pb;
+      for (int64_t i = b0; i < b1; ++i) po[i] = f(x[i * sa], y[i * sb]);
+    });
+  } else {
+    parallel_for(0, L.rows, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(inner, 1)), run_rows);
+  }
+}
+
+inline void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
+  ATTN_CHECK(a.dtype() == b.dtype(), op, ": dtypes differ (", dtype_name(a.dtype()), " ",
+             to_string(a.shape()), " vs ", dtype_name(b.dtype()), " ", to_string(b.shape()), ")");
+  ATTN_CHECK(a.device() == b.device(), op, ": tensors on different devices (", device_name(a.device()),
+             " vs ", device_name(b.device()), ")");
+}
+
+// Forward of a floating binary op: broadcast shape, dispatch on dtype.
+template <class F>
+Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op, const F& f) {
+  check_same_dtype(a, b, op);
+  Tensor out = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), op), a.dtype());
+  ATTN_DISPATCH_FLOATING(a.dtype(), op, [&] { broadcast_binary<scalar_t, scalar_t, scalar_t>(a, b, out, f); });
+  return out;
+}
+
+// Forward of an elementwise unary op on a floating tensor.
+template <class F>
+Tensor unary_forward(const Tensor& x, const char* op, const F& f) {
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  ATTN_DISPATCH_FLOATING(x.dtype(), op, [&] {
+    const scalar_t* px = x.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) po[i] = f(px[i]);
+    });
+  });
+  return out;
+}
+
+// grad_in[i] = g[i] * df(x[i], y[i]), for unary ops whose derivative needs input and/or output.
+template <class DF>
+Tensor unary_backward(const Tensor& g, const Tensor& x, const Tensor& y, const DF& df) {
+  Tensor out = Tensor::empty(g.shape(), g.dtype());
+  ATTN_DISPATCH_FLOATING(g.dtype(), "backward", [&] {
+    const scalar_t *pg = g.data<scalar_t>(), *px = x.data<scalar_t>(), *py = y.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    parallel_for(0, g.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) po[i] = pg[i] * df(px[i], py[i]);
+    });
+  });
+  return out;
+}
+
+// Records an elementwise unary op: y = f(x), dL/dx = g * df(x, y).
+template <class F, class DF>
+Tensor unary_op(const Tensor& x, const char* op, const F& f, const DF& df) {
+  Tensor y = unary_forward(x, op, f);
+  return record(op, y, {x}, [x, yd = y.detach(), df](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{unary_backward(g[0], x, yd, df)};
+  });
+}
+
+template <class F>
+Tensor compare(const Tensor& a, const Tensor& b, const char* op, const F& f) {
+  check_same_dtype(a, b, op);
+  Tensor out = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), op), kBool);
+  ATTN_DISPATCH_ALL(a.dtype(), op, [&] {
+    broadcast_binary<scalar_t, scalar_t, uint8_t>(a, b, out, [&](scalar_t x, scalar_t y) { return uint8_t(f(x, y)); });
+  });
+  return out;
+}
+
+inline Tensor scalar_like(double s, const Tensor& like) { return Tensor::full({}, s, like.dtype()); }
+
+}  // namespace detail
+
+// add(a, b) = a + b; dL/da = sum_to(g, a.shape), dL/db = sum_to(g, b.shape)
+inline Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::binary_forward(a, b, "add", [](auto x, auto y) { return x + y; });
+  return record("add", out, {a, b}, [sa = a.shape(), sb = b.shape()](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{sum_to(g[0], sa), sum_to(g[0], sb)};
+  });
+}
+
+// sub(a, b) = a - b; dL/da = sum_to(g), dL/db = -sum_to(g)
+inline Tensor sub(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::binary_forward(a, b, "sub", [](auto x, auto y) { return x - y; });
+  return record("sub", out, {a, b}, [sa = a.shape(), sb = b.shape()](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{sum_to(g[0], sa), neg(sum_to(g[0], sb))};
+  });
+}
+
+// mul(a, b) = a * b; dL/da = sum_to(g * b), dL/db = sum_to(g * a)
+inline Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::binary_forward(a, b, "mul", [](auto x, auto y) { return x * y; });
+  return record("mul", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{a.requires_grad() ? sum_to(mul(g[0], b), a.shape()) : Tensor(),
+                               b.requires_grad() ? sum_to(mul(g[0], a), b.shape()) : Tensor()};
+  });
+}
+
+// div(a, b) = a / b; dL/da = sum_to(g / b), dL/db = sum_to(-g * a / b^2)
+inline Tensor div(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::binary_forward(a, b, "div", [](auto x, auto y) { return x / y; });
+  return record("div", out, {a, b}, [a, b, od = out.detach()](const std::vector<Tensor>& g) {
+    Tensor gb_full;
+    if (b.requires_grad()) gb_full = neg(div(mul(g[0], od), b));  // -g * (a/b) / b
+    return std::vector<Tensor>{a.requires_grad() ? sum_to(div(g[0], b), a.shape()) : Tensor(),
+                               b.requires_grad() ? sum_to(gb_full, b.shape()) : Tensor()};
+  });
+}
+
+namespace detail {
+// Shared by maximum/minimum: the winner takes g; on ties each side takes g/2 (as PyTorch).
+inline Tensor select_grad(const Tensor& g, const Tensor& a, const Tensor& b, bool for_a, bool is_max) {
+  Tensor w = binary_forward(a, b, "max_grad", [for_a, is_max](auto x, auto y) {
+    using T = decltype(x);
+    if (x == y) return T(0.5);
+    const bool a_wins = is_max ? x > y : x < y;
+    return T(a_wins == for_a ? 1 : 0);
+  });
+  return mul(g, w);
+}
+}  // namespace detail
+
+// maximum(a, b) = max(a, b) elementwise; dL/da = g where a > b (g/2 on ties)
+inline Tensor maximum(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::binary_forward(a, b, "maximum", [](auto x, auto y) { return x > y ? x : y; });
+  return record("maximum", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{sum_to(detail::select_grad(g[0], a, b, true, true), a.shape()),
+                               sum_to(detail::select_grad(g[0], a, b, false, true), b.shape())};
+  });
+}
+// minimum(a, b) = min(a, b) elementwise; dL/da = g where a < b (g/2 on ties)
+inline Tensor minimum(const Tensor& a, const Tensor& b) {
+  Tensor out = detail::binary_forward(a, b, "minimum", [](auto x, auto y) { return x < y ? x : y; });
+  return record("minimum", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{sum_to(detail::select_grad(g[0], a, b, true, false), a.shape()),
+                               sum_to(detail::select_grad(g[0], a, b, false, false), b.shape())};
+  });
+}
+
+// Scalar forms: y = x + s (dy/dx = 1), y = x * s (dy/dx = s), y = s - x, y = s / x (dy/dx = -s/x^2)
+inline Tensor add(const Tensor& x, double s) {
+  return detail::unary_op(x, "add_scalar", [s](auto v) { return v + decltype(v)(s); }, [](auto, auto) { return 1; });
+}
+inline Tensor mul(const Tensor& x, double s) {
+  return detail::unary_op(x, "mul_scalar", [s](auto v) { return v * decltype(v)(s); },
+                          [s](auto v, auto) { return decltype(v)(s); });
+}
+inline Tensor rsub(double s, const Tensor& x) {
+  return detail::unary_op(x, "rsub", [s](auto v) { return decltype(v)(s) - v; }, [](auto, auto) { return -1; });
+}
+inline Tensor rdiv(double s, const Tensor& x) {
+  return detail::unary_op(x, "rdiv", [s](auto v) { return decltype(v)(s) / v; },
+                          [](auto v, auto y) { return -y / v; });
+}
+// neg(x) = -x; dL/dx = -g
+inline Tensor neg(const Tensor& x) {
+  return detail::unary_op(x, "neg", [](auto v) { return -v; }, [](auto, auto) { return -1; });
+}
+// pow(x, e) = x^e; dL/dx = g * e * x^(e-1)
+inline Tensor pow(const Tensor& x, double e) {
+  return detail::unary_op(x, "pow", [e](auto v) { return decltype(v)(std::pow(v, e)); },
+                          [e](auto v, auto) { return decltype(v)(e * std::pow(v, e - 1)); });
+}
+// sqrt(x); dL/dx = g / (2 sqrt(x))
+inline Tensor sqrt(const Tensor& x) {
+  return detail::unary_op(x, "sqrt", [](auto v) { return std::sqrt(v); }, [](auto, auto y) { return decltype(y)(0.5) / y; });
+}
+// exp(x); dL/dx = g * exp(x)
+inline Tensor exp(const Tensor& x) {
+  return detail::unary_op(x, "exp", [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
+}
+// log(x); dL/dx = g / x
+inline Tensor log(const Tensor& x) {
+  return detail::unary_op(x, "log", [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
+}
+// abs(x); dL/dx = g * sign(x) (0 at 0, as PyTorch)
+inline Tensor abs(const Tensor& x) {
+  return detail::unary_op(x, "abs", [](auto v) { return std::abs(v); },
+                          [](auto v, auto) { return decltype(v)((v > 0) - (v < 0)); });
+}
+// sin(x); dL/dx = g cos(x)
+inline Tensor sin(const Tensor& x) {
+  return detail::unary_op(x, "sin", [](auto v) { return std::sin(v); }, [](auto v, auto) { return std::cos(v); });
+}
+// cos(x); dL/dx = -g sin(x)
+inline Tensor cos(const Tensor& x) {
+  return detail::unary_op(x, "cos", [](auto v) { return std::cos(v); }, [](auto v, auto) { return -std::sin(v); });
+}
+// clamp(x, lo, hi); dL/dx = g where lo <= x <= hi, else 0
+inline Tensor clamp(const Tensor& x, double lo, double hi) {
+  ATTN_CHECK(lo <= hi, "clamp: min ", lo, " > max ", hi, " for shape ", to_string(x.shape()));
+  return detail::unary_op(x, "clamp",
+                          [lo, hi](auto v) { using T = decltype(v); return v < T(lo) ? T(lo) : (v > T(hi) ? T(hi) : v); },
+                          [lo, hi](auto v, auto) { using T = decltype(v); return T(v >= T(lo) && v <= T(hi)); });
+}
+// tanh(x); dL/dx = g (1 - y^2)
+inline Tensor tanh(const Tensor& x) {
+  return detail::unary_op(x, "tanh", [](auto v) { return std::tanh(v); }, [](auto, auto y) { return 1 - y * y; });
+}
+// sigmoid(x) = 1 / (1 + e^-x); dL/dx = g y (1 - y)
+inline Tensor sigmoid(const Tensor& x) {
+  return detail::unary_op(x, "sigmoid", [](auto v) { return 1 / (1 + std::exp(-v)); },
+                          [](auto, auto y) { return y * (1 - y); });
+}
+// relu(x) = max(x, 0); dL/dx = g [x > 0]
+inline Tensor relu(const Tensor& x) {
+  return detail::unary_op(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); },
+                          [](auto v, auto) { return decltype(v)(v > 0); });
+}
+// leaky_relu(x) = x if x > 0 else a x; dL/dx = g (1 or a)
+inline Tensor leaky_relu(const Tensor& x, double a) {
+  return detail::unary_op(x, "leaky_relu", [a](auto v) { return v > 0 ? v : decltype(v)(a) * v; },
+                          [a](auto v, auto) { return v > 0 ? decltype(v)(1) : decltype(v)(a); });
+}
+// elu(x) = x if x > 0 else alpha (e^x - 1); dL/dx = g (1 or y + alpha)
+inline Tensor elu(const Tensor& x, double alpha) {
+  return detail::unary_op(x, "elu", [alpha](auto v) { return v > 0 ? v : decltype(v)(alpha) * std::expm1(v); },
+                          [alpha](auto v, auto y) { return v > 0 ? decltype(v)(1) : y + decltype(v)(alpha); });
+}
+// gelu(x) = x Phi(x) (exact, erf form); dL/dx = g (Phi(x) + x phi(x))
+inline Tensor gelu(const Tensor& x) {
+  return detail::unary_op(
+      x, "gelu", [](auto v) { using T = decltype(v); return T(0.5) * v * (1 + std::erf(v * T(M_SQRT1_2))); },
+      [](auto v, auto) {
+        using T = decltype(v);
+        const T cdf = T(0.5) * (1 + std::erf(v * T(M_SQRT1_2)));
+        const T pdf = std::exp(T(-0.5) * v * v) * T(0.3989422804014327);
+        return cdf + v * pdf;
+      });
+}
+// softplus(x) = log(1 + e^(beta x)) / beta, linear above threshold; dL/dx = g sigmoid(beta x)
+inline Tensor softplus(const Tensor& x, double beta, double threshold) {
+  return detail::unary_op(
+      x, "softplus",
+      [beta, threshold](auto v) {
+        using T = decltype(v);
+        return v * T(beta) > T(threshold) ? v : std::log1p(std::exp(v * T(beta))) / T(beta);
+      },
+      [beta, threshold](auto v, auto) {
+        using T = decltype(v);
+        return v * T(beta) > T(threshold) ? T(1) : 1 / (1 + std::exp(-v * T(beta)));
+      });
+}
+
+// ---- comparisons and masks (not differentiable; results are bool tensors) ----
+inline Tensor gt(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "gt", [](auto x, auto y) { return x > y; }); }
+inline Tensor lt(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "lt", [](auto x, auto y) { return x < y; }); }
+inline Tensor ge(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "ge", [](auto x, auto y) { return x >= y; }); }
+inline Tensor le(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "le", [](auto x, auto y) { return x <= y; }); }
+inline Tensor eq(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "eq", [](auto x, auto y) { return x == y; }); }
+inline Tensor ne(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "ne", [](auto x, auto y) { return x != y; }); }
+inline Tensor logical_and(const Tensor& a, const Tensor& b) {
+  return detail::compare(a.to(kBool), b.to(kBool), "logical_and", [](auto x, auto y) { return x && y; });
+}
+inline Tensor logical_or(const Tensor& a, const Tensor& b) {
+  return detail::compare(a.to(kBool), b.to(kBool), "logical_or", [](auto x, auto y) { return x || y; });
+}
+inline Tensor logical_not(const Tensor& m) {
+  Tensor b = m.to(kBool), out = Tensor::empty(m.shape(), kBool);
+  const uint8_t* p = b.data<uint8_t>();
+  uint8_t* o = out.data<uint8_t>();
+  for (int64_t i = 0, n = m.numel(); i < n; ++i) o[i] = !p[i];
+  return out;
+}
+
+// where(c, a, b) = c ? a : b; dL/da = sum_to(g [c]), dL/db = sum_to(g [!c])
+inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  detail::check_same_dtype(a, b, "where");
+  const Shape s = detail::broadcast_shapes(detail::broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  const Tensor c = cond.to(kBool);
+  Tensor out = Tensor::empty(s, a.dtype());
+  ATTN_DISPATCH_FLOATING(a.dtype(), "where", [&] {
+    detail::BroadcastLoop L(s, {c.shape(), a.shape(), b.shape()});
+    const uint8_t* pc = c.data<uint8_t>();
+    const scalar_t *pa = a.data<scalar_t>(), *pb = b.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    const int64_t sc = L.strides[0].back(), sa = L.strides[1].back(), sb = L.strides[2].back();
+    parallel_for(0, L.rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(L.inner, 1)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* x = pc + L.row_offset(0, r);
+        const scalar_t* y = pa + L.row_offset(1, r);
+        const scalar_t* z = pb + L.row_offset(2, r);
+        scalar_t* o = po + r * L.inner;
+        for (int64_t i = 0; i < L.inner; ++i) o[i] = x[i * sc] ? y[i * sa] : z[i * sb];
+      }
+    });
+  });
+  return record("where", out, {a, b}, [c, sa = a.shape(), sb = b.shape()](const std::vector<Tensor>& g) {
+    Tensor zero = Tensor::zeros({}, g[0].dtype());
+    return std::vector<Tensor>{sum_to(where(c, g[0], zero), sa), sum_to(where(c, zero, g[0]), sb)};
+  });
+}
+
+// masked_fill(x, m, v) = m ? v : x; dL/dx = g [!m]
+inline Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+  ATTN_CHECK(detail::broadcast_shapes(x.shape(), mask.shape(), "masked_fill") == x.shape(),
+             "masked_fill: mask of shape ", to_string(mask.shape()), " does not broadcast to input shape ",
+             to_string(x.shape()));
+  return where(mask, detail::scalar_like(value, x), x);
+}
+
+inline bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
+  if (a.shape() != b.shape()) return false;
+  const auto x = a.to_vector<double>(), y = b.to_vector<double>();
+  for (size_t i = 0; i < x.size(); ++i)
+    if (!(std::abs(x[i] - y[i]) <= atol + rtol * std::abs(y[i]))) return false;
+  return true;
+}
+
+// ---- operators ----
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator+(const Tensor& a, double s) { return add(a, s); }
+inline Tensor operator-(const Tensor& a, double s) { return add(a, -s); }
+inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
+inline Tensor operator/(const Tensor& a, double s) { return mul(a, 1.0 / s); }
+inline Tensor operator+(double s, const Tensor& a) { return add(a, s); }
+inline Tensor operator-(double s, const Tensor& a) { return rsub(s, a); }
+inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
+inline Tensor operator/(double s, const Tensor& a) { return rdiv(s, a); }
+
+}  // namespace attn

@@ -1,0 +1,126 @@
+#pragma once
+// matmul with PyTorch's semantics (1-D, 2-D, batched with broadcast batch dims) and linear.
+// All products go through kernels::cpu::gemm; transposed operands are never copied.
+#include "../core/tensor.hpp"
+#include "../kernels/cpu/gemm.hpp"
+#include "elementwise.hpp"
+#include "reduce.hpp"
+#include "shape.hpp"
+
+namespace attn {
+namespace detail {
+
+// Batched product of a [..., M, K] (or [..., K, M] if ta) and b [..., K, N] (or [..., N, K] if tb);
+// batch dims broadcast. No autograd: the differentiable ops below call it.
+inline Tensor bmm_raw(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op) {
+  check_same_dtype(a, b, op);
+  ATTN_CHECK(a.dim() >= 2 && b.dim() >= 2, op, ": need at least 2-D operands, got ", to_string(a.shape()), " and ",
+             to_string(b.shape()));
+  const int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
+  const int64_t M = ta ? ac : ar, K = ta ? ar : ac, Kb = tb ? bc : br, N = tb ? br : bc;
+  ATTN_CHECK(K == Kb, op, ": shapes ", to_string(a.shape()), " and ", to_string(b.shape()),
+             " are incompatible (inner dims ", K, " != ", Kb, ")");
+  const Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  const Shape bs = broadcast_shapes(ba, bb, op);
+  Shape os = bs;
+  os.push_back(M);
+  os.push_back(N);
+  Tensor out = Tensor::empty(os, a.dtype());
+  const int64_t batch = numel_of(bs);
+  if (batch == 0 || M == 0 || N == 0) return Tensor::zeros(os, a.dtype());
+  ATTN_DISPATCH_FLOATING(a.dtype(), op, [&] {
+    const scalar_t *pa = a.data<scalar_t>(), *pb = b.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    if (bb.empty() || numel_of(bb) == 1) {
+      if (!ta && numel_of(ba) == batch) {
+        // b is one matrix: fold a's batch into its rows, one big product.
+        kernels::cpu::gemm<scalar_t>(false, tb, batch * M, N, K, 1, pa, ac, pb, bc, 0, po, N);
+        return;
+      }
+    }
+    const bool sa_full = ba == bs, sb_full = bb == bs;
+    if ((sa_full || numel_of(ba) == 1) && (sb_full || numel_of(bb) == 1)) {
+      kernels::cpu::gemm_batched<scalar_t>(batch, ta, tb, M, N, K, 1, pa, ac, sa_full ? ar * ac : 0, pb, bc,
+                                           sb_full ? br * bc : 0, 0, po, N, M * N);
+      return;
+    }
+    // General broadcast of batch dims: map each output batch index to its a and b matrices.
+    const auto sta = broadcast_strides(ba, bs), stb = broadcast_strides(bb, bs);
+    parallel_for(0, batch, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        int64_t oa = 0, ob = 0, r = i;
+        for (int64_t d = int64_t(bs.size()) - 1; d >= 0; --d) {
+          const int64_t k = r % bs[size_t(d)];
+          r /= bs[size_t(d)];
+          oa += k * sta[size_t(d)];
+          ob += k * stb[size_t(d)];
+        }
+        kernels::cpu::gemm_serial<scalar_t>(ta, tb, M, N, K, 1, pa + oa * ar * ac, ac, pb + ob * br * bc, bc, 0,
+                                            po + i * M * N, N);
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace detail
+
+// matmul(a, b) = a @ b;  dL/da = sum_to(g @ b^T, a.shape),  dL/db = sum_to(a^T @ g, b.shape)
+inline Tensor matmul(const Tensor& a, const Tensor& b) {
+  ATTN_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: shapes ", to_string(a.shape()), " and ", to_string(b.shape()),
+             " need at least 1 dim");
+  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
+  if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
+  Tensor out = detail::bmm_raw(a, b, false, false, "matmul");
+  return record("matmul", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
+    Tensor ga, gb;
+    if (a.requires_grad()) ga = sum_to(detail::bmm_raw(g[0], b, false, true, "matmul_backward"), a.shape());
+    if (b.requires_grad()) {
+      if (b.dim() == 2 && a.dim() > 2) {
+        // Shared weight: one product over all folded batch rows.
+        Tensor a2 = reshape(a, {-1, a.size(-1)}), g2 = reshape(g[0], {-1, g[0].size(-1)});
+        gb = detail::bmm_raw(a2, g2, true, false, "matmul_backward");
+      } else {
+        gb = sum_to(detail::bmm_raw(a, g[0], true, false, "matmul_backward"), b.shape());
+      }
+    }
+    return std::vector<Tensor>{ga, gb};
+  });
+}
+
+// linear(x, W, b) = x W^T + b over the last dim of x; W: [out, in], b: [out] or undefined.
+// dL/dx = g W,  dL/dW = g^T x (all leading dims folded),  dL/db = sum of g over rows
+inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  ATTN_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", to_string(x.shape()),
+             " does not match weight ", to_string(weight.shape()), " (expected last dim ",
+             weight.dim() == 2 ? weight.size(1) : -1, ")");
+  ATTN_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)), "linear: bias ",
+             to_string(bias.defined() ? bias.shape() : Shape{}), " does not match weight ", to_string(weight.shape()));
+  detail::check_same_dtype(x, weight, "linear");
+  const int64_t in = weight.size(1), outf = weight.size(0), rows = x.numel() / std::max<int64_t>(in, 1);
+  Shape os = x.shape();
+  os.back() = outf;
+  Tensor out = Tensor::empty(os, x.dtype());
+  ATTN_DISPATCH_FLOATING(x.dtype(), "linear", [&] {
+    scalar_t* po = out.data<scalar_t>();
+    if (bias.defined()) {
+      const scalar_t* pb = bias.data<scalar_t>();
+      for (int64_t r = 0; r < rows; ++r) std::copy(pb, pb + outf, po + r * outf);
+    }
+    kernels::cpu::gemm<scalar_t>(false, true, rows, outf, in, 1, x.data<scalar_t>(), in, weight.data<scalar_t>(), in,
+                                 bias.defined() ? 1 : 0, po, outf);
+  });
+  std::vector<Tensor> inputs{x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  return record("linear", out, inputs, [x, weight, has_bias = bias.defined(), rows, in, outf](const std::vector<Tensor>& g) {
+    const Tensor g2 = reshape(g[0], {rows, outf});
+    std::vector<Tensor> gs(has_bias ? 3 : 2);
+    if (x.requires_grad()) gs[0] = reshape(detail::bmm_raw(g2, weight, false, false, "linear_backward"), x.shape());
+    if (weight.requires_grad())
+      gs[1] = detail::bmm_raw(g2, reshape(x, {rows, in}), true, false, "linear_backward");
+    if (has_bias) gs[2] = sum(g2, 0, false);
+    return gs;
+  });
+}
+
+}  // namespace attn
