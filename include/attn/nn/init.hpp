@@ -1,0 +1,44 @@
+#pragma once
+// In-place initialisers (no autograd), drawing from the global generator (manual_seed).
+#include <cmath>
+#include "../core/tensor.hpp"
+
+namespace attn::nn::init {
+
+inline Tensor& uniform_(Tensor& t, double lo, double hi) {
+  ATTN_DISPATCH_FLOATING(t.dtype(), "uniform_", [&] {
+    scalar_t* p = t.data<scalar_t>();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(default_generator().uniform(lo, hi));
+  });
+  return t;
+}
+inline Tensor& normal_(Tensor& t, double mean = 0.0, double std = 1.0) {
+  ATTN_DISPATCH_FLOATING(t.dtype(), "normal_", [&] {
+    scalar_t* p = t.data<scalar_t>();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(mean + std * default_generator().normal());
+  });
+  return t;
+}
+inline Tensor& zeros_(Tensor& t) { return t.fill_(0.0); }
+inline Tensor& ones_(Tensor& t) { return t.fill_(1.0); }
+
+// fan_in / fan_out of a weight [out, in, ...] as PyTorch computes them.
+inline std::pair<int64_t, int64_t> fans(const Tensor& t) {
+  ATTN_CHECK(t.dim() >= 2, "init: fan in/out need at least 2 dims, got ", to_string(t.shape()));
+  int64_t field = 1;
+  for (int64_t i = 2; i < t.dim(); ++i) field *= t.size(i);
+  return {t.size(1) * field, t.size(0) * field};
+}
+inline Tensor& xavier_uniform_(Tensor& t, double gain = 1.0) {
+  auto [fi, fo] = fans(t);
+  const double a = gain * std::sqrt(6.0 / double(fi + fo));
+  return uniform_(t, -a, a);
+}
+// kaiming_uniform_ with a = sqrt(5), PyTorch's default for Linear weights: bound 1/sqrt(fan_in).
+inline Tensor& kaiming_uniform_(Tensor& t, double a = std::sqrt(5.0)) {
+  const double gain = std::sqrt(2.0 / (1.0 + a * a));
+  const double bound = gain * std::sqrt(3.0 / double(fans(t).first));
+  return uniform_(t, -bound, bound);
+}
+
+}  // namespace attn::nn::init
