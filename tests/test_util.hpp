@@ -1,0 +1,56 @@
+#pragma once
+// Shared helpers for the test suite: fixture loading and tensor comparison with useful messages.
+#include <attn/attn.hpp>
+#include <attn/io/safetensors.hpp>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <sstream>
+#include <string>
+
+#ifndef ATTN_FIXTURE_DIR
+#define ATTN_FIXTURE_DIR "tests/fixtures"
+#endif
+
+inline attn::io::SafetensorsFile load_fixture(const std::string& file) {
+  return attn::io::load_safetensors(std::string(ATTN_FIXTURE_DIR) + "/" + file);
+}
+
+// True when shapes match and |a - e| <= atol + rtol |e| everywhere; reports the worst element.
+inline bool check_close(const attn::Tensor& actual, const attn::Tensor& expected, double rtol = 1e-9,
+                        double atol = 1e-10, const std::string& what = "") {
+  if (!actual.defined() || !expected.defined()) {
+    UNSCOPED_INFO(what << ": undefined tensor (actual " << actual.defined() << ", expected " << expected.defined() << ")");
+    return false;
+  }
+  if (actual.shape() != expected.shape()) {
+    UNSCOPED_INFO(what << ": shape " << attn::to_string(actual.shape()) << " vs expected "
+                       << attn::to_string(expected.shape()));
+    return false;
+  }
+  const auto a = actual.to_vector<double>(), e = expected.to_vector<double>();
+  double worst = 0;
+  size_t at = 0;
+  bool ok = true;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double err = std::abs(a[i] - e[i]);
+    const bool fine = err <= atol + rtol * std::abs(e[i]);
+    if (!fine || std::isnan(a[i]) != std::isnan(e[i])) {
+      ok = false;
+      if (err > worst || std::isnan(err)) { worst = err; at = i; }
+    }
+  }
+  if (!ok)
+    UNSCOPED_INFO(what << ": mismatch, worst at flat index " << at << ": " << a[at] << " vs expected " << e[at]
+                       << " (abs err " << worst << ")");
+  return ok;
+}
+
+// Runs fn with the given thread count (restoring the previous one).
+template <class F>
+auto with_threads(int n, const F& fn) {
+  const int prev = attn::get_num_threads();
+  attn::set_num_threads(n);
+  auto r = fn();
+  attn::set_num_threads(prev);
+  return r;
+}
