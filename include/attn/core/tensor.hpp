@@ -8,6 +8,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -186,6 +187,22 @@ class NoGradGuard {
   bool prev_;
 };
 
+// ---- anomaly detection ----
+// When on, every recorded op checks its outputs and every backward step checks the gradients
+// it produces for NaN/Inf, and throws AnomalyError naming the op where they first appeared.
+struct AnomalyError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+inline bool& anomaly_flag() {
+  static bool on = false;
+  return on;
+}
+inline void set_detect_anomaly(bool on) { anomaly_flag() = on; }
+inline bool is_anomaly_enabled() { return anomaly_flag(); }
+namespace detail {
+void check_finite(const Tensor& t, const std::string& op, const char* what);
+}
+
 // ---- autograd graph node ----
 // A node holds its inputs (the graph's edges) and a closure that maps the gradients of its
 // outputs to gradients of its inputs (undefined where an input needs none). The engine sums
@@ -207,6 +224,8 @@ struct Node {
 // capture `out.detach()` instead.
 inline void record(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs,
                    BackwardFn fn) {
+  if (is_anomaly_enabled())
+    for (Tensor* o : outputs) detail::check_finite(*o, name, "forward output");
   if (!is_grad_enabled()) return;
   bool any = false;
   for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());

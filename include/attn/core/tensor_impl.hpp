@@ -208,6 +208,19 @@ inline Tensor Tensor::to(DType target) const {
   return record("to", out, {*this}, [src](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0].to(src)}; });
 }
 
+namespace detail {
+inline void check_finite(const Tensor& t, const std::string& op, const char* what) {
+  if (!t.defined() || !t.is_floating_point()) return;
+  ATTN_DISPATCH_FLOATING(t.dtype(), "check_finite", [&] {
+    const scalar_t* p = t.data<scalar_t>();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i)
+      if (!std::isfinite(p[i]))
+        throw AnomalyError("anomaly: " + op + " produced " + (std::isnan(p[i]) ? "NaN" : "Inf") + " in its " + what +
+                           " of shape " + attn::to_string(t.shape()) + " at flat index " + std::to_string(i));
+  });
+}
+}  // namespace detail
+
 // ---- backward engine ----
 namespace detail {
 // Adds g into an accumulating slot (a node's grad_outputs entry or a leaf's grad).
@@ -286,6 +299,9 @@ inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const
     for (size_t i = 0; i < n->grad_outputs.size(); ++i) any = any || n->grad_outputs[i].defined();
     std::vector<Tensor> grads;
     if (any) grads = n->backward(n->grad_outputs);
+    if (is_anomaly_enabled())
+      for (const Tensor& g : grads)
+        if (g.defined()) detail::check_finite(g, n->name, "backward gradient");
     for (size_t i = 0; i < n->inputs.size(); ++i) {
       const Tensor& in = n->inputs[i];
       if (!in.defined()) continue;
