@@ -1,0 +1,72 @@
+#pragma once
+// nn::AdditiveAttention (Bahdanau, for seq2seq decoders) and nn::AttentionPooling (the
+// self-attention pooling of reference task A). Both run one fused node after their projections;
+// see ops/additive_attention.hpp for the formulas and backward.
+#include <utility>
+#include "../../ops/additive_attention.hpp"
+#include "../layers.hpp"
+#include "../module.hpp"
+
+namespace attn::nn {
+
+// score_ij = v^T tanh(W_q q_i + W_k k_j), softmax over keys j, context_i = sum_j w_ij values_j.
+// Parameters (PyTorch names): W_q.weight [hidden, query_dim], W_k.weight [hidden, key_dim],
+// v.weight [1, hidden]; with bias = true also W_q.bias and W_k.bias.
+class AdditiveAttention : public Module {
+ public:
+  AdditiveAttention(int64_t query_dim, int64_t key_dim, int64_t hidden_dim, bool bias = false)
+      : W_q(query_dim, hidden_dim, bias), W_k(key_dim, hidden_dim, bias), v(hidden_dim, 1, false) {
+    register_module("W_q", W_q);
+    register_module("W_k", W_k);
+    register_module("v", v);
+  }
+
+  // query [B, Lq, Dq] or [B, Dq] (one decoder step), keys [B, S, Dk], values [B, S, Dv];
+  // mask bool [B, S] or [B, Lq, S], true = may attend. Returns (context, weights):
+  // [B, Lq, Dv] and [B, Lq, S], or [B, Dv] and [B, S] for a 2-D query.
+  std::pair<Tensor, Tensor> forward(const Tensor& query, const Tensor& keys, const Tensor& values,
+                                    const Tensor& mask = Tensor()) const {
+    ATTN_CHECK(query.dim() == 2 || query.dim() == 3, "AdditiveAttention: query must be [B, Dq] or [B, Lq, Dq], got ",
+               to_string(query.shape()));
+    if (query.dim() == 2) {
+      Tensor m = mask;
+      auto [c, w] = additive_attention(unsqueeze(query, 1), keys, values, W_q.weight, W_k.weight, v.weight, m,
+                                       W_q.bias, W_k.bias);
+      return {squeeze(c, 1), squeeze(w, 1)};
+    }
+    return additive_attention(query, keys, values, W_q.weight, W_k.weight, v.weight, mask, W_q.bias, W_k.bias);
+  }
+  // keys = values (the usual encoder outputs).
+  std::pair<Tensor, Tensor> forward(const Tensor& query, const Tensor& encoder_outputs) const {
+    return forward(query, encoder_outputs, encoder_outputs);
+  }
+
+  Linear W_q, W_k, v;
+};
+
+// Self-attention pooling over time: score_t = Linear(hidden, 1)(tanh(Linear(input, hidden)(h_t))),
+// w = softmax_t(score), context = sum_t w_t h_t. The submodules are named "0" and "2" so the
+// parameter names (0.weight, 0.bias, 2.weight, 2.bias) match PyTorch's
+// nn.Sequential(nn.Linear(input, hidden), nn.Tanh(), nn.Linear(hidden, 1)) of reference task A.
+class AttentionPooling : public Module {
+ public:
+  AttentionPooling(int64_t input_dim, int64_t hidden_dim) : proj(input_dim, hidden_dim), score(hidden_dim, 1) {
+    register_module("0", proj);
+    register_module("2", score);
+  }
+
+  // h [B, T, D]; mask bool [B, T], true = valid step. Returns (context [B, D], weights [B, T]).
+  std::pair<Tensor, Tensor> forward(const Tensor& h, const Tensor& mask = Tensor()) const {
+    return attention_pooling(h, proj.weight, proj.bias, score.weight, score.bias, mask);
+  }
+  // Variable-length batch: steps t >= lengths[b] are ignored.
+  std::pair<Tensor, Tensor> forward(const Tensor& h, const std::vector<int64_t>& lengths) const {
+    ATTN_CHECK(h.dim() == 3 && int64_t(lengths.size()) == h.size(0), "AttentionPooling: ", lengths.size(),
+               " lengths for h ", to_string(h.shape()));
+    return forward(h, lengths_to_mask(lengths, h.size(1)));
+  }
+
+  Linear proj, score;
+};
+
+}  // namespace attn::nn

@@ -1,0 +1,365 @@
+#pragma once
+// Additive (Bahdanau) attention and self-attention pooling, each as one fused autograd node
+// after the input projections (which go through attn::linear, i.e. one GEMM each).
+//
+//   additive_attention:  score_ij = v^T tanh(W_q q_i + b_q + W_k k_j + b_k)
+//                        w_i = softmax_j(score_ij over keys allowed by the mask)
+//                        context_i = sum_j w_ij values_j
+//   attention_pooling:   score_t = w2^T tanh(a_t) + b2,  a_t = W1 h_t + b1 (given pre-activated)
+//                        w = softmax_t(score), context = sum_t w_t h_t
+//
+// Masks are boolean with true = may attend. A query whose keys are all masked gets zero weights,
+// a zero context and zero gradients (never NaN). Work is split so that every output element is
+// computed by one thread in a fixed order: results do not depend on the thread count.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
+#include "../core/parallel.hpp"
+#include "../core/tensor.hpp"
+#include "elementwise.hpp"
+#include "matmul.hpp"
+#include "reduce.hpp"
+#include "shape.hpp"
+
+namespace attn {
+namespace detail {
+
+// Boolean key mask seen as [B, Lq or 1, S]; null pointer = everything allowed.
+struct AddMaskView {
+  const uint8_t* p = nullptr;
+  int64_t bstride = 0, qstride = 0;
+  bool ok(int64_t b, int64_t i, int64_t j) const { return !p || p[b * bstride + i * qstride + j] != 0; }
+};
+
+inline AddMaskView additive_mask_view(const Tensor& mask, int64_t B, int64_t Lq, int64_t S, const char* op,
+                                      const Shape& qshape, const Shape& kshape) {
+  AddMaskView m;
+  if (!mask.defined()) return m;
+  ATTN_CHECK(mask.dtype() == kBool, op, ": mask must be bool, got ", dtype_name(mask.dtype()), " of shape ",
+             to_string(mask.shape()));
+  const Shape& s = mask.shape();
+  const bool two = s == Shape{B, S}, three = s == Shape{B, Lq, S};
+  ATTN_CHECK(two || three, op, ": mask ", to_string(s), " must be [B, S] = ", to_string(Shape{B, S}),
+             " or [B, Lq, S] = ", to_string(Shape{B, Lq, S}), " (query ", to_string(qshape), ", keys ",
+             to_string(kshape), ")");
+  m.p = mask.data<uint8_t>();
+  m.bstride = two ? S : Lq * S;
+  m.qstride = two ? 0 : S;
+  return m;
+}
+
+// In-place stable softmax of s[0..n) restricted to allowed[j]; returns false (and zeros) when none allowed.
+template <class T>
+bool add_masked_softmax_row(T* s, const uint8_t* allowed, int64_t n) {
+  T m = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < n; ++j)
+    if (allowed[j]) m = std::max(m, s[j]);
+  if (m == -std::numeric_limits<T>::infinity()) {
+    std::fill(s, s + n, T(0));
+    return false;
+  }
+  T sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const T e = allowed[j] ? std::exp(s[j] - m) : T(0);
+    s[j] = e;
+    sum += e;
+  }
+  const T inv = T(1) / sum;
+  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+  return true;
+}
+
+// Fused core of additive attention. pq [B, Lq, H], pk [B, S, H], v [H], values [B, S, Dv].
+inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& pk, const Tensor& v,
+                                               const Tensor& values, const AddMaskView& mv, const Tensor& mask) {
+  const int64_t B = pq.size(0), Lq = pq.size(1), H = pq.size(2), S = pk.size(1), Dv = values.size(2);
+  Tensor ctx = Tensor::empty({B, Lq, Dv}, pq.dtype());
+  Tensor w = Tensor::empty({B, Lq, S}, pq.dtype());
+  ATTN_DISPATCH_FLOATING(pq.dtype(), "additive_attention", [&] {
+    const scalar_t *Pq = pq.data<scalar_t>(), *Pk = pk.data<scalar_t>(), *Pv = v.data<scalar_t>(),
+                   *Vv = values.data<scalar_t>();
+    scalar_t *Pc = ctx.data<scalar_t>(), *Pw = w.data<scalar_t>();
+    parallel_for(0, B * Lq, std::max<int64_t>(1, 4096 / std::max<int64_t>(S * H, 1)), [&](int64_t r0, int64_t r1) {
+      std::vector<uint8_t> allowed(size_t(S));
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t b = r / Lq, i = r % Lq;
+        const scalar_t* qi = Pq + r * H;
+        scalar_t* wr = Pw + r * S;
+        for (int64_t j = 0; j < S; ++j) {
+          allowed[size_t(j)] = mv.ok(b, i, j);
+          if (!allowed[size_t(j)]) continue;
+          const scalar_t* kj = Pk + (b * S + j) * H;
+          scalar_t acc = 0;
+          for (int64_t h = 0; h < H; ++h) acc += Pv[h] * std::tanh(qi[h] + kj[h]);
+          wr[j] = acc;
+        }
+        add_masked_softmax_row(wr, allowed.data(), S);
+        scalar_t* c = Pc + r * Dv;
+        std::fill(c, c + Dv, scalar_t(0));
+        for (int64_t j = 0; j < S; ++j) {
+          const scalar_t wj = wr[j];
+          if (wj == scalar_t(0)) continue;
+          const scalar_t* vj = Vv + (b * S + j) * Dv;
+          for (int64_t d = 0; d < Dv; ++d) c[d] += wj * vj[d];
+        }
+      }
+    });
+  });
+  std::vector<Tensor> inputs{pq, pk, v, values};
+  // Backward. With t_ijh = tanh(pq_ih + pk_jh), score_ij = sum_h v_h t_ijh, w = softmax(score):
+  //   gw~_ij  = gw_ij + gctx_i . values_j                 (weights used directly and through ctx)
+  //   ds_ij   = w_ij (gw~_ij - sum_j' w_ij' gw~_ij')       (softmax; 0 where masked)
+  //   gpq_ih  = sum_j ds_ij v_h (1 - t_ijh^2),  gpk_jh = sum_i ds_ij v_h (1 - t_ijh^2)
+  //   gv_h    = sum_{b,i,j} ds_ij t_ijh,        gvalues_j = sum_i w_ij gctx_i
+  // Pass 1 runs over query rows (ds, gpq, a per-row partial of gv); pass 2 over key rows
+  // (gpk, gvalues); the gv partials are summed in row order. tanh is recomputed, never stored.
+  record("additive_attention", std::vector<Tensor*>{&ctx, &w}, inputs,
+         [pq, pk, v, values, mv, mask, wd = w.detach()](const std::vector<Tensor>& g) {
+           (void)mask;  // keeps the mask's storage alive for mv
+           const int64_t B = pq.size(0), Lq = pq.size(1), H = pq.size(2), S = pk.size(1), Dv = values.size(2);
+           Tensor gpq = Tensor::zeros(pq.shape(), pq.dtype()), gpk = Tensor::zeros(pk.shape(), pq.dtype());
+           Tensor gv = Tensor::zeros(v.shape(), pq.dtype()), gval = Tensor::zeros(values.shape(), pq.dtype());
+           Tensor ds = Tensor::zeros({B, Lq, S}, pq.dtype()), gvpart = Tensor::zeros({B * Lq, H}, pq.dtype());
+           ATTN_DISPATCH_FLOATING(pq.dtype(), "additive_attention_backward", [&] {
+             const scalar_t *Pq = pq.data<scalar_t>(), *Pk = pk.data<scalar_t>(), *Pv = v.data<scalar_t>(),
+                            *Vv = values.data<scalar_t>(), *W = wd.data<scalar_t>();
+             const scalar_t* Gc = g[0].defined() ? g[0].data<scalar_t>() : nullptr;
+             const scalar_t* Gw = g[1].defined() ? g[1].data<scalar_t>() : nullptr;
+             scalar_t *Ds = ds.data<scalar_t>(), *Gq = gpq.data<scalar_t>(), *Gk = gpk.data<scalar_t>(),
+                      *Gvp = gvpart.data<scalar_t>(), *Gval = gval.data<scalar_t>();
+             parallel_for(0, B * Lq, std::max<int64_t>(1, 2048 / std::max<int64_t>(S * H, 1)), [&](int64_t r0, int64_t r1) {
+               for (int64_t r = r0; r < r1; ++r) {
+                 const int64_t b = r / Lq;
+                 const scalar_t* wr = W + r * S;
+                 scalar_t* dr = Ds + r * S;
+                 scalar_t dot = 0;
+                 for (int64_t j = 0; j < S; ++j) {
+                   scalar_t gt = Gw ? Gw[r * S + j] : scalar_t(0);
+                   if (Gc) {
+                     const scalar_t* vj = Vv + (b * S + j) * Dv;
+                     const scalar_t* gc = Gc + r * Dv;
+                     for (int64_t d = 0; d < Dv; ++d) gt += gc[d] * vj[d];
+                   }
+                   dr[j] = gt;
+                   dot += wr[j] * gt;
+                 }
+                 const scalar_t* qi = Pq + r * H;
+                 scalar_t* gq = Gq + r * H;
+                 scalar_t* gvp = Gvp + r * H;
+                 for (int64_t j = 0; j < S; ++j) {
+                   dr[j] = wr[j] * (dr[j] - dot);
+                   const scalar_t d = dr[j];
+                   if (d == scalar_t(0)) continue;
+                   const scalar_t* kj = Pk + (b * S + j) * H;
+                   for (int64_t h = 0; h < H; ++h) {
+                     const scalar_t t = std::tanh(qi[h] + kj[h]);
+                     gq[h] += d * Pv[h] * (scalar_t(1) - t * t);
+                     gvp[h] += d * t;
+                   }
+                 }
+               }
+             });
+             parallel_for(0, B * S, std::max<int64_t>(1, 2048 / std::max<int64_t>(Lq * H, 1)), [&](int64_t r0, int64_t r1) {
+               for (int64_t r = r0; r < r1; ++r) {
+                 const int64_t b = r / S, j = r % S;
+                 const scalar_t* kj = Pk + r * H;
+                 scalar_t* gk = Gk + r * H;
+                 scalar_t* gvl = Gval + r * Dv;
+                 for (int64_t i = 0; i < Lq; ++i) {
+                   const scalar_t d = Ds[(b * Lq + i) * S + j];
+                   if (d != scalar_t(0)) {
+                     const scalar_t* qi = Pq + (b * Lq + i) * H;
+                     for (int64_t h = 0; h < H; ++h) {
+                       const scalar_t t = std::tanh(qi[h] + kj[h]);
+                       gk[h] += d * Pv[h] * (scalar_t(1) - t * t);
+                     }
+                   }
+                   const scalar_t wij = W[(b * Lq + i) * S + j];
+                   if (Gc && wij != scalar_t(0)) {
+                     const scalar_t* gc = Gc + (b * Lq + i) * Dv;
+                     for (int64_t d2 = 0; d2 < Dv; ++d2) gvl[d2] += wij * gc[d2];
+                   }
+                 }
+               }
+             });
+             scalar_t* Gv = gv.data<scalar_t>();
+             for (int64_t r = 0; r < B * Lq; ++r)
+               for (int64_t h = 0; h < H; ++h) Gv[h] += Gvp[r * H + h];
+           });
+           return std::vector<Tensor>{gpq, gpk, gv, gval};
+         });
+  return {ctx, w};
+}
+
+}  // namespace detail
+
+// Additive (Bahdanau) attention.
+//   query [B, Lq, Dq], keys [B, S, Dk], values [B, S, Dv]; W_q [H, Dq], W_k [H, Dk], v [H] or [1, H]
+//   (the weight of Linear(H, 1)); mask: bool [B, S] or [B, Lq, S], true = may attend;
+//   b_q [H], b_k [H] optional biases.
+// Returns (context [B, Lq, Dv], weights [B, Lq, S]). Time O(B Lq S H + B Lq S Dv), memory O(B Lq S).
+inline std::pair<Tensor, Tensor> additive_attention(const Tensor& query, const Tensor& keys, const Tensor& values,
+                                                    const Tensor& W_q, const Tensor& W_k, const Tensor& v,
+                                                    const Tensor& mask = Tensor(), const Tensor& b_q = Tensor(),
+                                                    const Tensor& b_k = Tensor()) {
+  const char* op = "additive_attention";
+  ATTN_CHECK(query.dim() == 3 && keys.dim() == 3 && values.dim() == 3, op, ": expected query [B, Lq, Dq], keys [B, S, Dk], values [B, S, Dv], got ",
+             to_string(query.shape()), ", ", to_string(keys.shape()), ", ", to_string(values.shape()));
+  const int64_t B = query.size(0), Lq = query.size(1), S = keys.size(1);
+  ATTN_CHECK(keys.size(0) == B && values.size(0) == B && values.size(1) == S, op, ": batch/length mismatch: query ",
+             to_string(query.shape()), ", keys ", to_string(keys.shape()), ", values ", to_string(values.shape()));
+  ATTN_CHECK(W_q.dim() == 2 && W_k.dim() == 2 && W_q.size(1) == query.size(2) && W_k.size(1) == keys.size(2) &&
+                 W_q.size(0) == W_k.size(0),
+             op, ": W_q ", to_string(W_q.shape()), " / W_k ", to_string(W_k.shape()), " do not match query ",
+             to_string(query.shape()), " / keys ", to_string(keys.shape()), " (need [H, Dq] and [H, Dk])");
+  const int64_t H = W_q.size(0);
+  ATTN_CHECK(v.numel() == H && (v.dim() == 1 || (v.dim() == 2 && v.size(0) == 1)), op, ": v ", to_string(v.shape()),
+             " must be [H] or [1, H] with H = ", H);
+  detail::check_same_dtype(query, keys, op);
+  detail::check_same_dtype(query, values, op);
+  const detail::AddMaskView mv = detail::additive_mask_view(mask, B, Lq, S, op, query.shape(), keys.shape());
+  Tensor pq = linear(query, W_q, b_q), pk = linear(keys, W_k, b_k);
+  return detail::additive_core(pq, pk, reshape(v, {H}), values, mv, mask);
+}
+
+namespace detail {
+// Fused pooling core: a [B, T, H] (pre-tanh), w2 [H], b2 [1] or undefined, h [B, T, D], mask [B, T].
+inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2, const Tensor& b2, const Tensor& h,
+                                              const Tensor& mask) {
+  const int64_t B = a.size(0), T = a.size(1), H = a.size(2), D = h.size(2);
+  Tensor ctx = Tensor::empty({B, D}, h.dtype()), w = Tensor::empty({B, T}, h.dtype());
+  Tensor u = Tensor::empty(a.shape(), a.dtype());  // tanh(a), kept for backward
+  const uint8_t* M = mask.defined() ? mask.data<uint8_t>() : nullptr;
+  ATTN_DISPATCH_FLOATING(a.dtype(), "attention_pooling", [&] {
+    const scalar_t *Pa = a.data<scalar_t>(), *Pw2 = w2.data<scalar_t>(), *Ph = h.data<scalar_t>();
+    const scalar_t bias = b2.defined() ? b2.data<scalar_t>()[0] : scalar_t(0);
+    scalar_t *Pc = ctx.data<scalar_t>(), *Pw = w.data<scalar_t>(), *Pu = u.data<scalar_t>();
+    parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<uint8_t> allowed(size_t(T), 1);
+      for (int64_t b = b0; b < b1; ++b) {
+        scalar_t* wr = Pw + b * T;
+        for (int64_t t = 0; t < T; ++t) {
+          const scalar_t* at = Pa + (b * T + t) * H;
+          scalar_t* ut = Pu + (b * T + t) * H;
+          scalar_t acc = bias;
+          for (int64_t k = 0; k < H; ++k) {
+            ut[k] = std::tanh(at[k]);
+            acc += Pw2[k] * ut[k];
+          }
+          wr[t] = acc;
+          if (M) allowed[size_t(t)] = M[b * T + t];
+        }
+        add_masked_softmax_row(wr, allowed.data(), T);
+        scalar_t* c = Pc + b * D;
+        std::fill(c, c + D, scalar_t(0));
+        for (int64_t t = 0; t < T; ++t) {
+          const scalar_t wt = wr[t];
+          const scalar_t* ht = Ph + (b * T + t) * D;
+          for (int64_t d = 0; d < D; ++d) c[d] += wt * ht[d];
+        }
+      }
+    });
+  });
+  std::vector<Tensor> inputs{a, w2, h};
+  if (b2.defined()) inputs.push_back(b2);
+  // Backward. u = tanh(a), score_t = w2 . u_t + b2, w = softmax(score), ctx = sum_t w_t h_t:
+  //   gw~_t = gw_t + gctx . h_t;  ds_t = w_t (gw~_t - sum_t' w_t' gw~_t')
+  //   ga_tk = ds_t w2_k (1 - u_tk^2);  gw2_k = sum_{b,t} ds_t u_tk;  gb2 = sum_{b,t} ds_t
+  //   gh_t  = w_t gctx
+  // One thread per batch row; the gw2/gb2 partials per row are summed in row order.
+  record("attention_pooling", std::vector<Tensor*>{&ctx, &w}, inputs,
+         [u, w2, h, has_b2 = b2.defined(), wd = w.detach()](const std::vector<Tensor>& g) {
+           const int64_t B = u.size(0), T = u.size(1), H = u.size(2), D = h.size(2);
+           Tensor ga = Tensor::empty(u.shape(), u.dtype()), gh = Tensor::empty(h.shape(), h.dtype());
+           Tensor gw2p = Tensor::zeros({B, H + 1}, u.dtype());
+           ATTN_DISPATCH_FLOATING(u.dtype(), "attention_pooling_backward", [&] {
+             const scalar_t *Pu = u.data<scalar_t>(), *Pw2 = w2.data<scalar_t>(), *Ph = h.data<scalar_t>(),
+                            *W = wd.data<scalar_t>();
+             const scalar_t* Gc = g[0].defined() ? g[0].data<scalar_t>() : nullptr;
+             const scalar_t* Gw = g[1].defined() ? g[1].data<scalar_t>() : nullptr;
+             scalar_t *Ga = ga.data<scalar_t>(), *Gh = gh.data<scalar_t>(), *Gp = gw2p.data<scalar_t>();
+             parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+               std::vector<scalar_t> gt(size_t(T));
+               for (int64_t b = b0; b < b1; ++b) {
+                 const scalar_t* wr = W + b * T;
+                 const scalar_t* gc = Gc ? Gc + b * D : nullptr;
+                 scalar_t dot = 0;
+                 for (int64_t t = 0; t < T; ++t) {
+                   scalar_t x = Gw ? Gw[b * T + t] : scalar_t(0);
+                   const scalar_t* ht = Ph + (b * T + t) * D;
+                   scalar_t* ght = Gh + (b * T + t) * D;
+                   if (gc) {
+                     for (int64_t d = 0; d < D; ++d) {
+                       x += gc[d] * ht[d];
+                       ght[d] = wr[t] * gc[d];
+                     }
+                   } else {
+                     std::fill(ght, ght + D, scalar_t(0));
+                   }
+                   gt[size_t(t)] = x;
+                   dot += wr[t] * x;
+                 }
+                 scalar_t* gp = Gp + b * (H + 1);
+                 for (int64_t t = 0; t < T; ++t) {
+                   const scalar_t ds = wr[t] * (gt[size_t(t)] - dot);
+                   const scalar_t* ut = Pu + (b * T + t) * H;
+                   scalar_t* gat = Ga + (b * T + t) * H;
+                   for (int64_t k = 0; k < H; ++k) {
+                     gat[k] = ds * Pw2[k] * (scalar_t(1) - ut[k] * ut[k]);
+                     gp[k] += ds * ut[k];
+                   }
+                   gp[H] += ds;
+                 }
+               }
+             });
+           });
+           Tensor gsum = sum(gw2p, 0, false);  // ordered over b
+           std::vector<Tensor> out{ga, narrow(gsum, 0, 0, H), gh};
+           if (has_b2) out.push_back(narrow(gsum, 0, H, 1));
+           return out;
+         });
+  return {ctx, w};
+}
+}  // namespace detail
+
+// Self-attention pooling (reference task A):
+//   score_t = w2 . tanh(W1 h_t + b1) + b2,  w = softmax_t(score) over steps allowed by mask,
+//   context = sum_t w_t h_t.
+// h [B, T, D]; W1 [Hd, D], b1 [Hd] (optional), w2 [1, Hd] or [Hd], b2 [1] (optional);
+// mask bool [B, T], true = valid step. Returns (context [B, D], weights [B, T]).
+// The first projection is one GEMM (attn::linear); tanh, scoring, softmax and the weighted sum
+// are one fused node.
+inline std::pair<Tensor, Tensor> attention_pooling(const Tensor& h, const Tensor& W1, const Tensor& b1,
+                                                   const Tensor& w2, const Tensor& b2, const Tensor& mask = Tensor()) {
+  const char* op = "attention_pooling";
+  ATTN_CHECK(h.dim() == 3, op, ": expected h [B, T, D], got ", to_string(h.shape()));
+  ATTN_CHECK(W1.dim() == 2 && W1.size(1) == h.size(2), op, ": W1 ", to_string(W1.shape()), " does not match h ",
+             to_string(h.shape()), " (need [hidden, D])");
+  const int64_t Hd = W1.size(0);
+  ATTN_CHECK(w2.numel() == Hd && (w2.dim() == 1 || (w2.dim() == 2 && w2.size(0) == 1)), op, ": w2 ",
+             to_string(w2.shape()), " must be [1, ", Hd, "] or [", Hd, "]");
+  ATTN_CHECK(!b2.defined() || b2.numel() == 1, op, ": b2 ", to_string(b2.defined() ? b2.shape() : Shape{}),
+             " must hold one value");
+  if (mask.defined()) {
+    ATTN_CHECK(mask.dtype() == kBool && mask.shape() == Shape({h.size(0), h.size(1)}), op, ": mask ",
+               to_string(mask.shape()), " (", dtype_name(mask.dtype()), ") must be bool [B, T] = ",
+               to_string(Shape{h.size(0), h.size(1)}), " for h ", to_string(h.shape()));
+  }
+  Tensor a = linear(h, W1, b1);
+  return detail::pooling_core(a, reshape(w2, {Hd}), b2.defined() ? reshape(b2, {1}) : Tensor(), h, mask);
+}
+
+// Boolean mask [B, T] with mask[b, t] = t < lengths[b] (true = valid step).
+inline Tensor lengths_to_mask(const std::vector<int64_t>& lengths, int64_t T) {
+  std::vector<bool> m;
+  m.reserve(lengths.size() * size_t(T));
+  for (int64_t len : lengths) {
+    ATTN_CHECK(len >= 0 && len <= T, "lengths_to_mask: length ", len, " outside [0, ", T, "]");
+    for (int64_t t = 0; t < T; ++t) m.push_back(t < len);
+  }
+  return Tensor::from_vector(m, {int64_t(lengths.size()), T});
+}
+
+}  // namespace attn
