@@ -98,7 +98,7 @@ inline std::pair<Tensor, Tensor> top_k(const Tensor& w, int64_t k) {
   double* pv = vals.data<double>();
   int64_t* pi = idx.data<int64_t>();
   parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
-    std::vector<int64_t> order(size_t(S));
+    std::vector<int64_t> order(static_cast<size_t>(S));
     for (int64_t r = r0; r < r1; ++r) {
       const double* row = p + r * S;
       std::iota(order.begin(), order.end(), int64_t(0));

@@ -82,7 +82,7 @@ inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& p
                    *Vv = values.data<scalar_t>();
     scalar_t *Pc = ctx.data<scalar_t>(), *Pw = w.data<scalar_t>();
     parallel_for(0, B * Lq, std::max<int64_t>(1, 4096 / std::max<int64_t>(S * H, 1)), [&](int64_t r0, int64_t r1) {
-      std::vector<uint8_t> allowed(size_t(S));
+      std::vector<uint8_t> allowed(static_cast<size_t>(S));
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t b = r / Lq, i = r % Lq;
         const scalar_t* qi = Pq + r * H;
@@ -237,7 +237,7 @@ inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2,
     const scalar_t bias = b2.defined() ? b2.data<scalar_t>()[0] : scalar_t(0);
     scalar_t *Pc = ctx.data<scalar_t>(), *Pw = w.data<scalar_t>(), *Pu = u.data<scalar_t>();
     parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      std::vector<uint8_t> allowed(size_t(T), 1);
+      std::vector<uint8_t> allowed(static_cast<size_t>(T), 1);
       for (int64_t b = b0; b < b1; ++b) {
         scalar_t* wr = Pw + b * T;
         for (int64_t t = 0; t < T; ++t) {
@@ -281,7 +281,7 @@ inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2,
              const scalar_t* Gw = g[1].defined() ? g[1].data<scalar_t>() : nullptr;
              scalar_t *Ga = ga.data<scalar_t>(), *Gh = gh.data<scalar_t>(), *Gp = gw2p.data<scalar_t>();
              parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-               std::vector<scalar_t> gt(size_t(T));
+               std::vector<scalar_t> gt(static_cast<size_t>(T));
                for (int64_t b = b0; b < b1; ++b) {
                  const scalar_t* wr = W + b * T;
                  const scalar_t* gc = Gc ? Gc + b * D : nullptr;

@@ -1,0 +1,186 @@
+// Additive (Bahdanau) attention and attention pooling: PyTorch goldens, gradcheck, masks, errors,
+// thread invariance.
+#include <attn/nn/attention/additive.hpp>
+#include "test_util.hpp"
+
+using namespace attn;
+
+namespace {
+Tensor leaf(const Tensor& t) { return t.clone().detach().requires_grad_(); }
+Tensor rnd(const Shape& s) { return Tensor::randn(s, kFloat64).requires_grad_(); }
+}  // namespace
+
+TEST_CASE("additive_attention matches PyTorch (forward and gradients)", "[additive]") {
+  auto f = load_fixture("attnref_additive.safetensors");
+  Tensor q = leaf(f.at("query")), k = leaf(f.at("keys")), v = leaf(f.at("values"));
+  Tensor Wq = leaf(f.at("W_q")), Wk = leaf(f.at("W_k")), vv = leaf(f.at("v")), bq = leaf(f.at("b_q")),
+         bk = leaf(f.at("b_k"));
+  auto [ctx, w] = additive_attention(q, k, v, Wq, Wk, vv, f.at("mask"), bq, bk);
+  CHECK(check_close(ctx, f.at("context"), 1e-9, 1e-10, "context"));
+  CHECK(check_close(w, f.at("weights"), 1e-9, 1e-10, "weights"));
+  (sum(ctx * f.at("R_context")) + sum(w * f.at("R_weights"))).backward();
+  CHECK(check_close(q.grad(), f.at("g_query"), 1e-9, 1e-10, "g_query"));
+  CHECK(check_close(k.grad(), f.at("g_keys"), 1e-9, 1e-10, "g_keys"));
+  CHECK(check_close(v.grad(), f.at("g_values"), 1e-9, 1e-10, "g_values"));
+  CHECK(check_close(Wq.grad(), f.at("g_W_q"), 1e-9, 1e-10, "g_W_q"));
+  CHECK(check_close(Wk.grad(), f.at("g_W_k"), 1e-9, 1e-10, "g_W_k"));
+  CHECK(check_close(vv.grad(), f.at("g_v"), 1e-9, 1e-10, "g_v"));
+  CHECK(check_close(bq.grad(), f.at("g_b_q"), 1e-9, 1e-10, "g_b_q"));
+  CHECK(check_close(bk.grad(), f.at("g_b_k"), 1e-9, 1e-10, "g_b_k"));
+}
+
+TEST_CASE("additive_attention: fully masked query gives zeros, never NaN", "[additive]") {
+  Tensor q = rnd({1, 2, 3}), k = rnd({1, 4, 3}), v = rnd({1, 4, 2});
+  Tensor Wq = rnd({5, 3}), Wk = rnd({5, 3}), vv = rnd({5});
+  std::vector<bool> m(8, true);
+  for (int j = 0; j < 4; ++j) m[size_t(4 + j)] = false;  // query 1 sees nothing
+  Tensor mask = Tensor::from_vector(m, {1, 2, 4});
+  auto [ctx, w] = additive_attention(q, k, v, Wq, Wk, vv, mask);
+  for (int j = 0; j < 4; ++j) CHECK(w.at({0, 1, j}) == 0.0);
+  for (int d = 0; d < 2; ++d) CHECK(ctx.at({0, 1, d}) == 0.0);
+  sum(select(ctx, 1, 1)).backward();
+  for (double x : q.grad().to_vector<double>()) CHECK(x == 0.0);
+  for (double x : v.grad().to_vector<double>()) CHECK(x == 0.0);
+}
+
+TEST_CASE("additive_attention gradcheck (with [B, S] mask and biases)", "[additive][gradcheck]") {
+  Tensor q = rnd({2, 2, 3}), k = rnd({2, 3, 2}), v = rnd({2, 3, 2});
+  Tensor Wq = rnd({4, 3}), Wk = rnd({4, 2}), vv = rnd({1, 4}), bq = rnd({4}), bk = rnd({4});
+  Tensor mask = Tensor::from_vector(std::vector<bool>{true, false, true, true, true, true}, {2, 3});
+  Tensor Rw = Tensor::randn({2, 2, 3}, kFloat64);
+  auto r = testing::gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        auto [c, w] = additive_attention(in[0], in[1], in[2], in[3], in[4], in[5], mask, in[6], in[7]);
+        return cat({reshape(c, {-1}), reshape(w * Rw, {-1})}, 0);
+      },
+      {q, k, v, Wq, Wk, vv, bq, bk});
+  INFO(r.message);
+  REQUIRE(r.ok);
+}
+
+TEST_CASE("nn::AdditiveAttention: names, 2-D query for a decoder step", "[additive]") {
+  nn::AdditiveAttention att(6, 4, 8);
+  auto names = att.named_parameters();
+  REQUIRE(names.size() == 3);
+  CHECK(names[0].first == "W_q.weight");
+  CHECK(names[1].first == "W_k.weight");
+  CHECK(names[2].first == "v.weight");
+  CHECK(names[2].second.shape() == Shape{1, 8});
+  nn::AdditiveAttention withb(6, 4, 8, true);
+  CHECK(withb.named_parameters().size() == 5);
+  Tensor s = Tensor::randn({3, 6}), enc = Tensor::randn({3, 5, 4});
+  auto [c, w] = att.forward(s, enc);
+  CHECK(c.shape() == Shape{3, 4});
+  CHECK(w.shape() == Shape{3, 5});
+  auto [c3, w3] = att.forward(unsqueeze(s, 1), enc, enc);
+  CHECK(check_close(reshape(c3, {3, 4}), c, 1e-6, 1e-7, "2-D vs 3-D query"));
+  const auto wv = w.to_vector<float>();
+  for (int b = 0; b < 3; ++b) {
+    double acc = 0;
+    for (int j = 0; j < 5; ++j) acc += wv[size_t(b * 5 + j)];
+    CHECK(acc == Approx(1.0).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("attention_pooling matches PyTorch (masked with an empty sequence, and unmasked)", "[additive][pooling]") {
+  auto f = load_fixture("attnref_pooling.safetensors");
+  nn::AttentionPooling pool(4, 5);
+  pool.to(kFloat64);
+  {
+    NoGradGuard ng;
+    pool.proj.weight.copy_(f.at("0.weight"));
+    pool.proj.bias.copy_(f.at("0.bias"));
+    pool.score.weight.copy_(f.at("2.weight"));
+    pool.score.bias.copy_(f.at("2.bias"));
+  }
+  auto names = pool.named_parameters();
+  REQUIRE(names.size() == 4);
+  CHECK(names[0].first == "0.weight");
+  CHECK(names[3].first == "2.bias");
+  for (int masked = 0; masked < 2; ++masked) {
+    const std::string pre = masked ? "" : "nomask_";
+    pool.zero_grad();
+    Tensor h = leaf(f.at("h"));
+    auto [ctx, w] = masked ? pool.forward(h, std::vector<int64_t>{7, 4, 0}) : pool.forward(h);
+    CHECK(check_close(ctx, f.at(pre + "context"), 1e-9, 1e-10, pre + "context"));
+    CHECK(check_close(w, f.at(pre + "weights"), 1e-9, 1e-10, pre + "weights"));
+    (sum(ctx * f.at("R_context")) + sum(w * f.at("R_weights"))).backward();
+    CHECK(check_close(h.grad(), f.at(pre + "g_h"), 1e-9, 1e-10, pre + "g_h"));
+    CHECK(check_close(pool.proj.weight.grad(), f.at(pre + "g_0.weight"), 1e-9, 1e-10, pre + "g_0.weight"));
+    CHECK(check_close(pool.proj.bias.grad(), f.at(pre + "g_0.bias"), 1e-9, 1e-10, pre + "g_0.bias"));
+    CHECK(check_close(pool.score.weight.grad(), f.at(pre + "g_2.weight"), 1e-9, 1e-10, pre + "g_2.weight"));
+    CHECK(check_close(pool.score.bias.grad(), f.at(pre + "g_2.bias"), 1e-9, 1e-9, pre + "g_2.bias"));
+  }
+}
+
+TEST_CASE("attention_pooling gradcheck and composed equivalence", "[additive][pooling][gradcheck]") {
+  Tensor h = rnd({2, 4, 3}), W1 = rnd({5, 3}), b1 = rnd({5}), w2 = rnd({1, 5}), b2 = rnd({1});
+  Tensor mask = Tensor::from_vector(std::vector<bool>{true, true, true, false, true, true, true, true}, {2, 4});
+  Tensor Rw = Tensor::randn({2, 4}, kFloat64);
+  auto r = testing::gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        auto [c, w] = attention_pooling(in[0], in[1], in[2], in[3], in[4], mask);
+        return cat({reshape(c, {-1}), reshape(w * Rw, {-1})}, 0);
+      },
+      {h, W1, b1, w2, b2});
+  INFO(r.message);
+  REQUIRE(r.ok);
+  // composed from attn ops (task A's PyTorch code, line by line)
+  auto [c, w] = attention_pooling(h, W1, b1, w2, b2);
+  Tensor e = squeeze(linear(tanh(linear(h, W1, b1)), w2, b2), -1);
+  Tensor a = softmax(e, 1);
+  Tensor cc = sum(unsqueeze(a, -1) * h, 1);
+  CHECK(check_close(w, a, 1e-12, 1e-13, "weights"));
+  CHECK(check_close(c, cc, 1e-12, 1e-13, "context"));
+}
+
+TEST_CASE("additive family: errors name the op and shapes", "[additive][errors]") {
+  Tensor q = Tensor::randn({2, 3, 4}), k = Tensor::randn({2, 5, 4}), v = Tensor::randn({2, 5, 2});
+  Tensor Wq = Tensor::randn({6, 4}), Wk = Tensor::randn({6, 4}), vv = Tensor::randn({6});
+  CHECK_THROWS_AS(additive_attention(q, Tensor::randn({3, 5, 4}), v, Wq, Wk, vv), ShapeError);
+  CHECK_THROWS_AS(additive_attention(q, k, v, Tensor::randn({6, 3}), Wk, vv), ShapeError);
+  CHECK_THROWS_AS(additive_attention(q, k, v, Wq, Wk, Tensor::randn({5})), ShapeError);
+  try {
+    additive_attention(q, k, v, Wq, Wk, vv, Tensor::ones({2, 4}, kBool));
+    FAIL("expected ShapeError");
+  } catch (const ShapeError& e) {
+    const std::string m = e.what();
+    CHECK(m.find("additive_attention") != std::string::npos);
+    CHECK(m.find("[2, 4]") != std::string::npos);
+  }
+  CHECK_THROWS_AS(attention_pooling(Tensor::randn({2, 3}), Wq, Tensor(), vv, Tensor()), ShapeError);
+  nn::AttentionPooling pool(4, 6);
+  CHECK_THROWS_AS(pool.forward(q, Tensor::ones({2, 4}, kBool)), ShapeError);
+  CHECK_THROWS_AS(pool.forward(q, std::vector<int64_t>{3}), ShapeError);
+  CHECK_THROWS_AS(pool.forward(q, std::vector<int64_t>{3, 4}), ShapeError);
+}
+
+TEST_CASE("additive family: bit-identical for 1 and 2 threads", "[additive][threads]") {
+  Tensor q0 = Tensor::randn({4, 6, 5}), k0 = Tensor::randn({4, 9, 5}), v0 = Tensor::randn({4, 9, 3});
+  Tensor Wq = Tensor::randn({7, 5}), Wk = Tensor::randn({7, 5}), vv = Tensor::randn({7});
+  auto run = [&](int threads) {
+    return with_threads(threads, [&] {
+      Tensor q = leaf(q0), k = leaf(k0), v = leaf(v0), h = leaf(k0);
+      auto [c, w] = additive_attention(q, k, v, Wq, Wk, vv);
+      (sum(c * c) + sum(w * w)).backward();
+      nn::AttentionPooling pool(5, 7);  // fresh init differs; fix weights
+      {
+        NoGradGuard ng;
+        pool.proj.weight.copy_(Wq);
+        pool.score.weight.copy_(reshape(vv, {1, 7}));
+        pool.proj.bias.fill_(0.1);
+        pool.score.bias.fill_(0.2);
+      }
+      auto [pc, pw] = pool.forward(h);
+      sum(pc * pc).backward();
+      std::vector<float> all;
+      for (const Tensor& t : {c, w, q.grad(), k.grad(), v.grad(), pc, pw, h.grad(), pool.proj.weight.grad(),
+                              pool.score.weight.grad()}) {
+        auto x = t.to_vector<float>();
+        all.insert(all.end(), x.begin(), x.end());
+      }
+      return all;
+    });
+  };
+  CHECK(run(1) == run(2));
+}
