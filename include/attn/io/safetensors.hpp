@@ -132,8 +132,15 @@ class JsonParser {
           case 'f': out += '\f'; break;
           case 'u': {
             if (end_ - p_ < 4) fail("truncated \\u escape");
-            const unsigned cp = unsigned(std::stoul(std::string(p_, p_ + 4), nullptr, 16));
-            p_ += 4;
+            // Exactly four hex digits (std::stoul would accept signs and spaces, and throws
+            // std::invalid_argument, not FormatError, on non-hex input).
+            unsigned cp = 0;
+            for (int i = 0; i < 4; ++i, ++p_) {
+              const char h = *p_;
+              const int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+              if (d < 0) fail("bad \\u escape");
+              cp = cp * 16 + unsigned(d);
+            }
             if (cp < 0x80) out += char(cp);
             else if (cp < 0x800) { out += char(0xC0 | (cp >> 6)); out += char(0x80 | (cp & 0x3F)); }
             else { out += char(0xE0 | (cp >> 12)); out += char(0x80 | ((cp >> 6) & 0x3F)); out += char(0x80 | (cp & 0x3F)); }
@@ -222,7 +229,12 @@ inline SafetensorsFile parse_safetensors(const char* bytes, size_t size, const s
   if (root.kind != Json::Object) throw FormatError(where + ": header is not a JSON object");
   const uint64_t data_size = size - 8 - n;
   const char* data = bytes + 8 + n;
+  // Validate every entry first and allocate afterwards: entries that alias one range (rejected by
+  // the overlap check below) must not each allocate a copy of it before that check runs.
+  struct Entry { const std::string* name; DType dtype; Shape shape; uint64_t b, e; };
+  std::vector<Entry> entries;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  std::vector<std::string> names;
   for (const auto& [name, info] : root.fields) {
     if (name == "__metadata__") {
       if (info.kind != Json::Object) throw FormatError(where + ": __metadata__ is not an object");
@@ -262,13 +274,20 @@ inline SafetensorsFile parse_safetensors(const char* bytes, size_t size, const s
       throw FormatError(what + ": " + std::to_string(e - b) + " bytes for shape " + to_string(shape) + " of " +
                         dt->str + " (need " + std::to_string(numel * dtype_size(dtype)) + ")");
     ranges.emplace_back(b, e);
-    Tensor t = Tensor::empty(shape, dtype);
-    if (e > b) std::memcpy(t.raw_data(), data + b, size_t(e - b));
-    f.tensors.emplace_back(name, t);
+    names.push_back(name);
+    entries.push_back({&name, dtype, std::move(shape), b, e});
   }
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i)
     if (ranges[i].first < ranges[i - 1].second) throw FormatError(where + ": tensor data ranges overlap");
+  std::sort(names.begin(), names.end());
+  for (size_t i = 1; i < names.size(); ++i)
+    if (names[i] == names[i - 1]) throw FormatError(where + ": tensor '" + names[i] + "' appears twice");
+  for (const Entry& en : entries) {  // disjoint ranges inside the data: at most size bytes in all
+    Tensor t = Tensor::empty(en.shape, en.dtype);
+    if (en.e > en.b) std::memcpy(t.raw_data(), data + en.b, size_t(en.e - en.b));
+    f.tensors.emplace_back(*en.name, t);
+  }
   return f;
 }
 
