@@ -69,6 +69,8 @@ inline Tensor bmm_raw(const Tensor& a, const Tensor& b, bool ta, bool tb, const 
 inline Tensor matmul(const Tensor& a, const Tensor& b) {
   ATTN_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: shapes ", to_string(a.shape()), " and ", to_string(b.shape()),
              " need at least 1 dim");
+  // 1-D @ 1-D is a dot product: a 0-d result (squeezing -2 of the 1-D intermediate would throw).
+  if (a.dim() == 1 && b.dim() == 1) return reshape(matmul(unsqueeze(a, 0), unsqueeze(b, 1)), {});
   if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
   if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
   Tensor out = detail::bmm_raw(a, b, false, false, "matmul");
