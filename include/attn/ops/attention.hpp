@@ -1,0 +1,470 @@
+#pragma once
+// Scaled dot-product attention as ONE fused autograd node per call.
+//
+//   Z = scale * Q K^T + M          (M: additive float mask, or -inf where a bool mask is false,
+//                                   where the key is padded, or above the diagonal if causal)
+//   W = softmax_rows(Z)            (a row whose keys are all masked gets W = 0, never NaN)
+//   W' = W * D / (1 - p)           (dropout mask D ~ Bernoulli(1 - p), only when p > 0)
+//   O = W' V
+//
+// Shapes: Q [..., L, E], K [..., S, E], V [..., S, Ev] -> O [..., L, Ev], W' [..., L, S].
+// The kernel works on strided layouts: each (batch, head) matrix is addressed as
+// base + b*sb + h*sh + row*ld + col, so multi-head attention reads Q/K/V straight out of a packed
+// projection [B, L, 3E] and writes heads already merged into [B, L, E] (no split/merge copies).
+// Work is split into fixed tasks of (batch, head, block of 64 rows): each element of every result
+// is computed by one task in a fixed order, so results are bit-identical for any thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
+#include <vector>
+#include <Eigen/Core>
+#include "../core/tensor.hpp"
+#include "../kernels/cpu/gemm.hpp"
+#include "elementwise.hpp"
+#include "reduce.hpp"
+#include "shape.hpp"
+
+namespace attn {
+namespace detail {
+
+// Where the (b, h) matrix of an operand lives: element (b, h, r, c) = data + off + b*sb + h*sh + r*ld + c.
+struct AttnLayout {
+  int64_t off = 0, sb = 0, sh = 0, ld = 0;
+};
+
+struct AttnProblem {
+  int64_t B = 1, H = 1, L = 0, S = 0, E = 0, Ev = 0;
+  double scale = 1.0;
+  bool causal = false;       // key j visible to query i iff j <= i (top-left aligned, like tril)
+  double dropout_p = 0.0;
+  uint64_t dropout_seed = 0;
+};
+
+// A mask read as a tensor of the scores' shape [B*H items, L, S]: item offsets + row/col strides.
+struct AttnMaskView {
+  const void* data = nullptr;
+  DType dtype = kBool;
+  std::vector<int64_t> item_off;  // per (b*H + h)
+  int64_t sl = 0, ss = 0;
+};
+
+constexpr int64_t kAttnRowBlock = 64;
+
+// Counter-based keep/drop decision: the same for any thread count or task order.
+inline bool attn_dropout_keep(uint64_t seed, uint64_t idx, double p) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (idx + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return double(z >> 11) * 0x1.0p-53 >= p;
+}
+
+// Builds the per-item view of a mask broadcast to `scores_shape` (= batch dims..., L, S, whose
+// batch dims multiply to B*H). Throws ShapeError naming `op` when it does not broadcast.
+inline AttnMaskView make_mask_view(const Tensor& m, const Shape& scores_shape, const char* op, const char* what) {
+  AttnMaskView v;
+  if (!m.defined()) return v;
+  bool ok = m.dim() >= 1 && m.dim() <= int64_t(scores_shape.size());
+  for (int64_t i = 1; ok && i <= m.dim(); ++i) {
+    const int64_t a = m.shape()[size_t(m.dim() - i)], b = scores_shape[scores_shape.size() - size_t(i)];
+    ok = a == b || a == 1;
+  }
+  ATTN_CHECK(ok, op, ": ", what, " ", to_string(m.shape()), " cannot be broadcast to the attention scores ",
+             to_string(scores_shape), " (expected [L, S], [B, 1, L, S] or [B, H, L, S] style shapes)");
+  ATTN_CHECK(m.dtype() == kBool || m.is_floating_point(), op, ": ", what, " must be bool or floating, got ",
+             dtype_name(m.dtype()));
+  const auto st = broadcast_strides(m.shape(), scores_shape);
+  const size_t nb = scores_shape.size() - 2;
+  int64_t items = 1;
+  for (size_t d = 0; d < nb; ++d) items *= scores_shape[d];
+  v.item_off.resize(size_t(items));
+  for (int64_t it = 0; it < items; ++it) {
+    int64_t r = it, off = 0;
+    for (size_t d = nb; d-- > 0;) {
+      off += (r % scores_shape[d]) * st[d];
+      r /= scores_shape[d];
+    }
+    v.item_off[size_t(it)] = off;
+  }
+  v.sl = st[nb];
+  v.ss = st[nb + 1];
+  v.data = m.raw_data();
+  v.dtype = m.dtype();
+  return v;
+}
+
+// Forward over all items. W (pre-dropout weights, [B*H, L, S] contiguous) is written when non-null;
+// Wd (post-dropout) when non-null and dropout is on. With W == nullptr each task uses scratch.
+template <class T>
+void attn_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const T* K, AttnLayout lk, const T* V,
+                         AttnLayout lv, T* O, AttnLayout lo, const AttnMaskView& mask, const AttnMaskView& kpm,
+                         T* W, T* Wd) {
+  const int64_t L = p.L, S = p.S, nblk = (L + kAttnRowBlock - 1) / kAttnRowBlock;
+  const int64_t items = p.B * p.H, tasks = items * nblk;
+  const bool drop = p.dropout_p > 0.0;
+  const T keep_scale = drop ? T(1.0 / (1.0 - p.dropout_p)) : T(1);
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
+    // Eigen's vectorised exp peels scalar iterations until its destination is aligned, so the
+    // destination must have a fixed alignment for results not to depend on the thread/buffer.
+    using AlignedVec = std::vector<T, Eigen::aligned_allocator<T>>;
+    AlignedVec scratch, drop_scratch, ebuf(static_cast<size_t>(S));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t it = t / nblk, blk = t % nblk, b = it / p.H, h = it % p.H;
+      const int64_t r0 = blk * kAttnRowBlock, m = std::min(kAttnRowBlock, L - r0);
+      const T* q = Q + lq.off + b * lq.sb + h * lq.sh + r0 * lq.ld;
+      const T* k = K + lk.off + b * lk.sb + h * lk.sh;
+      const T* v = V + lv.off + b * lv.sb + h * lv.sh;
+      T* o = O + lo.off + b * lo.sb + h * lo.sh + r0 * lo.ld;
+      T* w;
+      if (W) {
+        w = W + (it * L + r0) * S;
+      } else {
+        scratch.resize(size_t(m * S));
+        w = scratch.data();
+      }
+      // scores = scale * Q K^T  (K read transposed in place)
+      kernels::cpu::gemm_serial<T>(false, true, m, S, p.E, T(p.scale), q, lq.ld, k, lk.ld, T(0), w, S);
+      for (int64_t r = 0; r < m; ++r) {
+        const int64_t i = r0 + r;
+        T* z = w + r * S;
+        int64_t jend = S;
+        if (p.causal) {
+          jend = std::min<int64_t>(S, i + 1);
+          for (int64_t j = jend; j < S; ++j) z[j] = neg_inf;
+        }
+        if (mask.data) {
+          const int64_t base = mask.item_off[size_t(it)] + i * mask.sl;
+          if (mask.dtype == kBool) {
+            const uint8_t* mb = static_cast<const uint8_t*>(mask.data) + base;
+            for (int64_t j = 0; j < jend; ++j)
+              if (!mb[j * mask.ss]) z[j] = neg_inf;
+          } else {
+            ATTN_DISPATCH_FLOATING(mask.dtype, "scaled_dot_product_attention", [&] {
+              const scalar_t* mf = static_cast<const scalar_t*>(mask.data) + base;
+              for (int64_t j = 0; j < jend; ++j) z[j] += T(mf[j * mask.ss]);
+            });
+          }
+        }
+        if (kpm.data) {
+          const uint8_t* kb = static_cast<const uint8_t*>(kpm.data) + kpm.item_off[size_t(it)];
+          for (int64_t j = 0; j < jend; ++j)
+            if (kb[j * kpm.ss]) z[j] = neg_inf;
+        }
+        // stable softmax over the visible prefix [0, jend); -inf entries get exactly 0
+        T mx = neg_inf;
+        for (int64_t j = 0; j < jend; ++j) mx = std::max(mx, z[j]);
+        if (mx == neg_inf) {  // every key masked: zero weights, zero output row
+          std::fill(z, z + S, T(0));
+          continue;
+        }
+        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> zv(z, jend), ev(ebuf.data(), jend);
+        ev = (zv - mx).exp();
+        T sum = 0;
+        for (int64_t j = 0; j < jend; ++j) {
+          const T e = z[j] == neg_inf ? T(0) : ev[j];
+          ev[j] = e;
+          sum += e;
+        }
+        const T inv = T(1) / sum;
+        for (int64_t j = 0; j < jend; ++j) z[j] = ev[j] * inv;
+        for (int64_t j = jend; j < S; ++j) z[j] = T(0);
+      }
+      const T* wv = w;
+      if (drop) {
+        T* wd;
+        if (Wd) {
+          wd = Wd + (it * L + r0) * S;
+        } else {
+          drop_scratch.resize(size_t(m * S));
+          wd = drop_scratch.data();
+        }
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t j = 0; j < S; ++j) {
+            const uint64_t idx = uint64_t((it * L + r0 + r) * S + j);
+            wd[r * S + j] = attn_dropout_keep(p.dropout_seed, idx, p.dropout_p) ? w[r * S + j] * keep_scale : T(0);
+          }
+        wv = wd;
+      }
+      // O = W' V (causal: only the first r0 + m columns can be non-zero)
+      const int64_t kc = p.causal ? std::min<int64_t>(S, r0 + m) : S;
+      kernels::cpu::gemm_serial<T>(false, false, m, p.Ev, kc, T(1), wv, S, v, lv.ld, T(0), o, lo.ld);
+    }
+  });
+}
+
+// Backward. Inputs: W (pre-dropout), dO, optional dWout (gradient of the returned post-dropout
+// weights). Writes dQ/dK/dV (may be null) at their layouts and dZ ([B*H, L, S]) into dZbuf.
+//   dW' = dO V^T + dWout;   dW = dW' * D / (1 - p);   dZ = W * (dW - rowsum(dW * W))
+//   dV = W'^T dO;   dQ = scale * dZ K;   dK = scale * dZ^T Q
+template <class T>
+void attn_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const T* K, AttnLayout lk, const T* V,
+                          AttnLayout lv, const T* dO, AttnLayout ldo, const T* W, const T* dWout, T* dQ, T* dK,
+                          T* dV, T* dZbuf) {
+  const int64_t L = p.L, S = p.S, items = p.B * p.H;
+  const bool drop = p.dropout_p > 0.0;
+  const T keep_scale = drop ? T(1.0 / (1.0 - p.dropout_p)) : T(1);
+  const int64_t lblk = (L + kAttnRowBlock - 1) / kAttnRowBlock, sblk = (S + kAttnRowBlock - 1) / kAttnRowBlock;
+  auto wd_at = [&](int64_t it, int64_t i, int64_t j) {
+    const T w = W[(it * L + i) * S + j];
+    return attn_dropout_keep(p.dropout_seed, uint64_t((it * L + i) * S + j), p.dropout_p) ? w * keep_scale : T(0);
+  };
+  // Phase 1: per (item, block of query rows): dZ rows, dQ rows.
+  parallel_for(0, items * lblk, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t it = t / lblk, blk = t % lblk, b = it / p.H, h = it % p.H;
+      const int64_t r0 = blk * kAttnRowBlock, m = std::min(kAttnRowBlock, L - r0);
+      const T* dout = dO + ldo.off + b * ldo.sb + h * ldo.sh + r0 * ldo.ld;
+      const T* v = V + lv.off + b * lv.sb + h * lv.sh;
+      const T* w = W + (it * L + r0) * S;
+      T* dz = dZbuf + (it * L + r0) * S;
+      kernels::cpu::gemm_serial<T>(false, true, m, S, p.Ev, T(1), dout, ldo.ld, v, lv.ld, T(0), dz, S);
+      if (dWout) {
+        const T* g = dWout + (it * L + r0) * S;
+        for (int64_t x = 0; x < m * S; ++x) dz[x] += g[x];
+      }
+      for (int64_t r = 0; r < m; ++r) {
+        T* d = dz + r * S;
+        const T* wr = w + r * S;
+        if (drop)
+          for (int64_t j = 0; j < S; ++j)
+            d[j] = attn_dropout_keep(p.dropout_seed, uint64_t((it * L + r0 + r) * S + j), p.dropout_p)
+                       ? d[j] * keep_scale
+                       : T(0);
+        T dot = 0;
+        for (int64_t j = 0; j < S; ++j) dot += d[j] * wr[j];
+        for (int64_t j = 0; j < S; ++j) d[j] = wr[j] * (d[j] - dot);
+      }
+      if (dQ) {
+        const T* k = K + lk.off + b * lk.sb + h * lk.sh;
+        T* dq = dQ + lq.off + b * lq.sb + h * lq.sh + r0 * lq.ld;
+        const int64_t kc = p.causal ? std::min<int64_t>(S, r0 + m) : S;
+        kernels::cpu::gemm_serial<T>(false, false, m, p.E, kc, T(p.scale), dz, S, k, lk.ld, T(0), dq, lq.ld);
+      }
+    }
+  });
+  // Phase 2: per (item, block of key rows): dK and dV rows (sums over all query rows).
+  if (!dK && !dV) return;
+  std::vector<T> wdrop;
+  if (drop && dV) {
+    wdrop.resize(size_t(items * L * S));
+    parallel_for(0, items * L, 64, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t j = 0; j < S; ++j) wdrop[size_t(r * S + j)] = wd_at(r / L, r % L, j);
+    });
+  }
+  const T* Wv = drop ? wdrop.data() : W;
+  parallel_for(0, items * sblk, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t it = t / sblk, blk = t % sblk, b = it / p.H, h = it % p.H;
+      const int64_t s0 = blk * kAttnRowBlock, m = std::min(kAttnRowBlock, S - s0);
+      // causal: key s is seen only by queries i >= s
+      const int64_t i0 = p.causal ? std::min<int64_t>(L, s0) : 0, rows = L - i0;
+      if (dV) {
+        T* dv = dV + lv.off + b * lv.sb + h * lv.sh + s0 * lv.ld;
+        const T* dout = dO + ldo.off + b * ldo.sb + h * ldo.sh + i0 * ldo.ld;
+        kernels::cpu::gemm_serial<T>(true, false, m, p.Ev, rows, T(1), Wv + (it * L + i0) * S + s0, S, dout, ldo.ld,
+                                     T(0), dv, lv.ld);
+      }
+      if (dK) {
+        T* dk = dK + lk.off + b * lk.sb + h * lk.sh + s0 * lk.ld;
+        const T* q = Q + lq.off + b * lq.sb + h * lq.sh + i0 * lq.ld;
+        kernels::cpu::gemm_serial<T>(true, false, m, p.E, rows, T(p.scale), dZbuf + (it * L + i0) * S + s0, S, q,
+                                     lq.ld, T(0), dk, lk.ld);
+      }
+    }
+  });
+}
+
+// The fused differentiable node behind scaled_dot_product_attention and MultiheadAttention.
+// q/k/v are tensors holding the operands at the given layouts (q, k and v may be the same tensor,
+// e.g. a packed [B, L, 3E] projection). `out_shape`/`lo` describe the freshly allocated output.
+// `scores_shape` is the shape masks broadcast against (product = B*H*L*S); the returned weights
+// (when need_weights) have that shape. Masks: attn_mask bool (true = may attend) or float
+// (additive, differentiable); key_padding_mask bool [B, S] (true = padded), read per batch b.
+struct FusedAttnArgs {
+  Tensor q, k, v;
+  AttnLayout lq, lk, lv, lo;
+  Shape out_shape, scores_shape;
+  AttnProblem p;
+  Tensor attn_mask, key_padding_mask;
+  bool need_weights = false;
+};
+
+inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const char* op) {
+  const Tensor &q = a.q, &k = a.k, &v = a.v;
+  const AttnProblem& p = a.p;
+  check_same_dtype(q, k, op);
+  check_same_dtype(q, v, op);
+  AttnMaskView mview = make_mask_view(a.attn_mask, a.scores_shape, op, "attn_mask");
+  AttnMaskView kview;
+  if (a.key_padding_mask.defined()) {
+    const Tensor& m = a.key_padding_mask;
+    ATTN_CHECK(m.dtype() == kBool, op, ": key_padding_mask must be bool (true = padded), got ", dtype_name(m.dtype()));
+    ATTN_CHECK((m.dim() == 2 && m.size(0) == p.B && m.size(1) == p.S) || (m.dim() == 1 && p.B == 1 && m.size(0) == p.S),
+               op, ": key_padding_mask ", to_string(m.shape()), " must be [B, S] = [", p.B, ", ", p.S,
+               "] for attention scores ", to_string(a.scores_shape));
+    kview.data = m.raw_data();
+    kview.dtype = kBool;
+    kview.ss = 1;
+    kview.item_off.resize(size_t(p.B * p.H));
+    for (int64_t it = 0; it < p.B * p.H; ++it) kview.item_off[size_t(it)] = (it / p.H) * p.S;
+  }
+  const bool mask_grad = a.attn_mask.defined() && a.attn_mask.is_floating_point() && a.attn_mask.requires_grad();
+  const bool track = is_grad_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad() || mask_grad);
+  const bool drop = p.dropout_p > 0.0;
+  Tensor out = Tensor::empty(a.out_shape, q.dtype());
+  Tensor W, Wd;
+  if (track || a.need_weights) W = Tensor::empty(a.scores_shape, q.dtype());
+  if (drop && a.need_weights) Wd = Tensor::empty(a.scores_shape, q.dtype());
+  ATTN_DISPATCH_FLOATING(q.dtype(), op, [&] {
+    attn_forward_kernel<scalar_t>(p, q.data<scalar_t>(), a.lq, k.data<scalar_t>(), a.lk, v.data<scalar_t>(), a.lv,
+                                  out.data<scalar_t>(), a.lo, mview, kview, W.defined() ? W.data<scalar_t>() : nullptr,
+                                  Wd.defined() ? Wd.data<scalar_t>() : nullptr);
+  });
+  Tensor weights;
+  if (a.need_weights) weights = drop ? Wd : W.detach();
+  if (!track) return {out, weights};
+  std::vector<Tensor> inputs{q, k, v};
+  if (mask_grad) inputs.push_back(a.attn_mask);
+  // Saved: inputs, pre-dropout W and the dropout seed (the mask is regenerated from it).
+  auto fn = [a, W = W.detach(), mask_grad](const std::vector<Tensor>& g) {
+    const Tensor &q = a.q, &k = a.k, &v = a.v;
+    // One tensor may hold several operands (a packed [B, L, 3E] projection): then the gradients
+    // go into one buffer at their disjoint offsets. Operands that alias at the same offset
+    // (sdpa(x, x, x)) get buffers of their own and the engine sums them.
+    const bool kq = k.is_same(q), vq = v.is_same(q), vk = v.is_same(k);
+    const bool same_kq = kq && a.lk.off != a.lq.off;
+    const bool vq_ok = vq && a.lv.off != a.lq.off, vk_ok = vk && a.lv.off != a.lk.off;
+    const bool same_vq = vq_ok && (!vk || vk_ok), same_vk = !same_vq && vk_ok && (!vq || vq_ok);
+    Tensor gq, gk, gv;
+    if (q.requires_grad()) gq = Tensor::zeros(q.shape(), q.dtype());
+    if (k.requires_grad()) gk = same_kq ? gq : Tensor::zeros(k.shape(), k.dtype());
+    if (v.requires_grad()) gv = same_vq ? gq : (same_vk ? gk : Tensor::zeros(v.shape(), v.dtype()));
+    Tensor dZ = Tensor::empty(a.scores_shape, q.dtype());
+    Tensor gout = g[0].defined() ? g[0] : Tensor::zeros(a.out_shape, q.dtype());
+    const Tensor gw = g.size() > 1 ? g[1] : Tensor();
+    // The output gradient is contiguous in out_shape, i.e. laid out like the output.
+    ATTN_DISPATCH_FLOATING(q.dtype(), "scaled_dot_product_attention_backward", [&] {
+      attn_backward_kernel<scalar_t>(a.p, q.data<scalar_t>(), a.lq, k.data<scalar_t>(), a.lk, v.data<scalar_t>(), a.lv,
+                                     gout.data<scalar_t>(), a.lo, W.data<scalar_t>(),
+                                     gw.defined() ? gw.data<scalar_t>() : nullptr,
+                                     gq.defined() ? gq.data<scalar_t>() : nullptr,
+                                     gk.defined() ? gk.data<scalar_t>() : nullptr,
+                                     gv.defined() ? gv.data<scalar_t>() : nullptr, dZ.data<scalar_t>());
+    });
+    std::vector<Tensor> res{gq, same_kq ? Tensor() : gk, (same_vq || same_vk) ? Tensor() : gv};
+    if (mask_grad) {
+      Tensor gm = sum_to(dZ, a.attn_mask.shape());
+      res.push_back(gm.dtype() == a.attn_mask.dtype() ? gm : gm.to(a.attn_mask.dtype()));
+    }
+    return res;
+  };
+  if (a.need_weights) {
+    record(op, std::vector<Tensor*>{&out, &weights}, inputs, fn);
+  } else {
+    record(op, std::vector<Tensor*>{&out}, inputs, fn);
+  }
+  return {out, weights};
+}
+
+inline std::pair<Tensor, Tensor> sdpa_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
+                                           bool is_causal, double dropout_p, double scale,
+                                           const Tensor& key_padding_mask, bool need_weights) {
+  const char* op = "scaled_dot_product_attention";
+  ATTN_CHECK(q.dim() >= 2 && k.dim() >= 2 && v.dim() >= 2, op, ": q ", to_string(q.shape()), ", k ",
+             to_string(k.shape()), ", v ", to_string(v.shape()), " must be at least 2-D [..., L, E]");
+  ATTN_CHECK(q.size(-1) == k.size(-1), op, ": q ", to_string(q.shape()), " and k ", to_string(k.shape()),
+             " must have the same last dim E");
+  ATTN_CHECK(k.size(-2) == v.size(-2), op, ": k ", to_string(k.shape()), " and v ", to_string(v.shape()),
+             " must have the same number of keys S (dim -2)");
+  ATTN_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, op, ": dropout_p must be in [0, 1), got ", dropout_p);
+  const Shape bq(q.shape().begin(), q.shape().end() - 2), bk(k.shape().begin(), k.shape().end() - 2),
+      bv(v.shape().begin(), v.shape().end() - 2);
+  const Shape bs = broadcast_shapes(broadcast_shapes(bq, bk, op), bv, op);
+  auto full = [&](const Tensor& t, const Shape& tb) {
+    if (tb == bs) return t;
+    Shape s = bs;
+    s.push_back(t.size(-2));
+    s.push_back(t.size(-1));
+    return expand(t, s);  // differentiable: its backward sums over the broadcast dims
+  };
+  const Tensor Q = full(q, bq), K = full(k, bk), V = full(v, bv);
+  const int64_t L = q.size(-2), S = k.size(-2), E = q.size(-1), Ev = v.size(-1);
+  FusedAttnArgs a;
+  a.q = Q;
+  a.k = K;
+  a.v = V;
+  a.p.B = bs.empty() ? 1 : bs[0];
+  a.p.H = numel_of(bs) / std::max<int64_t>(a.p.B, 1);
+  if (numel_of(bs) == 0) a.p.H = 0;
+  a.p.L = L;
+  a.p.S = S;
+  a.p.E = E;
+  a.p.Ev = Ev;
+  a.p.scale = std::isnan(scale) ? 1.0 / std::sqrt(double(E)) : scale;
+  a.p.causal = is_causal;
+  a.p.dropout_p = dropout_p;
+  if (dropout_p > 0.0) a.p.dropout_seed = default_generator().next_u64();
+  // contiguous [B, H, rows, cols] layouts (H = product of the remaining batch dims)
+  a.lq = {0, a.p.H * L * E, L * E, E};
+  a.lk = {0, a.p.H * S * E, S * E, E};
+  a.lv = {0, a.p.H * S * Ev, S * Ev, Ev};
+  a.lo = {0, a.p.H * L * Ev, L * Ev, Ev};
+  a.out_shape = bs;
+  a.out_shape.push_back(L);
+  a.out_shape.push_back(Ev);
+  a.scores_shape = bs;
+  a.scores_shape.push_back(L);
+  a.scores_shape.push_back(S);
+  a.attn_mask = attn_mask;
+  a.key_padding_mask = key_padding_mask;
+  a.need_weights = need_weights;
+  if (key_padding_mask.defined())
+    ATTN_CHECK(!bs.empty() || key_padding_mask.dim() == 1, op, ": key_padding_mask ",
+               to_string(key_padding_mask.shape()), " given for unbatched q ", to_string(q.shape()),
+               " must be [S]");
+  return fused_attention(a, op);
+}
+
+}  // namespace detail
+
+constexpr double kDefaultAttnScale = std::numeric_limits<double>::quiet_NaN();
+
+// softmax(q k^T * scale + mask) v over q [..., L, E], k [..., S, E], v [..., S, Ev] -> [..., L, Ev].
+// Leading dims broadcast as in PyTorch. attn_mask: bool (true = may attend) or additive float,
+// broadcastable to [..., L, S]. is_causal: query i sees keys j <= i. key_padding_mask: bool [B, S]
+// (true = padded key, PyTorch's nn.MultiheadAttention convention), B = the first leading dim.
+// scale NaN means 1/sqrt(E). dropout_p > 0 applies dropout to the weights (this functional form
+// always applies it when p > 0; modules pass p only in training). Queries that see no key at all
+// get zero output and zero gradient.
+inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                           const Tensor& attn_mask = Tensor(), bool is_causal = false,
+                                           double dropout_p = 0.0, double scale = kDefaultAttnScale,
+                                           const Tensor& key_padding_mask = Tensor()) {
+  return detail::sdpa_impl(q, k, v, attn_mask, is_causal, dropout_p, scale, key_padding_mask, false).first;
+}
+
+// Same, also returning the attention weights [..., L, S] (after dropout, as PyTorch's MHA returns
+// them). The weights are differentiable too.
+inline std::pair<Tensor, Tensor> scaled_dot_product_attention_with_weights(
+    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask = Tensor(), bool is_causal = false,
+    double dropout_p = 0.0, double scale = kDefaultAttnScale, const Tensor& key_padding_mask = Tensor()) {
+  return detail::sdpa_impl(q, k, v, attn_mask, is_causal, dropout_p, scale, key_padding_mask, true);
+}
+
+// Bool mask [L, S] (S defaults to L), true on and below the diagonal: query i may attend keys
+// j <= i. Pass it as attn_mask (bool: true = may attend).
+inline Tensor causal_mask(int64_t L, int64_t S = -1) {
+  if (S < 0) S = L;
+  ATTN_CHECK(L >= 0 && S >= 0, "causal_mask: sizes must be non-negative, got ", L, " x ", S);
+  Tensor m = Tensor::zeros({L, S}, kBool);
+  uint8_t* p = m.data<uint8_t>();
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t j = 0; j <= std::min(i, S - 1); ++j) p[i * S + j] = 1;
+  return m;
+}
+
+}  // namespace attn
