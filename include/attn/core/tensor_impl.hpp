@@ -181,7 +181,10 @@ inline Tensor& Tensor::copy_(const Tensor& src) {
       dst_t* d = data<dst_t>();
       ATTN_DISPATCH_ALL(src.dtype(), "copy_", [&] {
         const scalar_t* s = src.data<scalar_t>();
-        for (int64_t i = 0, n = numel(); i < n; ++i) d[i] = static_cast<dst_t>(s[i]);
+        // To bool: nonzero -> 1 (a plain cast of -2.0 to uint8_t is 254, or undefined behaviour).
+        const bool to_bool = dtype() == DType::Bool;
+        for (int64_t i = 0, n = numel(); i < n; ++i)
+          d[i] = to_bool ? dst_t(s[i] != scalar_t(0)) : static_cast<dst_t>(s[i]);
       });
     });
   }
