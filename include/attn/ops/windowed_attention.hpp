@@ -19,6 +19,7 @@
 #include <limits>
 #include <utility>
 #include <vector>
+#include <Eigen/Core>
 #include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
 #include "elementwise.hpp"
@@ -26,6 +27,13 @@
 
 namespace attn {
 namespace detail {
+
+template <class T>
+using BandMatMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+template <class T>
+using BandCVecMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>;
+template <class T>
+using BandVecMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>;
 
 struct BandSpec {
   bool block_mode = false;
@@ -80,16 +88,18 @@ void band_forward(const BandSpec& bs, const BandInputs& bi, double scale_d, cons
       int64_t lo, hi;
       bs.range(i, lo, hi);
       const int64_t b = bs.base(i);
+      if (hi <= lo) continue;
+      // scores of the window: one matrix-vector product K[lo:hi] q (vectorised by Eigen)
+      BandVecMap<T>(p + (lo - b), hi - lo).noalias() = scale * (BandMatMap<T>(Kn + lo * E, hi - lo, E) *
+                                                                  BandCVecMap<T>(q, E));
       T m = -std::numeric_limits<T>::infinity();
       for (int64_t j = lo; j < hi; ++j) {
-        if (pad && pad[j]) continue;
-        const T* kj = Kn + j * E;
-        T acc = 0;
-        for (int64_t e = 0; e < E; ++e) acc += q[e] * kj[e];
-        acc *= scale;
-        if (br) acc += br[j - b];
-        p[j - b] = acc;
-        m = std::max(m, acc);
+        if (pad && pad[j]) {
+          p[j - b] = T(0);
+          continue;
+        }
+        if (br) p[j - b] += br[j - b];
+        m = std::max(m, p[j - b]);
       }
       if (m == -std::numeric_limits<T>::infinity()) {  // nothing to attend: zeros
         std::fill(p, p + W, T(0));
@@ -103,13 +113,10 @@ void band_forward(const BandSpec& bs, const BandInputs& bi, double scale_d, cons
         sum += e;
       }
       const T inv = T(1) / sum;
-      for (int64_t j = lo; j < hi; ++j) {
-        const T w = p[j - b] * inv;
-        p[j - b] = w;
-        if (w == T(0)) continue;
-        const T* vj = Vn + j * Ev;
-        for (int64_t d = 0; d < Ev; ++d) o[d] += w * vj[d];
-      }
+      for (int64_t j = lo; j < hi; ++j) p[j - b] *= inv;
+      // out_i = V[lo:hi]^T p
+      BandVecMap<T>(o, Ev).noalias() = BandMatMap<T>(Vn + lo * Ev, hi - lo, Ev).transpose() *
+                                       BandCVecMap<T>(p + (lo - b), hi - lo);
     }
   });
 }
@@ -140,27 +147,18 @@ void band_backward(const BandSpec& bs, const BandInputs& bi, double scale_d, con
       const T* g = G ? G + r * Ev : nullptr;
       const T* Vn = V + n * S * Ev;
       const T* Kn = K + n * S * E;
+      if (hi <= lo) continue;
+      // gw~ = V[lo:hi] g_i (+ gw), then ds = w (gw~ - w . gw~), gq_i = scale K[lo:hi]^T ds
+      if (g)
+        BandVecMap<T>(ds + (lo - b), hi - lo).noalias() = BandMatMap<T>(Vn + lo * Ev, hi - lo, Ev) *
+                                                          BandCVecMap<T>(g, Ev);
+      if (GW)
+        for (int64_t j = lo; j < hi; ++j) ds[j - b] += GW[r * W + (j - b)];
       T dot = 0;
-      for (int64_t j = lo; j < hi; ++j) {
-        const T w = p[j - b];
-        if (w == T(0)) continue;
-        T gt = GW ? GW[r * W + (j - b)] : T(0);
-        if (g) {
-          const T* vj = Vn + j * Ev;
-          for (int64_t d = 0; d < Ev; ++d) gt += g[d] * vj[d];
-        }
-        ds[j - b] = gt;
-        dot += w * gt;
-      }
-      for (int64_t j = lo; j < hi; ++j) {
-        const T w = p[j - b];
-        if (w == T(0)) continue;
-        const T d = w * (ds[j - b] - dot);
-        ds[j - b] = d;
-        const T* kj = Kn + j * E;
-        const T c = scale * d;
-        for (int64_t e = 0; e < E; ++e) gq[e] += c * kj[e];
-      }
+      for (int64_t j = lo; j < hi; ++j) dot += p[j - b] * ds[j - b];
+      for (int64_t j = lo; j < hi; ++j) ds[j - b] = p[j - b] * (ds[j - b] - dot);
+      BandVecMap<T>(gq, E).noalias() = scale * (BandMatMap<T>(Kn + lo * E, hi - lo, E).transpose() *
+                                                BandCVecMap<T>(ds + (lo - b), hi - lo));
     }
   });
   parallel_for(0, N * S, std::max<int64_t>(1, 8192 / std::max<int64_t>(W * E, 1)), [&](int64_t r0, int64_t r1) {
