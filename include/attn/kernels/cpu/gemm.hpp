@@ -1,16 +1,35 @@
 #pragma once
 // The one entry point for dense products on the CPU. Row-major, BLAS-like:
 //   C = alpha * op(A) * op(B) + beta * C,  op(X) = X or X^T,  op(A): M x K, op(B): K x N.
-// Large products are split into fixed blocks of rows of C (independent of the thread count, so
-// results are bit-identical for any number of threads), each block an Eigen GEMM on one thread.
+// lda/ldb/ldc are the row strides of the stored matrices; transposes are read in place; with
+// beta == 0 C is never read (it may hold NaN).
+//
+// Algorithm (GotoBLAS/BLIS style, see docs/bench-matmul.md):
+//   for each nc-wide panel of columns of C (jc)
+//     for each kc-deep slice of K (pc)                 fixed kc, K ascending
+//       pack op(B)[pc, jc] into NR-wide slivers        (shared by all threads)
+//       for each group of rows (up to kMo rows)
+//         pack op(A)[rows, pc] into MR-high slivers    (shared by all threads)
+//         tiles: (mc rows) x (jw columns) work items, each a loop of MR x NR micro-kernels
+// Every blocking constant is fixed at compile time and the partition of C into work items depends
+// only on (M, N, K), never on the thread count; each C element is summed by one thread in the same
+// order (k ascending inside a kc slice, slices ascending), so results are bit-identical for any
+// number of threads, and gemm_serial gives exactly the same bits as gemm.
+// Tiny products (and M == 1 or N == 1) take a direct loop path chosen from the shape alone.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
 #include "../../config.hpp"
 #include "../../core/parallel.hpp"
+#include "gemm_microkernel.hpp"
 
 namespace attn::kernels::cpu {
 
+// Eigen views of row-major strided matrices (kept for callers; gemm itself does not use Eigen).
 template <class T>
 using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <class T>
@@ -18,55 +37,292 @@ using ConstMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStrid
 template <class T>
 using MutMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-// Single-threaded product of one block; A/B are given with their stored (untransposed) shapes.
-template <class T>
-void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-                 const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  MutMap<T> c(C, M, N, Eigen::OuterStride<>(ldc));
-  if (K == 0) {
-    if (beta == T(0)) c.setZero();
-    else c *= beta;
-    return;
+namespace gemm_detail {
+
+// Blocking (elements). kc: depth of one packed slice; mc: rows of one work item (a multiple of MR);
+// jw: columns of one work item (multiple of NR); nc: columns of one packed B panel; kMo: rows of
+// op(A) packed at once. Chosen for 32 KiB L1d / 1 MiB L2 per core (AMD Zen 4); see the doc.
+#ifndef ATTN_GEMM_KC
+#define ATTN_GEMM_KC 256
+#endif
+#ifndef ATTN_GEMM_MC_SLIVERS
+#define ATTN_GEMM_MC_SLIVERS 8
+#endif
+#ifndef ATTN_GEMM_JW_SLIVERS
+#define ATTN_GEMM_JW_SLIVERS 4
+#endif
+#ifndef ATTN_GEMM_NC
+#define ATTN_GEMM_NC 4096
+#endif
+constexpr int64_t kKc = ATTN_GEMM_KC;
+constexpr int64_t kMcSlivers = ATTN_GEMM_MC_SLIVERS;
+constexpr int64_t kJwSlivers = ATTN_GEMM_JW_SLIVERS;
+constexpr int64_t kNc = ATTN_GEMM_NC;
+constexpr int64_t kMoElems = int64_t(1) << 20;  // packed-A buffer cap (elements)
+
+// Products with M*N*K below this (or M == 1, or N == 1) use the direct path.
+constexpr int64_t kDirectMNK = 4096;
+// Below this many flops a call stays on one thread (results are identical either way).
+constexpr double kParallelFlops = 1.5e6;
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Per-thread 64-byte aligned scratch that only grows.
+template <class T, int Slot>
+T* scratch(size_t n) {
+  struct Buf {
+    T* p = nullptr;
+    size_t cap = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf buf;
+  if (buf.cap < n) {
+    std::free(buf.p);
+    const size_t bytes = round_up(int64_t(n * sizeof(T)), 64);
+    buf.p = static_cast<T*>(std::aligned_alloc(64, bytes));
+    if (!buf.p) {
+      buf.cap = 0;
+      throw std::bad_alloc();
+    }
+    buf.cap = n;
   }
-  ConstMap<T> a(A, ta ? K : M, ta ? M : K, Eigen::OuterStride<>(lda));
-  ConstMap<T> b(B, tb ? N : K, tb ? K : N, Eigen::OuterStride<>(ldb));
-  if (beta == T(0)) c.setZero();
-  else if (beta != T(1)) c *= beta;
-  if (!ta && !tb) c.noalias() += alpha * a * b;
-  else if (ta && !tb) c.noalias() += alpha * a.transpose() * b;
-  else if (!ta && tb) c.noalias() += alpha * a * b.transpose();
-  else c.noalias() += alpha * a.transpose() * b.transpose();
+  return buf.p;
 }
 
-// Rows of C per parallel task: fixed, so the partition never depends on the thread count.
-constexpr int64_t kGemmRowBlock = 64;
+// Pack op(B)[p0:p0+kc, j0 + s*NR ...] for slivers s in [s0, s1) into dst (sliver s at s*kc*NR),
+// zero-padding columns >= n.
+template <class T>
+void pack_b(bool tb, const T* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t n, int64_t s0, int64_t s1,
+            T* dst) {
+  constexpr int64_t NR = kNR<T>;
+  for (int64_t s = s0; s < s1; ++s) {
+    T* d = dst + s * kc * NR;
+    const int64_t jb = s * NR, w = std::min(NR, n - jb);
+    if (!tb) {  // op(B)(k, j) = B[k * ldb + j]
+      const T* src = B + p0 * ldb + j0 + jb;
+      if (w == NR) {
+        for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * NR, src + k * ldb, sizeof(T) * NR);
+      } else {
+        for (int64_t k = 0; k < kc; ++k) {
+          for (int64_t j = 0; j < w; ++j) d[k * NR + j] = src[k * ldb + j];
+          for (int64_t j = w; j < NR; ++j) d[k * NR + j] = T(0);
+        }
+      }
+    } else {  // op(B)(k, j) = B[j * ldb + k]
+      const T* src = B + (j0 + jb) * ldb + p0;
+      for (int64_t j = 0; j < w; ++j)
+        for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = src[j * ldb + k];
+      if (w < NR)
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t j = w; j < NR; ++j) d[k * NR + j] = T(0);
+    }
+  }
+}
 
+// Pack op(A)[i0 + s*MR ..., p0:p0+kc] for slivers s in [s0, s1), zero-padding rows >= m.
+template <class T>
+void pack_a(bool ta, const T* A, int64_t lda, int64_t i0, int64_t m, int64_t p0, int64_t kc, int64_t s0, int64_t s1,
+            T* dst) {
+  constexpr int64_t MR = kMR<T>;
+  for (int64_t s = s0; s < s1; ++s) {
+    T* d = dst + s * kc * MR;
+    const int64_t ib = s * MR, h = std::min(MR, m - ib);
+    if (ta) {  // op(A)(i, k) = A[k * lda + i]
+      const T* src = A + p0 * lda + i0 + ib;
+      if (h == MR) {
+        for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * MR, src + k * lda, sizeof(T) * MR);
+      } else {
+        for (int64_t k = 0; k < kc; ++k) {
+          for (int64_t i = 0; i < h; ++i) d[k * MR + i] = src[k * lda + i];
+          for (int64_t i = h; i < MR; ++i) d[k * MR + i] = T(0);
+        }
+      }
+    } else {  // op(A)(i, k) = A[i * lda + k]
+      const T* src = A + (i0 + ib) * lda + p0;
+      for (int64_t i = 0; i < h; ++i)
+        for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = src[i * lda + k];
+      if (h < MR)
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t i = h; i < MR; ++i) d[k * MR + i] = T(0);
+    }
+  }
+}
+
+// One tile, possibly cut by the edges of C (then computed through an MR x NR scratch tile with the
+// very same arithmetic).
+template <class T>
+inline void tile(int64_t kc, const T* Ap, const T* Bp, T* C, int64_t ldc, int64_t h, int64_t w, T alpha, T beta,
+                 Mode mode) {
+  constexpr int64_t MR = kMR<T>, NR = kNR<T>;
+  if (h == MR && w == NR) {
+    micro_kernel<T>(kc, Ap, Bp, C, ldc, alpha, beta, mode);
+    return;
+  }
+  alignas(64) T t[MR * NR];
+  if (mode != Mode::kStore)
+    for (int64_t i = 0; i < h; ++i) std::memcpy(t + i * NR, C + i * ldc, sizeof(T) * w);
+  micro_kernel<T>(kc, Ap, Bp, t, NR, alpha, beta, mode);
+  for (int64_t i = 0; i < h; ++i) std::memcpy(C + i * ldc, t + i * NR, sizeof(T) * w);
+}
+
+// Direct path: C(i, j) = alpha * sum_k op(A)(i, k) op(B)(k, j) + beta * C(i, j), k ascending,
+// one accumulator per element; rows [r0, r1).
+template <class T>
+void direct_rows(bool ta, bool tb, int64_t r0, int64_t r1, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                 const T* B, int64_t ldb, T beta, T* C, int64_t ldc, T* acc) {
+  for (int64_t i = r0; i < r1; ++i) {
+    for (int64_t j = 0; j < N; ++j) acc[j] = T(0);
+    if (!tb) {
+      for (int64_t k = 0; k < K; ++k) {
+        const T a = ta ? A[k * lda + i] : A[i * lda + k];
+        const T* b = B + k * ldb;
+        for (int64_t j = 0; j < N; ++j) acc[j] += a * b[j];
+      }
+    } else {
+      for (int64_t j = 0; j < N; ++j) {
+        const T* b = B + j * ldb;
+        T s = T(0);
+        if (ta)
+          for (int64_t k = 0; k < K; ++k) s += A[k * lda + i] * b[k];
+        else
+          for (int64_t k = 0; k < K; ++k) s += A[i * lda + k] * b[k];
+        acc[j] = s;
+      }
+    }
+    T* c = C + i * ldc;
+    if (beta == T(0))
+      for (int64_t j = 0; j < N; ++j) c[j] = alpha * acc[j];
+    else
+      for (int64_t j = 0; j < N; ++j) c[j] = alpha * acc[j] + beta * c[j];
+  }
+}
+
+template <class T>
+void gemm_direct(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+                 int64_t ldb, T beta, T* C, int64_t ldc, bool allow_parallel) {
+  const double row_flops = 2.0 * double(N) * double(std::max<int64_t>(K, 1));
+  const int64_t grain = std::max<int64_t>(1, int64_t(kParallelFlops / row_flops));
+  auto body = [&](int64_t r0, int64_t r1) {
+    T* acc = scratch<T, 2>(size_t(std::max<int64_t>(N, 1)));
+    direct_rows<T>(ta, tb, r0, r1, N, K, alpha, A, lda, B, ldb, beta, C, ldc, acc);
+  };
+  if (allow_parallel && M > grain) parallel_for(0, M, grain, body);
+  else body(0, M);
+}
+
+// Balanced slice depth for this K: ceil(K / kKc) slices of (almost) equal depth.
+inline int64_t slice_depth(int64_t K) {
+  const int64_t slices = (K + kKc - 1) / kKc;
+  return (K + slices - 1) / slices;
+}
+
+template <class T>
+void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+                 int64_t ldb, T beta, T* C, int64_t ldc, bool par) {
+  constexpr int64_t MR = kMR<T>, NR = kNR<T>;
+  const int64_t kcb = slice_depth(K);
+  const int64_t nc_max = std::min(round_up(N, NR), kNc);
+  const int64_t mo_max = std::max<int64_t>(MR * kMcSlivers, kMoElems / kcb / (MR * kMcSlivers) * (MR * kMcSlivers));
+  const int64_t mo_cap = std::min(round_up(M, MR), mo_max);
+  T* bp = scratch<T, 0>(size_t(kcb * nc_max));
+  T* ap = scratch<T, 1>(size_t(kcb * mo_cap));
+  auto run = [&](int64_t n_items, int64_t grain, const auto& f) {
+    if (par) parallel_for(0, n_items, grain, f);
+    else f(0, n_items);
+  };
+  for (int64_t jc = 0; jc < N; jc += kNc) {
+    const int64_t nc = std::min(kNc, N - jc);
+    const int64_t nsl = (nc + NR - 1) / NR;
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+      const int64_t kc = std::min(kcb, K - pc);
+      const Mode mode = pc > 0 ? Mode::kAccum : (beta == T(0) ? Mode::kStore : (beta == T(1) ? Mode::kAccum : Mode::kScale));
+      bool b_packed = false;
+      for (int64_t ic = 0; ic < M; ic += mo_max) {
+        const int64_t mo = std::min(mo_max, M - ic);
+        const int64_t msl = (mo + MR - 1) / MR;
+        // Pack A slivers (and B slivers on the first row group) in one parallel pass.
+        const int64_t nb = b_packed ? 0 : nsl;
+        run(nb + msl, 4, [&](int64_t s0, int64_t s1) {
+          if (s0 < nb) pack_b<T>(tb, B, ldb, pc, kc, jc, nc, s0, std::min(s1, nb), bp);
+          if (s1 > nb) pack_a<T>(ta, A, lda, ic, mo, pc, kc, std::max(s0, nb) - nb, s1 - nb, ap);
+        });
+        b_packed = true;
+        const int64_t mblocks = (msl + kMcSlivers - 1) / kMcSlivers;
+        const int64_t jblocks = (nsl + kJwSlivers - 1) / kJwSlivers;
+        run(mblocks * jblocks, 1, [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t) {
+            const int64_t mb = t / jblocks, jb = t % jblocks;
+            const int64_t js0 = jb * kJwSlivers, js1 = std::min(nsl, js0 + kJwSlivers);
+            const int64_t is0 = mb * kMcSlivers, is1 = std::min(msl, is0 + kMcSlivers);
+            for (int64_t js = js0; js < js1; ++js) {
+              const int64_t j = js * NR, w = std::min(NR, nc - j);
+              const T* bs = bp + js * kc * NR;
+              for (int64_t is = is0; is < is1; ++is) {
+                const int64_t i = is * MR, h = std::min(MR, mo - i);
+                tile<T>(kc, ap + is * kc * MR, bs, C + (ic + i) * ldc + jc + j, ldc, h, w, alpha, beta, mode);
+              }
+            }
+          }
+        });
+      }
+    }
+  }
+}
+
+template <class T>
+void gemm_dispatch(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+                   int64_t ldb, T beta, T* C, int64_t ldc, bool allow_parallel) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // C = beta * C (beta == 0: zeros, C not read)
+    for (int64_t i = 0; i < M; ++i) {
+      T* c = C + i * ldc;
+      if (beta == T(0)) std::fill(c, c + N, T(0));
+      else if (beta != T(1))
+        for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+    }
+    return;
+  }
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  const bool par = allow_parallel && flops >= kParallelFlops && get_num_threads() > 1 && !in_parallel_region();
+  if (M == 1 || N == 1 || double(M) * double(N) * double(K) < double(kDirectMNK)) {
+    gemm_direct<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, par);
+    return;
+  }
+  gemm_packed<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, par);
+}
+
+}  // namespace gemm_detail
+
+// Name of the micro-kernel instruction set compiled in ("avx512", "avx2" or "scalar").
+inline const char* gemm_isa() { return ATTN_GEMM_ISA; }
+
+// Single-threaded product; bit-identical to gemm() with the same arguments.
+template <class T>
+void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+                 int64_t ldb, T beta, T* C, int64_t ldc) {
+  gemm_detail::gemm_dispatch<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, false);
+}
+
+// Parallel (through attn::parallel_for) when large enough and not already inside a parallel region.
 template <class T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc) {
-  const int64_t blocks = (M + kGemmRowBlock - 1) / kGemmRowBlock;
-  const double flops = 2.0 * double(M) * double(N) * double(K);
-  if (blocks < 2 || flops < 4e6 || in_parallel_region()) {
-    gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-  parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t r0 = blk * kGemmRowBlock, m = std::min(kGemmRowBlock, M - r0);
-      const T* a = ta ? A + r0 : A + r0 * lda;  // op(A) rows r0.. are columns of A when transposed
-      gemm_serial(ta, tb, m, N, K, alpha, a, lda, B, ldb, beta, C + r0 * ldc, ldc);
-    }
-  });
+  gemm_detail::gemm_dispatch<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, true);
 }
 
 // `batch` independent products with element strides between consecutive matrices (0 = shared).
-// Small matrices run one per task; large ones run one after another, each split by rows.
+// Many small matrices run one per task (gemm_serial); otherwise one after another, each parallel.
+// Both give the same bits, so the choice (which may depend on the thread count) is free.
 template <class T>
 void gemm_batched(int64_t batch, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
                   int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, T beta, T* C,
                   int64_t ldc, int64_t stride_c) {
+  if (batch <= 0) return;
   const double flops = 2.0 * double(M) * double(N) * double(K);
-  if (batch == 1 || flops >= 3e7) {
+  const int64_t threads = get_num_threads();
+  const bool per_matrix = batch > 1 && threads > 1 && !in_parallel_region() &&
+                          (flops < 3e7 || batch % threads == 0 || batch >= 4 * threads);
+  if (!per_matrix) {
     for (int64_t i = 0; i < batch; ++i)
       gemm(ta, tb, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta, C + i * stride_c, ldc);
     return;
