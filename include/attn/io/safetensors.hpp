@@ -64,6 +64,9 @@ class JsonParser {
   }
   Json value(int depth) {
     if (depth > 16) fail("nesting too deep");
+    // Each parsed value costs ~110 bytes against 2 bytes of text ("0,"), so a 100 MB header
+    // could otherwise take ~8 GB. 2^21 values is ~150k tensor entries.
+    if (++values_ > kMaxValues) fail("more than " + std::to_string(kMaxValues) + " JSON values");
     Json v;
     const char c = peek();
     if (c == '{') {
@@ -159,6 +162,8 @@ class JsonParser {
   const char* p_;
   const char* end_;
   std::string where_;
+  static constexpr size_t kMaxValues = size_t(1) << 21;
+  size_t values_ = 0;
 };
 
 inline const char* st_dtype(DType d) {
