@@ -4,10 +4,10 @@
 // (bad file) and attn::ShapeError (file does not fit the model); any other exception, crash,
 // leak, sanitizer report or allocation over -malloc_limit_mb is a bug.
 //
-//   clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -isystem /usr/include/eigen3 \
+//   clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -isystem /usr/include/eigen3
 //       tests/fuzz/fuzz_safetensors.cpp -o fuzz_safetensors
-//   cp -r tests/fuzz/corpus /tmp/fuzz-corpus && ./fuzz_safetensors /tmp/fuzz-corpus \
-//       -max_total_time=600 -rss_limit_mb=2048 -malloc_limit_mb=512
+//   cp -r tests/fuzz/corpus /tmp/fuzz-corpus
+//   ./fuzz_safetensors /tmp/fuzz-corpus -max_total_time=600 -rss_limit_mb=2048 -malloc_limit_mb=512
 //
 // tests/fuzz/replay_main.cpp replays the committed corpus through the same entry point with g++.
 #include <attn/attn.hpp>
