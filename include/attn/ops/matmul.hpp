@@ -69,6 +69,18 @@ inline Tensor bmm_raw(const Tensor& a, const Tensor& b, bool ta, bool tb, const 
 inline Tensor matmul(const Tensor& a, const Tensor& b) {
   ATTN_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: shapes ", to_string(a.shape()), " and ", to_string(b.shape()),
              " need at least 1 dim");
+  {
+    // Checked here, with the shapes as given: the 1-D and batched paths below would otherwise
+    // report unsqueezed shapes or only the batch dims.
+    const int64_t ka = a.size(-1), kb = b.dim() == 1 ? b.size(0) : b.size(-2);
+    bool ok = ka == kb;
+    const size_t na = a.dim() > 2 ? size_t(a.dim() - 2) : 0, nb = b.dim() > 2 ? size_t(b.dim() - 2) : 0;
+    for (size_t i = 1; ok && i <= std::min(na, nb); ++i) {
+      const int64_t da = a.shape()[na - i], db = b.shape()[nb - i];
+      ok = da == db || da == 1 || db == 1;
+    }
+    ATTN_CHECK(ok, "matmul: shapes ", to_string(a.shape()), " and ", to_string(b.shape()), " are incompatible");
+  }
   // 1-D @ 1-D is a dot product: a 0-d result (squeezing -2 of the 1-D intermediate would throw).
   if (a.dim() == 1 && b.dim() == 1) return reshape(matmul(unsqueeze(a, 0), unsqueeze(b, 1)), {});
   if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
