@@ -14,6 +14,7 @@
 //   OMP_NUM_THREADS=2 ./build-bench/bench/bench_attention_efficient
 #include <benchmark/benchmark.h>
 #include <attn/attn.hpp>
+#include <attn/nn/attention/additive.hpp>
 #include <attn/ops/linear_attention.hpp>
 #include <attn/ops/windowed_attention.hpp>
 #include <cstdio>
@@ -121,6 +122,28 @@ static void BM_dense_band(benchmark::State& st) {
   }
   set_counters(st, 4.0 * double(L) * double(L) * kE, rss0);
 }
+
+// Reference task A: AttentionPooling(64, 64) on a [32, 500, 64] BiLSTM output, forward+backward;
+// fused node vs the same model composed from attn ops (linear, tanh, linear, softmax, mul, sum).
+static void BM_pooling_taskA(benchmark::State& st, bool fused) {
+  nn::AttentionPooling pool(64, 64);
+  Tensor h = Tensor::randn({32, 500, 64}).requires_grad_();
+  for (auto _ : st) {
+    Tensor c;
+    if (fused) {
+      c = pool.forward(h).first;
+    } else {
+      Tensor e = squeeze(pool.score.forward(tanh(pool.proj.forward(h))), -1);
+      c = sum(unsqueeze(softmax(e, 1), -1) * h, 1);
+    }
+    sum(c).backward();
+    benchmark::DoNotOptimize(h.grad().data<float>());
+    h.zero_grad();
+    pool.zero_grad();
+  }
+}
+BENCHMARK_CAPTURE(BM_pooling_taskA, fused, true)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_pooling_taskA, composed, false)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 #define ATTN_L_RANGE ->RangeMultiplier(4)->Range(128, 65536)->Unit(benchmark::kMillisecond)->UseRealTime()
 BENCHMARK_CAPTURE(BM_linear, noncausal_fwd, false, false) ATTN_L_RANGE;
