@@ -132,16 +132,21 @@ std::vector<Case> shape_cases() {
   // Degenerate and tiny shapes, odd edges, 1 x N, M x 1, K = 0 / 1.
   const int64_t dims[][3] = {{1, 1, 1},   {1, 7, 5},    {7, 1, 5},    {1, 300, 33}, {300, 1, 33}, {3, 4, 0},
                              {5, 6, 1},   {2, 2, 2},    {13, 17, 19}, {15, 33, 7},  {14, 32, 8},  {29, 65, 31},
-                             {28, 64, 3}, {100, 3, 40}, {3, 100, 40}, {1, 1, 500}};
+                             {28, 64, 3}, {8, 32, 9}, {16, 64, 17}, {100, 3, 40}, {3, 100, 40}, {1, 1, 500}};
   const bool tt[][2] = {{false, false}, {true, false}, {false, true}, {true, true}};
   const double ab[][2] = {{1.0, 0.0}, {0.5, 1.0}, {-2.0, 0.75}};
   for (auto& d : dims)
     for (auto& t : tt)
       for (auto& s : ab) cases.push_back({t[0], t[1], d[0], d[1], d[2], s[0], s[1], (d[0] + d[1]) % 3});
-  // Around the blocking constants (MR 14/6/4, NR 32/16/8, kc 256, work items 8 x MR by 4 x NR).
+  // Around the blocking constants (MR 8/6/4, NR 32/16/8, kc 256, work items 16 x MR by 4 x NR).
   const int64_t big[][3] = {{113, 129, 257}, {112, 128, 256}, {127, 97, 513}, {57, 300, 200}, {250, 70, 600}};
   for (auto& d : big)
     for (auto& t : tt) cases.push_back({t[0], t[1], d[0], d[1], d[2], 1.5, d[2] % 2 ? 0.0 : -0.5, 3});
+  // K split into super-slices (K > 8192), op(A) packed in several row groups (M*K > 2^21),
+  // op(B) in several column panels (N*K > 2^22).
+  cases.push_back({false, true, 20, 40, 9000, 1.0, 0.5, 1});
+  cases.push_back({true, false, 1100, 40, 2048, 1.0, 0.0, 0});
+  cases.push_back({false, false, 20, 2100, 2048, -1.0, 1.0, 2});
   return cases;
 }
 
