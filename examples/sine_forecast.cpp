@@ -1,0 +1,180 @@
+// Reference task B: one-step sine forecasting with a 2-layer LSTM and attention over time.
+// Training is the seed's (sin(linspace(0, 50, 1000)), windows of 20, full batch, 100 epochs);
+// beyond the seed, the continuation of the same sine is held out and forecast one step at a
+// time and free-running. Writes metrics.csv, loss.svg, forecast.svg, attention.svg.
+#include <attn/attn.hpp>
+#include <attn/data/sine.hpp>
+#include <attn/io/checkpoint.hpp>
+#include <attn/metrics/metrics.hpp>
+#include <attn/nn/attention/additive.hpp>
+#include <attn/nn/rnn.hpp>
+#include <attn/plot/svg.hpp>
+
+#include "common.hpp"
+#include "models.hpp"
+
+using namespace attn;
+using examples::AnomalyModel;
+using examples::ForecastModel;
+
+namespace {
+
+Tensor predict(ForecastModel& m, const std::vector<float>& windows, int64_t n, int64_t w, Tensor* weights = nullptr) {
+  NoGradGuard ng;
+  auto [y, a] = m.forward(Tensor::from_vector(windows, {n, w, 1}));
+  if (weights) *weights = a;
+  return y;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  examples::CommonOptions co;
+  co.epochs = 100;
+  co.hidden = 64;
+  co.batch_size = 0;
+  co.out_dir = "out/sine_forecast";
+  int64_t window = 20, layers = 2, points = 1000, horizon = 200;
+  double t_end = 50.0;
+  CLI::App app{"attn example, reference task B: sine forecasting with LSTM + attention"};
+  examples::add_common_flags(app, co);
+  app.get_option("--batch-size")->check(CLI::Range(int64_t(0), int64_t(1) << 30))->description("mini-batch size (0 = full batch, the seed's)");
+  app.add_option("--window", window, "input window length")->check(CLI::Range(int64_t(1), int64_t(10000)));
+  app.add_option("--layers", layers, "stacked LSTM layers")->check(CLI::Range(int64_t(1), int64_t(16)));
+  app.add_option("--points", points, "points of the training series")->check(CLI::Range(int64_t(2), int64_t(10000000)));
+  app.add_option("--t-end", t_end, "the series is sin(linspace(0, t_end, points))")->check(CLI::PositiveNumber);
+  app.add_option("--horizon", horizon, "held-out points after the series, forecast at the end")->check(CLI::Range(int64_t(0), int64_t(1000000)));
+  if (int rc = examples::parse(app, argc, argv); rc >= 0) return rc;
+  examples::apply_common(co);
+  examples::install_sigint_handler();
+  examples::Timer total;
+
+  try {
+    // The series and its continuation share one time grid: t_i = i * t_end / (points - 1).
+    const double dt = t_end / double(points - 1);
+    std::vector<float> full(size_t(points + horizon));
+    for (int64_t i = 0; i < points + horizon; ++i) full[size_t(i)] = float(std::sin(double(i) * dt));
+    const std::vector<float> series(full.begin(), full.begin() + points);
+    const data::WindowedSeries train = data::make_windows(series, window);
+    data::check_finite(train.x, "sine_forecast windows");
+    const int64_t N = train.count;
+    const int64_t batch = co.batch_size == 0 ? N : std::min(co.batch_size, N);
+
+    ForecastModel model(co.hidden, layers);
+    optim::Adam opt(model.parameters(), optim::AdamOptions(co.lr));
+    examples::History hist;
+    hist.columns = {"epoch", "train_mse", "seconds"};
+    int start_epoch = 0;
+    if (!co.load.empty()) {
+      auto meta = load_checkpoint(co.load, model, &opt);
+      start_epoch = std::stoi(meta.at("epoch"));
+      hist.from_csv(meta.at("history"));
+      default_generator().set_state(meta.at("rng"));
+      if (!co.quiet) std::printf("resumed from %s after epoch %d\n", co.load.c_str(), start_epoch);
+    }
+    if (!co.quiet)
+      std::printf("sine_forecast: %lld windows of %lld points, LSTM(1 -> %lld) x %lld layers + attention, %lld "
+                  "parameters, lr %g, batch %lld, threads %d\n",
+                  (long long)N, (long long)window, (long long)co.hidden, (long long)layers,
+                  (long long)model.num_parameters(), co.lr, (long long)batch, get_num_threads());
+
+    std::vector<int64_t> order(static_cast<size_t>(N));
+    std::iota(order.begin(), order.end(), 0);
+    examples::Progress progress(co.quiet);
+    for (int epoch = start_epoch; epoch < co.epochs; ++epoch) {
+      examples::Timer et;
+      if (batch < N) examples::shuffle(order);
+      double loss_sum = 0;
+      for (int64_t b = 0; b < N; b += batch) {
+        const int64_t e = std::min(N, b + batch);
+        std::vector<float> x, y;
+        for (int64_t k = b; k < e; ++k) {
+          const int64_t i = order[size_t(k)];
+          x.insert(x.end(), train.x.begin() + i * window, train.x.begin() + (i + 1) * window);
+          y.push_back(train.y[size_t(i)]);
+        }
+        opt.zero_grad();
+        Tensor loss = mse_loss(model.forward(Tensor::from_vector(x, {e - b, window, 1})).first,
+                               Tensor::from_vector(y, {e - b, 1}));
+        loss.backward();
+        opt.step();
+        loss_sum += loss.item<double>() * double(e - b);
+        progress.update(epoch + 1, co.epochs, b / batch + 1, (N + batch - 1) / batch, loss.item<double>());
+      }
+      progress.clear();
+      hist.add({double(epoch + 1), loss_sum / double(N), et.seconds()});
+      if (!co.quiet && ((epoch + 1) % 10 == 0 || epoch + 1 == co.epochs))
+        std::printf("Epoch [%d/%d], Loss: %.4f  (%.3fs)\n", epoch + 1, co.epochs, loss_sum / double(N), et.seconds());
+      if (!co.save.empty())
+        save_checkpoint(co.save, model, &opt,
+                        {{"epoch", std::to_string(epoch + 1)}, {"history", hist.to_csv()},
+                         {"rng", default_generator().state()}, {"task", "sine_forecast"}});
+      hist.save(co.out_dir + "/metrics.csv");
+      if (examples::stop_requested()) {
+        std::printf("interrupted after epoch %d%s\n", epoch + 1, co.save.empty() ? "" : ("; saved to " + co.save).c_str());
+        return 130;
+      }
+    }
+
+    // ---- in-sample fit and attention ----
+    model.eval();
+    Tensor weights;
+    const auto fit = predict(model, train.x, N, window, &weights).to_vector<float>();
+    const double fit_mse = std::pow(metrics::rmse(train.y, fit), 2);
+
+    // ---- held-out continuation: one-step (true windows) and free-running forecasts ----
+    std::vector<float> one_step, free_run, truth;
+    if (horizon > 0) {
+      std::vector<float> wins;
+      for (int64_t i = 0; i < horizon; ++i) {
+        const int64_t t = points + i;  // predict full[t] from full[t - window, t)
+        wins.insert(wins.end(), full.begin() + (t - window), full.begin() + t);
+        truth.push_back(full[size_t(t)]);
+      }
+      one_step = predict(model, wins, horizon, window).to_vector<float>();
+      std::vector<float> ctx(series.end() - window, series.end());
+      for (int64_t i = 0; i < horizon; ++i) {
+        const float next = predict(model, ctx, 1, window).item<float>();
+        free_run.push_back(next);
+        ctx.erase(ctx.begin());
+        ctx.push_back(next);
+      }
+    }
+
+    // ---- plots ----
+    plot::Figure loss_fig(800, 450);
+    loss_fig.title("sine_forecast: training MSE per epoch").xlabel("epoch").ylabel("MSE");
+    loss_fig.line(hist.column("epoch"), hist.column("train_mse"), "train");
+    loss_fig.save(co.out_dir + "/loss.svg");
+
+    std::vector<double> t_all(full.size()), t_fit, t_tail;
+    for (size_t i = 0; i < full.size(); ++i) t_all[i] = double(i);
+    for (int64_t i = 0; i < N; ++i) t_fit.push_back(double(window + i));
+    for (int64_t i = 0; i < horizon; ++i) t_tail.push_back(double(points + i));
+    plot::Figure fc_fig(1100, 480);
+    fc_fig.title("sine_forecast: true vs predicted").xlabel("time step").ylabel("value");
+    if (horizon > 0) fc_fig.vspan(double(points), double(points + horizon - 1), "held-out forecast region");
+    fc_fig.line(t_all, full, "true series");
+    fc_fig.line(t_fit, fit, "predicted (in-sample, one step)", plot::Style().with_dashes());
+    if (horizon > 0) {
+      fc_fig.line(t_tail, one_step, "forecast, one step");
+      fc_fig.line(t_tail, free_run, "forecast, free running", plot::Style().with_dashes());
+    }
+    fc_fig.save(co.out_dir + "/forecast.svg");
+    plot::heatmap(weights.to_vector<float>(), N, window, "Attention weights (sample x time step)", "time step in window",
+                  "sample")
+        .save(co.out_dir + "/attention.svg");
+
+    std::printf("in-sample MSE %.6f over %lld windows\n", fit_mse, (long long)N);
+    if (horizon > 0)
+      std::printf("held-out %lld points: one-step MAE %.5f RMSE %.5f | free-running MAE %.5f RMSE %.5f\n",
+                  (long long)horizon, metrics::mae(truth, one_step), metrics::rmse(truth, one_step),
+                  metrics::mae(truth, free_run), metrics::rmse(truth, free_run));
+    std::printf("total time %.1fs; plots and metrics in %s (loss.svg, forecast.svg, attention.svg, metrics.csv)\n",
+                total.seconds(), co.out_dir.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sine_forecast: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
