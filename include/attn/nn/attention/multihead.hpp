@@ -146,9 +146,9 @@ class MultiheadAttention : public Module {
     // element (b, h, t, c) of a projection [B, T, C] (or [T, B, C]) holding a head at column off
     auto layout = [&](const Tensor& t, int64_t T, int64_t off) {
       const int64_t C = t.size(2);
-      return bf ? detail::AttnLayout{off, T * C, Dh, C} : detail::AttnLayout{off, C, Dh, B * C};
+      return bf ? ::attn::detail::AttnLayout{off, T * C, Dh, C} : ::attn::detail::AttnLayout{off, C, Dh, B * C};
     };
-    detail::FusedAttnArgs a;
+    ::attn::detail::FusedAttnArgs a;
     a.q = tq;
     a.k = tk;
     a.v = tv;
@@ -156,7 +156,7 @@ class MultiheadAttention : public Module {
     a.lk = layout(tk, S, ok);
     a.lv = layout(tv, S, ov);
     a.out_shape = bf ? Shape{B, L, E_} : Shape{L, B, E_};
-    a.lo = bf ? detail::AttnLayout{0, L * E_, Dh, E_} : detail::AttnLayout{0, E_, Dh, B * E_};
+    a.lo = bf ? ::attn::detail::AttnLayout{0, L * E_, Dh, E_} : ::attn::detail::AttnLayout{0, E_, Dh, B * E_};
     a.scores_shape = {B, H_, L, S};
     a.p.B = B;
     a.p.H = H_;
@@ -174,7 +174,7 @@ class MultiheadAttention : public Module {
       ATTN_CHECK(key_padding_mask.dim() == 2 && key_padding_mask.size(0) == B && key_padding_mask.size(1) == S, op,
                  ": key_padding_mask ", to_string(key_padding_mask.shape()), " must be [B, S] = [", B, ", ", S, "]");
     a.need_weights = need_weights;
-    auto [attn_out, w] = detail::fused_attention(a, op);
+    auto [attn_out, w] = ::attn::detail::fused_attention(a, op);
     Tensor out = out_proj.forward(attn_out);
     if (need_weights && average_attn_weights) w = mean(w, 1, false);
     return {out, w};
