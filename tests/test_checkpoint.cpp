@@ -262,6 +262,9 @@ TEST_CASE("checkpoint: broken files raise FormatError and leave the model unchan
     expect_format_error(st_image("{" + entry("a", "F32", "[1]", 0, 4) + "," + entry("a", "F32", "[1]", 4, 8) + "}",
                                  std::string(8, '\0')),
                         {"'a' appears twice"});
+    std::string many = "[";  // 2^21 + 1 values: over the parser's value budget (memory bound)
+    for (int i = 0; i < (1 << 21); ++i) many += "0,";
+    expect_format_error(st_image(many + "0]"), {"JSON values"});
   }
   SECTION("missing tensor") {
     uint64_t nb = 0;

@@ -8,6 +8,7 @@ The valid ones use the names of the small model in fuzz_safetensors.cpp ("fc.wei
 "fc.bias" [2]) so the fuzzer also reaches the checkpoint validation. Stdlib only:
     python3 tests/fuzz/make_corpus.py [out_dir]
 """
+import base64
 import json
 import os
 import struct
@@ -76,6 +77,15 @@ files = {
     "bad_numbers": raw(b'{"a":{"dtype":"F32","shape":[-1,1.5,1e400],"data_offsets":[-0,4e0]}}', b"\0" * 4),
 }
 
+# Many entries aliasing one range: before the fix each allocated its own copy before the
+# overlap check ran (see the git log of include/attn/io/safetensors.hpp).
+files["aliasing_entries"] = raw(("{" + ",".join('"t%d":{"dtype":"F32","shape":[16],"data_offsets":[0,64]}' % i
+                                                for i in range(50)) + "}").encode(), b"\0" * 64)
+# Found by libFuzzer in the first seconds: a \u escape followed by non-hex bytes made std::stoul
+# throw std::invalid_argument out of the reader (fixed; kept as a regression input).
+files["fuzz_found_bad_u_escape"] = base64.b64decode(
+    "MAAAAAAAAAB7Il9fbWV0YWRhdGFfXyI6eyJhIjoiYiIsIm5vdGUiOiJcdf////////////////////////////////////8w"
+    "MGU5XG4AAHsiIjoifX0gICAg")
 # A truncated valid file: cut inside the data section.
 files["truncated"] = files["valid_fc_f32"][:-5]
 
