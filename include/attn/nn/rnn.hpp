@@ -8,8 +8,9 @@
 // initialised U(-1/sqrt(H), 1/sqrt(H)). See docs/recurrent.md.
 //
 // Two implementations of the sequence layers, selected by the options' fused(bool):
-//   fused (default): per layer, one GEMM for the input projection of all steps and directions and
-//     one autograd node for the whole recurrence (ops/rnn.hpp, hand-written backward through time);
+//   fused (default): per layer ONE autograd node (ops/rnn.hpp: lstm_layer / gru_layer): one GEMM
+//     for the input projection of all steps and directions, the recurrence, and a hand-written
+//     backward through time;
 //   composed: step by step from attn's differentiable ops (linear, sigmoid, tanh, mul, add), the
 //     reference the fused path is tested against.
 #include <cmath>
@@ -180,15 +181,15 @@ class RNNBase : public Module {
   std::vector<Tensor> layer_fused(const Tensor& inp, const Tensor& h0, const Tensor& c0, int64_t l,
                                   const std::vector<int64_t>& lengths) const {
     const int64_t D = dirs();
-    const size_t k = size_t(l * D);
-    // One GEMM: the input projection of every step and both directions.
-    const Tensor w = D == 1 ? w_ih[k] : cat({w_ih[k], w_ih[k + 1]}, 0);
-    const Tensor b = !opt_.bias() ? Tensor() : D == 1 ? b_ih[k] : cat({b_ih[k], b_ih[k + 1]}, 0);
-    const Tensor xproj = linear(inp, w, b);
-    std::vector<Tensor> whh(w_hh.begin() + long(k), w_hh.begin() + long(k) + D), bhh;
-    if (opt_.bias()) bhh.assign(b_hh.begin() + long(k), b_hh.begin() + long(k) + D);
-    if (gates_ == 4) return lstm_fused(xproj, h0, c0, whh, bhh, lengths, opt_.batch_first());
-    return gru_fused(xproj, h0, whh, bhh, lengths, opt_.batch_first());
+    const auto k = long(l * D);
+    const std::vector<Tensor> wih(w_ih.begin() + k, w_ih.begin() + k + D), whh(w_hh.begin() + k, w_hh.begin() + k + D);
+    std::vector<Tensor> bih, bhh;
+    if (opt_.bias()) {
+      bih.assign(b_ih.begin() + k, b_ih.begin() + k + D);
+      bhh.assign(b_hh.begin() + k, b_hh.begin() + k + D);
+    }
+    if (gates_ == 4) return lstm_layer(inp, h0, c0, wih, whh, bih, bhh, lengths, opt_.batch_first());
+    return gru_layer(inp, h0, wih, whh, bih, bhh, lengths, opt_.batch_first());
   }
 
   std::vector<Tensor> layer_composed(const Tensor& inp, const Tensor& h0, const Tensor& c0, int64_t l,

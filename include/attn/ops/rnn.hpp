@@ -1,20 +1,26 @@
 #pragma once
-// Fused recurrences: a whole LSTM / GRU layer (all time steps, one or two directions) as ONE
-// autograd node with a hand-written backward through time. The input projection x W_ih^T + b_ih
-// of all steps is computed before (one `linear`, i.e. one GEMM) and passed in as `xproj`; its
-// gradient is the matrix of gate gradients this node returns, so the backward of the projection is
-// again one GEMM for all steps. The raw loops are in kernels/cpu/rnn.hpp.
+// Fused recurrent layers: one LSTM / GRU layer (all time steps, one or two directions) as ONE
+// autograd node with a hand-written backward through time. Raw loops: kernels/cpu/rnn.hpp.
 //
-//   lstm_fused(xproj, h0, c0, w_hh, b_hh, lengths, batch_first) -> {output, h_n, c_n}
-//   gru_fused (xproj, h0,     w_hh, b_hh, lengths, batch_first) -> {output, h_n}
+//   lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first) -> {output, h_n, c_n}
+//   gru_layer (x, h0,     w_ih, w_hh, b_ih, b_hh, lengths, batch_first) -> {output, h_n}
 //
-// xproj: [T, B, D*G*H] (or [B, T, D*G*H] with batch_first), G = 4 (LSTM: i, f, g, o) or 3 (GRU:
-// r, z, n), direction d in columns [d*G*H, (d+1)*G*H); direction 1 runs backwards in time.
-// h0, c0: [D, B, H] or undefined (zeros). w_hh: D tensors [G*H, H]; b_hh: D tensors [G*H], or empty.
+// Forward: the input projection of every step and direction, x [W_ih^0; W_ih^1]^T + b, is ONE
+// GEMM; then the recurrence runs step by step (per step one small GEMM h W_hh^T per block of
+// series, then the pointwise gate math), saving the gates and states the backward needs.
+// Backward: one reverse loop over time gives the gate gradients dA of every step (per step one
+// small GEMM dA W_hh for dh_{t-1}); then, for all steps at once, dx = dA [W_ih^0; W_ih^1] (one
+// GEMM), dW_ih = dA^T x, dW_hh = dA_hh^T h_{t-1} (one GEMM each), db = column sums of dA.
+//
+// Shapes (PyTorch's): x [T, B, I] ([B, T, I] with batch_first); h0, c0 [D, B, H] or undefined
+// (zeros); w_ih: D tensors [G*H, I], w_hh: D tensors [G*H, H], b_ih / b_hh: D tensors [G*H] or
+// empty (no bias), G = 4 (LSTM gates i, f, g, o) or 3 (GRU gates r, z, n); direction 1 runs
+// backwards in time. output [T, B, D*H] ([B, T, D*H]), direction d in columns [d*H, (d+1)*H);
+// h_n, c_n [D, B, H].
 // lengths: empty (every series has T steps) or B values in [1, T]: steps t >= len_b leave the
 // state of series b unchanged and give zero output, the reverse direction starts at len_b - 1,
 // and h_n / c_n are the states after each series' last valid step (PyTorch's packed sequences).
-// output: [T, B, D*H] (or [B, T, D*H]); h_n, c_n: [D, B, H].
+#include <memory>
 #include <string>
 #include <vector>
 #include "../core/tensor.hpp"
@@ -40,54 +46,55 @@ inline void check_rnn_lengths(const char* op, const std::vector<int64_t>& length
                " is outside [1, ", T, "] (lengths ", lengths_to_string(lengths), ", ", T, " time steps)");
 }
 
-struct RnnCheck {
+inline kernels::cpu::RnnShape check_rnn_layer(const char* op, int64_t gates, const Tensor& x, const Tensor& h0,
+                                              const Tensor& c0, const std::vector<Tensor>& w_ih,
+                                              const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_ih,
+                                              const std::vector<Tensor>& b_hh, const std::vector<int64_t>& lengths,
+                                              bool batch_first) {
   kernels::cpu::RnnShape S;
-  int64_t gates = 0;
-};
-
-inline RnnCheck check_rnn_fused(const char* op, int64_t gates, const Tensor& xproj, const Tensor& h0, const Tensor& c0,
-                                const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_hh,
-                                const std::vector<int64_t>& lengths, bool batch_first) {
-  RnnCheck rc;
-  auto& S = rc.S;
-  rc.gates = gates;
   const int64_t D = int64_t(w_hh.size());
-  ATTN_CHECK(D == 1 || D == 2, op, ": need 1 or 2 directions (w_hh tensors), got ", D);
-  ATTN_CHECK(b_hh.empty() || b_hh.size() == w_hh.size(), op, ": ", b_hh.size(), " b_hh tensors for ", D,
-             " directions");
-  ATTN_CHECK(xproj.dim() == 3, op, ": xproj must be 3-D [T, B, D*", gates, "*H], got ", to_string(xproj.shape()));
+  ATTN_CHECK((D == 1 || D == 2) && w_ih.size() == w_hh.size(), op, ": need 1 or 2 directions, got ", w_ih.size(),
+             " w_ih and ", w_hh.size(), " w_hh tensors");
+  ATTN_CHECK((b_ih.empty() && b_hh.empty()) || (b_ih.size() == w_hh.size() && b_hh.size() == w_hh.size()), op, ": ",
+             b_ih.size(), " b_ih and ", b_hh.size(), " b_hh tensors for ", D, " direction(s) (give all or none)");
+  ATTN_CHECK(x.dim() == 3, op, ": input must be 3-D ", batch_first ? "[B, T, I]" : "[T, B, I]", ", got ",
+             to_string(x.shape()));
   ATTN_CHECK(w_hh[0].dim() == 2 && w_hh[0].size(0) == gates * w_hh[0].size(1), op, ": w_hh must be [", gates,
              "*H, H], got ", to_string(w_hh[0].shape()));
-  const int64_t H = w_hh[0].size(1);
-  S.T = xproj.size(batch_first ? 1 : 0);
-  S.B = xproj.size(batch_first ? 0 : 1);
+  const int64_t H = w_hh[0].size(1), I = x.size(2);
+  S.T = x.size(batch_first ? 1 : 0);
+  S.B = x.size(batch_first ? 0 : 1);
   S.H = H;
   S.D = D;
   S.batch_first = batch_first;
-  ATTN_CHECK(xproj.size(2) == D * gates * H, op, ": xproj ", to_string(xproj.shape()), " needs last dim D*", gates,
-             "*H = ", D * gates * H, " for w_hh ", to_string(w_hh[0].shape()), " and ", D, " direction(s)");
-  for (int64_t d = 0; d < D; ++d) {
-    ATTN_CHECK(w_hh[size_t(d)].shape() == w_hh[0].shape() && w_hh[size_t(d)].dtype() == xproj.dtype(), op, ": w_hh[",
-               d, "] ", to_string(w_hh[size_t(d)].shape()), " ", dtype_name(w_hh[size_t(d)].dtype()),
-               " does not match w_hh[0] ", to_string(w_hh[0].shape()), " / xproj ", dtype_name(xproj.dtype()));
-    if (!b_hh.empty() && b_hh[size_t(d)].defined())
-      ATTN_CHECK(b_hh[size_t(d)].shape() == Shape{gates * H} && b_hh[size_t(d)].dtype() == xproj.dtype(), op,
-                 ": b_hh[", d, "] must be [", gates * H, "] ", dtype_name(xproj.dtype()), ", got ",
-                 to_string(b_hh[size_t(d)].shape()), " ", dtype_name(b_hh[size_t(d)].dtype()));
+  ATTN_CHECK(S.T > 0 && S.B > 0 && H > 0, op, ": empty input ", to_string(x.shape()), " or hidden size ", H);
+  const Shape wi{gates * H, I}, wh{gates * H, H}, bs{gates * H};
+  for (size_t d = 0; d < size_t(D); ++d) {
+    ATTN_CHECK(w_ih[d].shape() == wi && w_ih[d].dtype() == x.dtype(), op, ": w_ih[", d, "] must be ", to_string(wi),
+               " ", dtype_name(x.dtype()), " for input ", to_string(x.shape()), " and hidden size ", H, ", got ",
+               to_string(w_ih[d].shape()), " ", dtype_name(w_ih[d].dtype()));
+    ATTN_CHECK(w_hh[d].shape() == wh && w_hh[d].dtype() == x.dtype(), op, ": w_hh[", d, "] must be ", to_string(wh),
+               " ", dtype_name(x.dtype()), ", got ", to_string(w_hh[d].shape()), " ", dtype_name(w_hh[d].dtype()));
+    for (const std::vector<Tensor>* bv : {&b_ih, &b_hh})
+      if (!bv->empty())
+        ATTN_CHECK((*bv)[d].defined() && (*bv)[d].shape() == bs && (*bv)[d].dtype() == x.dtype(), op,
+                   ": biases must be ", to_string(bs), " ", dtype_name(x.dtype()), ", got ",
+                   (*bv)[d].defined() ? to_string((*bv)[d].shape()) : std::string("undefined"));
   }
   const Shape st{D, S.B, H};
   for (const Tensor* s : {&h0, &c0})
     if (s->defined())
-      ATTN_CHECK(s->shape() == st && s->dtype() == xproj.dtype(), op, ": initial state must be ", to_string(st), " ",
-                 dtype_name(xproj.dtype()), ", got ", to_string(s->shape()), " ", dtype_name(s->dtype()));
+      ATTN_CHECK(s->shape() == st && s->dtype() == x.dtype(), op, ": initial state must be ", to_string(st), " ",
+                 dtype_name(x.dtype()), " for input ", to_string(x.shape()), ", got ", to_string(s->shape()), " ",
+                 dtype_name(s->dtype()));
   check_rnn_lengths(op, lengths, S.B, S.T);
-  return rc;
+  return S;
 }
 
 template <class T>
-std::vector<const T*> ptrs(const std::vector<Tensor>& ts) {
-  std::vector<const T*> p;
-  for (const Tensor& t : ts) p.push_back(t.defined() ? t.data<T>() : nullptr);
+std::vector<const T*> ptrs(const std::vector<Tensor>& ts, size_t n) {
+  std::vector<const T*> p(n, nullptr);
+  for (size_t i = 0; i < ts.size() && i < n; ++i) p[i] = ts[i].defined() ? ts[i].data<T>() : nullptr;
   return p;
 }
 
@@ -99,79 +106,173 @@ inline Tensor state_or_zeros(const Tensor& s, const Shape& shape, DType dt) {
   return t;
 }
 
-// Gradients of the recurrent weights from the gate gradients dA [rows, D*G*H] and the states
-// before each step Hprev [rows, D*H]: dW_hh[d] = dA_d^T Hprev_d (one GEMM), db_hh[d] = column sums.
+// [W^0; W^1] stacked on rows: [D*G*H, I].
 template <class T>
-void rnn_weight_grads(const kernels::cpu::RnnShape& S, int64_t gates, const T* dA, const T* Hprev,
-                      const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_hh, std::vector<Tensor>& gs,
-                      size_t first) {
-  const int64_t rows = S.T * S.B, GH = gates * S.H, LDA = S.D * GH, LDH = S.D * S.H;
-  Tensor ones;
-  for (int64_t d = 0; d < S.D; ++d) {
-    if (w_hh[size_t(d)].requires_grad()) {
-      Tensor dw = Tensor::empty({GH, S.H}, w_hh[0].dtype());
-      kernels::cpu::gemm<T>(true, false, GH, S.H, rows, T(1), dA + d * GH, LDA, Hprev + d * S.H, LDH, T(0),
-                            dw.data<T>(), S.H);
-      gs[first + size_t(2 * d)] = dw;
+Tensor stack_rows(const std::vector<Tensor>& ws, DType dt) {
+  const int64_t r = ws[0].size(0), c = ws[0].size(1);
+  Tensor out = Tensor::empty({int64_t(ws.size()) * r, c}, dt);
+  for (size_t d = 0; d < ws.size(); ++d) std::copy_n(ws[d].data<T>(), r * c, out.data<T>() + int64_t(d) * r * c);
+  return out;
+}
+
+// Input projection of all steps: XP [rows, D*G*H] = x W_cat^T (+ b_ih, + b_hh when fold_hh).
+template <class T>
+void rnn_input_projection(const kernels::cpu::RnnShape& S, int64_t gates, const Tensor& x, const Tensor& wcat,
+                          const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh, bool fold_hh, T* XP) {
+  const int64_t rows = S.T * S.B, GH = gates * S.H, N = S.D * GH, I = x.size(2);
+  std::vector<T> bias(size_t(N), T(0));
+  const bool has_bias = !b_ih.empty();
+  if (has_bias)
+    for (int64_t d = 0; d < S.D; ++d)
+      for (int64_t j = 0; j < GH; ++j)
+        bias[size_t(d * GH + j)] = b_ih[size_t(d)].data<T>()[j] + (fold_hh ? b_hh[size_t(d)].data<T>()[j] : T(0));
+  if (has_bias) {
+    parallel_for(0, rows, 1024, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) std::copy(bias.begin(), bias.end(), XP + r * N);
+    });
+  }
+  kernels::cpu::gemm<T>(false, true, rows, N, I, T(1), x.data<T>(), I, wcat.data<T>(), I, has_bias ? T(1) : T(0), XP,
+                        N);
+}
+
+// out[0, j] = sum over rows of M[r, j] (M: [rows, n] with leading dimension ld), rows summed in
+// order: a [1 x rows] x [rows x n] product against ones, columns split into fixed blocks.
+template <class T>
+void column_sums(int64_t rows, int64_t n, const T* M, int64_t ld, const T* ones, T* out) {
+  constexpr int64_t kCols = 64;
+  const int64_t blocks = (n + kCols - 1) / kCols;
+  parallel_for(0, blocks, rows * n > (1 << 18) ? 1 : blocks, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t c0 = b * kCols, nc = std::min(kCols, n - c0);
+      kernels::cpu::gemm_serial<T>(false, false, 1, nc, rows, T(1), ones, rows, M + c0, ld, T(0), out + c0, n);
     }
-    if (!b_hh.empty() && b_hh[size_t(d)].defined() && b_hh[size_t(d)].requires_grad()) {
-      if (!ones.defined()) ones = Tensor::ones({rows}, w_hh[0].dtype());
-      Tensor db = Tensor::empty({GH}, w_hh[0].dtype());
-      kernels::cpu::gemm<T>(false, false, 1, GH, rows, T(1), ones.data<T>(), rows, dA + d * GH, LDA, T(0),
-                            db.data<T>(), GH);
-      gs[first + size_t(2 * d + 1)] = db;
+  });
+}
+
+// dC [m, n] = A^T B for A [rows, m] (ld lda), B [rows, n] (ld ldb): split into fixed column blocks
+// of the result (parallel when large), each one GEMM over all rows.
+template <class T>
+void gemm_tn_cols(int64_t m, int64_t n, int64_t rows, const T* A, int64_t lda, const T* B, int64_t ldb, T* C) {
+  constexpr int64_t kCols = 64;
+  const int64_t blocks = (n + kCols - 1) / kCols;
+  const double flops = 2.0 * double(m) * double(n) * double(rows);
+  parallel_for(0, blocks, flops > 4e6 ? 1 : blocks, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t c0 = b * kCols, nc = std::min(kCols, n - c0);
+      kernels::cpu::gemm_serial<T>(true, false, m, nc, rows, T(1), A, lda, B + c0, ldb, T(0), C + c0, n);
+    }
+  });
+}
+
+// Gradients of a layer from the gate gradients. dX: [rows, D*G*H] gradient of the input
+// projection, dHH: [rows, D*G*H] gradient of h W_hh^T + b_hh (the same matrix for LSTM).
+// Input order of the node: x, h0, c0, then per direction w_ih, w_hh, b_ih, b_hh.
+template <class T>
+void rnn_layer_grads(const kernels::cpu::RnnShape& S, int64_t gates, const Tensor& x, const Tensor& wcat,
+                     const T* dX, const T* dHH, const T* Hprev, const std::vector<Tensor>& w_ih,
+                     const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh,
+                     std::vector<Tensor>& gs) {
+  const int64_t rows = S.T * S.B, GH = gates * S.H, N = S.D * GH, I = x.size(2), H = S.H;
+  const DType dt = x.dtype();
+  if (x.requires_grad()) {  // dx = dX W_cat: one GEMM for all steps and directions
+    Tensor dx = Tensor::empty(x.shape(), dt);
+    kernels::cpu::gemm<T>(false, false, rows, I, N, T(1), dX, N, wcat.data<T>(), I, T(0), dx.data<T>(), I);
+    gs[0] = dx;
+  }
+  bool need_wih = false;
+  for (auto& w : w_ih) need_wih = need_wih || w.requires_grad();
+  if (need_wih) {  // dW_cat^T [I, N] = x^T dX, then transposed into each w_ih
+    std::vector<T> dwt(size_t(I * N));
+    gemm_tn_cols<T>(I, N, rows, x.data<T>(), I, dX, N, dwt.data());
+    for (int64_t d = 0; d < S.D; ++d) {
+      if (!w_ih[size_t(d)].requires_grad()) continue;
+      Tensor dw = Tensor::empty({GH, I}, dt);
+      T* p = dw.data<T>();
+      for (int64_t j = 0; j < GH; ++j)
+        for (int64_t i = 0; i < I; ++i) p[j * I + i] = dwt[size_t(i * N + d * GH + j)];
+      gs[size_t(3 + 4 * d)] = dw;
+    }
+  }
+  for (int64_t d = 0; d < S.D; ++d)
+    if (w_hh[size_t(d)].requires_grad()) {  // dW_hh = dHH_d^T h_{t-1}: one GEMM for all steps
+      Tensor dw = Tensor::empty({GH, H}, dt);
+      kernels::cpu::gemm<T>(true, false, GH, H, rows, T(1), dHH + d * GH, N, Hprev + d * H, S.D * H, T(0),
+                            dw.data<T>(), H);
+      gs[size_t(4 + 4 * d)] = dw;
+    }
+  if (!b_ih.empty()) {
+    std::vector<T> ones(size_t(rows), T(1)), sx(static_cast<size_t>(N)), sh(static_cast<size_t>(N));
+    column_sums<T>(rows, N, dX, N, ones.data(), sx.data());
+    if (dHH != dX) column_sums<T>(rows, N, dHH, N, ones.data(), sh.data());
+    else sh = sx;
+    for (int64_t d = 0; d < S.D; ++d) {
+      if (b_ih[size_t(d)].requires_grad())
+        gs[size_t(5 + 4 * d)] = Tensor::from_vector(std::vector<T>(sx.begin() + d * GH, sx.begin() + (d + 1) * GH), {GH});
+      if (b_hh[size_t(d)].requires_grad())
+        gs[size_t(6 + 4 * d)] = Tensor::from_vector(std::vector<T>(sh.begin() + d * GH, sh.begin() + (d + 1) * GH), {GH});
     }
   }
 }
 
+inline std::vector<Tensor> rnn_layer_inputs(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                            const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh,
+                                            const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh) {
+  std::vector<Tensor> in{x, h0, c0};
+  for (size_t d = 0; d < w_hh.size(); ++d) {
+    in.push_back(w_ih[d]);
+    in.push_back(w_hh[d]);
+    in.push_back(b_ih.empty() ? Tensor() : b_ih[d]);
+    in.push_back(b_hh.empty() ? Tensor() : b_hh[d]);
+  }
+  return in;
+}
+
 }  // namespace detail
 
-inline std::vector<Tensor> lstm_fused(const Tensor& xproj, const Tensor& h0, const Tensor& c0,
-                                      const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_hh,
+inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                      const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh,
+                                      const std::vector<Tensor>& b_ih = {}, const std::vector<Tensor>& b_hh = {},
                                       const std::vector<int64_t>& lengths = {}, bool batch_first = false) {
-  auto rc = detail::check_rnn_fused("lstm_fused", 4, xproj, h0, c0, w_hh, b_hh, lengths, batch_first);
-  auto S = rc.S;
+  auto S = detail::check_rnn_layer("lstm_layer", 4, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first);
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
-  const DType dt = xproj.dtype();
+  const DType dt = x.dtype();
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
   Tensor out = Tensor::empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt), cn = detail::state_or_zeros(c0, {D, S.B, H}, dt);
   Tensor G = Tensor::empty({rows, D * 4 * H}, dt), Hprev = Tensor::empty({rows, D * H}, dt),
-         Cprev = Tensor::empty({rows, D * H}, dt), TC = Tensor::empty({rows, D * H}, dt);
-  auto lens = std::make_shared<std::vector<int64_t>>(lengths);
+         Cprev = Tensor::empty({rows, D * H}, dt), TC = Tensor::empty({rows, D * H}, dt), wcat;
+  auto lens = std::make_shared<const std::vector<int64_t>>(lengths);
   S.lengths = lens->empty() ? nullptr : lens->data();
-  ATTN_DISPATCH_FLOATING(dt, "lstm_fused", [&] {
-    kernels::cpu::lstm_forward<scalar_t>(S, xproj.data<scalar_t>(), detail::ptrs<scalar_t>(w_hh),
-                                         detail::ptrs<scalar_t>(b_hh.empty() ? std::vector<Tensor>(size_t(D)) : b_hh),
-                                         hn.data<scalar_t>(), cn.data<scalar_t>(), G.data<scalar_t>(),
-                                         Hprev.data<scalar_t>(), Cprev.data<scalar_t>(), TC.data<scalar_t>(),
-                                         out.data<scalar_t>());
+  ATTN_DISPATCH_FLOATING(dt, "lstm_layer", [&] {
+    wcat = D == 1 ? w_ih[0] : detail::stack_rows<scalar_t>(w_ih, dt);
+    Tensor XP = Tensor::empty({rows, D * 4 * H}, dt);
+    detail::rnn_input_projection<scalar_t>(S, 4, x, wcat, b_ih, b_hh, /*fold_hh=*/true, XP.data<scalar_t>());
+    kernels::cpu::lstm_forward<scalar_t>(S, XP.data<scalar_t>(), detail::ptrs<scalar_t>(w_hh, size_t(D)),
+                                         std::vector<const scalar_t*>(size_t(D), nullptr), hn.data<scalar_t>(),
+                                         cn.data<scalar_t>(), G.data<scalar_t>(), Hprev.data<scalar_t>(),
+                                         Cprev.data<scalar_t>(), TC.data<scalar_t>(), out.data<scalar_t>());
   });
-  std::vector<Tensor> inputs{xproj, h0, c0};
-  for (int64_t d = 0; d < D; ++d) {
-    inputs.push_back(w_hh[size_t(d)]);
-    inputs.push_back(b_hh.empty() ? Tensor() : b_hh[size_t(d)]);
-  }
-  // Backward through time (formulas in kernels::cpu::lstm_backward): da for every step, then
-  // dxproj = da, dW_hh = da^T h_{t-1} and db_hh = sum of da (one GEMM each, all steps).
-  record("lstm_fused", std::vector<Tensor*>{&out, &hn, &cn}, inputs,
-         [S, lens, G, Hprev, Cprev, TC, w_hh, b_hh, xshape = xproj.shape(), dt,
+  const auto inputs = detail::rnn_layer_inputs(x, h0, c0, w_ih, w_hh, b_ih, b_hh);
+  // Backward through time (formulas in kernels::cpu::lstm_backward) gives da for every step; then
+  // dx = da W_ih, dW_ih = da^T x, dW_hh = da^T h_{t-1}, db_ih = db_hh = sum of da (all steps at once).
+  record("lstm_layer", std::vector<Tensor*>{&out, &hn, &cn}, inputs,
+         [S, lens, G, Hprev, Cprev, TC, x, wcat, w_ih, w_hh, b_ih, b_hh, dt,
           n_in = inputs.size()](const std::vector<Tensor>& g) {
            auto S2 = S;
            S2.lengths = lens->empty() ? nullptr : lens->data();
            const Shape st{S.D, S.B, S.H};
            Tensor dh = g[1].defined() ? g[1].clone() : Tensor::zeros(st, dt);
            Tensor dc = g[2].defined() ? g[2].clone() : Tensor::zeros(st, dt);
-           Tensor dA = Tensor::empty(xshape, dt);
+           Tensor dA = Tensor::empty({S.T * S.B, S.D * 4 * S.H}, dt);
            std::vector<Tensor> gs(n_in);
-           ATTN_DISPATCH_FLOATING(dt, "lstm_fused_backward", [&] {
-             kernels::cpu::lstm_backward<scalar_t>(S2, detail::ptrs<scalar_t>(w_hh), G.data<scalar_t>(),
+           ATTN_DISPATCH_FLOATING(dt, "lstm_layer_backward", [&] {
+             kernels::cpu::lstm_backward<scalar_t>(S2, detail::ptrs<scalar_t>(w_hh, size_t(S.D)), G.data<scalar_t>(),
                                                    Cprev.data<scalar_t>(), TC.data<scalar_t>(),
                                                    g[0].defined() ? g[0].data<scalar_t>() : nullptr,
                                                    dh.data<scalar_t>(), dc.data<scalar_t>(), dA.data<scalar_t>());
-             detail::rnn_weight_grads<scalar_t>(S2, 4, dA.data<scalar_t>(), Hprev.data<scalar_t>(), w_hh, b_hh, gs, 3);
+             detail::rnn_layer_grads<scalar_t>(S2, 4, x, wcat, dA.data<scalar_t>(), dA.data<scalar_t>(),
+                                               Hprev.data<scalar_t>(), w_ih, w_hh, b_ih, b_hh, gs);
            });
-           gs[0] = dA;
            gs[1] = dh;
            gs[2] = dc;
            return gs;
@@ -179,49 +280,49 @@ inline std::vector<Tensor> lstm_fused(const Tensor& xproj, const Tensor& h0, con
   return {out, hn, cn};
 }
 
-inline std::vector<Tensor> gru_fused(const Tensor& xproj, const Tensor& h0, const std::vector<Tensor>& w_hh,
-                                     const std::vector<Tensor>& b_hh, const std::vector<int64_t>& lengths = {},
+inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const std::vector<Tensor>& w_ih,
+                                     const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_ih = {},
+                                     const std::vector<Tensor>& b_hh = {}, const std::vector<int64_t>& lengths = {},
                                      bool batch_first = false) {
-  auto rc = detail::check_rnn_fused("gru_fused", 3, xproj, h0, Tensor(), w_hh, b_hh, lengths, batch_first);
-  auto S = rc.S;
+  auto S = detail::check_rnn_layer("gru_layer", 3, x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh, lengths, batch_first);
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
-  const DType dt = xproj.dtype();
+  const DType dt = x.dtype();
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
   Tensor out = Tensor::empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt);
   Tensor G = Tensor::empty({rows, D * 3 * H}, dt), HN = Tensor::empty({rows, D * H}, dt),
-         Hprev = Tensor::empty({rows, D * H}, dt);
-  auto lens = std::make_shared<std::vector<int64_t>>(lengths);
+         Hprev = Tensor::empty({rows, D * H}, dt), wcat;
+  auto lens = std::make_shared<const std::vector<int64_t>>(lengths);
   S.lengths = lens->empty() ? nullptr : lens->data();
-  ATTN_DISPATCH_FLOATING(dt, "gru_fused", [&] {
-    kernels::cpu::gru_forward<scalar_t>(S, xproj.data<scalar_t>(), detail::ptrs<scalar_t>(w_hh),
-                                        detail::ptrs<scalar_t>(b_hh.empty() ? std::vector<Tensor>(size_t(D)) : b_hh),
-                                        hn.data<scalar_t>(), G.data<scalar_t>(), HN.data<scalar_t>(),
-                                        Hprev.data<scalar_t>(), out.data<scalar_t>());
+  ATTN_DISPATCH_FLOATING(dt, "gru_layer", [&] {
+    wcat = D == 1 ? w_ih[0] : detail::stack_rows<scalar_t>(w_ih, dt);
+    Tensor XP = Tensor::empty({rows, D * 3 * H}, dt);
+    detail::rnn_input_projection<scalar_t>(S, 3, x, wcat, b_ih, b_hh, /*fold_hh=*/false, XP.data<scalar_t>());
+    kernels::cpu::gru_forward<scalar_t>(S, XP.data<scalar_t>(), detail::ptrs<scalar_t>(w_hh, size_t(D)),
+                                        detail::ptrs<scalar_t>(b_hh, size_t(D)), hn.data<scalar_t>(),
+                                        G.data<scalar_t>(), HN.data<scalar_t>(), Hprev.data<scalar_t>(),
+                                        out.data<scalar_t>());
   });
-  std::vector<Tensor> inputs{xproj, h0};
-  for (int64_t d = 0; d < D; ++d) {
-    inputs.push_back(w_hh[size_t(d)]);
-    inputs.push_back(b_hh.empty() ? Tensor() : b_hh[size_t(d)]);
-  }
-  // Backward through time (formulas in kernels::cpu::gru_backward): dxproj = dX, and from the
-  // hidden-side gate gradients dHG: dW_hh = dHG^T h_{t-1}, db_hh = sum of dHG.
-  record("gru_fused", std::vector<Tensor*>{&out, &hn}, inputs,
-         [S, lens, G, HN, Hprev, w_hh, b_hh, xshape = xproj.shape(), dt,
+  const auto inputs = detail::rnn_layer_inputs(x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh);
+  // Backward through time (formulas in kernels::cpu::gru_backward) gives dX (input side) and dHG
+  // (hidden side) for every step; then dx = dX W_ih, dW_ih = dX^T x, dW_hh = dHG^T h_{t-1},
+  // db_ih = sum of dX, db_hh = sum of dHG.
+  record("gru_layer", std::vector<Tensor*>{&out, &hn}, inputs,
+         [S, lens, G, HN, Hprev, x, wcat, w_ih, w_hh, b_ih, b_hh, dt,
           n_in = inputs.size()](const std::vector<Tensor>& g) {
            auto S2 = S;
            S2.lengths = lens->empty() ? nullptr : lens->data();
            Tensor dh = g[1].defined() ? g[1].clone() : Tensor::zeros({S.D, S.B, S.H}, dt);
-           Tensor dX = Tensor::empty(xshape, dt), dHG = Tensor::empty(xshape, dt);
+           Tensor dX = Tensor::empty({S.T * S.B, S.D * 3 * S.H}, dt), dHG = Tensor::empty(dX.shape(), dt);
            std::vector<Tensor> gs(n_in);
-           ATTN_DISPATCH_FLOATING(dt, "gru_fused_backward", [&] {
-             kernels::cpu::gru_backward<scalar_t>(S2, detail::ptrs<scalar_t>(w_hh), G.data<scalar_t>(),
+           ATTN_DISPATCH_FLOATING(dt, "gru_layer_backward", [&] {
+             kernels::cpu::gru_backward<scalar_t>(S2, detail::ptrs<scalar_t>(w_hh, size_t(S.D)), G.data<scalar_t>(),
                                                   HN.data<scalar_t>(), Hprev.data<scalar_t>(),
                                                   g[0].defined() ? g[0].data<scalar_t>() : nullptr,
                                                   dh.data<scalar_t>(), dX.data<scalar_t>(), dHG.data<scalar_t>());
-             detail::rnn_weight_grads<scalar_t>(S2, 3, dHG.data<scalar_t>(), Hprev.data<scalar_t>(), w_hh, b_hh, gs, 2);
+             detail::rnn_layer_grads<scalar_t>(S2, 3, x, wcat, dX.data<scalar_t>(), dHG.data<scalar_t>(),
+                                               Hprev.data<scalar_t>(), w_ih, w_hh, b_ih, b_hh, gs);
            });
-           gs[0] = dX;
            gs[1] = dh;
            return gs;
          });

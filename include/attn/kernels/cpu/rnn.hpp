@@ -12,12 +12,15 @@
 // Work is split into units (direction, block of kRnnRowBlock batch rows). A unit is always
 // computed by one thread with the same instructions, and the set of units depends only on the
 // shapes, never on the number of threads: results are bit-identical for any thread count.
-// When D == 2 and the batch fits one block (small recurrences, e.g. B = 32, H = 32), each thread
-// runs one whole direction (one fork/join for the whole sequence); otherwise each time step runs
-// its units in parallel when the step is large enough to pay for a fork/join.
+// Series never interact inside a recurrence, so each unit runs all of its time steps on its own:
+// one fork/join per layer (e.g. the two directions of task A's layer on two threads, or the 16
+// row blocks of a batch of 980 split over the threads), never a barrier per step. The pointwise
+// gate math works on whole blocks (Eigen array expressions over strided row blocks), and each
+// unit's scratch is allocated once, not per step.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 #include "../../core/parallel.hpp"
 #include "gemm.hpp"
@@ -38,37 +41,54 @@ struct RnnShape {
   int64_t blocks() const { return (B + kRnnRowBlock - 1) / kRnnRowBlock; }
 };
 
-// Runs unit(d, s, blk) for every direction d, step s (in order) and row block blk.
+// Runs unit(d, s, blk) for every direction d, row block blk and step s. Rows of different
+// series never interact in a recurrence, so a unit (d, blk) runs all its steps in order without
+// waiting for the others: one fork/join per layer, not one per step.
 template <class F>
 void rnn_schedule(const RnnShape& S, double flops_per_unit_step, const F& unit) {
-  const int64_t nblk = S.blocks();
-  if (S.D > 1 && nblk == 1) {
-    parallel_for(0, S.D, 1, [&](int64_t d0, int64_t d1) {
-      for (int64_t d = d0; d < d1; ++d)
-        for (int64_t s = 0; s < S.T; ++s) unit(d, s, 0);
-    });
-    return;
-  }
-  const int64_t units = S.D * nblk;
-  const bool par = units > 1 && flops_per_unit_step * double(units) > 2e5;
-  for (int64_t s = 0; s < S.T; ++s) {
-    auto run = [&](int64_t u0, int64_t u1) {
-      for (int64_t u = u0; u < u1; ++u) unit(u / nblk, s, u % nblk);
-    };
-    if (par) parallel_for(0, units, 1, run);
-    else run(0, units);
-  }
+  const int64_t nblk = S.blocks(), units = S.D * nblk;
+  const bool par = units > 1 && flops_per_unit_step * double(S.T) > 2e5;
+  auto run = [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u)
+      for (int64_t s = 0; s < S.T; ++s) unit(u / nblk, s, u % nblk);
+  };
+  if (par) parallel_for(0, units, 1, run);
+  else run(0, units);
 }
 
 namespace rnn_detail {
+// Row-major 2-D views with a row stride: a block of rows of a gate / state matrix.
 template <class T>
-using Arr = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+using Blk = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
+                       Eigen::OuterStride<>>;
 template <class T>
-using CArr = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-
-template <class T, class E>
+using CBlk = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
+                        Eigen::OuterStride<>>;
+template <class T>
+Blk<T> blk(T* p, int64_t rows, int64_t cols, int64_t ld) {
+  return Blk<T>(p, rows, cols, Eigen::OuterStride<>(ld));
+}
+template <class T>
+CBlk<T> cblk(const T* p, int64_t rows, int64_t cols, int64_t ld) {
+  return CBlk<T>(p, rows, cols, Eigen::OuterStride<>(ld));
+}
+template <class E>
 auto sigmoid(const E& x) {
+  using T = typename E::Scalar;
   return T(1) / (T(1) + (-x).exp());
+}
+// Per-unit scratch, reused across steps (no allocation inside the time loop).
+template <class T>
+struct Scratch {
+  std::vector<T> a, b, c;
+  explicit Scratch(int64_t n) : a(size_t(n)), b(size_t(n)), c(size_t(n)) {}
+};
+// True when every series of rows [b0, b0 + nb) is still running at time t.
+inline bool all_valid(const RnnShape& S, int64_t t, int64_t b0, int64_t nb) {
+  if (!S.lengths) return true;
+  for (int64_t b = b0; b < b0 + nb; ++b)
+    if (t >= S.lengths[b]) return false;
+  return true;
 }
 }  // namespace rnn_detail
 
@@ -86,36 +106,49 @@ void lstm_forward(const RnnShape& S, const T* X, const std::vector<const T*>& wh
                   T* h, T* c, T* G, T* Hprev, T* Cprev, T* TC, T* out) {
   using namespace rnn_detail;
   const int64_t H = S.H, G4 = 4 * H, LDG = S.D * G4, LDH = S.D * H, rs = S.row_stride();
-  rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G4 * H), [&](int64_t d, int64_t s, int64_t blk) {
-    const int64_t t = S.time_of(d, s), b0 = blk * kRnnRowBlock, nb = std::min(kRnnRowBlock, S.B - b0);
-    T* hd = h + d * S.B * H;
-    T* cd = c + d * S.B * H;
+  const int64_t nbmax = std::min(S.B, kRnnRowBlock);
+  // one scratch per unit, created lazily by the thread that runs it
+  std::vector<std::unique_ptr<Scratch<T>>> scratch(size_t(S.D * S.blocks()));
+  rnn_schedule(S, 2.0 * double(nbmax) * double(G4 * H), [&](int64_t d, int64_t s, int64_t bk) {
+    const int64_t t = S.time_of(d, s), b0 = bk * kRnnRowBlock, nb = std::min(kRnnRowBlock, S.B - b0);
+    auto& sc = scratch[size_t(d * S.blocks() + bk)];
+    if (!sc) sc = std::make_unique<Scratch<T>>(nbmax * H);
+    T* hd = h + (d * S.B + b0) * H;
+    T* cd = c + (d * S.B + b0) * H;
     const int64_t r0 = S.row(t, b0);
+    T* Gt = G + r0 * LDG + d * G4;
     // gates of the block = h W_hh^T, written straight into the strided rows of G
-    gemm_serial<T>(false, true, nb, G4, H, T(1), hd + b0 * H, H, whh[size_t(d)], H, T(0), G + r0 * LDG + d * G4,
-                   rs * LDG);
-    for (int64_t b = b0; b < b0 + nb; ++b) {
-      const int64_t r = S.row(t, b);
-      T* hb = hd + b * H;
-      T* cb = cd + b * H;
-      std::copy(hb, hb + H, Hprev + r * LDH + d * H);
-      std::copy(cb, cb + H, Cprev + r * LDH + d * H);
-      T* ob = out + r * LDH + d * H;
-      if (!S.valid(t, b)) {
-        std::fill(ob, ob + H, T(0));
-        continue;
+    gemm_serial<T>(false, true, nb, G4, H, T(1), hd, H, whh[size_t(d)], H, T(0), Gt, rs * LDG);
+    auto a = blk(Gt, nb, G4, rs * LDG);
+    a += cblk(X + r0 * LDG + d * G4, nb, G4, rs * LDG);
+    if (bhh[size_t(d)]) a.rowwise() += cblk(bhh[size_t(d)], 1, G4, G4).row(0);
+    a.leftCols(2 * H) = sigmoid(a.leftCols(2 * H));
+    a.middleCols(2 * H, H) = a.middleCols(2 * H, H).tanh();
+    a.rightCols(H) = sigmoid(a.rightCols(H));
+    auto hs = blk(hd, nb, H, H), cs = blk(cd, nb, H, H);
+    blk(Hprev + r0 * LDH + d * H, nb, H, rs * LDH) = hs;
+    blk(Cprev + r0 * LDH + d * H, nb, H, rs * LDH) = cs;
+    auto tc = blk(TC + r0 * LDH + d * H, nb, H, rs * LDH);
+    auto ob = blk(out + r0 * LDH + d * H, nb, H, rs * LDH);
+    if (all_valid(S, t, b0, nb)) {
+      cs = a.middleCols(H, H) * cs + a.leftCols(H) * a.middleCols(2 * H, H);
+      tc = cs.tanh();
+      hs = a.rightCols(H) * tc;
+      ob = hs;
+      return;
+    }
+    auto cn = blk(sc->a.data(), nb, H, H), hn = blk(sc->b.data(), nb, H, H);
+    cn = a.middleCols(H, H) * cs + a.leftCols(H) * a.middleCols(2 * H, H);
+    tc = cn.tanh();
+    hn = a.rightCols(H) * tc;
+    for (int64_t i = 0; i < nb; ++i) {
+      if (S.valid(t, b0 + i)) {
+        cs.row(i) = cn.row(i);
+        hs.row(i) = hn.row(i);
+        ob.row(i) = hn.row(i);
+      } else {
+        ob.row(i).setZero();
       }
-      Arr<T> a(G + r * LDG + d * G4, G4);
-      a += CArr<T>(X + r * LDG + d * G4, G4);
-      if (bhh[size_t(d)]) a += CArr<T>(bhh[size_t(d)], G4);
-      a.segment(0, 2 * H) = sigmoid<T>(a.segment(0, 2 * H));
-      a.segment(2 * H, H) = a.segment(2 * H, H).tanh();
-      a.segment(3 * H, H) = sigmoid<T>(a.segment(3 * H, H));
-      Arr<T> cm(cb, H), hm(hb, H), tc(TC + r * LDH + d * H, H);
-      cm = a.segment(H, H) * cm + a.segment(0, H) * a.segment(2 * H, H);
-      tc = cm.tanh();
-      hm = a.segment(3 * H, H) * tc;
-      std::copy(hb, hb + H, ob);
     }
   });
 }
@@ -126,39 +159,53 @@ void lstm_forward(const RnnShape& S, const T* X, const std::vector<const T*>& wh
 //   dh_t += dout_t;  do = dh tanh(c_t);  dc_t = dc + dh o (1 - tanh^2 c_t)
 //   di = dc_t g,  df = dc_t c_{t-1},  dg = dc_t i,  dc_{t-1} = dc_t f
 //   da = (di i(1-i), df f(1-f), dg (1-g^2), do o(1-o)),  dh_{t-1} = da W_hh
+// Steps t >= len_b: da = 0, dh and dc pass through unchanged, dout there is ignored (the output
+// is the constant 0).
 template <class T>
 void lstm_backward(const RnnShape& S, const std::vector<const T*>& whh, const T* G, const T* Cprev, const T* TC,
                    const T* dout, T* dh, T* dc, T* dG) {
   using namespace rnn_detail;
   const int64_t H = S.H, G4 = 4 * H, LDG = S.D * G4, LDH = S.D * H, rs = S.row_stride();
-  rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G4 * H), [&](int64_t d, int64_t s_rev, int64_t blk) {
-    const int64_t s = S.T - 1 - s_rev, t = S.time_of(d, s), b0 = blk * kRnnRowBlock,
+  const int64_t nbmax = std::min(S.B, kRnnRowBlock);
+  std::vector<std::unique_ptr<Scratch<T>>> scratch(size_t(S.D * S.blocks()));
+  rnn_schedule(S, 2.0 * double(nbmax) * double(G4 * H), [&](int64_t d, int64_t s_rev, int64_t bk) {
+    const int64_t s = S.T - 1 - s_rev, t = S.time_of(d, s), b0 = bk * kRnnRowBlock,
                   nb = std::min(kRnnRowBlock, S.B - b0);
-    T* dhd = dh + d * S.B * H;
-    T* dcd = dc + d * S.B * H;
-    for (int64_t b = b0; b < b0 + nb; ++b) {
-      const int64_t r = S.row(t, b);
-      Arr<T> dg(dG + r * LDG + d * G4, G4);
-      if (!S.valid(t, b)) {
-        dg.setZero();
-        continue;
-      }
-      Arr<T> dhb(dhd + b * H, H), dcb(dcd + b * H, H);
-      if (dout) dhb += CArr<T>(dout + r * LDH + d * H, H);
-      CArr<T> a(G + r * LDG + d * G4, G4), tc(TC + r * LDH + d * H, H), cp(Cprev + r * LDH + d * H, H);
-      auto i = a.segment(0, H), f = a.segment(H, H), g = a.segment(2 * H, H), o = a.segment(3 * H, H);
-      dcb += dhb * o * (T(1) - tc * tc);  // dc_t
-      dg.segment(0, H) = dcb * g * i * (T(1) - i);
-      dg.segment(H, H) = dcb * cp * f * (T(1) - f);
-      dg.segment(2 * H, H) = dcb * i * (T(1) - g * g);
-      dg.segment(3 * H, H) = dhb * tc * o * (T(1) - o);
-      dcb *= f;          // dc_{t-1}
-      dhb.setZero();     // replaced by da W_hh below
-    }
+    auto& sc = scratch[size_t(d * S.blocks() + bk)];
+    if (!sc) sc = std::make_unique<Scratch<T>>(nbmax * H);
+    T* dhd = dh + (d * S.B + b0) * H;
+    T* dcd = dc + (d * S.B + b0) * H;
     const int64_t r0 = S.row(t, b0);
+    T* dGt = dG + r0 * LDG + d * G4;
+    auto da = blk(dGt, nb, G4, rs * LDG);
+    auto a = cblk(G + r0 * LDG + d * G4, nb, G4, rs * LDG);
+    auto tc = cblk(TC + r0 * LDH + d * H, nb, H, rs * LDH), cp = cblk(Cprev + r0 * LDH + d * H, nb, H, rs * LDH);
+    auto i = a.leftCols(H), f = a.middleCols(H, H), g = a.middleCols(2 * H, H), o = a.rightCols(H);
+    auto dhs = blk(dhd, nb, H, H), dcs = blk(dcd, nb, H, H);
+    const bool full = all_valid(S, t, b0, nb);
+    auto dht = blk(sc->a.data(), nb, H, H), dct = blk(sc->b.data(), nb, H, H);
+    if (dout) dht = dhs + cblk(dout + r0 * LDH + d * H, nb, H, rs * LDH);
+    else dht = dhs;
+    dct = dcs + dht * o * (T(1) - tc * tc);  // dc_t
+    da.leftCols(H) = dct * g * i * (T(1) - i);
+    da.middleCols(H, H) = dct * cp * f * (T(1) - f);
+    da.middleCols(2 * H, H) = dct * i * (T(1) - g * g);
+    da.rightCols(H) = dht * tc * o * (T(1) - o);
+    if (full) {
+      dcs = dct * f;  // dc_{t-1}
+      dhs.setZero();  // replaced by da W_hh below
+    } else {
+      for (int64_t k = 0; k < nb; ++k) {
+        if (S.valid(t, b0 + k)) {
+          dcs.row(k) = dct.row(k) * f.row(k);
+          dhs.row(k).setZero();
+        } else {
+          da.row(k).setZero();
+        }
+      }
+    }
     // rows with t >= len_b have da = 0: their dh passes through unchanged (beta = 1)
-    gemm_serial<T>(false, false, nb, H, G4, T(1), dG + r0 * LDG + d * G4, rs * LDG, whh[size_t(d)], H, T(1),
-                   dhd + b0 * H, H);
+    gemm_serial<T>(false, false, nb, H, G4, T(1), dGt, rs * LDG, whh[size_t(d)], H, T(1), dhd, H);
   });
 }
 
@@ -172,29 +219,41 @@ void gru_forward(const RnnShape& S, const T* X, const std::vector<const T*>& whh
                  T* h, T* G, T* HN, T* Hprev, T* out) {
   using namespace rnn_detail;
   const int64_t H = S.H, G3 = 3 * H, LDG = S.D * G3, LDH = S.D * H, rs = S.row_stride();
-  rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G3 * H), [&](int64_t d, int64_t s, int64_t blk) {
-    const int64_t t = S.time_of(d, s), b0 = blk * kRnnRowBlock, nb = std::min(kRnnRowBlock, S.B - b0);
-    T* hd = h + d * S.B * H;
+  const int64_t nbmax = std::min(S.B, kRnnRowBlock);
+  std::vector<std::unique_ptr<Scratch<T>>> scratch(size_t(S.D * S.blocks()));
+  rnn_schedule(S, 2.0 * double(nbmax) * double(G3 * H), [&](int64_t d, int64_t s, int64_t bk) {
+    const int64_t t = S.time_of(d, s), b0 = bk * kRnnRowBlock, nb = std::min(kRnnRowBlock, S.B - b0);
+    auto& sc = scratch[size_t(d * S.blocks() + bk)];
+    if (!sc) sc = std::make_unique<Scratch<T>>(nbmax * H);
+    T* hd = h + (d * S.B + b0) * H;
     const int64_t r0 = S.row(t, b0);
-    gemm_serial<T>(false, true, nb, G3, H, T(1), hd + b0 * H, H, whh[size_t(d)], H, T(0), G + r0 * LDG + d * G3,
-                   rs * LDG);
-    for (int64_t b = b0; b < b0 + nb; ++b) {
-      const int64_t r = S.row(t, b);
-      T* hb = hd + b * H;
-      std::copy(hb, hb + H, Hprev + r * LDH + d * H);
-      T* ob = out + r * LDH + d * H;
-      if (!S.valid(t, b)) {
-        std::fill(ob, ob + H, T(0));
-        continue;
+    T* Gt = G + r0 * LDG + d * G3;
+    gemm_serial<T>(false, true, nb, G3, H, T(1), hd, H, whh[size_t(d)], H, T(0), Gt, rs * LDG);
+    auto a = blk(Gt, nb, G3, rs * LDG);
+    auto x = cblk(X + r0 * LDG + d * G3, nb, G3, rs * LDG);
+    if (bhh[size_t(d)]) a.rowwise() += cblk(bhh[size_t(d)], 1, G3, G3).row(0);
+    auto hn = blk(HN + r0 * LDH + d * H, nb, H, rs * LDH);
+    hn = a.rightCols(H);
+    a.leftCols(2 * H) = sigmoid(x.leftCols(2 * H) + a.leftCols(2 * H));
+    a.rightCols(H) = (x.rightCols(H) + a.leftCols(H) * hn).tanh();
+    auto hs = blk(hd, nb, H, H);
+    blk(Hprev + r0 * LDH + d * H, nb, H, rs * LDH) = hs;
+    auto ob = blk(out + r0 * LDH + d * H, nb, H, rs * LDH);
+    auto n = a.rightCols(H), z = a.middleCols(H, H);
+    if (all_valid(S, t, b0, nb)) {
+      hs = n + z * (hs - n);
+      ob = hs;
+      return;
+    }
+    auto hnew = blk(sc->a.data(), nb, H, H);
+    hnew = n + z * (hs - n);
+    for (int64_t i = 0; i < nb; ++i) {
+      if (S.valid(t, b0 + i)) {
+        hs.row(i) = hnew.row(i);
+        ob.row(i) = hnew.row(i);
+      } else {
+        ob.row(i).setZero();
       }
-      Arr<T> a(G + r * LDG + d * G3, G3), hn(HN + r * LDH + d * H, H), hm(hb, H);
-      CArr<T> x(X + r * LDG + d * G3, G3);
-      if (bhh[size_t(d)]) a += CArr<T>(bhh[size_t(d)], G3);
-      hn = a.segment(2 * H, H);
-      a.segment(0, 2 * H) = sigmoid<T>(x.segment(0, 2 * H) + a.segment(0, 2 * H));
-      a.segment(2 * H, H) = (x.segment(2 * H, H) + a.segment(0, H) * hn).tanh();
-      hm = a.segment(2 * H, H) + a.segment(H, H) * (hm - a.segment(2 * H, H));
-      std::copy(hb, hb + H, ob);
     }
   });
 }
@@ -209,32 +268,43 @@ void gru_backward(const RnnShape& S, const std::vector<const T*>& whh, const T* 
                   const T* dout, T* dh, T* dX, T* dHG) {
   using namespace rnn_detail;
   const int64_t H = S.H, G3 = 3 * H, LDG = S.D * G3, LDH = S.D * H, rs = S.row_stride();
-  rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G3 * H), [&](int64_t d, int64_t s_rev, int64_t blk) {
-    const int64_t s = S.T - 1 - s_rev, t = S.time_of(d, s), b0 = blk * kRnnRowBlock,
+  const int64_t nbmax = std::min(S.B, kRnnRowBlock);
+  std::vector<std::unique_ptr<Scratch<T>>> scratch(size_t(S.D * S.blocks()));
+  rnn_schedule(S, 2.0 * double(nbmax) * double(G3 * H), [&](int64_t d, int64_t s_rev, int64_t bk) {
+    const int64_t s = S.T - 1 - s_rev, t = S.time_of(d, s), b0 = bk * kRnnRowBlock,
                   nb = std::min(kRnnRowBlock, S.B - b0);
-    T* dhd = dh + d * S.B * H;
-    for (int64_t b = b0; b < b0 + nb; ++b) {
-      const int64_t r = S.row(t, b);
-      Arr<T> dx(dX + r * LDG + d * G3, G3), dhg(dHG + r * LDG + d * G3, G3);
-      if (!S.valid(t, b)) {
-        dx.setZero();
-        dhg.setZero();
-        continue;
-      }
-      Arr<T> dhb(dhd + b * H, H);
-      if (dout) dhb += CArr<T>(dout + r * LDH + d * H, H);
-      CArr<T> a(G + r * LDG + d * G3, G3), hn(HN + r * LDH + d * H, H), hp(Hprev + r * LDH + d * H, H);
-      auto rg = a.segment(0, H), z = a.segment(H, H), n = a.segment(2 * H, H);
-      dx.segment(2 * H, H) = dhb * (T(1) - z) * (T(1) - n * n);
-      dx.segment(0, H) = dx.segment(2 * H, H) * hn * rg * (T(1) - rg);
-      dx.segment(H, H) = dhb * (hp - n) * z * (T(1) - z);
-      dhg.segment(0, 2 * H) = dx.segment(0, 2 * H);
-      dhg.segment(2 * H, H) = dx.segment(2 * H, H) * rg;
-      dhb *= z;
-    }
+    auto& sc = scratch[size_t(d * S.blocks() + bk)];
+    if (!sc) sc = std::make_unique<Scratch<T>>(nbmax * H);
+    T* dhd = dh + (d * S.B + b0) * H;
     const int64_t r0 = S.row(t, b0);
-    gemm_serial<T>(false, false, nb, H, G3, T(1), dHG + r0 * LDG + d * G3, rs * LDG, whh[size_t(d)], H, T(1),
-                   dhd + b0 * H, H);
+    auto dx = blk(dX + r0 * LDG + d * G3, nb, G3, rs * LDG);
+    T* dHGt = dHG + r0 * LDG + d * G3;
+    auto dhg = blk(dHGt, nb, G3, rs * LDG);
+    auto a = cblk(G + r0 * LDG + d * G3, nb, G3, rs * LDG);
+    auto hn = cblk(HN + r0 * LDH + d * H, nb, H, rs * LDH), hp = cblk(Hprev + r0 * LDH + d * H, nb, H, rs * LDH);
+    auto rg = a.leftCols(H), z = a.middleCols(H, H), n = a.rightCols(H);
+    auto dhs = blk(dhd, nb, H, H);
+    auto dht = blk(sc->a.data(), nb, H, H);
+    if (dout) dht = dhs + cblk(dout + r0 * LDH + d * H, nb, H, rs * LDH);
+    else dht = dhs;
+    dx.rightCols(H) = dht * (T(1) - z) * (T(1) - n * n);
+    dx.leftCols(H) = dx.rightCols(H) * hn * rg * (T(1) - rg);
+    dx.middleCols(H, H) = dht * (hp - n) * z * (T(1) - z);
+    dhg.leftCols(2 * H) = dx.leftCols(2 * H);
+    dhg.rightCols(H) = dx.rightCols(H) * rg;
+    if (all_valid(S, t, b0, nb)) {
+      dhs = dht * z;
+    } else {
+      for (int64_t k = 0; k < nb; ++k) {
+        if (S.valid(t, b0 + k)) {
+          dhs.row(k) = dht.row(k) * z.row(k);
+        } else {
+          dx.row(k).setZero();
+          dhg.row(k).setZero();
+        }
+      }
+    }
+    gemm_serial<T>(false, false, nb, H, G3, T(1), dHGt, rs * LDG, whh[size_t(d)], H, T(1), dhd, H);
   });
 }
 

@@ -1,0 +1,53 @@
+"""PyTorch side of bench/bench_rnn.cpp: forward + backward of the reference tasks' LSTMs, float32.
+
+Run:  OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/torch_rnn.py [--reps 7] [--threads 2]
+Prints the median time per iteration and sequences/s for each config (median of --reps
+repetitions, each the mean of a few timed iterations after warm-up).
+"""
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def bench(name, lstm, B, T, backward, reps, inner):
+    x = torch.randn(B, T, 1)
+    for _ in range(2):  # warm-up
+        out, _ = lstm(x)
+        if backward:
+            out.sum().backward()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            lstm.zero_grad()
+            if backward:
+                out, _ = lstm(x)
+                out.sum().backward()
+            else:
+                with torch.no_grad():
+                    out, _ = lstm(x)
+        times.append((time.perf_counter() - t0) / inner)
+    med = statistics.median(times)
+    print(f"{name:44s} {'fwd+bwd' if backward else 'fwd(no_grad)':12s} median {med * 1e3:9.2f} ms  "
+          f"{B / med:10.0f} seq/s  (min {min(times) * 1e3:.2f}, max {max(times) * 1e3:.2f} ms, {reps}x{inner})")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    la = torch.nn.LSTM(1, 32, bidirectional=True, batch_first=True)
+    lb = torch.nn.LSTM(1, 64, num_layers=2, batch_first=True)
+    for bwd in (True, False):
+        bench("TaskA BiLSTM(1->32) B=32 T=500", la, 32, 500, bwd, a.reps, 3)
+        bench("TaskB LSTM(1->64)x2 B=980 T=20", lb, 980, 20, bwd, a.reps, 3)
+
+
+if __name__ == "__main__":
+    main()
