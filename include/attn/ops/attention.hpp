@@ -106,6 +106,7 @@ void attn_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const 
   const bool drop = p.dropout_p > 0.0;
   const T keep_scale = drop ? T(1.0 / (1.0 - p.dropout_p)) : T(1);
   const T neg_inf = -std::numeric_limits<T>::infinity();
+  const bool may_mask = mask.data != nullptr || kpm.data != nullptr;
   parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
     // Eigen's vectorised exp peels scalar iterations until its destination is aligned, so the
     // destination must have a fixed alignment for results not to depend on the thread/buffer.
@@ -154,22 +155,17 @@ void attn_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const 
             if (kb[j * kpm.ss]) z[j] = neg_inf;
         }
         // stable softmax over the visible prefix [0, jend); -inf entries get exactly 0
-        T mx = neg_inf;
-        for (int64_t j = 0; j < jend; ++j) mx = std::max(mx, z[j]);
+        using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+        ArrMap zv(z, jend), ev(ebuf.data(), jend);
+        const T mx = jend > 0 ? zv.maxCoeff() : neg_inf;
         if (mx == neg_inf) {  // every key masked: zero weights, zero output row
           std::fill(z, z + S, T(0));
           continue;
         }
-        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> zv(z, jend), ev(ebuf.data(), jend);
         ev = (zv - mx).exp();
-        T sum = 0;
-        for (int64_t j = 0; j < jend; ++j) {
-          const T e = z[j] == neg_inf ? T(0) : ev[j];
-          ev[j] = e;
-          sum += e;
-        }
-        const T inv = T(1) / sum;
-        for (int64_t j = 0; j < jend; ++j) z[j] = ev[j] * inv;
+        if (may_mask) ev = (zv == neg_inf).select(T(0), ev);  // Eigen's exp(-inf) is tiny, not 0
+        const T inv = T(1) / ev.sum();
+        zv = ev * inv;
         for (int64_t j = jend; j < S; ++j) z[j] = T(0);
       }
       const T* wv = w;
@@ -233,9 +229,12 @@ void attn_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
             d[j] = attn_dropout_keep(p.dropout_seed, uint64_t((it * L + r0 + r) * S + j), p.dropout_p)
                        ? d[j] * keep_scale
                        : T(0);
-        T dot = 0;
-        for (int64_t j = 0; j < S; ++j) dot += d[j] * wr[j];
-        for (int64_t j = 0; j < S; ++j) d[j] = wr[j] * (d[j] - dot);
+        using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+        using CArrMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+        ArrMap dv(d, S);
+        CArrMap wv(wr, S);
+        const T dot = (dv * wv).sum();  // rows are at fixed offsets of 64-byte aligned buffers
+        dv = wv * (dv - dot);
       }
       if (dQ) {
         const T* k = K + lk.off + b * lk.sb + h * lk.sh;
