@@ -2,28 +2,53 @@
 // The models of the reference tasks, shared by the example programs and bench/bench_tasks.cpp
 // (so the benchmark times exactly what the examples train).
 #include <attn/attn.hpp>
-#include <attn/nn/attention/additive.hpp>
-#include <attn/nn/rnn.hpp>
+#include <memory>
+#include <string>
 
 namespace examples {
 
 using attn::Tensor;
 namespace nn = attn::nn;
 
-// BiLSTM -> attention pooling over time -> Linear(2H, 1): the seed's model.
+// Task A's model: BiLSTM -> [positional encoding] -> [self-attention block, residual] ->
+// attention pooling over time -> Linear(2H, 1). With attention "additive" and no positional
+// encoding it is exactly the seed's model (lstm, attention = Sequential(Linear, Tanh, Linear), fc).
+struct AnomalyModelOptions {
+  int64_t in_channels = 1, hidden = 32, length = 500;
+  std::string attention = "additive";  // additive | multihead | linear | windowed
+  std::string positional = "none";     // none | sinusoidal | learned
+  int64_t heads = 4, window = 16;      // multi-head / windowed settings
+};
+
 class AnomalyModel : public nn::Module {
  public:
-  AnomalyModel(int64_t in_channels, int64_t hidden)
-      : lstm(nn::LSTMOptions(in_channels, hidden).bidirectional(true).batch_first(true)),
-        attention(2 * hidden, 2 * hidden),
-        fc(2 * hidden, 1) {
+  explicit AnomalyModel(const AnomalyModelOptions& o)
+      : lstm(nn::LSTMOptions(o.in_channels, o.hidden).bidirectional(true).batch_first(true)),
+        attention(2 * o.hidden, 2 * o.hidden),
+        fc(2 * o.hidden, 1) {
+    const int64_t d = 2 * o.hidden;
     register_module("lstm", lstm);
+    if (o.positional == "sinusoidal") sinusoidal = register_module("pos", std::make_shared<nn::SinusoidalPositionalEncoding>(d));
+    else if (o.positional == "learned") learned = register_module("pos", std::make_shared<nn::LearnedPositionalEncoding>(o.length, d));
+    if (o.attention == "multihead")
+      mha = register_module("self_attn", std::make_shared<nn::MultiheadAttention>(nn::MultiheadAttentionOptions(d, o.heads).batch_first(true)));
+    else if (o.attention == "linear")
+      linear = register_module("self_attn", std::make_shared<nn::LinearAttention>(d, o.heads));
+    else if (o.attention == "windowed")
+      windowed = register_module("self_attn", std::make_shared<nn::WindowedAttention>(d, o.heads, o.window, o.window));
     register_module("attention", attention);
     register_module("fc", fc);
   }
-  // Returns logits [B] and attention weights [B, T].
+  AnomalyModel(int64_t in_channels, int64_t hidden) : AnomalyModel(options(in_channels, hidden)) {}
+
+  // Returns logits [B] and the pooling's attention weights over time [B, T].
   std::pair<Tensor, Tensor> forward(const Tensor& x) {
     auto [h, state] = lstm.forward(x);
+    if (sinusoidal) h = sinusoidal->forward(h);
+    if (learned) h = learned->forward(h);
+    if (mha) h = h + mha->forward(h, h, h, Tensor(), /*need_weights=*/false).first;
+    if (linear) h = h + linear->forward(h);
+    if (windowed) h = h + windowed->forward(h).first;
     auto [context, weights] = attention.forward(h);
     return {fc.forward(context).reshape({-1}), weights};
   }
@@ -31,6 +56,19 @@ class AnomalyModel : public nn::Module {
   nn::LSTM lstm;
   nn::AttentionPooling attention;
   nn::Linear fc;
+  std::shared_ptr<nn::SinusoidalPositionalEncoding> sinusoidal;
+  std::shared_ptr<nn::LearnedPositionalEncoding> learned;
+  std::shared_ptr<nn::MultiheadAttention> mha;
+  std::shared_ptr<nn::LinearAttention> linear;
+  std::shared_ptr<nn::WindowedAttention> windowed;
+
+ private:
+  static AnomalyModelOptions options(int64_t in_channels, int64_t hidden) {
+    AnomalyModelOptions o;
+    o.in_channels = in_channels;
+    o.hidden = hidden;
+    return o;
+  }
 };
 
 // The seed's AttentionLSTM: LSTM -> softmax_t(context(tanh(attn(h_t)))) -> weighted sum -> fc.

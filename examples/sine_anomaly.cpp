@@ -23,6 +23,8 @@ struct TaskOptions {
   std::string anomaly = "flat";
   int channels = 1;
   std::string attention = "additive";
+  std::string positional = "none";
+  int64_t heads = 4, window = 16;
   std::string preset = "default";
   std::string features = "raw+diff";  // raw | raw+diff (first difference as an extra channel)
   bool scale = true;                  // per-series scaling to max |x| = 1
@@ -102,7 +104,14 @@ int main(int argc, char** argv) {
   app.add_option("--length", to.length, "points per series")->check(CLI::Range(int64_t(8), int64_t(1000000)));
   app.add_option("--anomaly", to.anomaly, "anomaly kind")->check(CLI::IsMember({"flat", "zero", "noise", "spike", "mix"}));
   app.add_option("--channels", to.channels, "1: sine; 2: + cosine; 3: + random walk")->check(CLI::Range(1, 3));
-  app.add_option("--attention", to.attention, "attention pooling module")->check(CLI::IsMember({"additive"}));
+  app.add_option("--attention", to.attention,
+                 "additive: the seed's attention pooling; multihead | linear | windowed: a self-attention "
+                 "block (residual) before the pooling")
+      ->check(CLI::IsMember({"additive", "multihead", "linear", "windowed"}));
+  app.add_option("--positional", to.positional, "positional encoding added to the LSTM outputs")
+      ->check(CLI::IsMember({"none", "sinusoidal", "learned"}));
+  app.add_option("--heads", to.heads, "heads of the multihead/linear/windowed block")->check(CLI::Range(int64_t(1), int64_t(64)));
+  app.add_option("--window", to.window, "windowed attention: keys within +-window steps")->check(CLI::Range(int64_t(0), int64_t(100000)));
   app.add_option("--features", to.features, "model inputs")->check(CLI::IsMember({"raw", "raw+diff"}));
   app.add_option("--scale", to.scale, "scale each series to max |x| = 1 (true/false)");
   app.add_option("--clip", to.clip, "gradient-norm clipping, 0 = off")->check(CLI::NonNegativeNumber);
@@ -142,7 +151,18 @@ int main(int argc, char** argv) {
     const std::vector<float> feats = make_features(ds, to.features == "raw+diff", F);
     const int64_t T = ds.length;
 
-    AnomalyModel model(F, co.hidden), best(F, co.hidden);
+    examples::AnomalyModelOptions mo;
+    mo.in_channels = F;
+    mo.hidden = co.hidden;
+    mo.length = T;
+    mo.attention = to.attention;
+    mo.positional = to.positional;
+    mo.heads = to.heads;
+    mo.window = to.window;
+    if ((2 * co.hidden) % to.heads != 0)
+      throw std::invalid_argument("sine_anomaly: --heads " + std::to_string(to.heads) + " must divide 2 * --hidden = " +
+                                  std::to_string(2 * co.hidden));
+    AnomalyModel model(mo), best(mo);
     optim::Adam opt(model.parameters(), optim::AdamOptions(co.lr));
     examples::copy_state(model, best);
 
