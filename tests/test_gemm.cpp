@@ -146,6 +146,7 @@ std::vector<Case> shape_cases() {
   // op(B) in several column panels (N*K > 2^22).
   cases.push_back({false, true, 20, 40, 9000, 1.0, 0.5, 1});
   cases.push_back({true, false, 1100, 40, 2048, 1.0, 0.0, 0});
+  cases.push_back({false, true, 1100, 40, 2048, 1.0, 0.0, 1});
   cases.push_back({false, false, 20, 2100, 2048, -1.0, 1.0, 2});
   return cases;
 }

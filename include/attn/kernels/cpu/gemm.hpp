@@ -5,24 +5,26 @@
 // beta == 0 C is never read (it may hold NaN).
 //
 // Algorithm (GotoBLAS/BLIS style, see docs/bench-matmul.md):
-//   for each nc-wide panel of columns of C (jc)
-//     for each kc-deep slice of K (pc)                 fixed kc, K ascending
-//       pack op(B)[pc, jc] into NR-wide slivers        (shared by all threads)
-//       for each group of rows (up to kMo rows)
-//         pack op(A)[rows, pc] into MR-high slivers    (shared by all threads)
-//         tiles: (mc rows) x (jw columns) work items, each a loop of MR x NR micro-kernels
-// Every blocking constant is fixed at compile time and the partition of C into work items depends
+//   for each K super-slice (up to kKSup deep), panel of columns (jc) and group of rows (ic):
+//     one parallel region, a queue of tasks claimed through an atomic counter:
+//       pack op(B) into NR-wide slivers, op(A) into MR-high slivers (shared by all threads;
+//       a non-transposed A is read in place instead, only a partial last sliver is packed)
+//       compute items of mc rows x jw columns of C: for each kc slice (ascending), for each
+//       NR sliver, for each MR sliver: register-blocked micro-kernel (gemm_microkernel.hpp)
+// Every blocking constant is fixed at compile time and the partition of C into items depends
 // only on (M, N, K), never on the thread count; each C element is summed by one thread in the same
 // order (k ascending inside a kc slice, slices ascending), so results are bit-identical for any
 // number of threads, and gemm_serial gives exactly the same bits as gemm.
 // Tiny products (and M == 1 or N == 1) take a direct loop path chosen from the shape alone.
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
+#include <thread>
 #include "../../config.hpp"
 #include "../../core/parallel.hpp"
 #include "gemm_microkernel.hpp"
@@ -46,19 +48,21 @@ namespace gemm_detail {
 #define ATTN_GEMM_KC 256
 #endif
 #ifndef ATTN_GEMM_MC_SLIVERS
-#define ATTN_GEMM_MC_SLIVERS 8
+#define ATTN_GEMM_MC_SLIVERS 16
 #endif
 #ifndef ATTN_GEMM_JW_SLIVERS
 #define ATTN_GEMM_JW_SLIVERS 4
 #endif
-#ifndef ATTN_GEMM_NC
-#define ATTN_GEMM_NC 4096
-#endif
 constexpr int64_t kKc = ATTN_GEMM_KC;
 constexpr int64_t kMcSlivers = ATTN_GEMM_MC_SLIVERS;
 constexpr int64_t kJwSlivers = ATTN_GEMM_JW_SLIVERS;
-constexpr int64_t kNc = ATTN_GEMM_NC;
-constexpr int64_t kMoElems = int64_t(1) << 20;  // packed-A buffer cap (elements)
+#ifndef ATTN_GEMM_DIRECT_A
+#define ATTN_GEMM_DIRECT_A 1
+#endif
+constexpr bool kDirectA = ATTN_GEMM_DIRECT_A;  // read non-transposed A in place (no packing)
+constexpr int64_t kKSup = 8192;                // K super-slice: op(A)/op(B) packed this deep at once
+constexpr int64_t kPackB = int64_t(1) << 22;    // packed op(B) panel cap (elements)
+constexpr int64_t kPackA = int64_t(1) << 21;    // packed op(A) row-group cap (elements)
 
 // Products with M*N*K below this (or M == 1, or N == 1) use the direct path.
 constexpr int64_t kDirectMNK = 4096;
@@ -87,6 +91,17 @@ T* scratch(size_t n) {
     buf.cap = n;
   }
   return buf.p;
+}
+
+// Per-thread "block packed" flags for gemm_packed, grown on demand.
+inline std::atomic<int>* ready_flags(size_t n) {
+  thread_local std::unique_ptr<std::atomic<int>[]> flags;
+  thread_local size_t cap = 0;
+  if (cap < n) {
+    flags.reset(new std::atomic<int>[n]);
+    cap = n;
+  }
+  return flags.get();
 }
 
 // Pack op(B)[p0:p0+kc, j0 + s*NR ...] for slivers s in [s0, s1) into dst (sliver s at s*kc*NR),
@@ -151,17 +166,17 @@ void pack_a(bool ta, const T* A, int64_t lda, int64_t i0, int64_t m, int64_t p0,
 // One tile, possibly cut by the edges of C (then computed through an MR x NR scratch tile with the
 // very same arithmetic).
 template <class T>
-inline void tile(int64_t kc, const T* Ap, const T* Bp, T* C, int64_t ldc, int64_t h, int64_t w, T alpha, T beta,
-                 Mode mode) {
+inline void tile(int64_t kc, const T* Ap, int64_t lda_direct, const T* Bp, T* C, int64_t ldc, int64_t h, int64_t w,
+                 T alpha, T beta, Mode mode) {
   constexpr int64_t MR = kMR<T>, NR = kNR<T>;
   if (h == MR && w == NR) {
-    micro_kernel<T>(kc, Ap, Bp, C, ldc, alpha, beta, mode);
+    micro_kernel<T>(kc, Ap, lda_direct, Bp, C, ldc, alpha, beta, mode);
     return;
   }
   alignas(64) T t[MR * NR];
   if (mode != Mode::kStore)
     for (int64_t i = 0; i < h; ++i) std::memcpy(t + i * NR, C + i * ldc, sizeof(T) * w);
-  micro_kernel<T>(kc, Ap, Bp, t, NR, alpha, beta, mode);
+  micro_kernel<T>(kc, Ap, lda_direct, Bp, t, NR, alpha, beta, mode);
   for (int64_t i = 0; i < h; ++i) std::memcpy(C + i * ldc, t + i * NR, sizeof(T) * w);
 }
 
@@ -216,54 +231,85 @@ inline int64_t slice_depth(int64_t K) {
   return (K + slices - 1) / slices;
 }
 
+// Packed path. For each K super-slice (p0), panel of columns (jc) and group of rows (ic), ONE
+// parallel region runs a queue of tasks claimed through an atomic counter: first the packing tasks
+// (one per block of jw columns of op(B), one per block of mc rows of op(A)), then the compute items
+// (mc rows x jw columns of C, looping over the kc slices in ascending order). A compute item waits
+// until its two packed blocks are marked ready. Which thread runs which task does not matter: each
+// task's arithmetic is fixed, so the bits of C are the same for any number of threads.
 template <class T>
 void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
                  int64_t ldb, T beta, T* C, int64_t ldc, bool par) {
-  constexpr int64_t MR = kMR<T>, NR = kNR<T>;
+  constexpr int64_t MR = kMR<T>, NR = kNR<T>, MC = MR * kMcSlivers, JW = NR * kJwSlivers;
   const int64_t kcb = slice_depth(K);
-  const int64_t nc_max = std::min(round_up(N, NR), kNc);
-  const int64_t mo_max = std::max<int64_t>(MR * kMcSlivers, kMoElems / kcb / (MR * kMcSlivers) * (MR * kMcSlivers));
-  const int64_t mo_cap = std::min(round_up(M, MR), mo_max);
-  T* bp = scratch<T, 0>(size_t(kcb * nc_max));
-  T* ap = scratch<T, 1>(size_t(kcb * mo_cap));
-  auto run = [&](int64_t n_items, int64_t grain, const auto& f) {
-    if (par) parallel_for(0, n_items, grain, f);
-    else f(0, n_items);
-  };
-  for (int64_t jc = 0; jc < N; jc += kNc) {
-    const int64_t nc = std::min(kNc, N - jc);
-    const int64_t nsl = (nc + NR - 1) / NR;
-    for (int64_t pc = 0; pc < K; pc += kcb) {
-      const int64_t kc = std::min(kcb, K - pc);
-      const Mode mode = pc > 0 ? Mode::kAccum : (beta == T(0) ? Mode::kStore : (beta == T(1) ? Mode::kAccum : Mode::kScale));
-      bool b_packed = false;
+  const int64_t ksup = std::min(K, kcb * std::max<int64_t>(1, kKSup / kcb));
+  const int64_t nc_max = std::min(round_up(N, NR), std::max(JW, kPackB / ksup / JW * JW));
+  const int64_t mo_max = std::min(round_up(M, MR), std::max(MC, kPackA / ksup / MC * MC));
+  T* bp = scratch<T, 0>(size_t(ksup * nc_max));
+  T* ap = scratch<T, 1>(size_t(ksup * mo_max));
+  const int64_t max_blocks = (nc_max + JW - 1) / JW + (mo_max + MC - 1) / MC;
+  std::atomic<int>* ready = ready_flags(size_t(max_blocks));
+  for (int64_t p0 = 0; p0 < K; p0 += ksup) {
+    const int64_t kk = std::min(ksup, K - p0);
+    const Mode first = p0 > 0 ? Mode::kAccum
+                              : (beta == T(0) ? Mode::kStore : (beta == T(1) ? Mode::kAccum : Mode::kScale));
+    for (int64_t jc = 0; jc < N; jc += nc_max) {
+      const int64_t nc = std::min(nc_max, N - jc), nsl = (nc + NR - 1) / NR, jblocks = (nsl + kJwSlivers - 1) / kJwSlivers;
       for (int64_t ic = 0; ic < M; ic += mo_max) {
-        const int64_t mo = std::min(mo_max, M - ic);
-        const int64_t msl = (mo + MR - 1) / MR;
-        // Pack A slivers (and B slivers on the first row group) in one parallel pass.
-        const int64_t nb = b_packed ? 0 : nsl;
-        run(nb + msl, 4, [&](int64_t s0, int64_t s1) {
-          if (s0 < nb) pack_b<T>(tb, B, ldb, pc, kc, jc, nc, s0, std::min(s1, nb), bp);
-          if (s1 > nb) pack_a<T>(ta, A, lda, ic, mo, pc, kc, std::max(s0, nb) - nb, s1 - nb, ap);
-        });
-        b_packed = true;
-        const int64_t mblocks = (msl + kMcSlivers - 1) / kMcSlivers;
-        const int64_t jblocks = (nsl + kJwSlivers - 1) / kJwSlivers;
-        run(mblocks * jblocks, 1, [&](int64_t t0, int64_t t1) {
-          for (int64_t t = t0; t < t1; ++t) {
-            const int64_t mb = t / jblocks, jb = t % jblocks;
-            const int64_t js0 = jb * kJwSlivers, js1 = std::min(nsl, js0 + kJwSlivers);
-            const int64_t is0 = mb * kMcSlivers, is1 = std::min(msl, is0 + kMcSlivers);
-            for (int64_t js = js0; js < js1; ++js) {
-              const int64_t j = js * NR, w = std::min(NR, nc - j);
-              const T* bs = bp + js * kc * NR;
-              for (int64_t is = is0; is < is1; ++is) {
-                const int64_t i = is * MR, h = std::min(MR, mo - i);
-                tile<T>(kc, ap + is * kc * MR, bs, C + (ic + i) * ldc + jc + j, ldc, h, w, alpha, beta, mode);
+        const int64_t mo = std::min(mo_max, M - ic), msl = (mo + MR - 1) / MR, mblocks = (msl + kMcSlivers - 1) / kMcSlivers;
+        // op(A) = A (not transposed) is read in place by the micro-kernel (full MR slivers).
+        const bool direct_a = !ta && kDirectA;
+        const int64_t full_msl = mo / MR;
+        const bool pack_b_now = ic == 0;  // the B panel stays valid for every row group of this jc
+        const int64_t n_packb = pack_b_now ? jblocks : 0, n_pack = n_packb + mblocks;
+        const int64_t n_tasks = n_pack + mblocks * jblocks;
+        std::atomic<int>* ready_b = ready;
+        std::atomic<int>* ready_a = ready + jblocks;
+        for (int64_t b = 0; b < jblocks; ++b) ready_b[b].store(pack_b_now ? 0 : 1, std::memory_order_relaxed);
+        for (int64_t b = 0; b < mblocks; ++b) ready_a[b].store(0, std::memory_order_relaxed);
+        std::atomic<int64_t> next{0};
+        auto worker = [&](int64_t, int64_t) {
+          for (;;) {
+            const int64_t t = next.fetch_add(1, std::memory_order_relaxed);
+            if (t >= n_tasks) break;
+            if (t < n_packb) {
+              const int64_t s0 = t * kJwSlivers, s1 = std::min(nsl, s0 + kJwSlivers);
+              pack_b<T>(tb, B, ldb, p0, kk, jc, nc, s0, s1, bp);
+              ready_b[t].store(1, std::memory_order_release);
+            } else if (t < n_pack) {
+              const int64_t mb = t - n_packb, s0 = mb * kMcSlivers, s1 = std::min(msl, s0 + kMcSlivers);
+              // Direct A: only a partial last sliver needs packing.
+              pack_a<T>(ta, A, lda, ic, mo, p0, kk, direct_a ? std::max(s0, full_msl) : s0, s1, ap);
+              ready_a[mb].store(1, std::memory_order_release);
+            } else {
+              const int64_t item = t - n_pack, mb = item / jblocks, jb = item % jblocks;
+              // Packing tasks were all claimed before this one; wait for the ones still running.
+              while (!ready_a[mb].load(std::memory_order_acquire) || !ready_b[jb].load(std::memory_order_acquire))
+                std::this_thread::yield();
+              const int64_t js0 = jb * kJwSlivers, js1 = std::min(nsl, js0 + kJwSlivers);
+              const int64_t is0 = mb * kMcSlivers, is1 = std::min(msl, is0 + kMcSlivers);
+              for (int64_t q = 0; q < kk; q += kcb) {
+                const int64_t kc = std::min(kcb, kk - q);
+                const Mode mode = q == 0 ? first : Mode::kAccum;
+                for (int64_t js = js0; js < js1; ++js) {
+                  const int64_t j = js * NR, w = std::min(NR, nc - j);
+                  const T* bs = bp + js * kk * NR + q * NR;
+                  for (int64_t is = is0; is < is1; ++is) {
+                    const int64_t i = is * MR, h = std::min(MR, mo - i);
+                    if (direct_a && is < full_msl)
+                      tile<T>(kc, A + (ic + i) * lda + p0 + q, lda, bs, C + (ic + i) * ldc + jc + j, ldc, h, w, alpha,
+                              beta, mode);
+                    else
+                      tile<T>(kc, ap + is * kk * MR + q * MR, 0, bs, C + (ic + i) * ldc + jc + j, ldc, h, w, alpha,
+                              beta, mode);
+                  }
+                }
               }
             }
           }
-        });
+        };
+        if (par) parallel_for(0, get_num_threads(), 1, worker);
+        else worker(0, 1);
       }
     }
   }

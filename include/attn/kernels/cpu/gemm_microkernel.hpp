@@ -26,10 +26,16 @@ struct Arch;
 
 #if defined(__AVX512F__)
 #define ATTN_GEMM_ISA "avx512"
+#ifndef ATTN_GEMM_MR_F
+#define ATTN_GEMM_MR_F 8
+#endif
+#ifndef ATTN_GEMM_NV_F
+#define ATTN_GEMM_NV_F 2
+#endif
 template <>
 struct Arch<float> {
   using V = __m512;
-  static constexpr int W = 16, NV = 2, MR = 14;  // 14 x 32 tile: 28 accumulators + 2 B + 1 A
+  static constexpr int W = 16, NV = ATTN_GEMM_NV_F, MR = ATTN_GEMM_MR_F;  // 8 x 32 tile: 16 accumulators
   static V load(const float* p) { return _mm512_load_ps(p); }
   static V loadu(const float* p) { return _mm512_loadu_ps(p); }
   static void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
@@ -41,7 +47,7 @@ struct Arch<float> {
 template <>
 struct Arch<double> {
   using V = __m512d;
-  static constexpr int W = 8, NV = 2, MR = 14;  // 14 x 16 tile
+  static constexpr int W = 8, NV = 2, MR = 8;  // 8 x 16 tile
   static V load(const double* p) { return _mm512_load_pd(p); }
   static V loadu(const double* p) { return _mm512_loadu_pd(p); }
   static void storeu(double* p, V v) { _mm512_storeu_pd(p, v); }
@@ -102,9 +108,11 @@ template <class T>
 constexpr int kNR = Arch<T>::W * Arch<T>::NV;
 
 // One MR x NR tile; C has row stride ldc and all MR x NR entries are addressable.
-template <class T>
-inline void micro_kernel(int64_t kc, const T* __restrict Ap, const T* __restrict Bp, T* __restrict C, int64_t ldc,
-                         T alpha, T beta, Mode mode) {
+// Packed A (lda_direct == 0): a(i, k) = Ap[k * MR + i]. Direct A (lda_direct > 0, op(A) not
+// transposed, all MR rows inside the matrix): a(i, k) = Ap[i * lda_direct + k]. Same arithmetic.
+template <class T, bool DirectA>
+inline void micro_kernel_impl(int64_t kc, const T* __restrict Ap, int64_t lda_direct, const T* __restrict Bp,
+                              T* __restrict C, int64_t ldc, T alpha, T beta, Mode mode) {
   using A = Arch<T>;
   using V = typename A::V;
   constexpr int MR = A::MR, NV = A::NV, W = A::W;
@@ -113,17 +121,19 @@ inline void micro_kernel(int64_t kc, const T* __restrict Ap, const T* __restrict
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) c[i][j] = A::zero();
+  const T* ar[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) ar[i] = DirectA ? Ap + i * lda_direct : Ap + i;
   for (int64_t k = 0; k < kc; ++k) {
     V b[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) b[j] = A::load(Bp + j * W);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const V a = A::set1(Ap[i]);
+      const V a = A::set1(DirectA ? ar[i][k] : ar[0][k * MR + i]);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) c[i][j] = A::fma(a, b[j], c[i][j]);
     }
-    Ap += MR;
     Bp += NV * W;
   }
   const V va = A::set1(alpha);
@@ -150,6 +160,13 @@ inline void micro_kernel(int64_t kc, const T* __restrict Ap, const T* __restrict
         A::storeu(p, A::fma(va, c[i][j], A::mul(vb, A::loadu(p))));
       }
   }
+}
+
+template <class T>
+inline void micro_kernel(int64_t kc, const T* Ap, int64_t lda_direct, const T* Bp, T* C, int64_t ldc, T alpha, T beta,
+                         Mode mode) {
+  if (lda_direct > 0) micro_kernel_impl<T, true>(kc, Ap, lda_direct, Bp, C, ldc, alpha, beta, mode);
+  else micro_kernel_impl<T, false>(kc, Ap, 0, Bp, C, ldc, alpha, beta, mode);
 }
 
 }  // namespace attn::kernels::cpu::gemm_detail
