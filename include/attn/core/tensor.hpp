@@ -217,6 +217,35 @@ struct Node {
   std::vector<Shape> output_shapes;
   std::vector<DType> output_dtypes;
   std::vector<Tensor> grad_outputs;  // filled by the engine during a backward pass
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Frees a deep graph that was never backpropagated without recursing once per node (a chain
+  // of 100,000 ops would overflow the stack): nodes that only this one keeps alive are unlinked
+  // into an explicit stack and emptied there. The closure goes first, so the inputs it captured
+  // are still held by `inputs` and die in the loop, not inside the closure's destructor.
+  ~Node() {
+    backward = nullptr;
+    grad_outputs.clear();
+    std::vector<std::shared_ptr<Node>> pending;
+    auto unlink = [&pending](std::vector<Tensor>& ins) {
+      for (Tensor& t : ins) {
+        TensorImpl* impl = t.unsafe_impl();
+        if (impl && impl->grad_fn && t.impl_ptr().use_count() == 1 && impl->grad_fn.use_count() == 1)
+          pending.push_back(std::move(impl->grad_fn));
+      }
+      ins.clear();
+    };
+    unlink(inputs);
+    while (!pending.empty()) {
+      std::shared_ptr<Node> n = std::move(pending.back());
+      pending.pop_back();
+      n->backward = nullptr;
+      n->grad_outputs.clear();
+      unlink(n->inputs);
+    }  // each n dies here with no inputs left, so its own destructor does not recurse
+  }
 };
 
 // Records `outputs` as produced by op `name` from `inputs`, when grad mode is on and some input

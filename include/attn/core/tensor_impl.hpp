@@ -41,7 +41,7 @@ inline Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
 }
 inline Tensor Tensor::zeros(const Shape& shape, DType dtype) {
   Tensor t = empty(shape, dtype);
-  std::memset(t.raw_data(), 0, size_t(t.numel()) * dtype_size(dtype));
+  if (t.numel() > 0) std::memset(t.raw_data(), 0, size_t(t.numel()) * dtype_size(dtype));  // data is null when empty
   return t;
 }
 inline Tensor Tensor::ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
