@@ -1,6 +1,6 @@
 """PyTorch side of bench/bench_rnn.cpp: forward + backward of the reference tasks' LSTMs, float32.
 
-Run:  OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/torch_rnn.py [--reps 7] [--threads 2]
+Run:  OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/torch_rnn.py [--reps 7] [--threads 2] [--inner 3] [--fwd-only]
 Prints the median time per iteration and sequences/s for each config (median of --reps
 repetitions, each the mean of a few timed iterations after warm-up).
 """
@@ -38,15 +38,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--inner", type=int, default=3)
+    ap.add_argument("--fwd-only", action="store_true", help="also time forward passes under no_grad")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     la = torch.nn.LSTM(1, 32, bidirectional=True, batch_first=True)
     lb = torch.nn.LSTM(1, 64, num_layers=2, batch_first=True)
-    for bwd in (True, False):
-        bench("TaskA BiLSTM(1->32) B=32 T=500", la, 32, 500, bwd, a.reps, 3)
-        bench("TaskB LSTM(1->64)x2 B=980 T=20", lb, 980, 20, bwd, a.reps, 3)
+    for bwd in (True, False) if a.fwd_only else (True,):
+        bench("TaskA BiLSTM(1->32) B=32 T=500", la, 32, 500, bwd, a.reps, a.inner)
+        bench("TaskB LSTM(1->64)x2 B=980 T=20", lb, 980, 20, bwd, a.reps, a.inner)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@
 // lengths: empty (every series has T steps) or B values in [1, T]: steps t >= len_b leave the
 // state of series b unchanged and give zero output, the reverse direction starts at len_b - 1,
 // and h_n / c_n are the states after each series' last valid step (PyTorch's packed sequences).
+#include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 #include "../core/tensor.hpp"
@@ -44,6 +46,66 @@ inline void check_rnn_lengths(const char* op, const std::vector<int64_t>& length
   for (size_t b = 0; b < lengths.size(); ++b)
     ATTN_CHECK(lengths[b] >= 1 && lengths[b] <= T, op, ": length ", lengths[b], " of series ", b,
                " is outside [1, ", T, "] (lengths ", lengths_to_string(lengths), ", ", T, " time steps)");
+}
+
+// Large per-call buffers of the recurrent layers (saved gates and states, gate gradients, outputs)
+// come from a small cache of recently freed blocks, matched by exact size: training calls the
+// same layer with the same shapes every step, and on this platform each fresh 4 KiB page costs
+// a page fault (about 2 us, measured), tens of milliseconds per call for task B's layer. At most
+// kMaxBlocks blocks and kMaxBytes bytes are kept; small buffers use the normal allocator.
+class RnnBufferCache {
+ public:
+  static constexpr size_t kMinBytes = size_t(1) << 18, kMaxBytes = size_t(256) << 20, kMaxBlocks = 16;
+  static RnnBufferCache& get() {
+    static RnnBufferCache* c = new RnnBufferCache();  // never destroyed: tensors may outlive main()
+    return *c;
+  }
+  void* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      for (size_t i = 0; i < free_.size(); ++i)
+        if (free_[i].second == bytes) {
+          void* p = free_[i].first;
+          free_.erase(free_.begin() + long(i));
+          held_ -= bytes;
+          return p;
+        }
+    }
+    void* p = std::aligned_alloc(64, ((bytes + 63) / 64) * 64);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void give(void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lk(m_);
+    while (!free_.empty() && (free_.size() >= kMaxBlocks || held_ + bytes > kMaxBytes)) {
+      std::free(free_.front().first);
+      held_ -= free_.front().second;
+      free_.erase(free_.begin());
+    }
+    if (bytes > kMaxBytes) {
+      std::free(p);
+      return;
+    }
+    free_.emplace_back(p, bytes);
+    held_ += bytes;
+  }
+
+ private:
+  std::mutex m_;
+  std::vector<std::pair<void*, size_t>> free_;
+  size_t held_ = 0;
+};
+
+// Tensor::empty, with the storage from RnnBufferCache when large.
+inline Tensor rnn_empty(const Shape& shape, DType dt) {
+  const size_t bytes = size_t(numel_of(shape)) * dtype_size(dt);
+  if (bytes < RnnBufferCache::kMinBytes) return Tensor::empty(shape, dt);
+  auto impl = std::make_shared<TensorImpl>();
+  void* p = RnnBufferCache::get().take(bytes);
+  impl->storage = std::make_shared<Storage>(p, bytes, Device::CPU, [bytes](void* q) { RnnBufferCache::get().give(q, bytes); });
+  impl->shape = shape;
+  impl->dtype = dt;
+  return Tensor(std::move(impl));
 }
 
 inline kernels::cpu::RnnShape check_rnn_layer(const char* op, int64_t gates, const Tensor& x, const Tensor& h0,
@@ -106,6 +168,28 @@ inline Tensor state_or_zeros(const Tensor& s, const Shape& shape, DType dt) {
   return t;
 }
 
+// [B, T, F] <-> [T, B, F] copy (to_time_major: src is [B, T, F]).
+template <class T>
+void swap_bt(const T* src, T* dst, int64_t B, int64_t Tn, int64_t F, bool to_time_major) {
+  parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(Tn * F, 1)), [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t t = 0; t < Tn; ++t) {
+        const int64_t bt = (b * Tn + t) * F, tb = (t * B + b) * F;
+        if (to_time_major) std::copy_n(src + bt, F, dst + tb);
+        else std::copy_n(src + tb, F, dst + bt);
+      }
+  });
+}
+
+// The layer input as a time-major [T*B, I] tensor (x itself when already time-major).
+template <class T>
+Tensor time_major(const Tensor& x, bool batch_first) {
+  if (!batch_first) return x.detach();
+  Tensor out = rnn_empty({x.size(1), x.size(0), x.size(2)}, x.dtype());
+  swap_bt<T>(x.data<T>(), out.data<T>(), x.size(0), x.size(1), x.size(2), true);
+  return out;
+}
+
 // [W^0; W^1] stacked on rows: [D*G*H, I].
 template <class T>
 Tensor stack_rows(const std::vector<Tensor>& ws, DType dt) {
@@ -115,24 +199,44 @@ Tensor stack_rows(const std::vector<Tensor>& ws, DType dt) {
   return out;
 }
 
-// Input projection of all steps: XP [rows, D*G*H] = x W_cat^T (+ b_ih, + b_hh when fold_hh).
+// Input projection of all steps: XP [rows, D*G*H] = x W_cat^T (+ b_ih, + b_hh when fold_hh), x
+// time-major [rows, I]. One GEMM; for a handful of input features (I <= 4, e.g. a univariate
+// series) a direct loop, which avoids a GEMM with a degenerate inner dimension.
 template <class T>
 void rnn_input_projection(const kernels::cpu::RnnShape& S, int64_t gates, const Tensor& x, const Tensor& wcat,
                           const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh, bool fold_hh, T* XP) {
-  const int64_t rows = S.T * S.B, GH = gates * S.H, N = S.D * GH, I = x.size(2);
+  const int64_t rows = S.T * S.B, GH = gates * S.H, N = S.D * GH, I = x.size(-1);
   std::vector<T> bias(size_t(N), T(0));
   const bool has_bias = !b_ih.empty();
   if (has_bias)
     for (int64_t d = 0; d < S.D; ++d)
       for (int64_t j = 0; j < GH; ++j)
         bias[size_t(d * GH + j)] = b_ih[size_t(d)].data<T>()[j] + (fold_hh ? b_hh[size_t(d)].data<T>()[j] : T(0));
+  const T* px = x.data<T>();
+  const T* pw = wcat.data<T>();
+  if (I <= 4) {
+    std::vector<T> wt(size_t(I * N));  // W_cat^T [I, N]
+    for (int64_t j = 0; j < N; ++j)
+      for (int64_t i = 0; i < I; ++i) wt[size_t(i * N + j)] = pw[j * I + i];
+    parallel_for(0, rows, 256, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        T* o = XP + r * N;
+        for (int64_t j = 0; j < N; ++j) o[j] = bias[size_t(j)];
+        for (int64_t i = 0; i < I; ++i) {
+          const T xi = px[r * I + i];
+          const T* w = wt.data() + i * N;
+          for (int64_t j = 0; j < N; ++j) o[j] += xi * w[j];
+        }
+      }
+    });
+    return;
+  }
   if (has_bias) {
     parallel_for(0, rows, 1024, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) std::copy(bias.begin(), bias.end(), XP + r * N);
     });
   }
-  kernels::cpu::gemm<T>(false, true, rows, N, I, T(1), x.data<T>(), I, wcat.data<T>(), I, has_bias ? T(1) : T(0), XP,
-                        N);
+  kernels::cpu::gemm<T>(false, true, rows, N, I, T(1), px, I, pw, I, has_bias ? T(1) : T(0), XP, N);
 }
 
 // out[0, j] = sum over rows of M[r, j] (M: [rows, n] with leading dimension ld), rows summed in
@@ -168,22 +272,29 @@ void gemm_tn_cols(int64_t m, int64_t n, int64_t rows, const T* A, int64_t lda, c
 // projection, dHH: [rows, D*G*H] gradient of h W_hh^T + b_hh (the same matrix for LSTM).
 // Input order of the node: x, h0, c0, then per direction w_ih, w_hh, b_ih, b_hh.
 template <class T>
-void rnn_layer_grads(const kernels::cpu::RnnShape& S, int64_t gates, const Tensor& x, const Tensor& wcat,
+void rnn_layer_grads(const kernels::cpu::RnnShape& S, int64_t gates, const Tensor& x, const Tensor& xt,
+                     const Tensor& wcat,
                      const T* dX, const T* dHH, const T* Hprev, const std::vector<Tensor>& w_ih,
                      const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh,
                      std::vector<Tensor>& gs) {
   const int64_t rows = S.T * S.B, GH = gates * S.H, N = S.D * GH, I = x.size(2), H = S.H;
   const DType dt = x.dtype();
-  if (x.requires_grad()) {  // dx = dX W_cat: one GEMM for all steps and directions
-    Tensor dx = Tensor::empty(x.shape(), dt);
-    kernels::cpu::gemm<T>(false, false, rows, I, N, T(1), dX, N, wcat.data<T>(), I, T(0), dx.data<T>(), I);
+  if (x.requires_grad()) {  // dx = dX W_cat: one GEMM for all steps and directions (time-major)
+    Tensor dx = rnn_empty(x.shape(), dt);
+    if (!S.batch_first) {
+      kernels::cpu::gemm<T>(false, false, rows, I, N, T(1), dX, N, wcat.data<T>(), I, T(0), dx.data<T>(), I);
+    } else {
+      Tensor tmp = rnn_empty({rows, I}, dt);
+      kernels::cpu::gemm<T>(false, false, rows, I, N, T(1), dX, N, wcat.data<T>(), I, T(0), tmp.data<T>(), I);
+      swap_bt<T>(tmp.data<T>(), dx.data<T>(), S.B, S.T, I, false);
+    }
     gs[0] = dx;
   }
   bool need_wih = false;
   for (auto& w : w_ih) need_wih = need_wih || w.requires_grad();
   if (need_wih) {  // dW_cat^T [I, N] = x^T dX, then transposed into each w_ih
     std::vector<T> dwt(size_t(I * N));
-    gemm_tn_cols<T>(I, N, rows, x.data<T>(), I, dX, N, dwt.data());
+    gemm_tn_cols<T>(I, N, rows, xt.data<T>(), I, dX, N, dwt.data());
     for (int64_t d = 0; d < S.D; ++d) {
       if (!w_ih[size_t(d)].requires_grad()) continue;
       Tensor dw = Tensor::empty({GH, I}, dt);
@@ -237,18 +348,18 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
   const DType dt = x.dtype();
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
-  Tensor out = Tensor::empty(os, dt);
+  Tensor out = detail::rnn_empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt), cn = detail::state_or_zeros(c0, {D, S.B, H}, dt);
-  Tensor G = Tensor::empty({rows, D * 4 * H}, dt), Hprev = Tensor::empty({rows, D * H}, dt),
-         Cprev = Tensor::empty({rows, D * H}, dt), TC = Tensor::empty({rows, D * H}, dt), wcat;
+  Tensor G = detail::rnn_empty({rows, D * 4 * H}, dt), Hprev = detail::rnn_empty({rows, D * H}, dt),
+         Cprev = detail::rnn_empty({rows, D * H}, dt), TC = detail::rnn_empty({rows, D * H}, dt), wcat, xt;
   auto lens = std::make_shared<const std::vector<int64_t>>(lengths);
   S.lengths = lens->empty() ? nullptr : lens->data();
   ATTN_DISPATCH_FLOATING(dt, "lstm_layer", [&] {
     wcat = D == 1 ? w_ih[0] : detail::stack_rows<scalar_t>(w_ih, dt);
-    Tensor XP = Tensor::empty({rows, D * 4 * H}, dt);
-    detail::rnn_input_projection<scalar_t>(S, 4, x, wcat, b_ih, b_hh, /*fold_hh=*/true, XP.data<scalar_t>());
-    kernels::cpu::lstm_forward<scalar_t>(S, XP.data<scalar_t>(), detail::ptrs<scalar_t>(w_hh, size_t(D)),
-                                         std::vector<const scalar_t*>(size_t(D), nullptr), hn.data<scalar_t>(),
+    xt = detail::time_major<scalar_t>(x, batch_first);
+    // the input projection goes straight into G, which the recurrence turns into the gates
+    detail::rnn_input_projection<scalar_t>(S, 4, xt, wcat, b_ih, b_hh, /*fold_hh=*/true, G.data<scalar_t>());
+    kernels::cpu::lstm_forward<scalar_t>(S, detail::ptrs<scalar_t>(w_hh, size_t(D)), hn.data<scalar_t>(),
                                          cn.data<scalar_t>(), G.data<scalar_t>(), Hprev.data<scalar_t>(),
                                          Cprev.data<scalar_t>(), TC.data<scalar_t>(), out.data<scalar_t>());
   });
@@ -256,21 +367,21 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
   // Backward through time (formulas in kernels::cpu::lstm_backward) gives da for every step; then
   // dx = da W_ih, dW_ih = da^T x, dW_hh = da^T h_{t-1}, db_ih = db_hh = sum of da (all steps at once).
   record("lstm_layer", std::vector<Tensor*>{&out, &hn, &cn}, inputs,
-         [S, lens, G, Hprev, Cprev, TC, x, wcat, w_ih, w_hh, b_ih, b_hh, dt,
+         [S, lens, G, Hprev, Cprev, TC, x, xt, wcat, w_ih, w_hh, b_ih, b_hh, dt,
           n_in = inputs.size()](const std::vector<Tensor>& g) {
            auto S2 = S;
            S2.lengths = lens->empty() ? nullptr : lens->data();
            const Shape st{S.D, S.B, S.H};
            Tensor dh = g[1].defined() ? g[1].clone() : Tensor::zeros(st, dt);
            Tensor dc = g[2].defined() ? g[2].clone() : Tensor::zeros(st, dt);
-           Tensor dA = Tensor::empty({S.T * S.B, S.D * 4 * S.H}, dt);
+           Tensor dA = detail::rnn_empty({S.T * S.B, S.D * 4 * S.H}, dt);
            std::vector<Tensor> gs(n_in);
            ATTN_DISPATCH_FLOATING(dt, "lstm_layer_backward", [&] {
              kernels::cpu::lstm_backward<scalar_t>(S2, detail::ptrs<scalar_t>(w_hh, size_t(S.D)), G.data<scalar_t>(),
                                                    Cprev.data<scalar_t>(), TC.data<scalar_t>(),
                                                    g[0].defined() ? g[0].data<scalar_t>() : nullptr,
                                                    dh.data<scalar_t>(), dc.data<scalar_t>(), dA.data<scalar_t>());
-             detail::rnn_layer_grads<scalar_t>(S2, 4, x, wcat, dA.data<scalar_t>(), dA.data<scalar_t>(),
+             detail::rnn_layer_grads<scalar_t>(S2, 4, x, xt, wcat, dA.data<scalar_t>(), dA.data<scalar_t>(),
                                                Hprev.data<scalar_t>(), w_ih, w_hh, b_ih, b_hh, gs);
            });
            gs[1] = dh;
@@ -288,16 +399,17 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
   const DType dt = x.dtype();
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
-  Tensor out = Tensor::empty(os, dt);
+  Tensor out = detail::rnn_empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt);
-  Tensor G = Tensor::empty({rows, D * 3 * H}, dt), HN = Tensor::empty({rows, D * H}, dt),
-         Hprev = Tensor::empty({rows, D * H}, dt), wcat;
+  Tensor G = detail::rnn_empty({rows, D * 3 * H}, dt), HN = detail::rnn_empty({rows, D * H}, dt),
+         Hprev = detail::rnn_empty({rows, D * H}, dt), wcat, xt;
   auto lens = std::make_shared<const std::vector<int64_t>>(lengths);
   S.lengths = lens->empty() ? nullptr : lens->data();
   ATTN_DISPATCH_FLOATING(dt, "gru_layer", [&] {
     wcat = D == 1 ? w_ih[0] : detail::stack_rows<scalar_t>(w_ih, dt);
-    Tensor XP = Tensor::empty({rows, D * 3 * H}, dt);
-    detail::rnn_input_projection<scalar_t>(S, 3, x, wcat, b_ih, b_hh, /*fold_hh=*/false, XP.data<scalar_t>());
+    xt = detail::time_major<scalar_t>(x, batch_first);
+    Tensor XP = detail::rnn_empty({rows, D * 3 * H}, dt);
+    detail::rnn_input_projection<scalar_t>(S, 3, xt, wcat, b_ih, b_hh, /*fold_hh=*/false, XP.data<scalar_t>());
     kernels::cpu::gru_forward<scalar_t>(S, XP.data<scalar_t>(), detail::ptrs<scalar_t>(w_hh, size_t(D)),
                                         detail::ptrs<scalar_t>(b_hh, size_t(D)), hn.data<scalar_t>(),
                                         G.data<scalar_t>(), HN.data<scalar_t>(), Hprev.data<scalar_t>(),
@@ -308,19 +420,19 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
   // (hidden side) for every step; then dx = dX W_ih, dW_ih = dX^T x, dW_hh = dHG^T h_{t-1},
   // db_ih = sum of dX, db_hh = sum of dHG.
   record("gru_layer", std::vector<Tensor*>{&out, &hn}, inputs,
-         [S, lens, G, HN, Hprev, x, wcat, w_ih, w_hh, b_ih, b_hh, dt,
+         [S, lens, G, HN, Hprev, x, xt, wcat, w_ih, w_hh, b_ih, b_hh, dt,
           n_in = inputs.size()](const std::vector<Tensor>& g) {
            auto S2 = S;
            S2.lengths = lens->empty() ? nullptr : lens->data();
            Tensor dh = g[1].defined() ? g[1].clone() : Tensor::zeros({S.D, S.B, S.H}, dt);
-           Tensor dX = Tensor::empty({S.T * S.B, S.D * 3 * S.H}, dt), dHG = Tensor::empty(dX.shape(), dt);
+           Tensor dX = detail::rnn_empty({S.T * S.B, S.D * 3 * S.H}, dt), dHG = detail::rnn_empty(dX.shape(), dt);
            std::vector<Tensor> gs(n_in);
            ATTN_DISPATCH_FLOATING(dt, "gru_layer_backward", [&] {
              kernels::cpu::gru_backward<scalar_t>(S2, detail::ptrs<scalar_t>(w_hh, size_t(S.D)), G.data<scalar_t>(),
                                                   HN.data<scalar_t>(), Hprev.data<scalar_t>(),
                                                   g[0].defined() ? g[0].data<scalar_t>() : nullptr,
                                                   dh.data<scalar_t>(), dX.data<scalar_t>(), dHG.data<scalar_t>());
-             detail::rnn_layer_grads<scalar_t>(S2, 3, x, wcat, dX.data<scalar_t>(), dHG.data<scalar_t>(),
+             detail::rnn_layer_grads<scalar_t>(S2, 3, x, xt, wcat, dX.data<scalar_t>(), dHG.data<scalar_t>(),
                                                Hprev.data<scalar_t>(), w_ih, w_hh, b_ih, b_hh, gs);
            });
            gs[1] = dh;

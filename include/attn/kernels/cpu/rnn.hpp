@@ -1,13 +1,10 @@
 #pragma once
 // Raw CPU loops of the fused LSTM / GRU recurrences (no autograd; ops/rnn.hpp wraps them).
 //
-// Layout. A layer with D directions (1, or 2 with direction 1 running backwards in time) works on
-// "row" matrices whose rows are (t, b) pairs in the layout of the layer input:
-//   time-major  row(t, b) = t * B + b        batch-first  row(t, b) = b * T + t
-// so the rows of one time step are B rows with a fixed row stride (1 or T rows). Column block d
-// of a row holds direction d. The per-step products h W_hh^T then run in place on those strided
-// rows (the GEMM takes a leading dimension), and the gradient of the whole input projection is
-// the dgates matrix itself, in the input's layout, with no transposition.
+// Layout. Every buffer the recurrence keeps (input projection X, gates G, saved states) is
+// time-major: row t * B + b, so the B rows of one step are contiguous (one small GEMM per block of
+// rows, no strided or TLB-unfriendly access); column block d of a row holds direction d. Only the
+// layer output and its gradient use the caller's layout (row b * T + t with batch_first).
 //
 // Work is split into units (direction, block of kRnnRowBlock batch rows). A unit is always
 // computed by one thread with the same instructions, and the set of units depends only on the
@@ -15,8 +12,8 @@
 // Series never interact inside a recurrence, so each unit runs all of its time steps on its own:
 // one fork/join per layer (e.g. the two directions of task A's layer on two threads, or the 16
 // row blocks of a batch of 980 split over the threads), never a barrier per step. The pointwise
-// gate math works on whole blocks (Eigen array expressions over strided row blocks), and each
-// unit's scratch is allocated once, not per step.
+// gate math of a row is one fused pass (each gate element loaded once, SIMD lanes of Eigen
+// fixed-size arrays), and nothing is allocated inside the time loop.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstdint>
@@ -31,11 +28,11 @@ constexpr int64_t kRnnRowBlock = 64;
 
 struct RnnShape {
   int64_t T = 0, B = 0, H = 0, D = 1;
-  bool batch_first = false;
+  bool batch_first = false;          // layout of the layer's output (and its gradient)
   const int64_t* lengths = nullptr;  // B valid lengths, or null (all T)
 
-  int64_t row(int64_t t, int64_t b) const { return batch_first ? b * T + t : t * B + b; }
-  int64_t row_stride() const { return batch_first ? T : 1; }  // rows between batch b and b + 1
+  int64_t row(int64_t t, int64_t b) const { return t * B + b; }  // internal buffers: time-major
+  int64_t orow(int64_t t, int64_t b) const { return batch_first ? b * T + t : t * B + b; }  // output rows
   bool valid(int64_t t, int64_t b) const { return lengths == nullptr || t < lengths[b]; }
   int64_t time_of(int64_t d, int64_t s) const { return d == 0 ? s : T - 1 - s; }  // step s of direction d
   int64_t blocks() const { return (B + kRnnRowBlock - 1) / kRnnRowBlock; }
@@ -57,98 +54,149 @@ void rnn_schedule(const RnnShape& S, double flops_per_unit_step, const F& unit) 
 }
 
 namespace rnn_detail {
-// Row-major 2-D views with a row stride: a block of rows of a gate / state matrix.
+// Fused pointwise gate math of one row, L lanes at a time (L = the SIMD width, then 1 for the
+// tail): each element is loaded once and everything stays in registers. The lane layout depends
+// only on H, so results never depend on the thread count.
 template <class T>
-using Blk = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
-                       Eigen::OuterStride<>>;
-template <class T>
-using CBlk = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
-                        Eigen::OuterStride<>>;
-template <class T>
-Blk<T> blk(T* p, int64_t rows, int64_t cols, int64_t ld) {
-  return Blk<T>(p, rows, cols, Eigen::OuterStride<>(ld));
+constexpr int lanes() {
+  return Eigen::internal::packet_traits<T>::size;
+}
+template <class T, int L>
+using V = Eigen::Array<T, L, 1>;
+template <class T, int L>
+using VM = Eigen::Map<V<T, L>>;
+template <class T, int L>
+using CVM = Eigen::Map<const V<T, L>>;
+template <class T, int L>
+V<T, L> vsig(const V<T, L>& x) {
+  return (T(1) + (-x).exp()).inverse();
+}
+
+// a [4H]: pre-activations (x W_ih^T + b + h W_hh^T) in, activated (i, f, g, o) out;
+// c [H] in/out; tc = tanh(c_t); h [H] out.
+template <class T, int L>
+inline void lstm_fwd_lanes(int64_t j, int64_t H, T* a, T* c, T* tc, T* h) {
+  const V<T, L> i = vsig<T, L>(CVM<T, L>(a + j));
+  const V<T, L> f = vsig<T, L>(CVM<T, L>(a + H + j));
+  const V<T, L> g = CVM<T, L>(a + 2 * H + j).tanh();
+  const V<T, L> o = vsig<T, L>(CVM<T, L>(a + 3 * H + j));
+  VM<T, L>(a + j) = i;
+  VM<T, L>(a + H + j) = f;
+  VM<T, L>(a + 2 * H + j) = g;
+  VM<T, L>(a + 3 * H + j) = o;
+  const V<T, L> cn = f * CVM<T, L>(c + j) + i * g;
+  const V<T, L> t = cn.tanh();
+  VM<T, L>(c + j) = cn;
+  VM<T, L>(tc + j) = t;
+  VM<T, L>(h + j) = o * t;
 }
 template <class T>
-CBlk<T> cblk(const T* p, int64_t rows, int64_t cols, int64_t ld) {
-  return CBlk<T>(p, rows, cols, Eigen::OuterStride<>(ld));
+inline void lstm_fwd_row(int64_t H, T* a, T* c, T* tc, T* h) {
+  constexpr int L = lanes<T>();
+  int64_t j = 0;
+  for (; j + L <= H; j += L) lstm_fwd_lanes<T, L>(j, H, a, c, tc, h);
+  for (; j < H; ++j) lstm_fwd_lanes<T, 1>(j, H, a, c, tc, h);
 }
-template <class E>
-auto sigmoid(const E& x) {
-  using T = typename E::Scalar;
-  return T(1) / (T(1) + (-x).exp());
+
+// dh, dc [H]: gradients of h_t (dout already added) and c_t in; dc_{t-1} out in dc.
+template <class T, int L>
+inline void lstm_bwd_lanes(int64_t j, int64_t H, const T* a, const T* tc, const T* cp, const T* dh, T* dc, T* da) {
+  const V<T, L> i = CVM<T, L>(a + j), f = CVM<T, L>(a + H + j), g = CVM<T, L>(a + 2 * H + j),
+                o = CVM<T, L>(a + 3 * H + j), t = CVM<T, L>(tc + j), dhv = CVM<T, L>(dh + j);
+  const V<T, L> dct = CVM<T, L>(dc + j) + dhv * o * (T(1) - t * t);
+  VM<T, L>(da + j) = dct * g * i * (T(1) - i);
+  VM<T, L>(da + H + j) = dct * CVM<T, L>(cp + j) * f * (T(1) - f);
+  VM<T, L>(da + 2 * H + j) = dct * i * (T(1) - g * g);
+  VM<T, L>(da + 3 * H + j) = dhv * t * o * (T(1) - o);
+  VM<T, L>(dc + j) = dct * f;
 }
-// Per-unit scratch, reused across steps (no allocation inside the time loop).
 template <class T>
-struct Scratch {
-  std::vector<T> a, b, c;
-  explicit Scratch(int64_t n) : a(size_t(n)), b(size_t(n)), c(size_t(n)) {}
-};
-// True when every series of rows [b0, b0 + nb) is still running at time t.
-inline bool all_valid(const RnnShape& S, int64_t t, int64_t b0, int64_t nb) {
-  if (!S.lengths) return true;
-  for (int64_t b = b0; b < b0 + nb; ++b)
-    if (t >= S.lengths[b]) return false;
-  return true;
+inline void lstm_bwd_row(int64_t H, const T* a, const T* tc, const T* cp, const T* dh, T* dc, T* da) {
+  constexpr int L = lanes<T>();
+  int64_t j = 0;
+  for (; j + L <= H; j += L) lstm_bwd_lanes<T, L>(j, H, a, tc, cp, dh, dc, da);
+  for (; j < H; ++j) lstm_bwd_lanes<T, 1>(j, H, a, tc, cp, dh, dc, da);
+}
+
+// GRU: a [3H]: h W_hh^T (+ b_hh) in, (r, z, n) out; hn = hg_n saved; h [H] in/out.
+template <class T, int L>
+inline void gru_fwd_lanes(int64_t j, int64_t H, T* a, const T* x, T* hn, T* h) {
+  const V<T, L> hgn = CVM<T, L>(a + 2 * H + j);
+  const V<T, L> r = vsig<T, L>(CVM<T, L>(a + j) + CVM<T, L>(x + j));
+  const V<T, L> z = vsig<T, L>(CVM<T, L>(a + H + j) + CVM<T, L>(x + H + j));
+  const V<T, L> n = (CVM<T, L>(x + 2 * H + j) + r * hgn).tanh();
+  VM<T, L>(hn + j) = hgn;
+  VM<T, L>(a + j) = r;
+  VM<T, L>(a + H + j) = z;
+  VM<T, L>(a + 2 * H + j) = n;
+  VM<T, L>(h + j) = n + z * (CVM<T, L>(h + j) - n);
+}
+template <class T>
+inline void gru_fwd_row(int64_t H, T* a, const T* x, T* hn, T* h) {
+  constexpr int L = lanes<T>();
+  int64_t j = 0;
+  for (; j + L <= H; j += L) gru_fwd_lanes<T, L>(j, H, a, x, hn, h);
+  for (; j < H; ++j) gru_fwd_lanes<T, 1>(j, H, a, x, hn, h);
+}
+// dh [H]: gradient of h_t (dout added) in, dh z out (the part of dh_{t-1} not through W_hh).
+template <class T, int L>
+inline void gru_bwd_lanes(int64_t j, int64_t H, const T* a, const T* hn, const T* hp, T* dh, T* dx, T* dhg) {
+  const V<T, L> r = CVM<T, L>(a + j), z = CVM<T, L>(a + H + j), n = CVM<T, L>(a + 2 * H + j),
+                d = CVM<T, L>(dh + j);
+  const V<T, L> dan = d * (T(1) - z) * (T(1) - n * n);
+  const V<T, L> dar = dan * CVM<T, L>(hn + j) * r * (T(1) - r);
+  const V<T, L> daz = d * (CVM<T, L>(hp + j) - n) * z * (T(1) - z);
+  VM<T, L>(dx + j) = dar;
+  VM<T, L>(dx + H + j) = daz;
+  VM<T, L>(dx + 2 * H + j) = dan;
+  VM<T, L>(dhg + j) = dar;
+  VM<T, L>(dhg + H + j) = daz;
+  VM<T, L>(dhg + 2 * H + j) = dan * r;
+  VM<T, L>(dh + j) = d * z;
+}
+template <class T>
+inline void gru_bwd_row(int64_t H, const T* a, const T* hn, const T* hp, T* dh, T* dx, T* dhg) {
+  constexpr int L = lanes<T>();
+  int64_t j = 0;
+  for (; j + L <= H; j += L) gru_bwd_lanes<T, L>(j, H, a, hn, hp, dh, dx, dhg);
+  for (; j < H; ++j) gru_bwd_lanes<T, 1>(j, H, a, hn, hp, dh, dx, dhg);
 }
 }  // namespace rnn_detail
 
 // ---------------------------------------------------------------------------------------------
 // LSTM forward over all steps.
-//   X      [rows, D*4H]  x_t W_ih^T + b_ih (gate order i, f, g, o)
-//   whh[d] [4H, H], bhh[d] [4H] or null
+//   G      [rows, D*4H]  in: x_t W_ih^T + b_ih + b_hh of every step (gate order i, f, g, o);
+//                        out: the activated gates (i, f, g, o), saved for the backward
+//   whh[d] [4H, H]
 //   h, c   [D, B, H]     initial state in, final state (h_n, c_n) out
-// Saved for the backward: G [rows, D*4H] activated gates (i, f, g, o), Hprev / Cprev [rows, D*H]
+// Also saved: Hprev / Cprev [rows, D*H]
 // the state before the step, TC [rows, D*H] tanh(c_t). out [rows, D*H]: h_t, zero where t >= len_b.
 //   i = s(a_i), f = s(a_f), g = tanh(a_g), o = s(a_o),  a = x W_ih^T + b_ih + h W_hh^T + b_hh
 //   c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t)
 template <class T>
-void lstm_forward(const RnnShape& S, const T* X, const std::vector<const T*>& whh, const std::vector<const T*>& bhh,
-                  T* h, T* c, T* G, T* Hprev, T* Cprev, T* TC, T* out) {
+void lstm_forward(const RnnShape& S, const std::vector<const T*>& whh, T* h, T* c, T* G, T* Hprev, T* Cprev,
+                  T* TC, T* out) {
   using namespace rnn_detail;
-  const int64_t H = S.H, G4 = 4 * H, LDG = S.D * G4, LDH = S.D * H, rs = S.row_stride();
-  const int64_t nbmax = std::min(S.B, kRnnRowBlock);
-  // one scratch per unit, created lazily by the thread that runs it
-  std::vector<std::unique_ptr<Scratch<T>>> scratch(size_t(S.D * S.blocks()));
-  rnn_schedule(S, 2.0 * double(nbmax) * double(G4 * H), [&](int64_t d, int64_t s, int64_t bk) {
+  const int64_t H = S.H, G4 = 4 * H, LDG = S.D * G4, LDH = S.D * H;
+  rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G4 * H), [&](int64_t d, int64_t s, int64_t bk) {
     const int64_t t = S.time_of(d, s), b0 = bk * kRnnRowBlock, nb = std::min(kRnnRowBlock, S.B - b0);
-    auto& sc = scratch[size_t(d * S.blocks() + bk)];
-    if (!sc) sc = std::make_unique<Scratch<T>>(nbmax * H);
-    T* hd = h + (d * S.B + b0) * H;
-    T* cd = c + (d * S.B + b0) * H;
     const int64_t r0 = S.row(t, b0);
-    T* Gt = G + r0 * LDG + d * G4;
-    // gates of the block = h W_hh^T, written straight into the strided rows of G
-    gemm_serial<T>(false, true, nb, G4, H, T(1), hd, H, whh[size_t(d)], H, T(0), Gt, rs * LDG);
-    auto a = blk(Gt, nb, G4, rs * LDG);
-    a += cblk(X + r0 * LDG + d * G4, nb, G4, rs * LDG);
-    if (bhh[size_t(d)]) a.rowwise() += cblk(bhh[size_t(d)], 1, G4, G4).row(0);
-    a.leftCols(2 * H) = sigmoid(a.leftCols(2 * H));
-    a.middleCols(2 * H, H) = a.middleCols(2 * H, H).tanh();
-    a.rightCols(H) = sigmoid(a.rightCols(H));
-    auto hs = blk(hd, nb, H, H), cs = blk(cd, nb, H, H);
-    blk(Hprev + r0 * LDH + d * H, nb, H, rs * LDH) = hs;
-    blk(Cprev + r0 * LDH + d * H, nb, H, rs * LDH) = cs;
-    auto tc = blk(TC + r0 * LDH + d * H, nb, H, rs * LDH);
-    auto ob = blk(out + r0 * LDH + d * H, nb, H, rs * LDH);
-    if (all_valid(S, t, b0, nb)) {
-      cs = a.middleCols(H, H) * cs + a.leftCols(H) * a.middleCols(2 * H, H);
-      tc = cs.tanh();
-      hs = a.rightCols(H) * tc;
-      ob = hs;
-      return;
-    }
-    auto cn = blk(sc->a.data(), nb, H, H), hn = blk(sc->b.data(), nb, H, H);
-    cn = a.middleCols(H, H) * cs + a.leftCols(H) * a.middleCols(2 * H, H);
-    tc = cn.tanh();
-    hn = a.rightCols(H) * tc;
-    for (int64_t i = 0; i < nb; ++i) {
-      if (S.valid(t, b0 + i)) {
-        cs.row(i) = cn.row(i);
-        hs.row(i) = hn.row(i);
-        ob.row(i) = hn.row(i);
-      } else {
-        ob.row(i).setZero();
+    // gates of the block += h W_hh^T, in place in G (which holds the input projection)
+    gemm_serial<T>(false, true, nb, G4, H, T(1), h + (d * S.B + b0) * H, H, whh[size_t(d)], H, T(1),
+                   G + r0 * LDG + d * G4, LDG);
+    for (int64_t b = b0; b < b0 + nb; ++b) {
+      const int64_t r = S.row(t, b);
+      T* hb = h + (d * S.B + b) * H;
+      T* cb = c + (d * S.B + b) * H;
+      T* ob = out + S.orow(t, b) * LDH + d * H;
+      std::copy(hb, hb + H, Hprev + r * LDH + d * H);
+      std::copy(cb, cb + H, Cprev + r * LDH + d * H);
+      if (!S.valid(t, b)) {  // series b has ended: state unchanged, output 0
+        std::fill(ob, ob + H, T(0));
+        continue;
       }
+      lstm_fwd_row<T>(H, G + r * LDG + d * G4, cb, TC + r * LDH + d * H, hb);
+      std::copy(hb, hb + H, ob);
     }
   });
 }
@@ -165,47 +213,30 @@ template <class T>
 void lstm_backward(const RnnShape& S, const std::vector<const T*>& whh, const T* G, const T* Cprev, const T* TC,
                    const T* dout, T* dh, T* dc, T* dG) {
   using namespace rnn_detail;
-  const int64_t H = S.H, G4 = 4 * H, LDG = S.D * G4, LDH = S.D * H, rs = S.row_stride();
-  const int64_t nbmax = std::min(S.B, kRnnRowBlock);
-  std::vector<std::unique_ptr<Scratch<T>>> scratch(size_t(S.D * S.blocks()));
-  rnn_schedule(S, 2.0 * double(nbmax) * double(G4 * H), [&](int64_t d, int64_t s_rev, int64_t bk) {
+  const int64_t H = S.H, G4 = 4 * H, LDG = S.D * G4, LDH = S.D * H;
+  rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G4 * H), [&](int64_t d, int64_t s_rev, int64_t bk) {
     const int64_t s = S.T - 1 - s_rev, t = S.time_of(d, s), b0 = bk * kRnnRowBlock,
                   nb = std::min(kRnnRowBlock, S.B - b0);
-    auto& sc = scratch[size_t(d * S.blocks() + bk)];
-    if (!sc) sc = std::make_unique<Scratch<T>>(nbmax * H);
-    T* dhd = dh + (d * S.B + b0) * H;
-    T* dcd = dc + (d * S.B + b0) * H;
-    const int64_t r0 = S.row(t, b0);
-    T* dGt = dG + r0 * LDG + d * G4;
-    auto da = blk(dGt, nb, G4, rs * LDG);
-    auto a = cblk(G + r0 * LDG + d * G4, nb, G4, rs * LDG);
-    auto tc = cblk(TC + r0 * LDH + d * H, nb, H, rs * LDH), cp = cblk(Cprev + r0 * LDH + d * H, nb, H, rs * LDH);
-    auto i = a.leftCols(H), f = a.middleCols(H, H), g = a.middleCols(2 * H, H), o = a.rightCols(H);
-    auto dhs = blk(dhd, nb, H, H), dcs = blk(dcd, nb, H, H);
-    const bool full = all_valid(S, t, b0, nb);
-    auto dht = blk(sc->a.data(), nb, H, H), dct = blk(sc->b.data(), nb, H, H);
-    if (dout) dht = dhs + cblk(dout + r0 * LDH + d * H, nb, H, rs * LDH);
-    else dht = dhs;
-    dct = dcs + dht * o * (T(1) - tc * tc);  // dc_t
-    da.leftCols(H) = dct * g * i * (T(1) - i);
-    da.middleCols(H, H) = dct * cp * f * (T(1) - f);
-    da.middleCols(2 * H, H) = dct * i * (T(1) - g * g);
-    da.rightCols(H) = dht * tc * o * (T(1) - o);
-    if (full) {
-      dcs = dct * f;  // dc_{t-1}
-      dhs.setZero();  // replaced by da W_hh below
-    } else {
-      for (int64_t k = 0; k < nb; ++k) {
-        if (S.valid(t, b0 + k)) {
-          dcs.row(k) = dct.row(k) * f.row(k);
-          dhs.row(k).setZero();
-        } else {
-          da.row(k).setZero();
-        }
+    for (int64_t b = b0; b < b0 + nb; ++b) {
+      const int64_t r = S.row(t, b);
+      T* da = dG + r * LDG + d * G4;
+      if (!S.valid(t, b)) {
+        std::fill(da, da + G4, T(0));
+        continue;
       }
+      T* dhb = dh + (d * S.B + b) * H;
+      if (dout) {
+        const T* go = dout + S.orow(t, b) * LDH + d * H;
+        for (int64_t j = 0; j < H; ++j) dhb[j] += go[j];
+      }
+      lstm_bwd_row<T>(H, G + r * LDG + d * G4, TC + r * LDH + d * H, Cprev + r * LDH + d * H, dhb,
+                      dc + (d * S.B + b) * H, da);
+      std::fill(dhb, dhb + H, T(0));  // replaced by da W_hh below
     }
     // rows with t >= len_b have da = 0: their dh passes through unchanged (beta = 1)
-    gemm_serial<T>(false, false, nb, H, G4, T(1), dGt, rs * LDG, whh[size_t(d)], H, T(1), dhd, H);
+    const int64_t r0 = S.row(t, b0);
+    gemm_serial<T>(false, false, nb, H, G4, T(1), dG + r0 * LDG + d * G4, LDG, whh[size_t(d)], H, T(1),
+                   dh + (d * S.B + b0) * H, H);
   });
 }
 
@@ -218,42 +249,27 @@ template <class T>
 void gru_forward(const RnnShape& S, const T* X, const std::vector<const T*>& whh, const std::vector<const T*>& bhh,
                  T* h, T* G, T* HN, T* Hprev, T* out) {
   using namespace rnn_detail;
-  const int64_t H = S.H, G3 = 3 * H, LDG = S.D * G3, LDH = S.D * H, rs = S.row_stride();
-  const int64_t nbmax = std::min(S.B, kRnnRowBlock);
-  std::vector<std::unique_ptr<Scratch<T>>> scratch(size_t(S.D * S.blocks()));
-  rnn_schedule(S, 2.0 * double(nbmax) * double(G3 * H), [&](int64_t d, int64_t s, int64_t bk) {
+  const int64_t H = S.H, G3 = 3 * H, LDG = S.D * G3, LDH = S.D * H;
+  rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G3 * H), [&](int64_t d, int64_t s, int64_t bk) {
     const int64_t t = S.time_of(d, s), b0 = bk * kRnnRowBlock, nb = std::min(kRnnRowBlock, S.B - b0);
-    auto& sc = scratch[size_t(d * S.blocks() + bk)];
-    if (!sc) sc = std::make_unique<Scratch<T>>(nbmax * H);
-    T* hd = h + (d * S.B + b0) * H;
     const int64_t r0 = S.row(t, b0);
-    T* Gt = G + r0 * LDG + d * G3;
-    gemm_serial<T>(false, true, nb, G3, H, T(1), hd, H, whh[size_t(d)], H, T(0), Gt, rs * LDG);
-    auto a = blk(Gt, nb, G3, rs * LDG);
-    auto x = cblk(X + r0 * LDG + d * G3, nb, G3, rs * LDG);
-    if (bhh[size_t(d)]) a.rowwise() += cblk(bhh[size_t(d)], 1, G3, G3).row(0);
-    auto hn = blk(HN + r0 * LDH + d * H, nb, H, rs * LDH);
-    hn = a.rightCols(H);
-    a.leftCols(2 * H) = sigmoid(x.leftCols(2 * H) + a.leftCols(2 * H));
-    a.rightCols(H) = (x.rightCols(H) + a.leftCols(H) * hn).tanh();
-    auto hs = blk(hd, nb, H, H);
-    blk(Hprev + r0 * LDH + d * H, nb, H, rs * LDH) = hs;
-    auto ob = blk(out + r0 * LDH + d * H, nb, H, rs * LDH);
-    auto n = a.rightCols(H), z = a.middleCols(H, H);
-    if (all_valid(S, t, b0, nb)) {
-      hs = n + z * (hs - n);
-      ob = hs;
-      return;
-    }
-    auto hnew = blk(sc->a.data(), nb, H, H);
-    hnew = n + z * (hs - n);
-    for (int64_t i = 0; i < nb; ++i) {
-      if (S.valid(t, b0 + i)) {
-        hs.row(i) = hnew.row(i);
-        ob.row(i) = hnew.row(i);
-      } else {
-        ob.row(i).setZero();
+    gemm_serial<T>(false, true, nb, G3, H, T(1), h + (d * S.B + b0) * H, H, whh[size_t(d)], H, T(0),
+                   G + r0 * LDG + d * G3, LDG);
+    const T* bias = bhh[size_t(d)];
+    for (int64_t b = b0; b < b0 + nb; ++b) {
+      const int64_t r = S.row(t, b);
+      T* hb = h + (d * S.B + b) * H;
+      T* ob = out + S.orow(t, b) * LDH + d * H;
+      std::copy(hb, hb + H, Hprev + r * LDH + d * H);
+      if (!S.valid(t, b)) {
+        std::fill(ob, ob + H, T(0));
+        continue;
       }
+      T* a = G + r * LDG + d * G3;
+      if (bias)
+        for (int64_t j = 0; j < G3; ++j) a[j] += bias[j];
+      gru_fwd_row<T>(H, a, X + r * LDG + d * G3, HN + r * LDH + d * H, hb);
+      std::copy(hb, hb + H, ob);
     }
   });
 }
@@ -267,44 +283,29 @@ template <class T>
 void gru_backward(const RnnShape& S, const std::vector<const T*>& whh, const T* G, const T* HN, const T* Hprev,
                   const T* dout, T* dh, T* dX, T* dHG) {
   using namespace rnn_detail;
-  const int64_t H = S.H, G3 = 3 * H, LDG = S.D * G3, LDH = S.D * H, rs = S.row_stride();
-  const int64_t nbmax = std::min(S.B, kRnnRowBlock);
-  std::vector<std::unique_ptr<Scratch<T>>> scratch(size_t(S.D * S.blocks()));
-  rnn_schedule(S, 2.0 * double(nbmax) * double(G3 * H), [&](int64_t d, int64_t s_rev, int64_t bk) {
+  const int64_t H = S.H, G3 = 3 * H, LDG = S.D * G3, LDH = S.D * H;
+  rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G3 * H), [&](int64_t d, int64_t s_rev, int64_t bk) {
     const int64_t s = S.T - 1 - s_rev, t = S.time_of(d, s), b0 = bk * kRnnRowBlock,
                   nb = std::min(kRnnRowBlock, S.B - b0);
-    auto& sc = scratch[size_t(d * S.blocks() + bk)];
-    if (!sc) sc = std::make_unique<Scratch<T>>(nbmax * H);
-    T* dhd = dh + (d * S.B + b0) * H;
-    const int64_t r0 = S.row(t, b0);
-    auto dx = blk(dX + r0 * LDG + d * G3, nb, G3, rs * LDG);
-    T* dHGt = dHG + r0 * LDG + d * G3;
-    auto dhg = blk(dHGt, nb, G3, rs * LDG);
-    auto a = cblk(G + r0 * LDG + d * G3, nb, G3, rs * LDG);
-    auto hn = cblk(HN + r0 * LDH + d * H, nb, H, rs * LDH), hp = cblk(Hprev + r0 * LDH + d * H, nb, H, rs * LDH);
-    auto rg = a.leftCols(H), z = a.middleCols(H, H), n = a.rightCols(H);
-    auto dhs = blk(dhd, nb, H, H);
-    auto dht = blk(sc->a.data(), nb, H, H);
-    if (dout) dht = dhs + cblk(dout + r0 * LDH + d * H, nb, H, rs * LDH);
-    else dht = dhs;
-    dx.rightCols(H) = dht * (T(1) - z) * (T(1) - n * n);
-    dx.leftCols(H) = dx.rightCols(H) * hn * rg * (T(1) - rg);
-    dx.middleCols(H, H) = dht * (hp - n) * z * (T(1) - z);
-    dhg.leftCols(2 * H) = dx.leftCols(2 * H);
-    dhg.rightCols(H) = dx.rightCols(H) * rg;
-    if (all_valid(S, t, b0, nb)) {
-      dhs = dht * z;
-    } else {
-      for (int64_t k = 0; k < nb; ++k) {
-        if (S.valid(t, b0 + k)) {
-          dhs.row(k) = dht.row(k) * z.row(k);
-        } else {
-          dx.row(k).setZero();
-          dhg.row(k).setZero();
-        }
+    for (int64_t b = b0; b < b0 + nb; ++b) {
+      const int64_t r = S.row(t, b);
+      T* dx = dX + r * LDG + d * G3;
+      T* dhg = dHG + r * LDG + d * G3;
+      if (!S.valid(t, b)) {
+        std::fill(dx, dx + G3, T(0));
+        std::fill(dhg, dhg + G3, T(0));
+        continue;
       }
+      T* dhb = dh + (d * S.B + b) * H;
+      if (dout) {
+        const T* go = dout + S.orow(t, b) * LDH + d * H;
+        for (int64_t j = 0; j < H; ++j) dhb[j] += go[j];
+      }
+      gru_bwd_row<T>(H, G + r * LDG + d * G3, HN + r * LDH + d * H, Hprev + r * LDH + d * H, dhb, dx, dhg);
     }
-    gemm_serial<T>(false, false, nb, H, G3, T(1), dHGt, rs * LDG, whh[size_t(d)], H, T(1), dhd, H);
+    const int64_t r0 = S.row(t, b0);
+    gemm_serial<T>(false, false, nb, H, G3, T(1), dHG + r0 * LDG + d * G3, LDG, whh[size_t(d)], H, T(1),
+                   dh + (d * S.B + b0) * H, H);
   });
 }
 
