@@ -1,0 +1,365 @@
+// Reference task C (seed 001): one-step sine forecasting with a causal time-series transformer.
+//   z = Linear(1 -> d_model)(x) (+ positional encoding) -> TransformerEncoder (causal mask,
+//   post-norm layers as PyTorch's nn.TransformerEncoderLayer) -> Linear(d_model -> 1) at the last
+//   position = the next value.
+// Data and evaluation are those of sine_forecast (task B): windows of 20 points of
+// sin(linspace(0, 50, 1000)) predict the next point; the continuation of the same sine (200
+// points) is held out and forecast one step at a time (true windows) and free running. With
+// --compare-lstm the program also trains task B's LSTM + attention model exactly as
+// sine_forecast does (same seed, its defaults) and prints both results side by side.
+// Writes metrics.csv, loss.svg, forecast.svg, attention.svg into --out-dir.
+#include <attn/attn.hpp>
+#include <attn/data/sine.hpp>
+#include <attn/io/checkpoint.hpp>
+#include <attn/metrics/metrics.hpp>
+#include <attn/nn/attention/transformer.hpp>
+#include <attn/nn/positional.hpp>
+#include <attn/plot/svg.hpp>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <numeric>
+
+#include "common.hpp"
+#include "models.hpp"
+
+using namespace attn;
+
+namespace {
+
+struct ModelOptions {
+  int64_t d_model = 32, heads = 4, layers = 2, ff = 64, window = 20;
+  double dropout = 0.0;
+  std::string positional = "sinusoidal";
+};
+
+class TimeSeriesTransformer : public nn::Module {
+ public:
+  explicit TimeSeriesTransformer(const ModelOptions& o)
+      : opt_(o),
+        input_projection(1, o.d_model),
+        transformer(nn::TransformerEncoderLayerOptions(o.d_model, o.heads)
+                        .dim_feedforward(o.ff)
+                        .dropout(o.dropout)
+                        .batch_first(true),
+                    o.layers),
+        output_projection(o.d_model, 1),
+        sinusoidal(o.d_model) {
+    ATTN_CHECK(o.d_model % o.heads == 0, "transformer_forecast: --d-model ", o.d_model, " is not divisible by --heads ",
+               o.heads);
+    register_module("input_projection", input_projection);
+    if (o.positional == "learned") {
+      learned = std::make_shared<nn::LearnedPositionalEncoding>(o.window, o.d_model);
+      register_module("pos_encoder", learned);
+    } else if (o.positional == "relative") {
+      relative = std::make_shared<nn::RelativePositionBias>(o.heads, o.window - 1);
+      register_module("relative_bias", relative);
+    }
+    register_module("transformer", transformer);
+    register_module("output_projection", output_projection);
+  }
+
+  // The encoder input [B, L, d_model] and the attention mask (undefined, or the relative bias
+  // [H, L, L]); the causal mask is applied through is_causal.
+  std::pair<Tensor, Tensor> embed(const Tensor& x) const {
+    Tensor z = input_projection.forward(x);
+    if (opt_.positional == "sinusoidal") z = sinusoidal.forward(z);
+    if (learned) z = learned->forward(z);
+    Tensor mask;
+    if (relative) mask = relative->forward(x.size(1), x.size(1));
+    return {z, mask};
+  }
+
+  // x [B, L, 1] -> next value [B, 1]
+  Tensor forward(const Tensor& x) const {
+    auto [z, mask] = embed(x);
+    Tensor h = transformer.forward(z, mask, Tensor(), /*is_causal=*/true);
+    return output_projection.forward(select(h, 1, h.size(1) - 1));
+  }
+
+  // Self-attention weights of every layer for x [1, L, 1], averaged over heads: [layers][L * L].
+  std::vector<std::vector<float>> attention_maps(const Tensor& x) {
+    NoGradGuard ng;
+    auto [z, mask] = embed(x);
+    std::vector<std::vector<float>> maps;
+    for (size_t l = 0; l < transformer.num_layers(); ++l) {
+      auto& layer = transformer.layer(l);
+      const Tensor a_in = layer.options().norm_first() ? layer.norm1.forward(z) : z;
+      auto w = layer.self_attn.forward_ex(a_in, a_in, a_in, Tensor(), true, mask, true, true).second;
+      maps.push_back(w.to_vector<float>());
+      z = layer.forward(z, mask, Tensor(), true);
+    }
+    return maps;
+  }
+
+  ModelOptions opt_;
+  nn::Linear input_projection;
+  nn::TransformerEncoder transformer;
+  nn::Linear output_projection;
+  nn::SinusoidalPositionalEncoding sinusoidal;
+  std::shared_ptr<nn::LearnedPositionalEncoding> learned;
+  std::shared_ptr<nn::RelativePositionBias> relative;
+};
+
+std::vector<float> predict(const TimeSeriesTransformer& m, const std::vector<float>& windows, int64_t n, int64_t w) {
+  NoGradGuard ng;
+  return m.forward(Tensor::from_vector(windows, {n, w, 1})).to_vector<float>();
+}
+
+struct TailResult {
+  std::vector<float> one_step, free_run;
+  double one_mae, one_rmse, free_mae, free_rmse;
+};
+
+// One-step forecasts of full[points + i] from the true window before it, and a free-running
+// rollout from the last window of the training series.
+template <typename Predict>
+TailResult evaluate_tail(const std::vector<float>& full, int64_t points, int64_t tail, int64_t W, Predict&& f) {
+  TailResult r;
+  std::vector<float> wins;
+  for (int64_t i = 0; i < tail; ++i)
+    wins.insert(wins.end(), full.begin() + (points + i - W), full.begin() + (points + i));
+  r.one_step = f(wins, tail);
+  std::vector<float> ctx(full.begin() + (points - W), full.begin() + points);
+  for (int64_t i = 0; i < tail; ++i) {
+    const float next = f(ctx, 1)[0];
+    r.free_run.push_back(next);
+    ctx.erase(ctx.begin());
+    ctx.push_back(next);
+  }
+  const std::vector<float> truth(full.begin() + points, full.begin() + points + tail);
+  r.one_mae = metrics::mae(truth, r.one_step);
+  r.one_rmse = metrics::rmse(truth, r.one_step);
+  r.free_mae = metrics::mae(truth, r.free_run);
+  r.free_rmse = metrics::rmse(truth, r.free_run);
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  examples::CommonOptions co;
+  co.epochs = 100;
+  co.batch_size = 64;
+  co.lr = 1e-3;
+  co.out_dir = "out/transformer_forecast";
+  co.threads = 1;  // small matrices: one thread is faster (see docs/examples-task-c.md)
+  ModelOptions mo;
+  int64_t points = 1000, tail = 200;
+  double t_end = 50.0, clip = 1.0;
+  std::string schedule = "cosine";
+  bool compare = false;
+  int compare_epochs = 100;
+  CLI::App app{"attn example, reference task C: sine forecasting with a causal time-series transformer"};
+  examples::add_common_flags(app, co);
+  app.remove_option(app.get_option("--hidden"));
+  app.get_option("--batch-size")->check(CLI::Range(int64_t(0), int64_t(1) << 30))->description("mini-batch size (0 = full batch)");
+  app.add_option("--ff,--hidden", mo.ff, "width of each layer's feed-forward block (dim_feedforward)")
+      ->check(CLI::Range(int64_t(1), int64_t(65536)));
+  app.add_option("--d-model", mo.d_model, "model width")->check(CLI::Range(int64_t(1), int64_t(4096)));
+  app.add_option("--heads", mo.heads, "attention heads (must divide --d-model)")->check(CLI::Range(int64_t(1), int64_t(256)));
+  app.add_option("--layers", mo.layers, "encoder layers")->check(CLI::Range(int64_t(1), int64_t(64)));
+  app.add_option("--dropout", mo.dropout, "dropout in the encoder layers")->check(CLI::Range(0.0, 0.99));
+  app.add_option("--positional", mo.positional,
+                 "positional information: sinusoidal (added table), learned (added table), relative (learned "
+                 "per-head bias on the attention scores), none (the causal mask alone)")
+      ->check(CLI::IsMember({"sinusoidal", "learned", "relative", "none"}));
+  app.add_option("--window", mo.window, "input window length")->check(CLI::Range(int64_t(1), int64_t(10000)));
+  app.add_option("--schedule", schedule, "learning-rate schedule: cosine (from --lr to 0 over --epochs) or none")
+      ->check(CLI::IsMember({"cosine", "none"}));
+  app.add_option("--clip", clip, "gradient-norm clipping, 0 = off")->check(CLI::NonNegativeNumber);
+  app.add_option("--points", points, "points of the training series")->check(CLI::Range(int64_t(2), int64_t(10000000)));
+  app.add_option("--t-end", t_end, "the series is sin(linspace(0, t_end, points))")->check(CLI::PositiveNumber);
+  app.add_option("--tail", tail, "held-out points after the series")->check(CLI::Range(int64_t(1), int64_t(1000000)));
+  app.add_flag("--compare-lstm", compare,
+               "also train sine_forecast's LSTM + attention model (its defaults, same --seed, --window and data) and "
+               "print both results side by side");
+  app.add_option("--compare-epochs", compare_epochs, "epochs for the --compare-lstm model (sine_forecast's default)")
+      ->check(CLI::Range(0, 100000));
+  if (int rc = examples::parse(app, argc, argv); rc >= 0) return rc;
+  if (mo.d_model % mo.heads != 0) {
+    std::fprintf(stderr, "transformer_forecast: --d-model %lld is not divisible by --heads %lld\n",
+                 (long long)mo.d_model, (long long)mo.heads);
+    return 2;
+  }
+  if (points <= mo.window) {
+    std::fprintf(stderr, "transformer_forecast: --points %lld must exceed --window %lld\n", (long long)points,
+                 (long long)mo.window);
+    return 2;
+  }
+  examples::apply_common(co);
+  examples::install_sigint_handler();
+  examples::Timer total;
+
+  try {
+    // The series and its continuation share one time grid: t_i = i * t_end / (points - 1).
+    const double dt = t_end / double(points - 1);
+    std::vector<float> full(size_t(points + tail));
+    for (int64_t i = 0; i < points + tail; ++i) full[size_t(i)] = float(std::sin(double(i) * dt));
+    const std::vector<float> series(full.begin(), full.begin() + points);
+    const int64_t W = mo.window;
+    const data::WindowedSeries train = data::make_windows(series, W);
+    const int64_t N = train.count;
+    const int64_t batch = co.batch_size == 0 ? N : std::min(co.batch_size, N);
+    std::vector<float> tail_windows, tail_truth(full.begin() + points, full.end());
+    for (int64_t i = 0; i < tail; ++i)
+      tail_windows.insert(tail_windows.end(), full.begin() + (points + i - W), full.begin() + (points + i));
+
+    TimeSeriesTransformer model(mo);
+    optim::Adam opt(model.parameters(), optim::AdamOptions(co.lr));
+    examples::History hist;
+    hist.columns = {"epoch", "train_mse", "tail_mse", "lr", "seconds"};
+    int start_epoch = 0;
+    if (!co.load.empty()) {
+      auto meta = load_checkpoint(co.load, model, &opt);
+      if (meta.count("task") == 0 || meta.at("task") != "transformer_forecast")
+        throw std::invalid_argument(co.load + ": not a transformer_forecast checkpoint");
+      start_epoch = std::stoi(meta.at("epoch"));
+      hist.from_csv(meta.at("history"));
+      if (!co.quiet) std::printf("resumed from %s after epoch %d\n", co.load.c_str(), start_epoch);
+    }
+    if (!co.quiet)
+      std::printf("transformer_forecast: %lld windows of %lld points, Linear(1 -> %lld) + %s positions, %lld causal "
+                  "encoder layer(s) (%lld heads, ff %lld, dropout %g), %lld parameters\n  lr %g (%s), batch %lld, clip %g, "
+                  "threads %d\n",
+                  (long long)N, (long long)W, (long long)mo.d_model, mo.positional.c_str(), (long long)mo.layers,
+                  (long long)mo.heads, (long long)mo.ff, mo.dropout, (long long)model.num_parameters(), co.lr,
+                  schedule.c_str(), (long long)batch, clip, get_num_threads());
+
+    std::vector<int64_t> order(static_cast<size_t>(N));
+    examples::Progress progress(co.quiet);
+    for (int epoch = start_epoch; epoch < co.epochs; ++epoch) {
+      examples::Timer et;
+      if (schedule == "cosine") opt.set_lr(co.lr * 0.5 * (1.0 + std::cos(M_PI * double(epoch) / double(co.epochs))));
+      model.train();
+      std::iota(order.begin(), order.end(), 0);
+      if (batch < N) examples::shuffle(order);
+      double loss_sum = 0;
+      for (int64_t b = 0; b < N; b += batch) {
+        const int64_t e = std::min(N, b + batch);
+        std::vector<float> x, y;
+        for (int64_t k = b; k < e; ++k) {
+          const int64_t i = order[size_t(k)];
+          x.insert(x.end(), train.x.begin() + i * W, train.x.begin() + (i + 1) * W);
+          y.push_back(train.y[size_t(i)]);
+        }
+        opt.zero_grad();
+        Tensor loss = mse_loss(model.forward(Tensor::from_vector(x, {e - b, W, 1})), Tensor::from_vector(y, {e - b, 1}));
+        loss.backward();
+        if (clip > 0) optim::clip_grad_norm_(model.parameters(), clip);
+        opt.step();
+        loss_sum += loss.item<double>() * double(e - b);
+        progress.update(epoch + 1, co.epochs, b / batch + 1, (N + batch - 1) / batch, loss.item<double>());
+      }
+      progress.clear();
+      model.eval();
+      const double val = std::pow(metrics::rmse(tail_truth, predict(model, tail_windows, tail, W)), 2);
+      hist.add({double(epoch + 1), loss_sum / double(N), val, opt.lr(), et.seconds()});
+      if (!co.quiet)
+        std::printf("epoch %3d/%d  train MSE %.6f  held-out one-step MSE %.6f  (%.2fs)\n", epoch + 1, co.epochs,
+                    loss_sum / double(N), val, et.seconds());
+      if (!co.save.empty())
+        save_checkpoint(co.save, model, &opt,
+                        {{"epoch", std::to_string(epoch + 1)}, {"history", hist.to_csv()},
+                         {"task", "transformer_forecast"}});
+      hist.save(co.out_dir + "/metrics.csv");
+      if (examples::stop_requested()) {
+        std::printf("interrupted after epoch %d%s\n", epoch + 1,
+                    co.save.empty() ? "" : ("; saved to " + co.save + ", resume with --load").c_str());
+        return 130;
+      }
+    }
+    const double train_seconds = total.seconds();
+
+    // ---- held-out tail ----
+    model.eval();
+    const TailResult res = evaluate_tail(full, points, tail, W, [&](const std::vector<float>& w, int64_t n) {
+      return predict(model, w, n, W);
+    });
+    const auto fit = predict(model, train.x, N, W);
+    const double fit_mse = std::pow(metrics::rmse(train.y, fit), 2);
+
+    // ---- plots ----
+    std::vector<double> log_train, log_tail;
+    for (double v : hist.column("train_mse")) log_train.push_back(std::log10(v));
+    for (double v : hist.column("tail_mse")) log_tail.push_back(std::log10(v));
+    plot::Figure loss_fig(800, 450);
+    loss_fig.title("transformer_forecast: MSE per epoch (log10)").xlabel("epoch").ylabel("log10 MSE");
+    loss_fig.line(hist.column("epoch"), log_train, "train");
+    loss_fig.line(hist.column("epoch"), log_tail, "held-out tail, one step", plot::Style().with_dashes());
+    loss_fig.save(co.out_dir + "/loss.svg");
+
+    const int64_t shown_from = std::max<int64_t>(0, points - 150);
+    std::vector<double> t_all, v_all, t_tail;
+    for (int64_t i = shown_from; i < points + tail; ++i) {
+      t_all.push_back(double(i));
+      v_all.push_back(full[size_t(i)]);
+    }
+    for (int64_t i = 0; i < tail; ++i) t_tail.push_back(double(points + i));
+    plot::Figure fc_fig(1100, 480);
+    fc_fig.title("transformer_forecast: true vs forecast on the held-out tail").xlabel("time step").ylabel("value");
+    fc_fig.vspan(double(points), double(points + tail - 1), "held-out forecast region");
+    fc_fig.line(t_all, v_all, "true series", plot::Style().with_color("#333333").with_width(1.2));
+    fc_fig.line(t_tail, res.one_step, "forecast, one step (true windows)");
+    fc_fig.line(t_tail, res.free_run, "forecast, free running", plot::Style().with_dashes());
+    fc_fig.save(co.out_dir + "/forecast.svg");
+
+    // Self-attention of each layer for the first held-out window (the one before full[points]).
+    {
+      const std::vector<float> w0(tail_windows.begin(), tail_windows.begin() + W);
+      const auto maps = model.attention_maps(Tensor::from_vector(w0, {1, W, 1}));
+      plot::Grid grid(1, int(maps.size()), 480, 420);
+      grid.title("transformer_forecast: causal self-attention, first held-out window (mean over heads)");
+      for (size_t l = 0; l < maps.size(); ++l)
+        grid.at(0, int(l))
+            .title("layer " + std::to_string(l + 1))
+            .xlabel("key position")
+            .ylabel("query position")
+            .colorbar_label("weight")
+            .heatmap(maps[l], W, W);
+      grid.save(co.out_dir + "/attention.svg");
+    }
+
+    std::printf("in-sample MSE %.6f over %lld windows\n", fit_mse, (long long)N);
+    std::printf("held-out %lld points: one-step MAE %.5f RMSE %.5f | free-running MAE %.5f RMSE %.5f\n",
+                (long long)tail, res.one_mae, res.one_rmse, res.free_mae, res.free_rmse);
+    std::printf("training %.1fs, total %.1fs; plots and metrics in %s (loss.svg, forecast.svg, attention.svg, "
+                "metrics.csv)\n",
+                train_seconds, total.seconds(), co.out_dir.c_str());
+
+    // ---- the task B model, trained exactly as sine_forecast trains it ----
+    if (compare) {
+      examples::Timer ct;
+      manual_seed(co.seed);  // sine_forecast seeds once, then builds its model
+      examples::ForecastModel lstm(64, 2);
+      optim::Adam lopt(lstm.parameters(), optim::AdamOptions(1e-3));
+      const Tensor x = Tensor::from_vector(train.x, {N, W, 1}), y = Tensor::from_vector(train.y, {N, 1});
+      for (int epoch = 0; epoch < compare_epochs && !examples::stop_requested(); ++epoch) {
+        lopt.zero_grad();
+        Tensor loss = mse_loss(lstm.forward(x).first, y);
+        loss.backward();
+        lopt.step();
+      }
+      lstm.eval();
+      const TailResult lr = evaluate_tail(full, points, tail, W, [&](const std::vector<float>& w, int64_t n) {
+        NoGradGuard ng;
+        return lstm.forward(Tensor::from_vector(w, {n, W, 1})).first.to_vector<float>();
+      });
+      std::printf("\ncomparison on the same held-out %lld points (seed %llu):\n", (long long)tail,
+                  (unsigned long long)co.seed);
+      std::printf("  %-44s %10s %10s %10s %10s %8s\n", "model", "1-step MAE", "1-step RMSE", "free MAE", "free RMSE",
+                  "train s");
+      std::printf("  %-44s %10.5f %10.5f %10.5f %10.5f %8.1f\n",
+                  ("transformer (" + std::to_string(co.epochs) + " epochs, " + mo.positional + ")").c_str(), res.one_mae,
+                  res.one_rmse, res.free_mae, res.free_rmse, train_seconds);
+      std::printf("  %-44s %10.5f %10.5f %10.5f %10.5f %8.1f\n",
+                  ("sine_forecast LSTM+attention (" + std::to_string(compare_epochs) + " epochs)").c_str(), lr.one_mae,
+                  lr.one_rmse, lr.free_mae, lr.free_rmse, ct.seconds());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "transformer_forecast: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
