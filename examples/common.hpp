@@ -31,6 +31,7 @@ struct CommonOptions {
   std::string out_dir = "out";
   std::string save, load;
   bool quiet = false;
+  int64_t stop_after = 0;  // testing aid: act as if SIGINT came after this many training batches
 };
 
 inline void add_common_flags(CLI::App& app, CommonOptions& o) {
@@ -44,6 +45,9 @@ inline void add_common_flags(CLI::App& app, CommonOptions& o) {
   app.add_option("--save", o.save, "write a checkpoint (model + optimizer + progress) after every epoch");
   app.add_option("--load", o.load, "resume from a checkpoint written by --save")->check(CLI::ExistingFile);
   app.add_flag("--quiet", o.quiet, "print only the final summary");
+  app.add_option("--stop-after", o.stop_after,
+                 "stop as on Ctrl-C after this many training batches (to test --save/--load resume)")
+      ->check(CLI::NonNegativeNumber);
 }
 
 // Parses argv; returns an exit code to stop with (0 after --help, 2 for a bad flag) or -1 to go on.
@@ -69,6 +73,11 @@ inline std::atomic<bool>& stop_requested() {
 }
 inline void install_sigint_handler() {
   std::signal(SIGINT, [](int) { stop_requested().store(true); });
+}
+// Call once per training batch: raises the stop flag when --stop-after batches have run.
+inline void count_batch(const CommonOptions& o) {
+  static int64_t batches = 0;
+  if (o.stop_after > 0 && ++batches >= o.stop_after) stop_requested().store(true);
 }
 
 // ---- timing and progress ----

@@ -2,6 +2,7 @@
 // `--preset seed` reproduces the seed's exact settings; the defaults are settings that learn.
 // Writes metrics.csv, loss.svg, roc.svg and attention.svg into --out-dir.
 #include <attn/attn.hpp>
+#include <attn/data/csv.hpp>
 #include <attn/data/sine.hpp>
 #include <attn/io/checkpoint.hpp>
 #include <attn/metrics/metrics.hpp>
@@ -31,6 +32,7 @@ struct TaskOptions {
   double clip = 1.0;                  // gradient-norm clipping (0 = off)
   int patience = 5;
   int64_t eval_batch = 250;
+  std::string data;  // CSV of labelled series instead of the generator (see attn/data/csv.hpp)
 };
 
 // Model inputs [N, T, F] from the dataset: the raw channels, plus their first difference.
@@ -116,6 +118,8 @@ int main(int argc, char** argv) {
   app.add_option("--scale", to.scale, "scale each series to max |x| = 1 (true/false)");
   app.add_option("--clip", to.clip, "gradient-norm clipping, 0 = off")->check(CLI::NonNegativeNumber);
   app.add_option("--patience", to.patience, "early-stopping patience on validation loss")->check(CLI::Range(1, 100000));
+  app.add_option("--data", to.data, "train on labelled series from a CSV file (label,x0,x1,...) instead of generating them")
+      ->check(CLI::ExistingFile);
   auto* preset = app.add_option("--preset", to.preset, "seed: the seed's exact settings; default: settings that learn")
                      ->check(CLI::IsMember({"seed", "default"}));
   if (int rc = examples::parse(app, argc, argv); rc >= 0) return rc;
@@ -141,7 +145,8 @@ int main(int argc, char** argv) {
     dopt.channels = to.channels;
     dopt.seed = co.seed;
     dopt.scale = to.scale;
-    const data::SineAnomalyDataset ds = data::make_sine_anomaly(dopt);
+    const data::SineAnomalyDataset ds =
+        to.data.empty() ? data::make_sine_anomaly(dopt) : data::load_labeled_series_csv(to.data);
     data::check_finite(ds.x, "sine_anomaly series");
     const data::SplitIndices split = data::split(ds.samples, 0.7, 0.15, co.seed);
     if (split.train.empty() || split.val.empty() || split.test.empty())
@@ -231,6 +236,7 @@ int main(int argc, char** argv) {
         opt.step();
         loss_sum += loss.item<double>() * double(hi - lo);
         progress.update(epoch + 1, co.epochs, int64_t(b + 1), int64_t(nb), loss.item<double>());
+        examples::count_batch(co);
         if (examples::stop_requested()) {
           progress.clear();
           save_progress(epoch, b + 1, loss_sum);
@@ -273,7 +279,7 @@ int main(int argc, char** argv) {
     const int64_t radius = std::max<int64_t>(1, T / 20);
     for (size_t k = 0; k < split.test.size(); ++k) {
       const size_t i = size_t(split.test[k]);
-      if (!ds.labels[i]) continue;
+      if (!ds.labels[i] || ds.seg_start[i] < 0) continue;  // CSV data carries no segment
       ++anomalous;
       coverage += metrics::attention_coverage(test.weights[k], ds.seg_start[i], ds.seg_end[i], radius);
       const auto peak = std::max_element(test.weights[k].begin(), test.weights[k].end()) - test.weights[k].begin();
@@ -310,7 +316,7 @@ int main(int argc, char** argv) {
       char t[96];
       std::snprintf(t, sizeof t, "series %zu, p(anomaly) = %.3f", i, test.probs[k]);
       f.title(t).xlabel("time step").ylabel("signal");
-      if (row) f.vspan(double(ds.seg_start[i]), double(ds.seg_end[i]), "anomaly");
+      if (row && ds.seg_start[i] >= 0) f.vspan(double(ds.seg_start[i]), double(ds.seg_end[i]), "anomaly");
       f.line(ds.series(int64_t(i)), "signal");
       f.area(test.weights[k], "attention", plot::Style().on_secondary_y());
     }

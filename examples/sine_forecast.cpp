@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
         loss.backward();
         opt.step();
         loss_sum += loss.item<double>() * double(e - b);
+        examples::count_batch(co);
         progress.update(epoch + 1, co.epochs, b / batch + 1, (N + batch - 1) / batch, loss.item<double>());
       }
       progress.clear();

@@ -1,0 +1,70 @@
+#pragma once
+// Labelled series from CSV, for running the task A model on your own data:
+//   one series per line: label,x_0,x_1,...,x_{T-1}   (label 0 or 1; '#' lines and blank lines skipped)
+// All series must have the same length. Anything malformed (a bad number, NaN or Inf, a ragged
+// line, a label other than 0/1, an empty file) raises std::invalid_argument naming the file,
+// the line and the column (the index of the first bad value), before any model sees the data.
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include "sine.hpp"
+
+namespace attn::data {
+
+inline SineAnomalyDataset load_labeled_series_csv(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument("load_labeled_series_csv: cannot open '" + path + "'");
+  SineAnomalyDataset ds;
+  ds.channels = 1;
+  std::string line;
+  int64_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    const std::string where = path + ":" + std::to_string(line_no);
+    std::vector<float> values;
+    int label = -1;
+    size_t pos = 0;
+    int64_t column = 0;
+    while (pos <= line.size()) {
+      const size_t comma = std::min(line.find(',', pos), line.size());
+      const std::string cell = line.substr(pos, comma - pos);
+      char* end = nullptr;
+      const double v = std::strtod(cell.c_str(), &end);
+      if (cell.empty() || end == cell.c_str() || *end != '\0')
+        throw std::invalid_argument("load_labeled_series_csv: " + where + ": column " + std::to_string(column) +
+                                    " is not a number: '" + cell + "'");
+      if (column == 0) {
+        if (v != 0.0 && v != 1.0)
+          throw std::invalid_argument("load_labeled_series_csv: " + where + ": label must be 0 or 1, got '" + cell + "'");
+        label = int(v);
+      } else {
+        if (!std::isfinite(v))
+          throw std::invalid_argument("load_labeled_series_csv: " + where + ": non-finite value '" + cell +
+                                      "' at series index " + std::to_string(column - 1));
+        values.push_back(float(v));
+      }
+      ++column;
+      pos = comma + 1;
+    }
+    if (values.empty())
+      throw std::invalid_argument("load_labeled_series_csv: " + where + ": a label without values");
+    if (ds.samples == 0) ds.length = int64_t(values.size());
+    if (int64_t(values.size()) != ds.length)
+      throw std::invalid_argument("load_labeled_series_csv: " + where + ": " + std::to_string(values.size()) +
+                                  " values, but the first series has " + std::to_string(ds.length));
+    ds.x.insert(ds.x.end(), values.begin(), values.end());
+    ds.labels.push_back(label);
+    ds.seg_start.push_back(-1);
+    ds.seg_end.push_back(-1);
+    ds.kinds.push_back(AnomalyKind::None);
+    ++ds.samples;
+  }
+  if (ds.samples == 0) throw std::invalid_argument("load_labeled_series_csv: '" + path + "' holds no series");
+  return ds;
+}
+
+}  // namespace attn::data
