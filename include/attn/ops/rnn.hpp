@@ -239,35 +239,6 @@ void rnn_input_projection(const kernels::cpu::RnnShape& S, int64_t gates, const 
   kernels::cpu::gemm<T>(false, true, rows, N, I, T(1), px, I, pw, I, has_bias ? T(1) : T(0), XP, N);
 }
 
-// out[0, j] = sum over rows of M[r, j] (M: [rows, n] with leading dimension ld), rows summed in
-// order: a [1 x rows] x [rows x n] product against ones, columns split into fixed blocks.
-template <class T>
-void column_sums(int64_t rows, int64_t n, const T* M, int64_t ld, const T* ones, T* out) {
-  constexpr int64_t kCols = 64;
-  const int64_t blocks = (n + kCols - 1) / kCols;
-  parallel_for(0, blocks, rows * n > (1 << 18) ? 1 : blocks, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t c0 = b * kCols, nc = std::min(kCols, n - c0);
-      kernels::cpu::gemm_serial<T>(false, false, 1, nc, rows, T(1), ones, rows, M + c0, ld, T(0), out + c0, n);
-    }
-  });
-}
-
-// dC [m, n] = A^T B for A [rows, m] (ld lda), B [rows, n] (ld ldb): split into fixed column blocks
-// of the result (parallel when large), each one GEMM over all rows.
-template <class T>
-void gemm_tn_cols(int64_t m, int64_t n, int64_t rows, const T* A, int64_t lda, const T* B, int64_t ldb, T* C) {
-  constexpr int64_t kCols = 64;
-  const int64_t blocks = (n + kCols - 1) / kCols;
-  const double flops = 2.0 * double(m) * double(n) * double(rows);
-  parallel_for(0, blocks, flops > 4e6 ? 1 : blocks, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t c0 = b * kCols, nc = std::min(kCols, n - c0);
-      kernels::cpu::gemm_serial<T>(true, false, m, nc, rows, T(1), A, lda, B + c0, ldb, T(0), C + c0, n);
-    }
-  });
-}
-
 // Gradients of a layer from the gate gradients. dX: [rows, D*G*H] gradient of the input
 // projection, dHH: [rows, D*G*H] gradient of h W_hh^T + b_hh (the same matrix for LSTM).
 // Input order of the node: x, h0, c0, then per direction w_ih, w_hh, b_ih, b_hh.
@@ -290,38 +261,57 @@ void rnn_layer_grads(const kernels::cpu::RnnShape& S, int64_t gates, const Tenso
     }
     gs[0] = dx;
   }
+  // The weight and bias gradients, all steps at once, as independent products over fixed column
+  // blocks of 64 gate columns (one parallel pass; the partition never depends on the thread count):
+  //   dW_ih^T [I, N] = x^T dX,  dW_hh[d] = dHH_d^T h_{t-1},  db_ih = 1^T dX,  db_hh = 1^T dHH
+  constexpr int64_t kCols = 64;
   bool need_wih = false;
   for (auto& w : w_ih) need_wih = need_wih || w.requires_grad();
-  if (need_wih) {  // dW_cat^T [I, N] = x^T dX, then transposed into each w_ih
-    std::vector<T> dwt(size_t(I * N));
-    gemm_tn_cols<T>(I, N, rows, xt.data<T>(), I, dX, N, dwt.data());
-    for (int64_t d = 0; d < S.D; ++d) {
-      if (!w_ih[size_t(d)].requires_grad()) continue;
+  const bool bias = !b_ih.empty();
+  std::vector<T> dwt(size_t(need_wih ? I * N : 0)), sx(size_t(bias ? N : 0)), sh(size_t(bias && dHH != dX ? N : 0));
+  std::vector<T> ones(size_t(bias ? rows : 0), T(1));
+  std::vector<Tensor> dwhh(size_t(S.D));
+  for (int64_t d = 0; d < S.D; ++d)
+    if (w_hh[size_t(d)].requires_grad()) dwhh[size_t(d)] = Tensor::empty({GH, H}, dt);
+  const int64_t cb = (N + kCols - 1) / kCols;  // column blocks over all directions
+  parallel_for(0, cb, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t c0 = blk * kCols, nc = std::min(kCols, N - c0);
+      if (need_wih)
+        kernels::cpu::gemm_serial<T>(true, false, I, nc, rows, T(1), xt.data<T>(), I, dX + c0, N, T(0),
+                                     dwt.data() + c0, N);
+      // gate columns [c0, c0 + nc) lie in one direction when GH is a multiple of 64; else split
+      for (int64_t c = c0; c < c0 + nc;) {
+        const int64_t d = c / GH, e = std::min(c0 + nc, (d + 1) * GH);
+        if (dwhh[size_t(d)].defined())
+          kernels::cpu::gemm_serial<T>(true, false, e - c, H, rows, T(1), dHH + c, N, Hprev + d * H, S.D * H, T(0),
+                                       dwhh[size_t(d)].data<T>() + (c - d * GH) * H, H);
+        c = e;
+      }
+      if (bias) {
+        kernels::cpu::gemm_serial<T>(false, false, 1, nc, rows, T(1), ones.data(), rows, dX + c0, N, T(0),
+                                     sx.data() + c0, N);
+        if (dHH != dX)
+          kernels::cpu::gemm_serial<T>(false, false, 1, nc, rows, T(1), ones.data(), rows, dHH + c0, N, T(0),
+                                       sh.data() + c0, N);
+      }
+    }
+  });
+  for (int64_t d = 0; d < S.D; ++d) {
+    if (need_wih && w_ih[size_t(d)].requires_grad()) {
       Tensor dw = Tensor::empty({GH, I}, dt);
       T* p = dw.data<T>();
       for (int64_t j = 0; j < GH; ++j)
         for (int64_t i = 0; i < I; ++i) p[j * I + i] = dwt[size_t(i * N + d * GH + j)];
       gs[size_t(3 + 4 * d)] = dw;
     }
-  }
-  for (int64_t d = 0; d < S.D; ++d)
-    if (w_hh[size_t(d)].requires_grad()) {  // dW_hh = dHH_d^T h_{t-1}: one GEMM for all steps
-      Tensor dw = Tensor::empty({GH, H}, dt);
-      kernels::cpu::gemm<T>(true, false, GH, H, rows, T(1), dHH + d * GH, N, Hprev + d * H, S.D * H, T(0),
-                            dw.data<T>(), H);
-      gs[size_t(4 + 4 * d)] = dw;
-    }
-  if (!b_ih.empty()) {
-    std::vector<T> ones(size_t(rows), T(1)), sx(static_cast<size_t>(N)), sh(static_cast<size_t>(N));
-    column_sums<T>(rows, N, dX, N, ones.data(), sx.data());
-    if (dHH != dX) column_sums<T>(rows, N, dHH, N, ones.data(), sh.data());
-    else sh = sx;
-    for (int64_t d = 0; d < S.D; ++d) {
-      if (b_ih[size_t(d)].requires_grad())
-        gs[size_t(5 + 4 * d)] = Tensor::from_vector(std::vector<T>(sx.begin() + d * GH, sx.begin() + (d + 1) * GH), {GH});
-      if (b_hh[size_t(d)].requires_grad())
-        gs[size_t(6 + 4 * d)] = Tensor::from_vector(std::vector<T>(sh.begin() + d * GH, sh.begin() + (d + 1) * GH), {GH});
-    }
+    if (dwhh[size_t(d)].defined()) gs[size_t(4 + 4 * d)] = dwhh[size_t(d)];
+    if (!bias) continue;
+    const std::vector<T>& shh = dHH != dX ? sh : sx;
+    if (b_ih[size_t(d)].requires_grad())
+      gs[size_t(5 + 4 * d)] = Tensor::from_vector(std::vector<T>(sx.begin() + d * GH, sx.begin() + (d + 1) * GH), {GH});
+    if (b_hh[size_t(d)].requires_grad())
+      gs[size_t(6 + 4 * d)] = Tensor::from_vector(std::vector<T>(shh.begin() + d * GH, shh.begin() + (d + 1) * GH), {GH});
   }
 }
 
