@@ -139,7 +139,7 @@ inline std::pair<Tensor, Tensor> extreme(const Tensor& x, int64_t dim, bool keep
       pi[l] = best;
     });
   });
-  record(op, std::vector<Tensor*>{&values, &indices}, {x}, [s = x.shape(), dim, indices, d](const std::vector<Tensor>& g) {
+  record(op, std::vector<Tensor*>{&values, &indices}, {x}, [s = x.shape(), dim, indices = indices.detach(), d](const std::vector<Tensor>& g) {
     Tensor gx = Tensor::zeros(s, g[0].dtype());
     ATTN_DISPATCH_FLOATING(gx.dtype(), "max_backward", [&] {
       const scalar_t* pg = g[0].data<scalar_t>();
