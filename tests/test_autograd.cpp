@@ -248,3 +248,24 @@ TEST_CASE("autograd: saved tensors do not keep outputs alive (no cycles)", "[aut
   CHECK(out_impl.expired());
   CHECK(node.expired());
 }
+
+TEST_CASE("autograd: multi-output nodes do not keep themselves alive", "[autograd][memory]") {
+  // max/min capture their indices output for backward; the capture must not be a cycle.
+  Tensor x = Tensor::randn({3, 4}, kFloat64).requires_grad_();
+  std::weak_ptr<Node> node;
+  std::weak_ptr<TensorImpl> idx_impl;
+  {
+    auto [v, i] = max(x, 1);
+    node = v.grad_fn();
+    idx_impl = i.impl_ptr();
+    CHECK_FALSE(node.expired());
+  }
+  CHECK(node.expired());
+  CHECK(idx_impl.expired());
+  {
+    auto [v, i] = min(x, 0, true);
+    node = v.grad_fn();
+    sum(v).backward({}, /*retain_graph=*/true);
+  }
+  CHECK(node.expired());
+}
