@@ -34,19 +34,26 @@ inline Tensor Tensor::empty(const Shape& shape, DType dtype) {
   return Tensor(std::move(impl));
 }
 
+// Each factory checks the shape under its own name, so a negative size names the call made.
 inline Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
+  detail::check_shape(shape, "full");
   Tensor t = empty(shape, dtype);
   t.fill_(value);
   return t;
 }
 inline Tensor Tensor::zeros(const Shape& shape, DType dtype) {
+  detail::check_shape(shape, "zeros");
   Tensor t = empty(shape, dtype);
   if (t.numel() > 0) std::memset(t.raw_data(), 0, size_t(t.numel()) * dtype_size(dtype));  // data is null when empty
   return t;
 }
-inline Tensor Tensor::ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+inline Tensor Tensor::ones(const Shape& shape, DType dtype) {
+  detail::check_shape(shape, "ones");
+  return full(shape, 1.0, dtype);
+}
 
 inline Tensor Tensor::randn(const Shape& shape, DType dtype) {
+  detail::check_shape(shape, "randn");
   Tensor t = empty(shape, dtype);
   ATTN_DISPATCH_FLOATING(dtype, "randn", [&] {
     scalar_t* p = t.data<scalar_t>();
@@ -55,6 +62,7 @@ inline Tensor Tensor::randn(const Shape& shape, DType dtype) {
   return t;
 }
 inline Tensor Tensor::rand(const Shape& shape, DType dtype) {
+  detail::check_shape(shape, "rand");
   Tensor t = empty(shape, dtype);
   ATTN_DISPATCH_FLOATING(dtype, "rand", [&] {
     scalar_t* p = t.data<scalar_t>();
