@@ -165,7 +165,7 @@ inline std::pair<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim)
 inline Tensor max(const Tensor& x) { return reshape(max(reshape(x, {x.numel()}), 0, false).first, {}); }
 inline Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   NoGradGuard ng;
-  return max(x, dim, keepdim).second;
+  return detail::extreme(x, dim, keepdim, true, "argmax").second;  // errors name argmax, not max
 }
 
 namespace detail {
