@@ -149,7 +149,7 @@ inline Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
 inline Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
   dim = detail::wrap_dim(dim, x.dim(), "slice", x.shape());
   const int64_t n = x.shape()[size_t(dim)];
-  ATTN_CHECK(step > 0, "slice: step must be positive, got ", step);
+  ATTN_CHECK(step > 0, "slice: step must be positive, got ", step, " for shape ", to_string(x.shape()));
   if (start < 0) start += n;
   if (end < 0) end += n;
   start = std::clamp<int64_t>(start, 0, n);
@@ -302,6 +302,8 @@ inline Tensor expand(const Tensor& x, const Shape& shape) {
     ATTN_CHECK(x.shape()[i] == s[lead + i] || x.shape()[i] == 1, "expand: shape ", to_string(x.shape()),
                " cannot expand to ", to_string(shape));
   }
+  // New leading dims (and -1 there) must be sizes too; caught here rather than by Tensor::empty.
+  for (int64_t d : s) ATTN_CHECK(d >= 0, "expand: shape ", to_string(x.shape()), " cannot expand to ", to_string(shape));
   if (s == x.shape()) return x;
   Tensor out = Tensor::empty(s, x.dtype());
   std::vector<int64_t> st(s.size(), 0);
