@@ -55,17 +55,26 @@ inline Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tenso
   return detail::reduce(loss, r);
 }
 
+namespace detail {
+// Scores [N, C] and int64 class targets [N] in [0, C); `op` and `what` name the caller's arguments.
+inline std::vector<int64_t> check_class_targets(const Tensor& scores, const Tensor& target, const char* op,
+                                                const char* what) {
+  ATTN_CHECK(scores.dim() == 2 && target.dim() == 1 && target.size(0) == scores.size(0) && target.dtype() == kInt64,
+             op, ": expected ", what, " [N, C] and int64 target [N], got ", to_string(scores.shape()), " and ",
+             dtype_name(target.dtype()), " ", to_string(target.shape()));
+  const int64_t N = scores.size(0), C = scores.size(1);
+  auto t = target.to_vector<int64_t>();
+  for (int64_t i = 0; i < N; ++i)
+    ATTN_CHECK(t[size_t(i)] >= 0 && t[size_t(i)] < C, op, ": target ", t[size_t(i)], " at index ", i,
+               " out of range for ", C, " classes (shape ", to_string(scores.shape()), ")");
+  return t;
+}
+}  // namespace detail
+
 // nll_loss(logp [N, C], t [N]) = reduce(-logp[n, t_n]); dL/dlogp[n, t_n] = -g_n
 inline Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction r) {
-  ATTN_CHECK(log_probs.dim() == 2 && target.dim() == 1 && target.size(0) == log_probs.size(0) &&
-                 target.dtype() == kInt64,
-             "nll_loss: expected log_probs [N, C] and int64 target [N], got ", to_string(log_probs.shape()), " and ",
-             dtype_name(target.dtype()), " ", to_string(target.shape()));
+  const auto t = detail::check_class_targets(log_probs, target, "nll_loss", "log_probs");
   const int64_t N = log_probs.size(0), C = log_probs.size(1);
-  const auto t = target.to_vector<int64_t>();
-  for (int64_t i = 0; i < N; ++i)
-    ATTN_CHECK(t[size_t(i)] >= 0 && t[size_t(i)] < C, "nll_loss: target ", t[size_t(i)], " at index ", i,
-               " out of range for ", C, " classes (shape ", to_string(log_probs.shape()), ")");
   Tensor loss = Tensor::empty({N}, log_probs.dtype());
   ATTN_DISPATCH_FLOATING(log_probs.dtype(), "nll_loss", [&] {
     const scalar_t* p = log_probs.data<scalar_t>();
@@ -85,6 +94,7 @@ inline Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction 
 }
 
 inline Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction r) {
+  detail::check_class_targets(logits, target, "cross_entropy (log_softmax then nll_loss)", "logits");
   return nll_loss(log_softmax(logits, -1), target, r);
 }
 
@@ -187,6 +197,12 @@ inline Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const T
 // embedding(W, idx) = W[idx]; dL/dW[idx[k]] += g[k]
 inline Tensor embedding(const Tensor& weight, const Tensor& indices) {
   ATTN_CHECK(weight.dim() == 2, "embedding: weight must be 2-D, got ", to_string(weight.shape()));
+  // Checked here so the errors name embedding and the weight's shape, not index_select.
+  ATTN_CHECK(indices.dtype() == kInt64, "embedding: indices must be int64, got ", dtype_name(indices.dtype()), " ",
+             to_string(indices.shape()), " for weight ", to_string(weight.shape()));
+  for (int64_t i : indices.to_vector<int64_t>())
+    ATTN_CHECK(i >= 0 && i < weight.size(0), "embedding: index ", i, " out of range for weight ",
+               to_string(weight.shape()), " (indices ", to_string(indices.shape()), ")");
   Tensor flat = reshape(indices, {indices.numel()});
   Tensor rows = index_select(weight, 0, flat);
   Shape s = indices.shape();
