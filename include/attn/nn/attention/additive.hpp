@@ -63,6 +63,9 @@ class AttentionPooling : public Module {
   std::pair<Tensor, Tensor> forward(const Tensor& h, const std::vector<int64_t>& lengths) const {
     ATTN_CHECK(h.dim() == 3 && int64_t(lengths.size()) == h.size(0), "AttentionPooling: ", lengths.size(),
                " lengths for h ", to_string(h.shape()));
+    for (int64_t len : lengths)  // checked here so the error names AttentionPooling and h's shape
+      ATTN_CHECK(len >= 0 && len <= h.size(1), "AttentionPooling: length ", len, " outside [0, ", h.size(1),
+                 "] for h ", to_string(h.shape()));
     return forward(h, lengths_to_mask(lengths, h.size(1)));
   }
 
