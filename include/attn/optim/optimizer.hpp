@@ -12,10 +12,12 @@ namespace attn::optim {
 
 class Optimizer {
  public:
-  Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
-    ATTN_CHECK(lr >= 0.0, "optimizer: learning rate must be non-negative, got ", lr);
+  // `name` (SGD, Adam, AdamW) names the optimizer in error messages ("SGD optimizer: ...").
+  Optimizer(std::vector<Tensor> params, double lr, const char* name = "custom")
+      : params_(std::move(params)), lr_(lr), name_(name) {
+    ATTN_CHECK(lr >= 0.0, name_, " optimizer: learning rate must be non-negative, got ", lr);
     for (size_t i = 0; i < params_.size(); ++i)
-      ATTN_CHECK(params_[i].defined() && params_[i].is_floating_point(), "optimizer: parameter ", i,
+      ATTN_CHECK(params_[i].defined() && params_[i].is_floating_point(), name_, " optimizer: parameter ", i,
                  " is not a floating tensor");
   }
   virtual ~Optimizer() = default;
@@ -24,7 +26,10 @@ class Optimizer {
     for (Tensor& p : params_) p.zero_grad();
   }
   double lr() const { return lr_; }
-  void set_lr(double lr) { lr_ = lr; }
+  void set_lr(double lr) {
+    ATTN_CHECK(lr >= 0.0, name_, " optimizer: learning rate must be non-negative, got ", lr);
+    lr_ = lr;
+  }
   const std::vector<Tensor>& params() const { return params_; }
   int64_t step_count() const { return int64_t(step_.defined() ? step_.item<double>() : 0); }
 
@@ -64,6 +69,7 @@ class Optimizer {
 
   std::vector<Tensor> params_;
   double lr_;
+  const char* name_;
   Tensor step_ = Tensor::zeros({}, kFloat64);
 
  private:
@@ -100,7 +106,7 @@ struct SGDOptions {
 // g = nesterov ? g + mu b : b;  p -= lr g
 class SGD : public Optimizer {
  public:
-  SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params), o.lr_), o_(o) {
+  SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params), o.lr_, "SGD"), o_(o) {
     ATTN_CHECK(!o.nesterov_ || (o.momentum_ > 0 && o.dampening_ == 0),
                "SGD: nesterov needs momentum > 0 and zero dampening");
     if (o_.momentum_ != 0)
@@ -151,7 +157,7 @@ struct AdamOptions {
 class Adam : public Optimizer {
  public:
   Adam(std::vector<Tensor> params, AdamOptions o = AdamOptions(), bool decoupled = false)
-      : Optimizer(std::move(params), o.lr_), o_(o), decoupled_(decoupled) {
+      : Optimizer(std::move(params), o.lr_, decoupled ? "AdamW" : "Adam"), o_(o), decoupled_(decoupled) {
     ATTN_CHECK(o.beta1_ >= 0 && o.beta1_ < 1 && o.beta2_ >= 0 && o.beta2_ < 1 && o.eps_ >= 0,
                "Adam: betas must be in [0, 1) and eps >= 0, got ", o.beta1_, ", ", o.beta2_, ", ", o.eps_);
     for (size_t i = 0; i < params_.size(); ++i) {
