@@ -364,7 +364,7 @@ TEST_CASE("parameters: PyTorch names, shapes and init range", "[rnn][params]") {
   CHECK(gru.named_parameters()[0].second.shape() == Shape{24, 5});
 }
 
-TEST_CASE("shapes follow PyTorch; padded outputs are zero; float32 works", "[rnn][shapes]") {
+TEST_CASE("shapes follow PyTorch, padded outputs are zero, float32 works", "[rnn][shapes]") {
   manual_seed(5);
   nn::LSTM lstm(nn::LSTMOptions(1, 6).num_layers(2).bidirectional(true).batch_first(true));
   const Tensor x = Tensor::randn({4, 9, 1});
