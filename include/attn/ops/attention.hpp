@@ -325,7 +325,14 @@ inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const c
   });
   Tensor weights;
   if (a.need_weights) weights = drop ? Wd : W.detach();
-  if (!track) return {out, weights};
+  if (!track) {
+    // Not recorded, so record() does not see the outputs: check them here in anomaly mode.
+    if (is_anomaly_enabled()) {
+      check_finite(out, op, "forward output");
+      check_finite(weights, op, "forward output (weights)");
+    }
+    return {out, weights};
+  }
   std::vector<Tensor> inputs{q, k, v};
   if (mask_grad) inputs.push_back(a.attn_mask);
   // Saved: inputs, pre-dropout W and the dropout seed (the mask is regenerated from it).
