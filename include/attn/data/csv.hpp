@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include "sine.hpp"
@@ -23,7 +24,7 @@ inline SineAnomalyDataset load_labeled_series_csv(const std::string& path) {
   while (std::getline(in, line)) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty() || line[0] == '#') continue;
+    if (line.find_first_not_of(" \t") == std::string::npos || line[0] == '#') continue;  // blank (or only spaces/tabs)
     const std::string where = path + ":" + std::to_string(line_no);
     std::vector<float> values;
     int label = -1;
@@ -42,7 +43,8 @@ inline SineAnomalyDataset load_labeled_series_csv(const std::string& path) {
           throw std::invalid_argument("load_labeled_series_csv: " + where + ": label must be 0 or 1, got '" + cell + "'");
         label = int(v);
       } else {
-        if (!std::isfinite(v))
+        // Also finite as the float the model reads: 1e300 passes as a double but is Inf as a float.
+        if (!std::isfinite(v) || std::fabs(v) > double(std::numeric_limits<float>::max()))
           throw std::invalid_argument("load_labeled_series_csv: " + where + ": non-finite value '" + cell +
                                       "' at series index " + std::to_string(column - 1));
         values.push_back(float(v));
