@@ -22,7 +22,6 @@
 // and h_n / c_n are the states after each series' last valid step (PyTorch's packed sequences).
 #include <cstdlib>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 #include "../core/tensor.hpp"
@@ -46,66 +45,6 @@ inline void check_rnn_lengths(const char* op, const std::vector<int64_t>& length
   for (size_t b = 0; b < lengths.size(); ++b)
     ATTN_CHECK(lengths[b] >= 1 && lengths[b] <= T, op, ": length ", lengths[b], " of series ", b,
                " is outside [1, ", T, "] (lengths ", lengths_to_string(lengths), ", ", T, " time steps)");
-}
-
-// Large per-call buffers of the recurrent layers (saved gates and states, gate gradients, outputs)
-// come from a small cache of recently freed blocks, matched by exact size: training calls the
-// same layer with the same shapes every step, and on this platform each fresh 4 KiB page costs
-// a page fault (about 2 us, measured), tens of milliseconds per call for task B's layer. At most
-// kMaxBlocks blocks and kMaxBytes bytes are kept; small buffers use the normal allocator.
-class RnnBufferCache {
- public:
-  static constexpr size_t kMinBytes = size_t(1) << 18, kMaxBytes = size_t(256) << 20, kMaxBlocks = 16;
-  static RnnBufferCache& get() {
-    static RnnBufferCache* c = new RnnBufferCache();  // never destroyed: tensors may outlive main()
-    return *c;
-  }
-  void* take(size_t bytes) {
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      for (size_t i = 0; i < free_.size(); ++i)
-        if (free_[i].second == bytes) {
-          void* p = free_[i].first;
-          free_.erase(free_.begin() + long(i));
-          held_ -= bytes;
-          return p;
-        }
-    }
-    void* p = std::aligned_alloc(64, ((bytes + 63) / 64) * 64);
-    if (!p) throw std::bad_alloc();
-    return p;
-  }
-  void give(void* p, size_t bytes) {
-    std::lock_guard<std::mutex> lk(m_);
-    while (!free_.empty() && (free_.size() >= kMaxBlocks || held_ + bytes > kMaxBytes)) {
-      std::free(free_.front().first);
-      held_ -= free_.front().second;
-      free_.erase(free_.begin());
-    }
-    if (bytes > kMaxBytes) {
-      std::free(p);
-      return;
-    }
-    free_.emplace_back(p, bytes);
-    held_ += bytes;
-  }
-
- private:
-  std::mutex m_;
-  std::vector<std::pair<void*, size_t>> free_;
-  size_t held_ = 0;
-};
-
-// Tensor::empty, with the storage from RnnBufferCache when large.
-inline Tensor rnn_empty(const Shape& shape, DType dt) {
-  const size_t bytes = size_t(numel_of(shape)) * dtype_size(dt);
-  if (bytes < RnnBufferCache::kMinBytes) return Tensor::empty(shape, dt);
-  auto impl = std::make_shared<TensorImpl>();
-  void* p = RnnBufferCache::get().take(bytes);
-  impl->storage = std::make_shared<Storage>(p, bytes, Device::CPU, [bytes](void* q) { RnnBufferCache::get().give(q, bytes); });
-  impl->shape = shape;
-  impl->dtype = dt;
-  return Tensor(std::move(impl));
 }
 
 inline kernels::cpu::RnnShape check_rnn_layer(const char* op, int64_t gates, const Tensor& x, const Tensor& h0,
@@ -185,7 +124,7 @@ void swap_bt(const T* src, T* dst, int64_t B, int64_t Tn, int64_t F, bool to_tim
 template <class T>
 Tensor time_major(const Tensor& x, bool batch_first) {
   if (!batch_first) return x.detach();
-  Tensor out = rnn_empty({x.size(1), x.size(0), x.size(2)}, x.dtype());
+  Tensor out = Tensor::empty({x.size(1), x.size(0), x.size(2)}, x.dtype());
   swap_bt<T>(x.data<T>(), out.data<T>(), x.size(0), x.size(1), x.size(2), true);
   return out;
 }
@@ -251,11 +190,11 @@ void rnn_layer_grads(const kernels::cpu::RnnShape& S, int64_t gates, const Tenso
   const int64_t rows = S.T * S.B, GH = gates * S.H, N = S.D * GH, I = x.size(2), H = S.H;
   const DType dt = x.dtype();
   if (x.requires_grad()) {  // dx = dX W_cat: one GEMM for all steps and directions (time-major)
-    Tensor dx = rnn_empty(x.shape(), dt);
+    Tensor dx = Tensor::empty(x.shape(), dt);
     if (!S.batch_first) {
       kernels::cpu::gemm<T>(false, false, rows, I, N, T(1), dX, N, wcat.data<T>(), I, T(0), dx.data<T>(), I);
     } else {
-      Tensor tmp = rnn_empty({rows, I}, dt);
+      Tensor tmp = Tensor::empty({rows, I}, dt);
       kernels::cpu::gemm<T>(false, false, rows, I, N, T(1), dX, N, wcat.data<T>(), I, T(0), tmp.data<T>(), I);
       swap_bt<T>(tmp.data<T>(), dx.data<T>(), S.B, S.T, I, false);
     }
@@ -338,10 +277,10 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
   const DType dt = x.dtype();
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
-  Tensor out = detail::rnn_empty(os, dt);
+  Tensor out = Tensor::empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt), cn = detail::state_or_zeros(c0, {D, S.B, H}, dt);
-  Tensor G = detail::rnn_empty({rows, D * 4 * H}, dt), Hprev = detail::rnn_empty({rows, D * H}, dt),
-         Cprev = detail::rnn_empty({rows, D * H}, dt), TC = detail::rnn_empty({rows, D * H}, dt), wcat, xt;
+  Tensor G = Tensor::empty({rows, D * 4 * H}, dt), Hprev = Tensor::empty({rows, D * H}, dt),
+         Cprev = Tensor::empty({rows, D * H}, dt), TC = Tensor::empty({rows, D * H}, dt), wcat, xt;
   auto lens = std::make_shared<const std::vector<int64_t>>(lengths);
   S.lengths = lens->empty() ? nullptr : lens->data();
   ATTN_DISPATCH_FLOATING(dt, "lstm_layer", [&] {
@@ -364,7 +303,7 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
            const Shape st{S.D, S.B, S.H};
            Tensor dh = g[1].defined() ? g[1].clone() : Tensor::zeros(st, dt);
            Tensor dc = g[2].defined() ? g[2].clone() : Tensor::zeros(st, dt);
-           Tensor dA = detail::rnn_empty({S.T * S.B, S.D * 4 * S.H}, dt);
+           Tensor dA = Tensor::empty({S.T * S.B, S.D * 4 * S.H}, dt);
            std::vector<Tensor> gs(n_in);
            ATTN_DISPATCH_FLOATING(dt, "lstm_layer_backward", [&] {
              kernels::cpu::lstm_backward<scalar_t>(S2, detail::ptrs<scalar_t>(w_hh, size_t(S.D)), G.data<scalar_t>(),
@@ -389,16 +328,16 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
   const DType dt = x.dtype();
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
-  Tensor out = detail::rnn_empty(os, dt);
+  Tensor out = Tensor::empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt);
-  Tensor G = detail::rnn_empty({rows, D * 3 * H}, dt), HN = detail::rnn_empty({rows, D * H}, dt),
-         Hprev = detail::rnn_empty({rows, D * H}, dt), wcat, xt;
+  Tensor G = Tensor::empty({rows, D * 3 * H}, dt), HN = Tensor::empty({rows, D * H}, dt),
+         Hprev = Tensor::empty({rows, D * H}, dt), wcat, xt;
   auto lens = std::make_shared<const std::vector<int64_t>>(lengths);
   S.lengths = lens->empty() ? nullptr : lens->data();
   ATTN_DISPATCH_FLOATING(dt, "gru_layer", [&] {
     wcat = D == 1 ? w_ih[0] : detail::stack_rows<scalar_t>(w_ih, dt);
     xt = detail::time_major<scalar_t>(x, batch_first);
-    Tensor XP = detail::rnn_empty({rows, D * 3 * H}, dt);
+    Tensor XP = Tensor::empty({rows, D * 3 * H}, dt);
     detail::rnn_input_projection<scalar_t>(S, 3, xt, wcat, b_ih, b_hh, /*fold_hh=*/false, XP.data<scalar_t>());
     kernels::cpu::gru_forward<scalar_t>(S, XP.data<scalar_t>(), detail::ptrs<scalar_t>(w_hh, size_t(D)),
                                         detail::ptrs<scalar_t>(b_hh, size_t(D)), hn.data<scalar_t>(),
@@ -415,7 +354,7 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
            auto S2 = S;
            S2.lengths = lens->empty() ? nullptr : lens->data();
            Tensor dh = g[1].defined() ? g[1].clone() : Tensor::zeros({S.D, S.B, S.H}, dt);
-           Tensor dX = detail::rnn_empty({S.T * S.B, S.D * 3 * S.H}, dt), dHG = detail::rnn_empty(dX.shape(), dt);
+           Tensor dX = Tensor::empty({S.T * S.B, S.D * 3 * S.H}, dt), dHG = Tensor::empty(dX.shape(), dt);
            std::vector<Tensor> gs(n_in);
            ATTN_DISPATCH_FLOATING(dt, "gru_layer_backward", [&] {
              kernels::cpu::gru_backward<scalar_t>(S2, detail::ptrs<scalar_t>(w_hh, size_t(S.D)), G.data<scalar_t>(),
