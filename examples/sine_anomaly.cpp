@@ -194,13 +194,21 @@ int main(int argc, char** argv) {
       if (!co.quiet)
         std::printf("resumed from %s at epoch %d, batch %zu\n", co.load.c_str(), start_epoch + 1, start_batch);
     }
+    // Doubles go into the checkpoint with 17 significant digits, so a resumed run continues from
+    // exactly the same values (std::to_string keeps 6 decimals: the interrupted epoch's train loss
+    // came out different in the 9th digit).
+    auto exact = [](double v) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.17g", v);
+      return std::string(buf);
+    };
     auto save_progress = [&](int epoch, size_t batch, double loss_sum) {
       if (co.save.empty()) return;
       save(best, co.save + ".best");
       save_checkpoint(co.save, model, &opt,
                       {{"epoch", std::to_string(epoch)}, {"batch", std::to_string(batch)},
-                       {"best_val", std::to_string(best_val)}, {"bad_epochs", std::to_string(bad_epochs)},
-                       {"done", done ? "1" : "0"}, {"loss_sum", std::to_string(loss_sum)},
+                       {"best_val", exact(best_val)}, {"bad_epochs", std::to_string(bad_epochs)},
+                       {"done", done ? "1" : "0"}, {"loss_sum", exact(loss_sum)},
                        {"perm", batch > 0 ? examples::join_ints(perm) : ""}, {"history", hist.to_csv()},
                        {"rng", default_generator().state()}, {"task", "sine_anomaly"}});
     };
