@@ -149,9 +149,21 @@ int main(int argc, char** argv) {
         to.data.empty() ? data::make_sine_anomaly(dopt) : data::load_labeled_series_csv(to.data);
     data::check_finite(ds.x, "sine_anomaly series");
     const data::SplitIndices split = data::split(ds.samples, 0.7, 0.15, co.seed);
+    const std::string sizes = std::to_string(split.train.size()) + "/" + std::to_string(split.val.size()) + "/" +
+                              std::to_string(split.test.size());
     if (split.train.empty() || split.val.empty() || split.test.empty())
-      throw std::invalid_argument("sine_anomaly: --samples " + std::to_string(to.samples) +
-                                  " leaves an empty train/validation/test split");
+      throw std::invalid_argument("sine_anomaly: " + std::to_string(ds.samples) +
+                                  " series leave an empty train/validation/test split (" + sizes + "); use more series");
+    // ROC-AUC on validation and test needs both classes: checked before training, not after an epoch.
+    auto both_classes = [&](const std::vector<int64_t>& idx) {
+      bool pos = false, neg = false;
+      for (int64_t i : idx) (ds.labels[size_t(i)] ? pos : neg) = true;
+      return pos && neg;
+    };
+    if (!both_classes(split.val) || !both_classes(split.test))
+      throw std::invalid_argument("sine_anomaly: the validation and test splits (" + sizes + " of " +
+                                  std::to_string(ds.samples) +
+                                  " series) must each hold both classes for ROC-AUC; use more series");
     int64_t F = 0;
     const std::vector<float> feats = make_features(ds, to.features == "raw+diff", F);
     const int64_t T = ds.length;
