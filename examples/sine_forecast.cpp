@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   double t_end = 50.0;
   CLI::App app{"attn example, reference task B: sine forecasting with LSTM + attention"};
   examples::add_common_flags(app, co);
+  // 0 = full batch: switch off the common flag's range check (>= 1), which would reject it.
+  app.get_option("--batch-size")->get_validator()->active(false);
   app.get_option("--batch-size")->check(CLI::Range(int64_t(0), int64_t(1) << 30))->description("mini-batch size (0 = full batch, the seed's)");
   app.add_option("--window", window, "input window length")->check(CLI::Range(int64_t(1), int64_t(10000)));
   app.add_option("--layers", layers, "stacked LSTM layers")->check(CLI::Range(int64_t(1), int64_t(16)));
@@ -65,9 +67,17 @@ int main(int argc, char** argv) {
     examples::History hist;
     hist.columns = {"epoch", "train_mse", "seconds"};
     int start_epoch = 0;
+    // Shuffling permutes the previous epoch's order in place, so a resumed run needs that order
+    // (saved as "order"); starting again from 0..N-1 gave different batches after a resume.
+    std::vector<int64_t> order(static_cast<size_t>(N));
+    std::iota(order.begin(), order.end(), 0);
     if (!co.load.empty()) {
       auto meta = load_checkpoint(co.load, model, &opt);
       start_epoch = std::stoi(meta.at("epoch"));
+      if (meta.count("order") && !meta.at("order").empty()) order = examples::split_ints(meta.at("order"));
+      if (int64_t(order.size()) != N)
+        throw std::invalid_argument("sine_forecast: checkpoint " + co.load + " holds an order of " +
+                                    std::to_string(order.size()) + " windows, this run has " + std::to_string(N));
       hist.from_csv(meta.at("history"));
       default_generator().set_state(meta.at("rng"));
       if (!co.quiet) std::printf("resumed from %s after epoch %d\n", co.load.c_str(), start_epoch);
@@ -78,8 +88,6 @@ int main(int argc, char** argv) {
                   (long long)N, (long long)window, (long long)co.hidden, (long long)layers,
                   (long long)model.num_parameters(), co.lr, (long long)batch, get_num_threads());
 
-    std::vector<int64_t> order(static_cast<size_t>(N));
-    std::iota(order.begin(), order.end(), 0);
     examples::Progress progress(co.quiet);
     for (int epoch = start_epoch; epoch < co.epochs; ++epoch) {
       examples::Timer et;
@@ -109,6 +117,7 @@ int main(int argc, char** argv) {
       if (!co.save.empty())
         save_checkpoint(co.save, model, &opt,
                         {{"epoch", std::to_string(epoch + 1)}, {"history", hist.to_csv()},
+                         {"order", batch < N ? examples::join_ints(order) : ""},
                          {"rng", default_generator().state()}, {"task", "sine_forecast"}});
       hist.save(co.out_dir + "/metrics.csv");
       if (examples::stop_requested()) {
