@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# Runs an example program the way a user would and checks the outcome (registered as CTest tests
+# by tests/examples/CMakeLists.txt; see docs/reliability.md, "Training that survives interruption").
+#
+#   example_tests.sh CASE BINARY WORKDIR
+#
+# CASE:
+#   anomaly_resume     sine_anomaly: an uninterrupted run vs runs stopped by --stop-after (at an
+#                      epoch's last batch, mid-epoch, and twice) and resumed with --load: the final
+#                      test metrics, metrics.csv (without its timing column) and the best model
+#                      must be identical
+#   anomaly_sigint     the same with a real SIGINT after ~1 s (if the run already finished, its
+#                      own numbers must still match)
+#   anomaly_threads    the same run with --threads 1 and --threads 2: identical numbers
+#   forecast_resume    sine_forecast: --stop-after then --load, mini-batch and full-batch
+#   anomaly_bad_input  sine_anomaly: a CSV with NaN, an empty CSV, too few series, a batch larger
+#                      than the data, bad flags, a damaged checkpoint
+#   forecast_bad_input sine_forecast: batch larger than the data, too short a series, bad flags
+set -u
+CASE=$1
+BIN=$2
+WORK=$3
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cd "$WORK" || exit 1
+
+FAILS=0
+fail() {
+  echo "FAIL: $*"
+  FAILS=$((FAILS + 1))
+}
+ok() { echo "ok: $*"; }
+
+# run NAME EXPECTED_RC ARGS...: runs BIN, stdout to NAME.out, stderr to NAME.err, checks the exit code.
+run() {
+  local name=$1 want=$2
+  shift 2
+  "$BIN" "$@" >"$name.out" 2>"$name.err"
+  local rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    fail "$name: exit code $rc, expected $want ($BIN $*)"
+    sed 's/^/  stdout: /' "$name.out" | tail -5
+    sed 's/^/  stderr: /' "$name.err" | tail -5
+  else
+    ok "$name: exit code $rc"
+  fi
+  return 0
+}
+
+# run_nonzero NAME SUBSTRING ARGS...: expects a non-zero exit and SUBSTRING in stderr+stdout.
+run_nonzero() {
+  local name=$1 want_text=$2
+  shift 2
+  "$BIN" "$@" >"$name.out" 2>"$name.err"
+  local rc=$?
+  if [ "$rc" -eq 0 ]; then
+    fail "$name: exit code 0, expected non-zero ($BIN $*)"
+  elif ! grep -qF -- "$want_text" "$name.out" "$name.err"; then
+    fail "$name: exit code $rc but the message lacks '$want_text':"
+    sed 's/^/  /' "$name.err" | head -5
+  else
+    ok "$name: exit code $rc, message: $(grep -hF -- "$want_text" "$name.out" "$name.err" | head -1)"
+  fi
+}
+
+# The final report of sine_anomaly: from "test (" up to (not including) "total time".
+anomaly_report() { sed -n '/^test (/,/^total time/p' "$1" | grep -v '^total time'; }
+# The final report of sine_forecast: the fit and held-out lines.
+forecast_report() { grep -E '^(in-sample MSE|held-out)' "$1"; }
+# metrics.csv without the last column (wall-clock seconds per epoch).
+metrics_wo_time() { sed 's/,[^,]*$//' "$1"; }
+
+same() {  # same WHAT FILE_A FILE_B
+  if cmp -s "$2" "$3"; then
+    ok "$1 identical ($(wc -l <"$2") lines)"
+  else
+    fail "$1 differ:"
+    diff "$2" "$3" | head -20
+  fi
+}
+
+check_nonempty() { [ -s "$2" ] || fail "$1: $2 is empty or missing"; }
+
+case "$CASE" in
+anomaly_resume | anomaly_sigint)
+  ARGS=(--samples 200 --length 60 --epochs 3 --hidden 8 --seed 3 --quiet)
+  # The SIGINT run is longer (~3 s here with 2 threads) so that a signal after 1 s usually lands in training.
+  [ "$CASE" = anomaly_sigint ] && ARGS=(--samples 2000 --length 150 --epochs 8 --hidden 16 --seed 3 --quiet)
+  run A 0 "${ARGS[@]}" --out-dir A --save A/ckpt
+  anomaly_report A.out >A.report
+  metrics_wo_time A/metrics.csv >A.metrics
+  check_nonempty "uninterrupted report" A.report
+  check_nonempty "uninterrupted metrics" A.metrics
+  if [ "$CASE" = anomaly_resume ]; then
+    # B: --stop-after 5 = the last batch of epoch 1 (140 training series, batch 32: 5 batches).
+    run B1 130 "${ARGS[@]}" --out-dir B --save B/ckpt --stop-after 5
+    grep -q '^interrupted' B1.out || fail "B1: no 'interrupted' line"
+    [ -f B/ckpt ] || fail "B1: no checkpoint written"
+    run B2 0 "${ARGS[@]}" --out-dir B --load B/ckpt --save B/ckpt
+    # C: stopped mid-epoch 2 (batch 7), again mid-epoch 3 (5 batches later), then to the end.
+    run C1 130 "${ARGS[@]}" --out-dir C --save C/ckpt --stop-after 7
+    run C2 130 "${ARGS[@]}" --out-dir C --load C/ckpt --save C/ckpt --stop-after 5
+    run C3 0 "${ARGS[@]}" --out-dir C --load C/ckpt --save C/ckpt
+    for r in B2:B C3:C; do
+      out=${r%%:*}
+      dir=${r##*:}
+      anomaly_report "$out.out" >"$dir.report"
+      metrics_wo_time "$dir/metrics.csv" >"$dir.metrics"
+      same "$dir: final test report vs uninterrupted" A.report "$dir.report"
+      same "$dir: metrics.csv (without seconds) vs uninterrupted" A.metrics "$dir.metrics"
+      same "$dir: best model checkpoint vs uninterrupted" A/ckpt.best "$dir/ckpt.best"
+    done
+  else
+    # A real SIGINT after ~1 s (the handler lets the current batch finish, saves, exits 130).
+    "$BIN" "${ARGS[@]}" --out-dir S --save S/ckpt >S1.out 2>S1.err &
+    pid=$!
+    sleep 1
+    kill -INT "$pid" 2>/dev/null
+    wait "$pid"
+    rc=$?
+    echo "SIGINT run: exit code $rc; $(grep -h '^interrupted' S1.out || echo 'finished before the signal')"
+    if [ "$rc" -eq 130 ] && [ -f S/ckpt ] && grep -q '^interrupted' S1.out; then
+      ok "SIGINT: saved and exited 130"
+      run S2 0 "${ARGS[@]}" --out-dir S --load S/ckpt --save S/ckpt
+      anomaly_report S2.out >S.report
+    elif [ "$rc" -eq 0 ]; then
+      ok "SIGINT: the run had finished before the signal"
+      anomaly_report S1.out >S.report
+    else
+      fail "SIGINT run: exit code $rc without a saved checkpoint"
+      sed 's/^/  /' S1.out S1.err | tail -5
+      anomaly_report S1.out >S.report
+    fi
+    metrics_wo_time S/metrics.csv >S.metrics
+    same "S: final test report vs uninterrupted" A.report S.report
+    same "S: metrics.csv (without seconds) vs uninterrupted" A.metrics S.metrics
+    same "S: best model checkpoint vs uninterrupted" A/ckpt.best S/ckpt.best
+  fi
+  ;;
+
+anomaly_threads)
+  # The same run with 1 and 2 threads: identical final numbers (thread-count invariance end to end).
+  ARGS=(--samples 200 --length 60 --epochs 2 --hidden 8 --seed 3 --quiet)
+  run T1 0 "${ARGS[@]}" --out-dir T1 --threads 1 --save T1/ckpt
+  run T2 0 "${ARGS[@]}" --out-dir T2 --threads 2 --save T2/ckpt
+  anomaly_report T1.out >T1.report
+  anomaly_report T2.out >T2.report
+  check_nonempty "1-thread report" T1.report
+  same "final test report, 1 vs 2 threads" T1.report T2.report
+  metrics_wo_time T1/metrics.csv >T1.metrics
+  metrics_wo_time T2/metrics.csv >T2.metrics
+  same "metrics.csv (without seconds), 1 vs 2 threads" T1.metrics T2.metrics
+  same "best model, 1 vs 2 threads" T1/ckpt.best T2/ckpt.best
+  ;;
+
+forecast_resume)
+  # Mini-batches (190 windows, batch 32: 6 batches per epoch, shuffled) and full batch (the seed's).
+  for mode in mini full; do
+    if [ $mode = mini ]; then
+      ARGS=(--points 200 --window 10 --epochs 5 --hidden 8 --batch-size 32 --horizon 20 --seed 3 --quiet)
+      STOP=8  # stops at the end of epoch 2 (the program stops at epoch ends)
+    else
+      ARGS=(--points 200 --window 10 --epochs 5 --hidden 8 --batch-size 0 --horizon 20 --seed 3 --quiet)  # 0 = full batch
+      STOP=2
+    fi
+    run "${mode}_A" 0 "${ARGS[@]}" --out-dir "${mode}_A" --save "${mode}_A/ckpt"
+    run "${mode}_B1" 130 "${ARGS[@]}" --out-dir "${mode}_B" --save "${mode}_B/ckpt" --stop-after $STOP
+    run "${mode}_B2" 0 "${ARGS[@]}" --out-dir "${mode}_B" --load "${mode}_B/ckpt" --save "${mode}_B/ckpt"
+    forecast_report "${mode}_A.out" >"${mode}_A.report"
+    forecast_report "${mode}_B2.out" >"${mode}_B.report"
+    check_nonempty "$mode: uninterrupted report" "${mode}_A.report"
+    same "$mode: final numbers vs uninterrupted" "${mode}_A.report" "${mode}_B.report"
+    metrics_wo_time "${mode}_A/metrics.csv" >"${mode}_A.metrics"
+    metrics_wo_time "${mode}_B/metrics.csv" >"${mode}_B.metrics"
+    same "$mode: metrics.csv (without seconds) vs uninterrupted" "${mode}_A.metrics" "${mode}_B.metrics"
+  done
+  ;;
+
+anomaly_bad_input)
+  SMALL=(--length 40 --epochs 1 --hidden 4 --seed 3 --quiet)
+  # 12 series of 20 points; line 6 (series 5) holds a NaN at index 7.
+  : >bad.csv
+  for i in $(seq 0 11); do
+    line="$((i % 2))"
+    for t in $(seq 0 19); do
+      if [ "$i" -eq 5 ] && [ "$t" -eq 7 ]; then line="$line,nan"; else line="$line,0.$t"; fi
+    done
+    echo "$line" >>bad.csv
+  done
+  run_nonzero nan_csv "series index 7" --data bad.csv "${SMALL[@]}" --out-dir o1
+  grep -qF "bad.csv:6" nan_csv.err || fail "nan_csv: message lacks the line (bad.csv:6)"
+  sed 's/nan/inf/' bad.csv >inf.csv
+  run_nonzero inf_csv "series index 7" --data inf.csv "${SMALL[@]}" --out-dir o2
+  : >empty.csv
+  run_nonzero empty_csv "holds no series" --data empty.csv "${SMALL[@]}" --out-dir o3
+  # 4 valid series: the 70/15/15 split leaves validation or test empty.
+  head -4 bad.csv >four.csv
+  run_nonzero tiny_csv "empty train/validation/test split" --data four.csv "${SMALL[@]}" --out-dir o4
+  # Fewer samples than the flag allows, and the smallest allowed count.
+  run_nonzero samples_5 "--samples" --samples 5 "${SMALL[@]}" --out-dir o5
+  "$BIN" --samples 10 "${SMALL[@]}" --out-dir o6 >samples_10.out 2>samples_10.err
+  rc=$?
+  if [ $rc -eq 0 ] || { [ $rc -eq 1 ] && grep -qE 'empty train/validation/test split|both classes' samples_10.err; }; then
+    ok "samples_10: exit code $rc ($(cat samples_10.err samples_10.out | grep -m1 -E 'split|^test'))"
+  else
+    fail "samples_10: exit code $rc"
+  fi
+  # A batch larger than the training set: one batch per epoch.
+  run big_batch 0 --samples 60 --batch-size 100000 "${SMALL[@]}" --out-dir o7
+  grep -q '^test (' big_batch.out || fail "big_batch: no test report"
+  # Bad flags: exit code 2 and a message.
+  run bad_flag_unknown 2 --no-such-flag
+  run bad_flag_value 2 --epochs abc
+  run bad_flag_choice 2 --attention nonsense
+  run bad_flag_range 2 --hidden 0
+  run bad_flag_missing_file 2 --data does_not_exist.csv
+  # A damaged checkpoint: refused with a message, nothing crashes.
+  run ok_ckpt 0 --samples 60 "${SMALL[@]}" --out-dir o8 --save o8/ckpt
+  head -c 100 o8/ckpt >o8/truncated
+  run_nonzero truncated_ckpt "exceeds the file" --samples 60 "${SMALL[@]}" --out-dir o9 --load o8/truncated
+  printf 'not a checkpoint at all' >o8/garbage
+  run_nonzero garbage_ckpt "sine_anomaly: error" --samples 60 "${SMALL[@]}" --out-dir o9 --load o8/garbage
+  # A checkpoint of another model shape (hidden 4 vs 6) is refused.
+  run_nonzero wrong_model_ckpt "sine_anomaly: error" --samples 60 --length 40 --epochs 1 --hidden 6 --seed 3 --quiet \
+    --out-dir o9 --load o8/ckpt
+  ;;
+
+forecast_bad_input)
+  run big_batch 0 --points 100 --window 10 --epochs 2 --hidden 4 --batch-size 100000 --horizon 5 --seed 3 --quiet --out-dir o1
+  grep -q '^in-sample MSE' big_batch.out || fail "big_batch: no report"
+  run_nonzero short_series "sine_forecast: error" --points 5 --window 10 --epochs 1 --hidden 4 --quiet --out-dir o2
+  run bad_flag_unknown 2 --no-such-flag
+  run bad_flag_value 2 --window -3
+  run bad_flag_range 2 --points 1
+  ;;
+
+*)
+  echo "unknown case $CASE"
+  exit 2
+  ;;
+esac
+
+if [ "$FAILS" -gt 0 ]; then
+  echo "$CASE: $FAILS check(s) failed"
+  exit 1
+fi
+echo "$CASE: all checks passed"
