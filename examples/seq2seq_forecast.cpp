@@ -107,7 +107,7 @@ std::string fmt(double v) {
 
 int main(int argc, char** argv) {
   examples::CommonOptions co;
-  co.epochs = 30;
+  co.epochs = 20;
   co.hidden = 32;
   co.batch_size = 32;
   co.lr = 3e-3;
@@ -230,6 +230,7 @@ int main(int argc, char** argv) {
         opt.step();
         loss_sum += loss.item<double>() * double(e - b);
         progress.update(epoch + 1, co.epochs, b / batch + 1, (N + batch - 1) / batch, loss.item<double>());
+        examples::count_batch(co);  // --stop-after: stops (like Ctrl-C) at the end of this epoch
       }
       progress.clear();
       const double train_mse = loss_sum / double(N);
@@ -338,8 +339,8 @@ int main(int argc, char** argv) {
     const std::vector<float> w0(weights.begin() + example * H * W, weights.begin() + (example + 1) * H * W);
     plot::heatmap(w0, H, W,
                   "Bahdanau attention, first held-out forecast (decoder step x encoder step)",
-                  "encoder step (input window position, " + std::to_string(W) + " = most recent)",
-                  "decoder step")
+                  "encoder step (position in the input window: 0 = oldest, " + std::to_string(W - 1) + " = most recent)",
+                  "decoder step (0 = first forecast)")
         .colorbar_label("attention weight")
         .save(co.out_dir + "/attention.svg");
 

@@ -140,7 +140,7 @@ TailResult evaluate_tail(const std::vector<float>& full, int64_t points, int64_t
 
 int main(int argc, char** argv) {
   examples::CommonOptions co;
-  co.epochs = 100;
+  co.epochs = 60;
   co.batch_size = 64;
   co.lr = 1e-3;
   co.out_dir = "out/transformer_forecast";
@@ -154,6 +154,8 @@ int main(int argc, char** argv) {
   CLI::App app{"attn example, reference task C: sine forecasting with a causal time-series transformer"};
   examples::add_common_flags(app, co);
   app.remove_option(app.get_option("--hidden"));
+  // 0 = full batch: switch off the common flag's range check (>= 1), which would reject it.
+  app.get_option("--batch-size")->get_validator()->active(false);
   app.get_option("--batch-size")->check(CLI::Range(int64_t(0), int64_t(1) << 30))->description("mini-batch size (0 = full batch)");
   app.add_option("--ff,--hidden", mo.ff, "width of each layer's feed-forward block (dim_feedforward)")
       ->check(CLI::Range(int64_t(1), int64_t(65536)));
@@ -251,6 +253,7 @@ int main(int argc, char** argv) {
         opt.step();
         loss_sum += loss.item<double>() * double(e - b);
         progress.update(epoch + 1, co.epochs, b / batch + 1, (N + batch - 1) / batch, loss.item<double>());
+        examples::count_batch(co);  // --stop-after: stops (like Ctrl-C) at the end of this epoch
       }
       progress.clear();
       model.eval();
