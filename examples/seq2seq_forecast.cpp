@@ -112,7 +112,8 @@ int main(int argc, char** argv) {
   co.batch_size = 32;
   co.lr = 3e-3;
   co.out_dir = "out/seq2seq_forecast";
-  co.threads = 1;  // tiny per-step ops: one thread is faster (see docs/examples-task-c.md)
+  // Tiny per-step ops: one thread is faster (docs/examples-task-c.md), unless OMP_NUM_THREADS says otherwise.
+  if (!std::getenv("OMP_NUM_THREADS")) co.threads = 1;
   int64_t window = 20, horizon = 10, points = 1000, tail = 200, attn_dim = 0;
   double t_end = 50.0, teacher_forcing = 1.0, clip = 1.0;
   int patience = 10;

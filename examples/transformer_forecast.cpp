@@ -144,7 +144,8 @@ int main(int argc, char** argv) {
   co.batch_size = 64;
   co.lr = 1e-3;
   co.out_dir = "out/transformer_forecast";
-  co.threads = 1;  // small matrices: one thread is faster (see docs/examples-task-c.md)
+  // Small matrices: one thread is faster (docs/examples-task-c.md), unless OMP_NUM_THREADS says otherwise.
+  if (!std::getenv("OMP_NUM_THREADS")) co.threads = 1;
   ModelOptions mo;
   int64_t points = 1000, tail = 200;
   double t_end = 50.0, clip = 1.0;
