@@ -183,6 +183,7 @@ class Tensor {
   // ---- copies and conversions ----
   Tensor clone() const;                    // deep copy, differentiable
   Tensor to(DType dtype) const;            // converted copy (differentiable between floats)
+  Tensor to(Device device) const;          // copy on `device` (core/device.hpp; CUDA needs ATTN_WITH_CUDA)
   Tensor& copy_(const Tensor& src);        // in-place, no autograd: use under NoGradGuard
   Tensor& fill_(double value);
   Tensor contiguous() const { return *this; }  // storage is always contiguous

@@ -10,6 +10,14 @@
 
 namespace attn {
 
+#ifdef ATTN_WITH_CUDA
+namespace detail {  // CUDA hooks, defined in core/device.hpp
+Tensor cuda_clone(const Tensor& x);
+void cuda_copy_(Tensor& dst, const Tensor& src);
+void cuda_accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g);
+}  // namespace detail
+#endif
+
 namespace detail {
 inline void check_shape(const Shape& shape, const char* op) {
   for (int64_t d : shape) ATTN_CHECK(d >= 0, op, ": negative size in shape ", attn::to_string(shape));
@@ -181,6 +189,9 @@ inline Tensor& Tensor::copy_(const Tensor& src) {
              " differs from destination shape ", attn::to_string(shape()));
   ATTN_CHECK(!(is_grad_enabled() && requires_grad() && is_leaf()),
              "copy_: in-place write to a leaf that requires grad; wrap it in NoGradGuard");
+#ifdef ATTN_WITH_CUDA
+  if (device() != Device::CPU || src.device() != Device::CPU) return detail::cuda_copy_(*this, src), *this;
+#endif
   if (src.dtype() == dtype()) {
     std::memcpy(raw_data(), src.raw_data(), size_t(numel()) * dtype_size(dtype()));
   } else {
@@ -201,6 +212,9 @@ inline Tensor& Tensor::copy_(const Tensor& src) {
 
 // clone(x) = x; dL/dx = g
 inline Tensor Tensor::clone() const {
+#ifdef ATTN_WITH_CUDA
+  if (device() != Device::CPU) return detail::cuda_clone(*this);
+#endif
   Tensor out = empty(shape(), dtype());
   std::memcpy(out.raw_data(), raw_data(), size_t(numel()) * dtype_size(dtype()));
   return record("clone", out, {*this}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; });
@@ -236,6 +250,10 @@ inline void check_finite(const Tensor& t, const std::string& op, const char* wha
 namespace detail {
 // Adds g into an accumulating slot (a node's grad_outputs entry or a leaf's grad).
 inline void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
+#ifdef ATTN_WITH_CUDA
+  if (g.device() != Device::CPU || (slot && slot->storage && slot->storage->device != Device::CPU))
+    return cuda_accumulate(slot, g);
+#endif
   if (!slot) {
     // A fresh buffer: the gradient of one op may share storage with a tensor the user holds.
     Tensor copy = Tensor::empty(g.shape(), g.dtype());
@@ -268,6 +286,9 @@ inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const
   }
   ATTN_CHECK(seed.shape() == shape(), "backward: gradient of shape ", attn::to_string(seed.shape()),
              " for output of shape ", attn::to_string(shape()));
+#ifdef ATTN_WITH_CUDA
+  if (seed.device() != device()) seed = seed.detach().to(device());  // the seed lives where the output does
+#endif
   NoGradGuard no_grad;
   if (is_leaf()) {
     detail::accumulate(impl_->grad, seed);
@@ -383,3 +404,5 @@ inline std::string Tensor::to_string() const {
 inline std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
 
 }  // namespace attn
+
+#include "device.hpp"

@@ -73,6 +73,19 @@ class Module {
       impl->grad.reset();
     }
   }
+  // Moves parameters and buffers to `device` in place (handles held elsewhere, e.g. an
+  // optimizer, see the move); gradients are dropped. Device::CUDA needs ATTN_WITH_CUDA.
+  void to(Device device) {
+    NoGradGuard ng;
+    for (auto& [name, t] : state_dict()) {
+      if (!t.defined() || t.device() == device) continue;
+      Tensor c = t.detach().to(device);
+      TensorImpl* impl = t.unsafe_impl();
+      impl->storage = c.unsafe_impl()->storage;
+      impl->offset = 0;
+      impl->grad.reset();
+    }
+  }
 
  protected:
   // Registers a member tensor as a parameter (requires grad).

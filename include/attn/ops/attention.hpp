@@ -21,6 +21,9 @@
 #include <vector>
 #include <Eigen/Core>
 #include "../core/tensor.hpp"
+#ifdef ATTN_WITH_CUDA
+#include "cuda_dispatch.hpp"
+#endif
 #include "../kernels/cpu/gemm.hpp"
 #include "elementwise.hpp"
 #include "reduce.hpp"
@@ -293,6 +296,10 @@ struct FusedAttnArgs {
 };
 
 inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const char* op) {
+#ifdef ATTN_WITH_CUDA
+  if (a.q.device() != Device::CPU || a.k.device() != Device::CPU || a.v.device() != Device::CPU)
+    return cuda_ops::fused_attention(a, op);
+#endif
   const Tensor &q = a.q, &k = a.k, &v = a.v;
   const AttnProblem& p = a.p;
   check_same_dtype(q, k, op);

@@ -3,6 +3,9 @@
 // Each op's backward follows its forward, with the derivative restated in a comment.
 #include <cmath>
 #include "../core/tensor.hpp"
+#ifdef ATTN_WITH_CUDA
+#include "cuda_dispatch.hpp"
+#endif
 
 namespace attn {
 namespace detail {
@@ -113,6 +116,9 @@ inline void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
 // Forward of a floating binary op: broadcast shape, dispatch on dtype.
 template <class F>
 Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op, const F& f) {
+#ifdef ATTN_WITH_CUDA
+  if (a.device() != Device::CPU || b.device() != Device::CPU) return cuda_ops::binary_forward(a, b, op);
+#endif
   check_same_dtype(a, b, op);
   Tensor out = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), op), a.dtype());
   ATTN_DISPATCH_FLOATING(a.dtype(), op, [&] { broadcast_binary<scalar_t, scalar_t, scalar_t>(a, b, out, f); });
@@ -238,9 +244,15 @@ inline Tensor minimum(const Tensor& a, const Tensor& b) {
 
 // Scalar forms: y = x + s (dy/dx = 1), y = x * s (dy/dx = s), y = s - x, y = s / x (dy/dx = -s/x^2)
 inline Tensor add(const Tensor& x, double s) {
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::AddScalar, "add_scalar", s);
+#endif
   return detail::unary_op(x, "add_scalar", [s](auto v) { return v + decltype(v)(s); }, [](auto, auto) { return 1; });
 }
 inline Tensor mul(const Tensor& x, double s) {
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::MulScalar, "mul_scalar", s);
+#endif
   return detail::unary_op(x, "mul_scalar", [s](auto v) { return v * decltype(v)(s); },
                           [s](auto v, auto) { return decltype(v)(s); });
 }
@@ -253,6 +265,9 @@ inline Tensor rdiv(double s, const Tensor& x) {
 }
 // neg(x) = -x; dL/dx = -g
 inline Tensor neg(const Tensor& x) {
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Neg, "neg");
+#endif
   return detail::unary_op(x, "neg", [](auto v) { return -v; }, [](auto, auto) { return -1; });
 }
 // pow(x, e) = x^e; dL/dx = g * e * x^(e-1)
@@ -266,10 +281,16 @@ inline Tensor sqrt(const Tensor& x) {
 }
 // exp(x); dL/dx = g * exp(x)
 inline Tensor exp(const Tensor& x) {
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Exp, "exp");
+#endif
   return detail::unary_op(x, "exp", [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
 }
 // log(x); dL/dx = g / x
 inline Tensor log(const Tensor& x) {
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Log, "log");
+#endif
   return detail::unary_op(x, "log", [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
 }
 // abs(x); dL/dx = g * sign(x) (0 at 0, as PyTorch)
@@ -294,15 +315,24 @@ inline Tensor clamp(const Tensor& x, double lo, double hi) {
 }
 // tanh(x); dL/dx = g (1 - y^2)
 inline Tensor tanh(const Tensor& x) {
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Tanh, "tanh");
+#endif
   return detail::unary_op(x, "tanh", [](auto v) { return std::tanh(v); }, [](auto, auto y) { return 1 - y * y; });
 }
 // sigmoid(x) = 1 / (1 + e^-x); dL/dx = g y (1 - y)
 inline Tensor sigmoid(const Tensor& x) {
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Sigmoid, "sigmoid");
+#endif
   return detail::unary_op(x, "sigmoid", [](auto v) { return 1 / (1 + std::exp(-v)); },
                           [](auto, auto y) { return y * (1 - y); });
 }
 // relu(x) = max(x, 0); dL/dx = g [x > 0]
 inline Tensor relu(const Tensor& x) {
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Relu, "relu");
+#endif
   return detail::unary_op(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); },
                           [](auto v, auto) { return decltype(v)(v > 0); });
 }
@@ -318,6 +348,9 @@ inline Tensor elu(const Tensor& x, double alpha) {
 }
 // gelu(x) = x Phi(x) (exact, erf form); dL/dx = g (Phi(x) + x phi(x))
 inline Tensor gelu(const Tensor& x) {
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Gelu, "gelu");
+#endif
   return detail::unary_op(
       x, "gelu", [](auto v) { using T = decltype(v); return T(0.5) * v * (1 + std::erf(v * T(M_SQRT1_2))); },
       [](auto v, auto) {

@@ -2,6 +2,9 @@
 // matmul with PyTorch's semantics (1-D, 2-D, batched with broadcast batch dims) and linear.
 // All products go through kernels::cpu::gemm; transposed operands are never copied.
 #include "../core/tensor.hpp"
+#ifdef ATTN_WITH_CUDA
+#include "cuda_dispatch.hpp"
+#endif
 #include "../kernels/cpu/gemm.hpp"
 #include "elementwise.hpp"
 #include "reduce.hpp"
@@ -13,6 +16,9 @@ namespace detail {
 // Batched product of a [..., M, K] (or [..., K, M] if ta) and b [..., K, N] (or [..., N, K] if tb);
 // batch dims broadcast. No autograd: the differentiable ops below call it.
 inline Tensor bmm_raw(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op) {
+#ifdef ATTN_WITH_CUDA
+  if (a.device() != Device::CPU || b.device() != Device::CPU) return cuda_ops::bmm_raw(a, b, ta, tb, op);
+#endif
   check_same_dtype(a, b, op);
   ATTN_CHECK(a.dim() >= 2 && b.dim() >= 2, op, ": need at least 2-D operands, got ", to_string(a.shape()), " and ",
              to_string(b.shape()));
@@ -111,6 +117,9 @@ inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) 
   ATTN_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)), "linear: bias ",
              to_string(bias.defined() ? bias.shape() : Shape{}), " does not match weight ", to_string(weight.shape()));
   detail::check_same_dtype(x, weight, "linear");
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::linear(x, weight, bias);
+#endif
   const int64_t in = weight.size(1), outf = weight.size(0), rows = x.numel() / std::max<int64_t>(in, 1);
   Shape os = x.shape();
   os.back() = outf;

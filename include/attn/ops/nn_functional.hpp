@@ -3,6 +3,9 @@
 // layer norm (fused forward and backward), embedding lookup.
 #include <cmath>
 #include "../core/tensor.hpp"
+#ifdef ATTN_WITH_CUDA
+#include "cuda_dispatch.hpp"
+#endif
 #include "elementwise.hpp"
 #include "reduce.hpp"
 #include "shape.hpp"
@@ -127,6 +130,9 @@ inline Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const T
   ATTN_CHECK(!bias.defined() || bias.shape() == normalized_shape, "layer_norm: bias ", to_string(bias.shape()),
              " must have shape ", to_string(normalized_shape));
   const int64_t D = numel_of(normalized_shape), R = x.numel() / std::max<int64_t>(D, 1);
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::layer_norm(x, D, weight, bias, eps);
+#endif
   Tensor y = Tensor::empty(x.shape(), x.dtype()), xhat = Tensor::empty(x.shape(), x.dtype()),
          rstd = Tensor::empty({R}, x.dtype());
   ATTN_DISPATCH_FLOATING(x.dtype(), "layer_norm", [&] {

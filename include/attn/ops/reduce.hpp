@@ -4,6 +4,9 @@
 #include <cmath>
 #include <limits>
 #include "../core/tensor.hpp"
+#ifdef ATTN_WITH_CUDA
+#include "cuda_dispatch.hpp"
+#endif
 
 namespace attn {
 namespace detail {
@@ -74,6 +77,9 @@ inline Tensor sum_dim_forward(const Tensor& x, int64_t dim, bool keepdim) {
 // sum(x, dim) = sum_j x[..., j, ...]; dL/dx = g broadcast back along dim
 inline Tensor sum(const Tensor& x, int64_t dim, bool keepdim) {
   dim = detail::wrap_dim(dim, x.dim(), "sum", x.shape());
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::sum_dim(x, dim, keepdim);
+#endif
   Tensor out = detail::sum_dim_forward(x, dim, keepdim);
   return record("sum", out, {x}, [s = x.shape(), dim](const std::vector<Tensor>& g) {
     Shape kept = s;
@@ -229,6 +235,9 @@ Tensor softmax_backward(const Tensor& g, const Tensor& y, int64_t dim) {
 
 inline Tensor softmax(const Tensor& x, int64_t dim) {
   dim = detail::wrap_dim(dim, x.dim(), "softmax", x.shape());
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::softmax(x, dim, false);
+#endif
   Tensor y = detail::softmax_forward<false>(x, dim);
   return record("softmax", y, {x}, [yd = y.detach(), dim](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{detail::softmax_backward<false>(g[0], yd, dim)};
@@ -236,6 +245,9 @@ inline Tensor softmax(const Tensor& x, int64_t dim) {
 }
 inline Tensor log_softmax(const Tensor& x, int64_t dim) {
   dim = detail::wrap_dim(dim, x.dim(), "log_softmax", x.shape());
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA) return cuda_ops::softmax(x, dim, true);
+#endif
   Tensor y = detail::softmax_forward<true>(x, dim);
   return record("log_softmax", y, {x}, [yd = y.detach(), dim](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{detail::softmax_backward<true>(g[0], yd, dim)};

@@ -7,6 +7,9 @@
 #include <utility>
 #include <vector>
 #include "../core/tensor.hpp"
+#ifdef ATTN_WITH_CUDA
+#include "../ops/cuda_dispatch.hpp"
+#endif
 
 namespace attn::optim {
 
@@ -171,6 +174,12 @@ class Adam : public Optimizer {
     const int64_t t = next_step();
     const double bc1 = 1 - std::pow(o_.beta1_, double(t)), bc2 = 1 - std::pow(o_.beta2_, double(t));
     for_each_param(params_, [&](size_t i, const Tensor& p, const Tensor& g) {
+#ifdef ATTN_WITH_CUDA
+      if (p.device() == Device::CUDA)
+        return cuda_ops::adam_step(p, g, buffer(i, "exp_avg"), buffer(i, "exp_avg_sq"),
+                                   o_.amsgrad_ ? &buffer(i, "max_exp_avg_sq") : nullptr, o_.beta1_, o_.beta2_, o_.eps_,
+                                   o_.weight_decay_, lr_, bc1, bc2, decoupled_);
+#endif
       ATTN_DISPATCH_FLOATING(p.dtype(), "Adam", [&] {
         scalar_t* pp = p.data<scalar_t>();
         const scalar_t* pg = g.data<scalar_t>();

@@ -1,0 +1,129 @@
+#pragma once
+// Tensor::to(Device) and the CUDA side of the core: device allocation, copies between host and
+// device, and the gradient accumulation the backward engine uses for CUDA tensors. Included at
+// the end of core/tensor_impl.hpp. Without ATTN_WITH_CUDA nothing here touches CUDA:
+// to(Device::CUDA) throws, cuda_device_count() is 0.
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include "tensor.hpp"
+#ifdef ATTN_WITH_CUDA
+#include "../kernels/cuda/api.hpp"
+#endif
+
+namespace attn {
+
+// Number of CUDA devices this process can use; 0 when attn was built without ATTN_WITH_CUDA,
+// when there is no GPU, or no driver (never throws).
+inline int cuda_device_count() {
+#ifdef ATTN_WITH_CUDA
+  static const int n = kernels::cuda::device_count();
+  return n;
+#else
+  return 0;
+#endif
+}
+inline bool cuda_is_available() { return cuda_device_count() > 0; }
+
+#ifdef ATTN_WITH_CUDA
+namespace detail {
+// Why CUDA is unusable, for error messages.
+inline std::string cuda_unavailable_reason() {
+  std::string why = kernels::cuda::device_count_error();
+  return "attn: no CUDA device is available" + (why.empty() ? std::string() : " (" + why + ")") +
+         "; attn was built with ATTN_WITH_CUDA but this machine has no usable GPU";
+}
+
+// An uninitialised tensor in device memory (cudaMalloc, released by the Storage's deleter).
+inline Tensor cuda_empty(const Shape& shape, DType dtype) {
+  check_shape(shape, "cuda_empty");
+  if (!cuda_is_available()) throw std::runtime_error(cuda_unavailable_reason());
+  const size_t bytes = size_t(numel_of(shape)) * dtype_size(dtype);
+  void* p = kernels::cuda::malloc_bytes(bytes);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(p, bytes, Device::CUDA, [](void* q) { kernels::cuda::free_bytes(q); });
+  impl->shape = shape;
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+inline Tensor cuda_zeros(const Shape& shape, DType dtype) {
+  Tensor t = cuda_empty(shape, dtype);
+  kernels::cuda::memset_zero(t.raw_data(), size_t(t.numel()) * dtype_size(dtype));
+  return t;
+}
+inline size_t nbytes_of(const Tensor& t) { return size_t(t.numel()) * dtype_size(t.dtype()); }
+
+// clone of a CUDA tensor: a device-to-device copy; dL/dx = g
+inline Tensor cuda_clone(const Tensor& x) {
+  Tensor out = cuda_empty(x.shape(), x.dtype());
+  kernels::cuda::memcpy_d2d(out.raw_data(), x.raw_data(), nbytes_of(x));
+  return record("clone", out, {x}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; });
+}
+
+// copy_ where either side lives on the GPU: same dtype only (convert on the CPU first).
+inline void cuda_copy_(Tensor& dst, const Tensor& src) {
+  ATTN_CHECK(src.dtype() == dst.dtype(), "copy_: source dtype ", dtype_name(src.dtype()), " on ",
+             device_name(src.device()), " differs from destination dtype ", dtype_name(dst.dtype()), " on ",
+             device_name(dst.device()), "; convert with .to(dtype) on the CPU first");
+  const size_t n = nbytes_of(dst);
+  if (dst.device() == Device::CUDA && src.device() == Device::CUDA) kernels::cuda::memcpy_d2d(dst.raw_data(), src.raw_data(), n);
+  else if (dst.device() == Device::CUDA) kernels::cuda::memcpy_h2d(dst.raw_data(), src.raw_data(), n);
+  else kernels::cuda::memcpy_d2h(dst.raw_data(), src.raw_data(), n);
+}
+
+// The backward engine's accumulation when the slot or the gradient lives on the GPU: a fresh
+// device copy for an empty slot, else slot += g on the slot's device.
+inline void cuda_accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g_in) {
+  const Device dev = slot ? (slot->storage ? slot->storage->device : Device::CPU) : g_in.device();
+  Tensor g = g_in.device() == dev ? g_in : g_in.to(dev);
+  if (dev != Device::CUDA) {  // g was moved to the CPU: the ordinary path
+    accumulate(slot, g);
+    return;
+  }
+  if (!slot) {
+    Tensor copy = cuda_empty(g.shape(), g.dtype());
+    kernels::cuda::memcpy_d2d(copy.raw_data(), g.raw_data(), nbytes_of(g));
+    slot = copy.impl_ptr();
+    return;
+  }
+  Tensor acc(slot);
+  ATTN_CHECK(acc.shape() == g.shape() && acc.dtype() == g.dtype(), "backward: gradient of shape ",
+             to_string(g.shape()), " (", dtype_name(g.dtype()), ") does not match accumulated shape ",
+             to_string(acc.shape()), " (", dtype_name(acc.dtype()), ")");
+  if (acc.dtype() == kFloat32)
+    kernels::cuda::add_inplace(static_cast<float*>(acc.raw_data()), static_cast<const float*>(g.raw_data()), acc.numel());
+  else if (acc.dtype() == kFloat64)
+    kernels::cuda::add_inplace_f64(static_cast<double*>(acc.raw_data()), static_cast<const double*>(g.raw_data()),
+                                   acc.numel());
+  else
+    throw std::invalid_argument(std::string("backward: cannot accumulate gradients of dtype ") + dtype_name(acc.dtype()));
+}
+}  // namespace detail
+#endif
+
+// to(x, device) = x copied to `device`; dL/dx = g copied back to x's device.
+inline Tensor Tensor::to(Device device) const {
+  if (device == this->device()) return *this;
+#ifndef ATTN_WITH_CUDA
+  throw std::runtime_error(std::string("attn was built without ATTN_WITH_CUDA; cannot move a tensor to ") +
+                           device_name(device) +
+                           " (configure with -DATTN_WITH_CUDA=ON and link attn::cuda to use Device::CUDA)");
+#else
+  Tensor out;
+  const size_t bytes = detail::nbytes_of(*this);
+  if (device == Device::CUDA) {
+    out = detail::cuda_empty(shape(), dtype());
+    kernels::cuda::memcpy_h2d(out.raw_data(), raw_data(), bytes);
+  } else {
+    out = Tensor::empty(shape(), dtype());
+    kernels::cuda::memcpy_d2h(out.raw_data(), raw_data(), bytes);
+  }
+  if (!is_floating_point()) return out;
+  const Device src = this->device();
+  return record("to_device", out, {*this}, [src](const std::vector<Tensor>& g) {
+    return std::vector<Tensor>{g[0].to(src)};
+  });
+#endif
+}
+
+}  // namespace attn
