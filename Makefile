@@ -30,8 +30,17 @@ asan: deps
 	@cmake --build build-asan -j $(JOBS)
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
+# The optional CUDA kernels: configure and compile with ATTN_WITH_CUDA=ON, run the parity tests
+# (they report "SKIPPED: no CUDA device" and pass on machines without a GPU).
+NVCC ?= /usr/local/cuda/bin/nvcc
+cuda-build: deps
+	@cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DATTN_WITH_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC) \
+	  -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_EXAMPLES=OFF >/dev/null
+	@cmake --build build-cuda --target test_cuda_parity -j $(JOBS)
+	@cd build-cuda && ctest -R cuda --output-on-failure
+
 bench: build
 	@for b in $(BUILD)/bench/bench_*; do $$b --benchmark_out=$$b.json --benchmark_out_format=json; done
 
 clean:
-	@rm -rf $(BUILD) build-asan out
+	@rm -rf $(BUILD) build-asan build-cuda out
