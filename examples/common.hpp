@@ -21,6 +21,19 @@
 
 namespace examples {
 
+// A flag value that must be a number > 0, with a short message (CLI11's PositiveNumber prints
+// its whole double range).
+inline CLI::Validator positive() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        char* end = nullptr;
+        const double d = std::strtod(v.c_str(), &end);
+        if (end == v.c_str() || *end != '\0') return "not a number: " + v;
+        return d > 0 ? std::string() : "must be > 0, got " + v;
+      },
+      "POSITIVE");
+}
+
 // Flags every program takes.
 struct CommonOptions {
   int epochs = 15;
@@ -38,7 +51,7 @@ struct CommonOptions {
 inline void add_common_flags(CLI::App& app, CommonOptions& o) {
   app.add_option("--epochs", o.epochs, "training epochs")->check(CLI::Range(0, 100000));
   app.add_option("--batch-size", o.batch_size, "mini-batch size")->check(CLI::Range(int64_t(1), int64_t(1) << 30));
-  app.add_option("--lr", o.lr, "learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--lr", o.lr, "learning rate")->check(positive());
   app.add_option("--hidden", o.hidden, "hidden size of the recurrent layers")->check(CLI::Range(int64_t(1), int64_t(4096)));
   app.add_option("--seed", o.seed, "random seed (data, init, shuffling)");
   app.add_option("--threads", o.threads, "CPU threads (0 = OMP_NUM_THREADS or all cores)")->check(CLI::Range(0, 1024));

@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cosine", "plateau", "none"}));
   app.add_option("--patience", patience, "patience of --schedule plateau")->check(CLI::Range(1, 100000));
   app.add_option("--points", points, "points of the training series")->check(CLI::Range(int64_t(2), int64_t(10000000)));
-  app.add_option("--t-end", t_end, "the series is sin(linspace(0, t_end, points))")->check(CLI::PositiveNumber);
+  app.add_option("--t-end", t_end, "the series is sin(linspace(0, t_end, points))")->check(examples::positive());
   app.add_option("--tail", tail, "held-out points after the series")->check(CLI::Range(int64_t(1), int64_t(1000000)));
   if (int rc = examples::parse(app, argc, argv); rc >= 0) return rc;
   if (points < window + horizon) {

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   app.add_option("--window", window, "input window length")->check(CLI::Range(int64_t(1), int64_t(10000)));
   app.add_option("--layers", layers, "stacked LSTM layers")->check(CLI::Range(int64_t(1), int64_t(16)));
   app.add_option("--points", points, "points of the training series")->check(CLI::Range(int64_t(2), int64_t(10000000)));
-  app.add_option("--t-end", t_end, "the series is sin(linspace(0, t_end, points))")->check(CLI::PositiveNumber);
+  app.add_option("--t-end", t_end, "the series is sin(linspace(0, t_end, points))")->check(examples::positive());
   app.add_option("--horizon", horizon, "held-out points after the series, forecast at the end")->check(CLI::Range(int64_t(0), int64_t(1000000)));
   if (int rc = examples::parse(app, argc, argv); rc >= 0) return rc;
   examples::apply_common(co);

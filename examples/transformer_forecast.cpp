@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"cosine", "none"}));
   app.add_option("--clip", clip, "gradient-norm clipping, 0 = off")->check(CLI::NonNegativeNumber);
   app.add_option("--points", points, "points of the training series")->check(CLI::Range(int64_t(2), int64_t(10000000)));
-  app.add_option("--t-end", t_end, "the series is sin(linspace(0, t_end, points))")->check(CLI::PositiveNumber);
+  app.add_option("--t-end", t_end, "the series is sin(linspace(0, t_end, points))")->check(examples::positive());
   app.add_option("--tail", tail, "held-out points after the series")->check(CLI::Range(int64_t(1), int64_t(1000000)));
   app.add_flag("--compare-lstm", compare,
                "also train sine_forecast's LSTM + attention model (its defaults, same --seed, --window and data) and "
