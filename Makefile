@@ -40,7 +40,8 @@ cuda-build: deps
 	@cd build-cuda && ctest -R cuda --output-on-failure
 
 bench: build
-	@for b in $(BUILD)/bench/bench_*; do $$b --benchmark_out=$$b.json --benchmark_out_format=json; done
+	@for b in $(BUILD)/bench/bench_*; do case $$b in *.json) continue;; esac; \
+	  $$b --benchmark_out=$$b.json --benchmark_out_format=json; done
 
 clean:
 	@rm -rf $(BUILD) build-asan build-cuda out

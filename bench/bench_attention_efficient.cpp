@@ -1,4 +1,5 @@
-// Efficient attention benchmarks: linear attention (non-causal and causal) and windowed attention
+// Attention variants over sequence length at one shape: fused dense SDPA and additive attention
+// (quadratic), linear attention (non-causal and causal) and windowed attention
 // (left = 64, right = 63: w = 128), forward and forward+backward, over L = 128 .. 65,536, with
 // q, k, v of shape [1, 1, L, 32] in float32. A dense baseline (matmul + masked_fill + softmax +
 // matmul with the same band mask, from attn ops) runs up to L = 4096 for comparison.
@@ -104,6 +105,46 @@ static void BM_windowed(benchmark::State& st, bool backward) {
   set_counters(st, (backward ? 12.0 : 4.0) * double(L) * kW * kE, rss0);
 }
 
+// Fused dense scaled dot-product attention at the same shape (L x L scores: quadratic in L).
+static void BM_sdpa(benchmark::State& st, bool backward) {
+  const int64_t L = st.range(0);
+  Inputs in(L, backward);
+  const int64_t rss0 = reset_peak();
+  for (auto _ : st) {
+    Tensor o = scaled_dot_product_attention(in.q, in.k, in.v);
+    if (backward) {
+      o.backward(in.gout);
+      benchmark::DoNotOptimize(in.q.grad().data<float>());
+      in.q.zero_grad();
+      in.k.zero_grad();
+      in.v.zero_grad();
+    }
+    benchmark::DoNotOptimize(o.data<float>());
+  }
+  set_counters(st, (backward ? 12.0 : 4.0) * double(L) * double(L) * kE, rss0);
+}
+
+// Additive (Bahdanau) self-attention at the same shape, hidden size 32: tanh over L x L x 32.
+static void BM_additive(benchmark::State& st, bool backward) {
+  const int64_t L = st.range(0);
+  Inputs in(L, backward);
+  Tensor q = reshape(in.q, {1, L, kE}), k = reshape(in.k, {1, L, kE}), v = reshape(in.v, {1, L, kE});
+  Tensor Wq = Tensor::randn({kE, kE}) * 0.1, Wk = Tensor::randn({kE, kE}) * 0.1, vv = Tensor::randn({kE}) * 0.1;
+  const int64_t rss0 = reset_peak();
+  for (auto _ : st) {
+    Tensor o = additive_attention(q, k, v, Wq, Wk, vv).first;
+    if (backward) {
+      o.backward(reshape(in.gout, {1, L, kE}));
+      benchmark::DoNotOptimize(in.q.grad().data<float>());
+      in.q.zero_grad();
+      in.k.zero_grad();
+      in.v.zero_grad();
+    }
+    benchmark::DoNotOptimize(o.data<float>());
+  }
+  set_counters(st, (backward ? 3.0 : 1.0) * 6.0 * double(L) * double(L) * kE, rss0);
+}
+
 // Dense reference: full L x L scores, band mask, softmax, weighted sum (forward only).
 static void BM_dense_band(benchmark::State& st) {
   const int64_t L = st.range(0);
@@ -153,5 +194,9 @@ BENCHMARK_CAPTURE(BM_linear, causal_fwd_bwd, true, true) ATTN_L_RANGE;
 BENCHMARK_CAPTURE(BM_windowed, w128_fwd, false) ATTN_L_RANGE;
 BENCHMARK_CAPTURE(BM_windowed, w128_fwd_bwd, true) ATTN_L_RANGE;
 BENCHMARK(BM_dense_band)->RangeMultiplier(4)->Range(128, 4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_sdpa, fwd, false)->RangeMultiplier(4)->Range(128, 8192)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_sdpa, fwd_bwd, true)->RangeMultiplier(4)->Range(128, 8192)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_additive, fwd, false)->RangeMultiplier(4)->Range(128, 2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_additive, fwd_bwd, true)->RangeMultiplier(4)->Range(128, 2048)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 BENCHMARK_MAIN();
