@@ -41,7 +41,7 @@ bool all_finite(const Tensor& t) {
 }
 }  // namespace
 
-TEST_CASE("anomaly: off by default; NaN and Inf propagate silently", "[anomaly]") {
+TEST_CASE("anomaly: off by default, NaN and Inf propagate silently", "[anomaly]") {
   REQUIRE_FALSE(is_anomaly_enabled());
   Tensor y = attn::log(Tensor::full({3}, -1.0));
   CHECK(std::isnan(y.at({0})));
@@ -100,7 +100,7 @@ TEST_CASE("anomaly: a NaN/Inf appearing only in backward names the op and backwa
   CHECK_THAT(m, Contains("pow") && Contains("backward gradient"));
 }
 
-TEST_CASE("anomaly: division 0/0 names div; ops that are not recorded for grad are checked too", "[anomaly]") {
+TEST_CASE("anomaly: division 0/0 names div, ops that are not recorded for grad are checked too", "[anomaly]") {
   AnomalyMode on;
   std::string m = anomaly_message([] { div(Tensor::zeros({2}), Tensor::zeros({2})); });
   CHECK_THAT(m, Contains("anomaly: div produced NaN"));
