@@ -62,7 +62,7 @@ TEST_CASE("autograd: a 100,000-op chain kept with retain_graph is destroyed safe
   CHECK(x.grad().item<double>() == 2.0);
 }
 
-TEST_CASE("autograd: gradients accumulate across backward calls; zero_grad clears", "[autograd]") {
+TEST_CASE("autograd: gradients accumulate across backward calls, zero_grad clears", "[autograd]") {
   Tensor x = Tensor::from_vector(VD{1.0, -2.0, 3.0}).requires_grad_();
   sum(x * x).backward();
   CHECK(x.grad().to_vector<double>() == VD{2, -4, 6});
@@ -187,7 +187,7 @@ TEST_CASE("autograd: requires_grad_ rules and gradient dtype", "[autograd]") {
   CHECK(x.grad().to_vector() == std::vector<float>{3.f, 3.f});
 }
 
-TEST_CASE("autograd: graph is freed after backward; memory does not grow over training", "[autograd][memory]") {
+TEST_CASE("autograd: graph is freed after backward, memory does not grow over training", "[autograd][memory]") {
   manual_seed(3);
   nn::Linear l1(16, 32), l2(32, 1);
   Tensor X = Tensor::randn({64, 16}), Y = Tensor::randn({64, 1});

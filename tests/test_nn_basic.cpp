@@ -62,7 +62,7 @@ TEST_CASE("module: named_parameters with dotted names and Sequential indices", "
   CHECK(net.head.size() == 3);
 }
 
-TEST_CASE("module: train/eval propagates; zero_grad; to(kFloat64)", "[nn]") {
+TEST_CASE("module: train/eval propagates, zero_grad, to(kFloat64)", "[nn]") {
   Net net;
   CHECK(net.is_training());
   net.eval();

@@ -126,7 +126,7 @@ TEST_CASE("optim: float32 parameters follow the float64 reference closely", "[op
   CHECK(check_close(W, f.at("adam.W.5"), 1e-4, 1e-5, "W float32"));
 }
 
-TEST_CASE("optim: parameters without a gradient are left alone; zero_grad clears", "[optim]") {
+TEST_CASE("optim: parameters without a gradient are left alone, zero_grad clears", "[optim]") {
   Tensor a = Tensor::ones({2}, kFloat64).requires_grad_(), c = Tensor::ones({2}, kFloat64).requires_grad_();
   optim::Adam opt({a, c}, optim::AdamOptions(0.1));
   sum(a * 2.0).backward();

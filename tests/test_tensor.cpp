@@ -104,7 +104,7 @@ TEST_CASE("tensor: from_vector for every dtype, to_vector, item, at, set", "[ten
   CHECK_THROWS_AS(f.item<float>(), std::invalid_argument);
 }
 
-TEST_CASE("tensor: reshape with -1; view shares storage; clone is deep; detach", "[tensor]") {
+TEST_CASE("tensor: reshape with -1, view shares storage, clone is deep, detach", "[tensor]") {
   Tensor x = iota({2, 3, 4});
   CHECK(x.reshape({-1}).shape() == Shape{24});
   CHECK(x.reshape({4, -1}).shape() == Shape{4, 6});
