@@ -30,23 +30,30 @@ struct TaskOptions {
   std::string features = "raw+diff";  // raw | raw+diff (first difference as an extra channel)
   bool scale = true;                  // per-series scaling to max |x| = 1
   double clip = 1.0;                  // gradient-norm clipping (0 = off)
+  std::string schedule = "cosine";    // cosine (to 0 over --epochs) | none
   int patience = 5;
   int64_t eval_batch = 250;
   std::string data;  // CSV of labelled series instead of the generator (see attn/data/csv.hpp)
 };
 
-// Model inputs [N, T, F] from the dataset: the raw channels, plus their first difference.
+// Model inputs [N, T, F] from the dataset: the raw channels, plus their first difference scaled
+// per series to max |diff| = 1 (raw differences of a smooth series are ~1/100 of its range, too
+// faint for the LSTM to see a flat or zero segment, where the difference is exactly 0).
 std::vector<float> make_features(const data::SineAnomalyDataset& ds, bool diff, int64_t& features) {
   const int64_t C = ds.channels, T = ds.length;
   features = diff ? 2 * C : C;
   std::vector<float> out(size_t(ds.samples * T * features));
   for (int64_t i = 0; i < ds.samples; ++i)
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t c = 0; c < C; ++c) {
+    for (int64_t c = 0; c < C; ++c) {
+      float max_diff = 0.f;
+      for (int64_t t = 1; t < T; ++t) max_diff = std::max(max_diff, std::abs(ds.at(i, t, c) - ds.at(i, t - 1, c)));
+      const float inv = max_diff > 0.f ? 1.f / max_diff : 0.f;
+      for (int64_t t = 0; t < T; ++t) {
         float* o = &out[size_t((i * T + t) * features)];
         o[c] = ds.at(i, t, c);
-        if (diff) o[C + c] = t == 0 ? 0.f : ds.at(i, t, c) - ds.at(i, t - 1, c);
+        if (diff) o[C + c] = t == 0 ? 0.f : (ds.at(i, t, c) - ds.at(i, t - 1, c)) * inv;
       }
+    }
   return out;
 }
 
@@ -117,6 +124,8 @@ int main(int argc, char** argv) {
   app.add_option("--features", to.features, "model inputs")->check(CLI::IsMember({"raw", "raw+diff"}));
   app.add_option("--scale", to.scale, "scale each series to max |x| = 1 (true/false)");
   app.add_option("--clip", to.clip, "gradient-norm clipping, 0 = off")->check(CLI::NonNegativeNumber);
+  app.add_option("--schedule", to.schedule, "learning-rate schedule: cosine decay over --epochs, or none")
+      ->check(CLI::IsMember({"cosine", "none"}));
   app.add_option("--patience", to.patience, "early-stopping patience on validation loss")->check(CLI::Range(1, 100000));
   app.add_option("--data", to.data, "train on labelled series from a CSV file (label,x0,x1,...) instead of generating them")
       ->check(CLI::ExistingFile);
@@ -131,6 +140,7 @@ int main(int argc, char** argv) {
     if (!given("--scale")) to.scale = false;
     if (!given("--clip")) to.clip = 0.0;
     if (!given("--features")) to.features = "raw";
+    if (!given("--schedule")) to.schedule = "none";
   }
   (void)preset;
   examples::apply_common(co);
@@ -181,6 +191,8 @@ int main(int argc, char** argv) {
                                   std::to_string(2 * co.hidden));
     AnomalyModel model(mo), best(mo);
     optim::Adam opt(model.parameters(), optim::AdamOptions(co.lr));
+    // Closed form per epoch, so a resumed run sets the same rate as an uninterrupted one.
+    optim::CosineAnnealingLR cosine(opt, std::max(co.epochs, 1));
     examples::copy_state(model, best);
 
     examples::History hist;
@@ -226,11 +238,11 @@ int main(int argc, char** argv) {
     };
 
     if (!co.quiet)
-      std::printf("sine_anomaly: %lld series x %lld points, %s anomalies, %d channel(s), features %s, preset %s\n"
+      std::printf("sine_anomaly: %lld series x %lld points, %s anomalies, %d channel(s), features %s, preset %s, schedule %s\n"
                   "  train/val/test %zu/%zu/%zu, BiLSTM(%lld -> %lld) + %s attention, %lld parameters, lr %g, "
                   "batch %lld, threads %d\n",
                   (long long)ds.samples, (long long)T, to.anomaly.c_str(), to.channels, to.features.c_str(),
-                  to.preset.c_str(), split.train.size(), split.val.size(), split.test.size(), (long long)F,
+                  to.preset.c_str(), to.schedule.c_str(), split.train.size(), split.val.size(), split.test.size(), (long long)F,
                   (long long)co.hidden, to.attention.c_str(), (long long)model.num_parameters(), co.lr,
                   (long long)co.batch_size, get_num_threads());
 
@@ -245,6 +257,7 @@ int main(int argc, char** argv) {
       } else {
         loss_sum = resumed_loss_sum;
       }
+      if (to.schedule == "cosine") opt.set_lr(cosine.lr_at(epoch));
       model.train();
       for (size_t b = start_batch; b < nb; ++b) {
         const size_t lo = b * size_t(co.batch_size), hi = std::min(perm.size(), lo + size_t(co.batch_size));
