@@ -128,10 +128,11 @@ static void BM_sdpa(benchmark::State& st, bool backward) {
 static void BM_additive(benchmark::State& st, bool backward) {
   const int64_t L = st.range(0);
   Inputs in(L, backward);
-  Tensor q = reshape(in.q, {1, L, kE}), k = reshape(in.k, {1, L, kE}), v = reshape(in.v, {1, L, kE});
   Tensor Wq = Tensor::randn({kE, kE}) * 0.1, Wk = Tensor::randn({kE, kE}) * 0.1, vv = Tensor::randn({kE}) * 0.1;
   const int64_t rss0 = reset_peak();
   for (auto _ : st) {
+    // Reshapes inside the loop: each backward frees the graph, the views' nodes included.
+    Tensor q = reshape(in.q, {1, L, kE}), k = reshape(in.k, {1, L, kE}), v = reshape(in.v, {1, L, kE});
     Tensor o = additive_attention(q, k, v, Wq, Wk, vv).first;
     if (backward) {
       o.backward(reshape(in.gout, {1, L, kE}));
