@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
 
     Seq2Seq model(co.hidden, attn_dim);
     optim::Adam opt(model.parameters(), optim::AdamOptions(co.lr));
+    optim::CosineAnnealingLR cosine(opt, std::max(co.epochs, 1));  // lr_at(epoch): closed form, resume-safe
     Plateau plateau;
     plateau.patience = patience;
     examples::History hist;
@@ -209,7 +210,7 @@ int main(int argc, char** argv) {
     examples::Progress progress(co.quiet);
     for (int epoch = start_epoch; epoch < co.epochs; ++epoch) {
       examples::Timer et;
-      if (schedule == "cosine") opt.set_lr(co.lr * 0.5 * (1.0 + std::cos(M_PI * double(epoch) / double(co.epochs))));
+      if (schedule == "cosine") opt.set_lr(cosine.lr_at(epoch));
       model.train();
       std::iota(order.begin(), order.end(), 0);
       if (batch < N) examples::shuffle(order);

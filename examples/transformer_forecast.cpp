@@ -211,6 +211,7 @@ int main(int argc, char** argv) {
 
     TimeSeriesTransformer model(mo);
     optim::Adam opt(model.parameters(), optim::AdamOptions(co.lr));
+    optim::CosineAnnealingLR cosine(opt, std::max(co.epochs, 1));  // lr_at(epoch): closed form, resume-safe
     examples::History hist;
     hist.columns = {"epoch", "train_mse", "tail_mse", "lr", "seconds"};
     int start_epoch = 0;
@@ -234,7 +235,7 @@ int main(int argc, char** argv) {
     examples::Progress progress(co.quiet);
     for (int epoch = start_epoch; epoch < co.epochs; ++epoch) {
       examples::Timer et;
-      if (schedule == "cosine") opt.set_lr(co.lr * 0.5 * (1.0 + std::cos(M_PI * double(epoch) / double(co.epochs))));
+      if (schedule == "cosine") opt.set_lr(cosine.lr_at(epoch));
       model.train();
       std::iota(order.begin(), order.end(), 0);
       if (batch < N) examples::shuffle(order);

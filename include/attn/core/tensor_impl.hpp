@@ -255,7 +255,15 @@ inline void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
     return cuda_accumulate(slot, g);
 #endif
   if (!slot) {
-    // A fresh buffer: the gradient of one op may share storage with a tensor the user holds.
+    // Take the gradient's buffer when the engine holds the only reference to it and to its storage
+    // (the usual case: a backward's freshly computed result). Otherwise copy: it may alias a tensor
+    // the user holds, a saved tensor, or another input's gradient.
+    const TensorImpl* gi = g.unsafe_impl();
+    if (g.impl_ptr().use_count() == 1 && gi->storage.use_count() == 1 && !gi->grad_fn && !gi->requires_grad &&
+        !gi->grad) {
+      slot = g.impl_ptr();
+      return;
+    }
     Tensor copy = Tensor::empty(g.shape(), g.dtype());
     std::memcpy(copy.raw_data(), g.raw_data(), size_t(g.numel()) * dtype_size(g.dtype()));
     slot = copy.impl_ptr();

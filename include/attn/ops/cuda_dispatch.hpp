@@ -16,6 +16,7 @@
 #include <string>
 #include <utility>
 #include <vector>
+#include "../core/shapes.hpp"
 #include "../core/tensor.hpp"
 #include "../kernels/cuda/api.hpp"
 
@@ -60,19 +61,6 @@ inline bool bstrides(const Shape& in, const Shape& out, std::vector<int64_t>& st
   }
   return true;
 }
-inline Shape bshape(const Shape& a, const Shape& b, const char* op) {
-  const size_t n = std::max(a.size(), b.size());
-  Shape out(n);
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
-    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    ATTN_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", to_string(a), " and ", to_string(b),
-               " cannot be broadcast together");
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
-}
-
 // ---------------- elementwise ----------------
 // y = f(x); dL/dx = g f'(x) (the derivatives of ops/elementwise.hpp, in kernels/cuda/elementwise.cu)
 inline Tensor unary(const Tensor& x, kc::Unary op, const char* name, double s = 0.0) {
@@ -98,7 +86,7 @@ inline Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op) {
   else if (name == "div") k = kc::Binary::Div;
   else
     throw std::invalid_argument(name + ": no CUDA kernel for this op; move the tensors to the CPU with .to(Device::CPU)");
-  const Shape os = bshape(a.shape(), b.shape(), op);
+  const Shape os = detail::broadcast_shapes(a.shape(), b.shape(), op);
   ATTN_CHECK(os.size() <= size_t(kc::kMaxDims), op, ": the CUDA path handles at most ", kc::kMaxDims,
              " dims, got ", to_string(os));
   std::vector<int64_t> sa, sb;
@@ -160,17 +148,9 @@ inline Tensor softmax(const Tensor& x, int64_t dim, bool log) {
 // if ta), b [..., K, N] (or [..., N, K] if tb); batch dims either equal or one side a single matrix.
 inline Tensor bmm_raw(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op) {
   check_pair(a, b, op);
-  ATTN_CHECK(a.dim() >= 2 && b.dim() >= 2, op, ": need at least 2-D operands, got ", to_string(a.shape()), " and ",
-             to_string(b.shape()));
-  const int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
-  const int64_t M = ta ? ac : ar, K = ta ? ar : ac, Kb = tb ? bc : br, N = tb ? br : bc;
-  ATTN_CHECK(K == Kb, op, ": shapes ", to_string(a.shape()), " and ", to_string(b.shape()),
-             " are incompatible (inner dims ", K, " != ", Kb, ")");
-  const Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
-  const Shape bs = bshape(ba, bb, op);
-  Shape os = bs;
-  os.push_back(M);
-  os.push_back(N);
+  const detail::BmmShape S = detail::bmm_shape(a.shape(), b.shape(), ta, tb, op);
+  const int64_t ar = S.ar, ac = S.ac, br = S.br, bc = S.bc, M = S.M, N = S.N, K = S.K;
+  const Shape &ba = S.batch_a, &bb = S.batch_b, &bs = S.batch, &os = S.out;
   const int64_t batch = numel_of(bs), na = numel_of(ba), nb = numel_of(bb);
   if (batch == 0 || M == 0 || N == 0 || K == 0) return zeros(os);
   ATTN_CHECK((na == batch || na == 1) && (nb == batch || nb == 1), op, ": the CUDA path broadcasts batch dims only ",

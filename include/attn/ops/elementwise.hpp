@@ -2,6 +2,7 @@
 // Elementwise ops with NumPy/PyTorch broadcasting, activations, comparisons and masking.
 // Each op's backward follows its forward, with the derivative restated in a comment.
 #include <cmath>
+#include "../core/shapes.hpp"
 #include "../core/tensor.hpp"
 #ifdef ATTN_WITH_CUDA
 #include "cuda_dispatch.hpp"
@@ -9,31 +10,6 @@
 
 namespace attn {
 namespace detail {
-
-inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
-  const size_t n = std::max(a.size(), b.size());
-  Shape out(n);
-  for (size_t i = 0; i < n; ++i) {
-    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
-    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    ATTN_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", to_string(a), " and ", to_string(b),
-               " cannot be broadcast together");
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
-}
-
-// Element strides of `in` read as a tensor of shape `out` (0 along broadcast dims).
-inline std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
-  std::vector<int64_t> st(out.size(), 0);
-  int64_t s = 1;
-  for (size_t k = 0; k < in.size(); ++k) {
-    const size_t i = in.size() - 1 - k, o = out.size() - 1 - k;
-    st[o] = in[i] == 1 ? 0 : s;
-    s *= in[i];
-  }
-  return st;
-}
 
 // Layout of a broadcast loop over up to three operands, with adjacent dims merged where all
 // operands stay linear, so the common cases collapse to one or two flat loops.

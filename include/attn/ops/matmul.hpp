@@ -20,17 +20,9 @@ inline Tensor bmm_raw(const Tensor& a, const Tensor& b, bool ta, bool tb, const 
   if (a.device() != Device::CPU || b.device() != Device::CPU) return cuda_ops::bmm_raw(a, b, ta, tb, op);
 #endif
   check_same_dtype(a, b, op);
-  ATTN_CHECK(a.dim() >= 2 && b.dim() >= 2, op, ": need at least 2-D operands, got ", to_string(a.shape()), " and ",
-             to_string(b.shape()));
-  const int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
-  const int64_t M = ta ? ac : ar, K = ta ? ar : ac, Kb = tb ? bc : br, N = tb ? br : bc;
-  ATTN_CHECK(K == Kb, op, ": shapes ", to_string(a.shape()), " and ", to_string(b.shape()),
-             " are incompatible (inner dims ", K, " != ", Kb, ")");
-  const Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
-  const Shape bs = broadcast_shapes(ba, bb, op);
-  Shape os = bs;
-  os.push_back(M);
-  os.push_back(N);
+  const BmmShape S = bmm_shape(a.shape(), b.shape(), ta, tb, op);
+  const int64_t ar = S.ar, ac = S.ac, br = S.br, bc = S.bc, M = S.M, N = S.N, K = S.K;
+  const Shape &ba = S.batch_a, &bb = S.batch_b, &bs = S.batch, &os = S.out;
   Tensor out = Tensor::empty(os, a.dtype());
   const int64_t batch = numel_of(bs);
   if (batch == 0 || M == 0 || N == 0) return Tensor::zeros(os, a.dtype());
