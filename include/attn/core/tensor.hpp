@@ -308,17 +308,22 @@ struct Node {
   }
 };
 
-// Records `outputs` as produced by op `name` from `inputs`, when grad mode is on and some input
-// requires grad. Saved tensors captured by `fn` must not be the outputs themselves (a cycle):
-// capture `out.detach()` instead.
+// True when record() would record an op on these inputs: grad mode is on and some input requires
+// grad. Fused ops ask first so that, in inference, they skip saving what only a backward reads.
+inline bool grad_needed(const std::vector<Tensor>& inputs) {
+  if (!is_grad_enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+// Records `outputs` as produced by op `name` from `inputs`, when grad_needed(inputs). Saved
+// tensors captured by `fn` must not be the outputs themselves (a cycle): capture `out.detach()`.
 inline void record(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs,
                    BackwardFn fn) {
   if (is_anomaly_enabled())
     for (Tensor* o : outputs) detail::check_finite(*o, name, "forward output");
-  if (!is_grad_enabled()) return;
-  bool any = false;
-  for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
-  if (!any) return;
+  if (!grad_needed(inputs)) return;
   auto node = std::make_shared<Node>();
   node->name = name;
   node->inputs = std::move(inputs);

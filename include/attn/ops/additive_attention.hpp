@@ -71,6 +71,13 @@ bool add_masked_softmax_row(T* s, const uint8_t* allowed, int64_t n) {
   return true;
 }
 
+// t[h] = tanh(q[h] + k[h]), h < n (vectorised tanh).
+template <class T>
+void tanh_of_sum(const T* q, const T* k, T* t, int64_t n) {
+  for (int64_t h = 0; h < n; ++h) t[h] = q[h] + k[h];
+  kernels::cpu::tanh_n(t, t, n);
+}
+
 // Fused core of additive attention. pq [B, Lq, H], pk [B, S, H], v [H], values [B, S, Dv].
 inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& pk, const Tensor& v,
                                                const Tensor& values, const AddMaskView& mv, const Tensor& mask) {
@@ -83,6 +90,7 @@ inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& p
     scalar_t *Pc = ctx.data<scalar_t>(), *Pw = w.data<scalar_t>();
     parallel_for(0, B * Lq, std::max<int64_t>(1, 4096 / std::max<int64_t>(S * H, 1)), [&](int64_t r0, int64_t r1) {
       std::vector<uint8_t> allowed(static_cast<size_t>(S));
+      std::vector<scalar_t> t(static_cast<size_t>(H));
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t b = r / Lq, i = r % Lq;
         const scalar_t* qi = Pq + r * H;
@@ -90,9 +98,9 @@ inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& p
         for (int64_t j = 0; j < S; ++j) {
           allowed[size_t(j)] = mv.ok(b, i, j);
           if (!allowed[size_t(j)]) continue;
-          const scalar_t* kj = Pk + (b * S + j) * H;
+          tanh_of_sum(qi, Pk + (b * S + j) * H, t.data(), H);
           scalar_t acc = 0;
-          for (int64_t h = 0; h < H; ++h) acc += Pv[h] * std::tanh(qi[h] + kj[h]);
+          for (int64_t h = 0; h < H; ++h) acc += Pv[h] * t[size_t(h)];
           wr[j] = acc;
         }
         add_masked_softmax_row(wr, allowed.data(), S);
@@ -130,6 +138,7 @@ inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& p
              scalar_t *Ds = ds.data<scalar_t>(), *Gq = gpq.data<scalar_t>(), *Gk = gpk.data<scalar_t>(),
                       *Gvp = gvpart.data<scalar_t>(), *Gval = gval.data<scalar_t>();
              parallel_for(0, B * Lq, std::max<int64_t>(1, 2048 / std::max<int64_t>(S * H, 1)), [&](int64_t r0, int64_t r1) {
+               std::vector<scalar_t> tv(static_cast<size_t>(H));
                for (int64_t r = r0; r < r1; ++r) {
                  const int64_t b = r / Lq;
                  const scalar_t* wr = W + r * S;
@@ -152,9 +161,9 @@ inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& p
                    dr[j] = wr[j] * (dr[j] - dot);
                    const scalar_t d = dr[j];
                    if (d == scalar_t(0)) continue;
-                   const scalar_t* kj = Pk + (b * S + j) * H;
+                   tanh_of_sum(qi, Pk + (b * S + j) * H, tv.data(), H);
                    for (int64_t h = 0; h < H; ++h) {
-                     const scalar_t t = std::tanh(qi[h] + kj[h]);
+                     const scalar_t t = tv[size_t(h)];
                      gq[h] += d * Pv[h] * (scalar_t(1) - t * t);
                      gvp[h] += d * t;
                    }
@@ -162,6 +171,7 @@ inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& p
                }
              });
              parallel_for(0, B * S, std::max<int64_t>(1, 2048 / std::max<int64_t>(Lq * H, 1)), [&](int64_t r0, int64_t r1) {
+               std::vector<scalar_t> tv(static_cast<size_t>(H));
                for (int64_t r = r0; r < r1; ++r) {
                  const int64_t b = r / S, j = r % S;
                  const scalar_t* kj = Pk + r * H;
@@ -170,9 +180,9 @@ inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& p
                  for (int64_t i = 0; i < Lq; ++i) {
                    const scalar_t d = Ds[(b * Lq + i) * S + j];
                    if (d != scalar_t(0)) {
-                     const scalar_t* qi = Pq + (b * Lq + i) * H;
+                     tanh_of_sum(Pq + (b * Lq + i) * H, kj, tv.data(), H);
                      for (int64_t h = 0; h < H; ++h) {
-                       const scalar_t t = std::tanh(qi[h] + kj[h]);
+                       const scalar_t t = tv[size_t(h)];
                        gk[h] += d * Pv[h] * (scalar_t(1) - t * t);
                      }
                    }
@@ -230,24 +240,26 @@ inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2,
                                               const Tensor& mask) {
   const int64_t B = a.size(0), T = a.size(1), H = a.size(2), D = h.size(2);
   Tensor ctx = Tensor::empty({B, D}, h.dtype()), w = Tensor::empty({B, T}, h.dtype());
-  Tensor u = Tensor::empty(a.shape(), a.dtype());  // tanh(a), kept for backward
+  std::vector<Tensor> inputs{a, w2, h};
+  if (b2.defined()) inputs.push_back(b2);
+  const bool track = grad_needed(inputs);
+  Tensor u = track ? Tensor::empty(a.shape(), a.dtype()) : Tensor();  // tanh(a), kept for backward
   const uint8_t* M = mask.defined() ? mask.data<uint8_t>() : nullptr;
   ATTN_DISPATCH_FLOATING(a.dtype(), "attention_pooling", [&] {
     const scalar_t *Pa = a.data<scalar_t>(), *Pw2 = w2.data<scalar_t>(), *Ph = h.data<scalar_t>();
     const scalar_t bias = b2.defined() ? b2.data<scalar_t>()[0] : scalar_t(0);
-    scalar_t *Pc = ctx.data<scalar_t>(), *Pw = w.data<scalar_t>(), *Pu = u.data<scalar_t>();
+    scalar_t *Pc = ctx.data<scalar_t>(), *Pw = w.data<scalar_t>(), *Pu = track ? u.data<scalar_t>() : nullptr;
     parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       std::vector<uint8_t> allowed(static_cast<size_t>(T), 1);
+      std::vector<scalar_t> scratch(track ? 0 : size_t(T * H));  // tanh(a) of one series
       for (int64_t b = b0; b < b1; ++b) {
         scalar_t* wr = Pw + b * T;
+        scalar_t* ub = track ? Pu + b * T * H : scratch.data();
+        kernels::cpu::tanh_n(Pa + b * T * H, ub, T * H);
         for (int64_t t = 0; t < T; ++t) {
-          const scalar_t* at = Pa + (b * T + t) * H;
-          scalar_t* ut = Pu + (b * T + t) * H;
+          const scalar_t* ut = ub + t * H;
           scalar_t acc = bias;
-          for (int64_t k = 0; k < H; ++k) {
-            ut[k] = std::tanh(at[k]);
-            acc += Pw2[k] * ut[k];
-          }
+          for (int64_t k = 0; k < H; ++k) acc += Pw2[k] * ut[k];
           wr[t] = acc;
           if (M) allowed[size_t(t)] = M[b * T + t];
         }
@@ -262,8 +274,10 @@ inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2,
       }
     });
   });
-  std::vector<Tensor> inputs{a, w2, h};
-  if (b2.defined()) inputs.push_back(b2);
+  if (!track) {
+    record("attention_pooling", std::vector<Tensor*>{&ctx, &w}, inputs, nullptr);  // anomaly checks only
+    return {ctx, w};
+  }
   // Backward. u = tanh(a), score_t = w2 . u_t + b2, w = softmax(score), ctx = sum_t w_t h_t:
   //   gw~_t = gw_t + gctx . h_t;  ds_t = w_t (gw~_t - sum_t' w_t' gw~_t')
   //   ga_tk = ds_t w2_k (1 - u_tk^2);  gw2_k = sum_{b,t} ds_t u_tk;  gb2 = sum_{b,t} ds_t

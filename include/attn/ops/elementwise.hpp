@@ -4,6 +4,7 @@
 #include <cmath>
 #include "../core/shapes.hpp"
 #include "../core/tensor.hpp"
+#include "../kernels/cpu/vmath.hpp"
 #ifdef ATTN_WITH_CUDA
 #include "cuda_dispatch.hpp"
 #endif
@@ -101,18 +102,25 @@ Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op, const F&
   return out;
 }
 
-// Forward of an elementwise unary op on a floating tensor.
-template <class F>
-Tensor unary_forward(const Tensor& x, const char* op, const F& f) {
+// Forward of an elementwise unary op on a floating tensor, given as a span function
+// f_span(const T* in, T* out, int64_t n) (the vectorised maps of kernels/cpu/vmath.hpp).
+template <class FSpan>
+Tensor unary_forward_span(const Tensor& x, const char* op, const FSpan& f_span) {
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   ATTN_DISPATCH_FLOATING(x.dtype(), op, [&] {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* po = out.data<scalar_t>();
-    parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) po[i] = f(px[i]);
-    });
+    parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) { f_span(px + b, po + b, e - b); });
   });
   return out;
+}
+
+// Forward of an elementwise unary op given per element, y = f(x).
+template <class F>
+Tensor unary_forward(const Tensor& x, const char* op, const F& f) {
+  return unary_forward_span(x, op, [&](const auto* in, auto* out, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) out[i] = f(in[i]);
+  });
 }
 
 // grad_in[i] = g[i] * df(x[i], y[i]), for unary ops whose derivative needs input and/or output.
@@ -129,13 +137,18 @@ Tensor unary_backward(const Tensor& g, const Tensor& x, const Tensor& y, const D
   return out;
 }
 
-// Records an elementwise unary op: y = f(x), dL/dx = g * df(x, y).
-template <class F, class DF>
-Tensor unary_op(const Tensor& x, const char* op, const F& f, const DF& df) {
-  Tensor y = unary_forward(x, op, f);
+// Records an elementwise unary op y (computed already), dL/dx = g * df(x, y).
+template <class DF>
+Tensor record_unary(const Tensor& x, Tensor y, const char* op, const DF& df) {
   return record(op, y, {x}, [x, yd = y.detach(), df](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{unary_backward(g[0], x, yd, df)};
   });
+}
+
+// Records an elementwise unary op: y = f(x), dL/dx = g * df(x, y).
+template <class F, class DF>
+Tensor unary_op(const Tensor& x, const char* op, const F& f, const DF& df) {
+  return record_unary(x, unary_forward(x, op, f), op, df);
 }
 
 template <class F>
@@ -260,7 +273,9 @@ inline Tensor exp(const Tensor& x) {
 #ifdef ATTN_WITH_CUDA
   if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Exp, "exp");
 #endif
-  return detail::unary_op(x, "exp", [](auto v) { return std::exp(v); }, [](auto, auto y) { return y; });
+  return detail::record_unary(
+      x, detail::unary_forward_span(x, "exp", [](const auto* in, auto* out, int64_t n) { kernels::cpu::exp_n(in, out, n); }),
+      "exp", [](auto, auto y) { return y; });
 }
 // log(x); dL/dx = g / x
 inline Tensor log(const Tensor& x) {
@@ -294,15 +309,20 @@ inline Tensor tanh(const Tensor& x) {
 #ifdef ATTN_WITH_CUDA
   if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Tanh, "tanh");
 #endif
-  return detail::unary_op(x, "tanh", [](auto v) { return std::tanh(v); }, [](auto, auto y) { return 1 - y * y; });
+  return detail::record_unary(
+      x, detail::unary_forward_span(x, "tanh", [](const auto* in, auto* out, int64_t n) { kernels::cpu::tanh_n(in, out, n); }),
+      "tanh", [](auto, auto y) { return 1 - y * y; });
 }
 // sigmoid(x) = 1 / (1 + e^-x); dL/dx = g y (1 - y)
 inline Tensor sigmoid(const Tensor& x) {
 #ifdef ATTN_WITH_CUDA
   if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Sigmoid, "sigmoid");
 #endif
-  return detail::unary_op(x, "sigmoid", [](auto v) { return 1 / (1 + std::exp(-v)); },
-                          [](auto, auto y) { return y * (1 - y); });
+  return detail::record_unary(
+      x,
+      detail::unary_forward_span(x, "sigmoid",
+                                 [](const auto* in, auto* out, int64_t n) { kernels::cpu::sigmoid_n(in, out, n); }),
+      "sigmoid", [](auto, auto y) { return y * (1 - y); });
 }
 // relu(x) = max(x, 0); dL/dx = g [x > 0]
 inline Tensor relu(const Tensor& x) {
