@@ -1,71 +1,155 @@
 // Dense attention benchmarks: scaled_dot_product_attention and MultiheadAttention, forward and
 // forward+backward, float32, over the sequence length. PyTorch side: bench/torch_attention.py.
 //   build-bench/bench/bench_attention_dense --benchmark_filter=MHA
+// Second argument of every case: the CPU path, 1 = tiled (FlashAttention-2 style, saves only the
+// per-row log-sum-exp: the default for need_weights = false), 0 = the weights-storing path (saves
+// the [B, H, L, S] weights; forced through detail::flash_attn_config().min_weight_bytes). Old and new run
+// back to back at each size so a shared machine's load hits both alike.
 // Counters: GFLOP/s of the products (SDPA: 4 B H L^2 D per forward; MHA adds 8 B L E^2 for the
-// four projections; forward+backward counts 3x the forward).
+// four projections; forward+backward counts 3x the forward), peak_MiB (rise of the process's peak
+// resident set during the benchmark: /proc/self/clear_refs resets VmHWM, then VmHWM minus the
+// VmRSS before the run; Linux only) with --peak_memory. That flag also fixes glibc's mmap
+// threshold at 128 KiB so freed buffers go back to the OS: otherwise glibc raises the threshold
+// after the first free (up to 32 MiB) and keeps such buffers resident in its heap, and the next
+// case's rise reads ~0. Timings are taken without the flag (glibc's default behaviour).
+//   OMP_NUM_THREADS=2 build-bench/bench/bench_attention_dense --benchmark_filter=SDPA
+//   OMP_NUM_THREADS=2 build-bench/bench/bench_attention_dense --peak_memory --benchmark_min_time=0.01
 #include <attn/attn.hpp>
 #include <attn/nn/attention/multihead.hpp>
 #include <attn/ops/attention.hpp>
 #include <benchmark/benchmark.h>
+#include <cstdio>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <string>
 
 using namespace attn;
 
 namespace {
 
+bool g_peak_memory = false;  // --peak_memory
+
+// Value of a "VmXXX:   123 kB" line of /proc/self/status, in KiB (0 if unavailable).
+int64_t proc_status_kib(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const size_t n = std::strlen(key);
+  while (std::getline(f, line))
+    if (line.compare(0, n, key) == 0) return std::stoll(line.substr(n + 1));
+  return 0;
+}
+// Resets the peak-RSS mark (Linux >= 4.0) and returns the current RSS in KiB.
+int64_t reset_peak() {
+  if (FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);
+    std::fclose(f);
+  }
+  return proc_status_kib("VmRSS:");
+}
+
+// Selects the path for one benchmark (restored afterwards).
+struct PathGuard {
+  int64_t saved = detail::flash_attn_config().min_weight_bytes;
+  explicit PathGuard(int64_t tiled) {
+    detail::flash_attn_config().min_weight_bytes = tiled ? 0 : std::numeric_limits<int64_t>::max();
+  }
+  ~PathGuard() { detail::flash_attn_config().min_weight_bytes = saved; }
+};
+
+void finish(benchmark::State& st, double flops, int64_t rss0, int64_t tiled) {
+  st.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  if (g_peak_memory) st.counters["peak_MiB"] = double(proc_status_kib("VmHWM:") - rss0) / 1024.0;
+  st.SetLabel(tiled ? "tiled" : "weights");
+}
+
 void BM_SDPA_Forward(benchmark::State& st) {
   const int64_t B = 1, H = 4, D = 64, L = st.range(0);
+  PathGuard path(st.range(1));
   manual_seed(0);
   Tensor q = Tensor::randn({B, H, L, D}), k = Tensor::randn({B, H, L, D}), v = Tensor::randn({B, H, L, D});
   NoGradGuard ng;
+  const int64_t rss0 = reset_peak();
   for (auto _ : st) benchmark::DoNotOptimize(scaled_dot_product_attention(q, k, v).raw_data());
-  st.counters["GFLOP/s"] = benchmark::Counter(4.0 * B * H * L * L * D / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  finish(st, 4.0 * B * H * L * L * D, rss0, st.range(1));
 }
 
 void BM_SDPA_ForwardBackward(benchmark::State& st) {
   const int64_t B = 1, H = 4, D = 64, L = st.range(0);
+  PathGuard path(st.range(1));
   manual_seed(0);
   Tensor q = Tensor::randn({B, H, L, D}).requires_grad_(), k = Tensor::randn({B, H, L, D}).requires_grad_(),
          v = Tensor::randn({B, H, L, D}).requires_grad_();
+  const int64_t rss0 = reset_peak();
   for (auto _ : st) {
     q.zero_grad(); k.zero_grad(); v.zero_grad();
     scaled_dot_product_attention(q, k, v).sum().backward();
     benchmark::DoNotOptimize(q.grad().raw_data());
   }
-  st.counters["GFLOP/s"] = benchmark::Counter(3 * 4.0 * B * H * L * L * D / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  finish(st, 3 * 4.0 * B * H * L * L * D, rss0, st.range(1));
 }
 
 double mha_flops(int64_t B, int64_t L, int64_t E) { return 8.0 * B * L * E * E + 4.0 * B * L * L * E; }
 
 void BM_MHA_Forward(benchmark::State& st) {
   const int64_t B = st.range(0), L = st.range(1), E = 64, H = 4;
+  PathGuard path(st.range(2));
   manual_seed(0);
   nn::MultiheadAttention mha(nn::MultiheadAttentionOptions(E, H).batch_first(true));
   Tensor x = Tensor::randn({B, L, E});
   NoGradGuard ng;
+  const int64_t rss0 = reset_peak();
   for (auto _ : st) benchmark::DoNotOptimize(mha.forward(x, x, x, Tensor(), false).first.raw_data());
-  st.counters["GFLOP/s"] = benchmark::Counter(mha_flops(B, L, E) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  finish(st, mha_flops(B, L, E), rss0, st.range(2));
 }
 
 void BM_MHA_ForwardBackward(benchmark::State& st) {
   const int64_t B = st.range(0), L = st.range(1), E = 64, H = 4;
+  PathGuard path(st.range(2));
   manual_seed(0);
   nn::MultiheadAttention mha(nn::MultiheadAttentionOptions(E, H).batch_first(true));
   Tensor x = Tensor::randn({B, L, E}).requires_grad_();
+  const int64_t rss0 = reset_peak();
   for (auto _ : st) {
     mha.zero_grad();
     x.zero_grad();
     mha.forward(x, x, x, Tensor(), false).first.sum().backward();
     benchmark::DoNotOptimize(x.grad().raw_data());
   }
-  st.counters["GFLOP/s"] = benchmark::Counter(3 * mha_flops(B, L, E) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  finish(st, 3 * mha_flops(B, L, E), rss0, st.range(2));
+}
+
+// (L, path) for L = 128 .. 4096, old and new back to back.
+void sdpa_args(benchmark::internal::Benchmark* b) {
+  for (int64_t L = 128; L <= 4096; L *= 2) b->Args({L, 0})->Args({L, 1});
+}
+void mha_args(benchmark::internal::Benchmark* b) {
+  for (auto [B, L] : {std::pair<int64_t, int64_t>{8, 512}, {1, 128}, {1, 512}, {1, 1024}, {1, 2048}, {1, 4096}})
+    b->Args({B, L, 0})->Args({B, L, 1});
 }
 
 }  // namespace
 
-BENCHMARK(BM_SDPA_Forward)->RangeMultiplier(2)->Range(128, 4096)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_SDPA_ForwardBackward)->RangeMultiplier(2)->Range(128, 4096)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_MHA_Forward)->Args({8, 512})->Args({1, 128})->Args({1, 512})->Args({1, 1024})->Args({1, 2048})->Args({1, 4096})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_MHA_ForwardBackward)->Args({8, 512})->Args({1, 128})->Args({1, 512})->Args({1, 1024})->Args({1, 2048})->Args({1, 4096})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_MAIN();
+BENCHMARK(BM_SDPA_Forward)->Apply(sdpa_args)->ArgNames({"L", "tiled"})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SDPA_ForwardBackward)->Apply(sdpa_args)->ArgNames({"L", "tiled"})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MHA_Forward)->Apply(mha_args)->ArgNames({"B", "L", "tiled"})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MHA_ForwardBackward)->Apply(mha_args)->ArgNames({"B", "L", "tiled"})->Unit(benchmark::kMillisecond)->UseRealTime();
+int main(int argc, char** argv) {
+  int n = 0;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--peak_memory") == 0) g_peak_memory = true;
+    else argv[n++] = argv[i];
+  }
+  argc = n;
+#if defined(__GLIBC__)
+  if (g_peak_memory) mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -13,6 +13,12 @@
 // projection [B, L, 3E] and writes heads already merged into [B, L, E] (no split/merge copies).
 // Work is split into fixed tasks of (batch, head, block of 64 rows): each element of every result
 // is computed by one task in a fixed order, so results are bit-identical for any thread count.
+//
+// Two CPU paths: the weights-storing kernels (attn_forward_kernel / attn_backward_kernel: W is
+// saved, [B*H, L, S]) serve need_weights = true, a float mask that needs a gradient, and small
+// problems; the tiled kernels (flash_forward_kernel / flash_backward_kernel, FlashAttention-2
+// style: online softmax, only the per-row log-sum-exp saved, weights recomputed in backward)
+// serve the rest once the weights would take min_weight_bytes (see FlashAttnConfig).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -280,6 +286,373 @@ void attn_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Tiled path (FlashAttention-2 style, on the CPU). Taken by fused_attention when the weights are
+// not requested and the mask needs no gradient: nothing of size L x S is allocated, the forward
+// saves only the output and the per-row log-sum-exp, and the backward recomputes the weights
+// block by block from them.
+//
+// Forward, per task (batch b, head h, block of kAttnRowBlock query rows), over key blocks of
+// kFlashKeyBlock keys (causal: only the keys some row of the block can see):
+//   Z_blk = scale * Q_blk K_blk^T (+ masks, as the weights-storing kernel applies them)
+//   m_new = max(m, rowmax(Z_blk));   c = exp(m - m_new)
+//   P_blk = exp(Z_blk - m_new);      l = c * l + rowsum(P_blk)
+//   acc   = c * acc + P'_blk V_blk   (P' = P * D / (1 - p) with dropout, D from attn_dropout_keep)
+// then O = acc / l and LSE = m + log(l). A row whose keys are all masked keeps m = -inf, l = 0:
+// O = 0 and LSE = -inf, which the backward reads as "P = 0 for the whole row" (zero gradient).
+//
+// Backward: with W = exp(Z - LSE) (the softmax, recomputed), W' = W * D / (1 - p), O = W' V:
+//   dW' = dO V^T,  dW = dW' * D / (1 - p),  dZ = W * (dW - Di),  Di = rowsum(dW * W)
+// and rowsum(dW * W) = sum_j dW'_j D_j/(1-p) W_j = sum_j dW'_j W'_j = sum_j (dO V^T)_j W'_j
+//                    = dO . (W' V) = rowsum(dO * O)
+// so Di = rowsum(dO * O) holds with dropout too (computed once per row, no L x S product).
+//   dV = W'^T dO,  dK = scale * dZ^T Q,  dQ = scale * dZ K.
+// Each (query block, key block) pair recomputes Z, W, dW' and dZ and adds its share to dV/dK of
+// the key block and to dQ of the query block. Two schedules give the same bits:
+//   per item: one task per (batch, head) loops key blocks (outer) and query blocks (inner);
+//   two passes: tasks per (item, key block) loop query blocks for dK/dV, then tasks per
+//               (item, query block) loop key blocks for dQ (more tasks, Z/W/dZ computed twice).
+// In both, dK/dV of a key block add query blocks in ascending order and dQ of a query block adds
+// key blocks in ascending order, with the same arithmetic, so results are bit-identical for any
+// thread count (the schedule is picked from the thread count; both are tested).
+constexpr int64_t kFlashKeyBlock = 256;
+
+// Knobs of the tiled path (tests and benchmarks use them to force one path or schedule).
+struct FlashAttnConfig {
+  // The tiled path is used when need_weights is false, the attn_mask needs no gradient, and the
+  // weights the other path would store, B*H*L*S elements, take at least min_weight_bytes. Below
+  // that the weights-storing path is faster (measured, docs/attention-dense.md: the tiled
+  // backward recomputes Q K^T, one product in seven more, which pays off only once the [B*H, L, S]
+  // buffers no longer fit in the caches). 0: always; INT64_MAX: never. The choice depends on the
+  // shapes and dtype only, never on the thread count, so results stay thread-independent.
+  int64_t min_weight_bytes = int64_t(8) << 20;
+  // Backward schedule: 0 = auto (per item when the items split evenly over the threads or there
+  // are many, else two passes), 1 = per item, 2 = two passes.
+  int backward_schedule = 0;
+};
+inline FlashAttnConfig& flash_attn_config() {
+  static FlashAttnConfig c;
+  return c;
+}
+
+// Whether fused_attention takes the tiled path for this call.
+inline bool use_tiled_attention(const AttnProblem& p, DType dt, bool need_weights, bool mask_grad) {
+  if (need_weights || mask_grad) return false;
+  const double bytes = double(p.B) * double(p.H) * double(p.L) * double(p.S) * double(dtype_size(dt));
+  return bytes >= double(flash_attn_config().min_weight_bytes);
+}
+
+// Row stride of the per-task score blocks: a multiple of 16 elements, so every row starts at the
+// same alignment (Eigen peels scalar iterations up to an aligned address, and the scalar exp and
+// the vector exp can differ in the last bit: a fixed alignment keeps results thread-independent).
+inline int64_t flash_ld(int64_t n) { return std::max<int64_t>(16, (n + 15) / 16 * 16); }
+
+// Applies masks to the scores block z [m x n] (row stride ldz) of item `it`, query rows r0..,
+// keys s0..: adds a float mask, sets -inf where a bool mask is false, where the key is padded,
+// or where j > i (causal). Returns whether any entry may have become -inf.
+template <class T>
+bool flash_mask_block(const AttnProblem& p, const AttnMaskView& mask, const AttnMaskView& kpm, int64_t it, int64_t r0,
+                      int64_t m, int64_t s0, int64_t n, T* z, int64_t ldz) {
+  const bool diag = p.causal && s0 + n - 1 > r0;  // some key of the block lies above some row's diagonal
+  if (!mask.data && !kpm.data && !diag) return false;
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  for (int64_t r = 0; r < m; ++r) {
+    const int64_t i = r0 + r;
+    T* zr = z + r * ldz;
+    int64_t jend = n;
+    if (p.causal) {
+      jend = std::clamp<int64_t>(i + 1 - s0, 0, n);
+      for (int64_t j = jend; j < n; ++j) zr[j] = neg_inf;
+    }
+    if (mask.data) {
+      const int64_t base = mask.item_off[size_t(it)] + i * mask.sl + s0 * mask.ss;
+      if (mask.dtype == kBool) {
+        const uint8_t* mb = static_cast<const uint8_t*>(mask.data) + base;
+        for (int64_t j = 0; j < jend; ++j)
+          if (!mb[j * mask.ss]) zr[j] = neg_inf;
+      } else {
+        ATTN_DISPATCH_FLOATING(mask.dtype, "scaled_dot_product_attention", [&] {
+          const scalar_t* mf = static_cast<const scalar_t*>(mask.data) + base;
+          for (int64_t j = 0; j < jend; ++j) zr[j] += T(mf[j * mask.ss]);
+        });
+      }
+    }
+    if (kpm.data) {
+      const uint8_t* kb = static_cast<const uint8_t*>(kpm.data) + kpm.item_off[size_t(it)] + s0 * kpm.ss;
+      for (int64_t j = 0; j < jend; ++j)
+        if (kb[j * kpm.ss]) zr[j] = neg_inf;
+    }
+  }
+  return true;
+}
+
+// Keys a query block [r0, r0 + m) can see at all: [0, flash_key_end).
+inline int64_t flash_key_end(const AttnProblem& p, int64_t r0, int64_t m) {
+  return p.causal ? std::min<int64_t>(p.S, r0 + m) : p.S;
+}
+
+// Keys of a block [s0, s0 + n) that query row i can see before masks: [s0, s0 + result).
+inline int64_t flash_visible(const AttnProblem& p, int64_t i, int64_t s0, int64_t n) {
+  return p.causal ? std::clamp<int64_t>(i + 1 - s0, 0, n) : n;
+}
+
+// zd[j] = w[j] * D / (1 - p) for keys s0 + j of one row, D = attn_dropout_keep(seed, base + j).
+template <class T>
+void flash_dropout_row(const AttnProblem& p, T keep_scale, uint64_t base, const T* w, T* zd, int64_t n) {
+  for (int64_t j = 0; j < n; ++j)
+    zd[j] = attn_dropout_keep(p.dropout_seed, base + uint64_t(j), p.dropout_p) ? w[j] * keep_scale : T(0);
+}
+
+// K^T [E, S] (and V^T [Ev, S]) of one (batch, head) item, transposed once per task chunk so the
+// products Q K^T and dO V^T read their right operand row by row (the GEMM packs it with plain
+// copies instead of a strided gather). Reloaded only when the item changes.
+template <class T>
+struct FlashTransposed {
+  std::vector<T> kt, vt;
+  int64_t item = -1;
+  void load(const AttnProblem& p, const T* K, AttnLayout lk, const T* V, AttnLayout lv, int64_t it, bool with_v) {
+    if (it == item) return;
+    item = it;
+    const int64_t b = it / p.H, h = it % p.H, S = p.S;
+    auto tr = [S](const T* src, int64_t ld, int64_t cols, std::vector<T>& dst) {
+      dst.resize(size_t(cols * S));
+      for (int64_t j = 0; j < S; ++j)
+        for (int64_t c = 0; c < cols; ++c) dst[size_t(c * S + j)] = src[j * ld + c];
+    };
+    tr(K + lk.off + b * lk.sb + h * lk.sh, lk.ld, p.E, kt);
+    if (with_v) tr(V + lv.off + b * lv.sb + h * lv.sh, lv.ld, p.Ev, vt);
+  }
+};
+
+// Tiled forward. Writes O at its layout and, when LSE != nullptr, the log-sum-exp of each row
+// ([B*H, L] contiguous; -inf for a row that sees no key).
+template <class T>
+void flash_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const T* K, AttnLayout lk, const T* V,
+                          AttnLayout lv, T* O, AttnLayout lo, const AttnMaskView& mask, const AttnMaskView& kpm,
+                          T* LSE) {
+  using AlignedVec = std::vector<T, Eigen::aligned_allocator<T>>;
+  using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+  constexpr int64_t BQ = kAttnRowBlock, BK = kFlashKeyBlock;
+  const int64_t L = p.L, S = p.S, Ev = p.Ev, nq = (L + BQ - 1) / BQ, items = p.B * p.H;
+  const int64_t ldz = flash_ld(std::min(BK, S));
+  const bool drop = p.dropout_p > 0.0;
+  const T keep_scale = drop ? T(1.0 / (1.0 - p.dropout_p)) : T(1);
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  parallel_for(0, items * nq, 1, [&](int64_t t0, int64_t t1) {
+    AlignedVec z(size_t(BQ * ldz)), zd(drop ? size_t(BQ * ldz) : 0), acc(size_t(BQ * std::max<int64_t>(Ev, 1)));
+    T mrow[BQ], lrow[BQ];
+    FlashTransposed<T> tr;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t it = t / nq, qb = t % nq, b = it / p.H, h = it % p.H;
+      const int64_t r0 = qb * BQ, m = std::min(BQ, L - r0);
+      const T* q = Q + lq.off + b * lq.sb + h * lq.sh + r0 * lq.ld;
+      const T* k = K + lk.off + b * lk.sb + h * lk.sh;
+      const T* v = V + lv.off + b * lv.sb + h * lv.sh;
+      T* o = O + lo.off + b * lo.sb + h * lo.sh + r0 * lo.ld;
+      const int64_t send = flash_key_end(p, r0, m);
+      if (send <= BK) {
+        // One key block: normalise first and write O = W' V directly, the very arithmetic of
+        // attn_forward_kernel (so both paths give the same bits when S <= kFlashKeyBlock).
+        const int64_t n = send;
+        kernels::cpu::gemm_serial<T>(false, true, m, n, p.E, T(p.scale), q, lq.ld, k, lk.ld, T(0), z.data(), ldz);
+        const bool masked = flash_mask_block(p, mask, kpm, it, r0, m, 0, n, z.data(), ldz);
+        for (int64_t r = 0; r < m; ++r) {
+          T* zr = z.data() + r * ldz;
+          const int64_t jv = flash_visible(p, r0 + r, 0, n);
+          ArrMap zv(zr, jv);
+          const T mx = jv > 0 ? zv.maxCoeff() : neg_inf;
+          if (mx == neg_inf) {  // every key masked: zero weights, zero output row
+            std::fill(zr, zr + n, T(0));
+            if (LSE) LSE[it * L + r0 + r] = neg_inf;
+          } else {
+            if (masked) zv = (zv == neg_inf).select(T(0), (zv - mx).exp());  // Eigen's exp(-inf) is tiny, not 0
+            else zv = (zv - mx).exp();
+            const T l = zv.sum();
+            zv *= T(1) / l;
+            std::fill(zr + jv, zr + n, T(0));
+            if (LSE) LSE[it * L + r0 + r] = mx + std::log(l);
+          }
+          if (drop) flash_dropout_row(p, keep_scale, uint64_t((it * L + r0 + r) * S), zr, zd.data() + r * ldz, n);
+        }
+        kernels::cpu::gemm_serial<T>(false, false, m, Ev, n, T(1), drop ? zd.data() : z.data(), ldz, v, lv.ld, T(0),
+                                     o, lo.ld);
+        continue;
+      }
+      tr.load(p, K, lk, V, lv, it, false);
+      std::fill(acc.begin(), acc.end(), T(0));
+      std::fill(mrow, mrow + m, neg_inf);
+      std::fill(lrow, lrow + m, T(0));
+      for (int64_t s0 = 0; s0 < send; s0 += BK) {
+        const int64_t n = std::min(BK, send - s0);
+        kernels::cpu::gemm_serial<T>(false, false, m, n, p.E, T(p.scale), q, lq.ld, tr.kt.data() + s0, S, T(0),
+                                     z.data(), ldz);
+        const bool masked = flash_mask_block(p, mask, kpm, it, r0, m, s0, n, z.data(), ldz);
+        for (int64_t r = 0; r < m; ++r) {
+          T* zr = z.data() + r * ldz;
+          const int64_t jv = flash_visible(p, r0 + r, s0, n);
+          ArrMap zv(zr, jv);
+          const T mold = mrow[r], mnew = jv > 0 ? std::max(mold, zv.maxCoeff()) : mold;
+          if (mnew == neg_inf) {  // every key so far masked: no contribution
+            std::fill(zr, zr + n, T(0));
+          } else {
+            if (masked) zv = (zv == neg_inf).select(T(0), (zv - mnew).exp());
+            else zv = (zv - mnew).exp();
+            std::fill(zr + jv, zr + n, T(0));
+            if (mold != mnew && mold != neg_inf) {  // rescale what earlier key blocks accumulated
+              const T c = std::exp(mold - mnew);
+              lrow[r] *= c;
+              for (int64_t x = 0; x < Ev; ++x) acc[size_t(r * Ev + x)] *= c;
+            }
+            lrow[r] += zv.sum();
+            mrow[r] = mnew;
+          }
+          if (drop) flash_dropout_row(p, keep_scale, uint64_t((it * L + r0 + r) * S + s0), zr, zd.data() + r * ldz, n);
+        }
+        kernels::cpu::gemm_serial<T>(false, false, m, Ev, n, T(1), drop ? zd.data() : z.data(), ldz, v + s0 * lv.ld,
+                                     lv.ld, T(1), acc.data(), Ev);
+      }
+      for (int64_t r = 0; r < m; ++r) {
+        T* orow = o + r * lo.ld;
+        if (lrow[r] == T(0)) {  // no visible key: zero output
+          std::fill(orow, orow + Ev, T(0));
+          if (LSE) LSE[it * L + r0 + r] = neg_inf;
+          continue;
+        }
+        const T inv = T(1) / lrow[r];
+        for (int64_t x = 0; x < Ev; ++x) orow[x] = acc[size_t(r * Ev + x)] * inv;
+        if (LSE) LSE[it * L + r0 + r] = mrow[r] + std::log(lrow[r]);
+      }
+    }
+  });
+}
+
+// Tiled backward (see the derivation above). O/dO at layout lo, LSE [B*H, L]. Adds into dQ/dK/dV
+// (zero-filled by the caller; may be null; disjoint regions of one buffer are fine).
+template <class T>
+void flash_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const T* K, AttnLayout lk, const T* V,
+                           AttnLayout lv, const T* O, const T* dO, AttnLayout lo, const T* LSE,
+                           const AttnMaskView& mask, const AttnMaskView& kpm, T* dQ, T* dK, T* dV) {
+  using AlignedVec = std::vector<T, Eigen::aligned_allocator<T>>;
+  using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+  constexpr int64_t BQ = kAttnRowBlock, BK = kFlashKeyBlock;
+  const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev, items = p.B * p.H;
+  const int64_t nq = (L + BQ - 1) / BQ, nk = (S + BK - 1) / BK;
+  const int64_t ldz = flash_ld(std::min(BK, S));
+  const bool drop = p.dropout_p > 0.0;
+  const T keep_scale = drop ? T(1.0 / (1.0 - p.dropout_p)) : T(1);
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  if (items == 0 || L == 0 || S == 0 || (!dQ && !dK && !dV)) return;
+  // Di = rowsum(dO * O), one row per index, summed in column order.
+  std::vector<T> Drow(size_t(items * L));
+  parallel_for(0, items * L, 256, [&](int64_t i0, int64_t i1) {
+    for (int64_t x = i0; x < i1; ++x) {
+      const int64_t it = x / L, i = x % L, b = it / p.H, h = it % p.H;
+      const int64_t off = lo.off + b * lo.sb + h * lo.sh + i * lo.ld;
+      T s = T(0);
+      for (int64_t c = 0; c < Ev; ++c) s += dO[off + c] * O[off + c];
+      Drow[size_t(x)] = s;
+    }
+  });
+  struct Scratch {
+    AlignedVec z, dz, zd;
+    FlashTransposed<T> tr;
+  };
+  // One (query block, key block) pair: recompute W (in z), W' (in zd), dZ (in dz); add
+  // dV += W'^T dO and dK += scale dZ^T Q when kv, dQ += scale dZ K when qd.
+  auto pair = [&](Scratch& sc, int64_t it, int64_t qb, int64_t kb, bool kv, bool qd) {
+    const int64_t b = it / p.H, h = it % p.H, r0 = qb * BQ, m = std::min(BQ, L - r0), s0 = kb * BK;
+    const int64_t n = std::min(BK, flash_key_end(p, r0, m) - s0);
+    const bool want_dv = kv && dV, want_dz = (kv && dK) || (qd && dQ);
+    const T* q = Q + lq.off + b * lq.sb + h * lq.sh + r0 * lq.ld;
+    const T* k = K + lk.off + b * lk.sb + h * lk.sh + s0 * lk.ld;
+    const T* dout = dO + lo.off + b * lo.sb + h * lo.sh + r0 * lo.ld;
+    T *z = sc.z.data(), *dz = sc.dz.data(), *zd = sc.zd.data();
+    sc.tr.load(p, K, lk, V, lv, it, true);
+    kernels::cpu::gemm_serial<T>(false, false, m, n, E, T(p.scale), q, lq.ld, sc.tr.kt.data() + s0, S, T(0), z, ldz);
+    const bool masked = flash_mask_block(p, mask, kpm, it, r0, m, s0, n, z, ldz);
+    if (want_dz)
+      kernels::cpu::gemm_serial<T>(false, false, m, n, Ev, T(1), dout, lo.ld, sc.tr.vt.data() + s0, S, T(0), dz, ldz);
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t row = it * L + r0 + r;
+      const T lse = LSE[row];
+      T *zr = z + r * ldz, *dzr = dz + r * ldz, *zdr = zd + r * ldz;
+      // keys [jv, n) are above the diagonal (causal): W = 0, dZ = 0 there
+      const int64_t jv = lse == neg_inf ? 0 : flash_visible(p, r0 + r, s0, n);  // LSE = -inf: the row sees no key
+      ArrMap zv(zr, jv), dzv(dzr, jv);
+      if (masked) zv = (zv == neg_inf).select(T(0), (zv - lse).exp());
+      else zv = (zv - lse).exp();
+      std::fill(zr + jv, zr + n, T(0));
+      if (drop) {
+        const uint64_t base = uint64_t(row * S + s0);
+        for (int64_t j = 0; j < jv; ++j) {
+          const bool keep = attn_dropout_keep(p.dropout_seed, base + uint64_t(j), p.dropout_p);
+          if (want_dv) zdr[j] = keep ? zr[j] * keep_scale : T(0);
+          if (want_dz) dzr[j] = keep ? dzr[j] * keep_scale : T(0);
+        }
+        if (want_dv) std::fill(zdr + jv, zdr + n, T(0));
+      }
+      if (want_dz) {
+        dzv = zv * (dzv - Drow[size_t(row)]);
+        std::fill(dzr + jv, dzr + n, T(0));
+      }
+    }
+    if (kv) {
+      T* dv = dV ? dV + lv.off + b * lv.sb + h * lv.sh + s0 * lv.ld : nullptr;
+      T* dk = dK ? dK + lk.off + b * lk.sb + h * lk.sh + s0 * lk.ld : nullptr;
+      if (dv) kernels::cpu::gemm_serial<T>(true, false, n, Ev, m, T(1), drop ? zd : z, ldz, dout, lo.ld, T(1), dv, lv.ld);
+      if (dk) kernels::cpu::gemm_serial<T>(true, false, n, E, m, T(p.scale), dz, ldz, q, lq.ld, T(1), dk, lk.ld);
+    }
+    if (qd && dQ) {
+      T* dq = dQ + lq.off + b * lq.sb + h * lq.sh + r0 * lq.ld;
+      kernels::cpu::gemm_serial<T>(false, false, m, E, n, T(p.scale), dz, ldz, k, lk.ld, T(1), dq, lq.ld);
+    }
+  };
+  auto make_scratch = [&] {
+    Scratch sc;
+    sc.z.resize(size_t(BQ * ldz));
+    sc.dz.resize(size_t(BQ * ldz));
+    if (drop) sc.zd.resize(size_t(BQ * ldz));
+    return sc;
+  };
+  // first query block that sees key block kb (causal: rows i >= s0)
+  auto first_qb = [&](int64_t kb) { return p.causal ? std::min(nq, kb * BK / BQ) : int64_t(0); };
+  // key blocks seen by query block qb
+  auto key_blocks = [&](int64_t qb) {
+    const int64_t r0 = qb * BQ;
+    return (flash_key_end(p, r0, std::min(BQ, L - r0)) + BK - 1) / BK;
+  };
+  int schedule = flash_attn_config().backward_schedule;
+  if (schedule != 1 && schedule != 2) {
+    const int64_t nt = in_parallel_region() ? 1 : get_num_threads();
+    schedule = (items % nt == 0 || items >= 4 * nt) ? 1 : 2;
+  }
+  if (schedule == 1) {
+    parallel_for(0, items, 1, [&](int64_t t0, int64_t t1) {
+      Scratch sc = make_scratch();
+      for (int64_t it = t0; it < t1; ++it)
+        for (int64_t kb = 0; kb < nk; ++kb)
+          for (int64_t qb = first_qb(kb); qb < nq; ++qb) pair(sc, it, qb, kb, true, true);
+    });
+    return;
+  }
+  if (dK || dV)
+    parallel_for(0, items * nk, 1, [&](int64_t t0, int64_t t1) {
+      Scratch sc = make_scratch();
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t it = t / nk, kb = t % nk;
+        for (int64_t qb = first_qb(kb); qb < nq; ++qb) pair(sc, it, qb, kb, true, false);
+      }
+    });
+  if (dQ)
+    parallel_for(0, items * nq, 1, [&](int64_t t0, int64_t t1) {
+      Scratch sc = make_scratch();
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t it = t / nq, qb = t % nq, nkb = key_blocks(qb);
+        for (int64_t kb = 0; kb < nkb; ++kb) pair(sc, it, qb, kb, false, true);
+      }
+    });
+}
+
 // The fused differentiable node behind scaled_dot_product_attention and MultiheadAttention.
 // q/k/v are tensors holding the operands at the given layouts (q, k and v may be the same tensor,
 // e.g. a packed [B, L, 3E] projection). `out_shape`/`lo` describe the freshly allocated output.
@@ -294,6 +667,68 @@ struct FusedAttnArgs {
   Tensor attn_mask, key_padding_mask;
   bool need_weights = false;
 };
+
+// Gradient buffers of q, k, v for the backward of a fused attention node. One tensor may hold
+// several operands (a packed [B, L, 3E] projection): then the gradients go into one buffer at
+// their disjoint offsets. Operands that alias at the same offset (sdpa(x, x, x)) get buffers of
+// their own and the engine sums them. Buffers are zero-filled.
+struct AttnGradBuffers {
+  Tensor gq, gk, gv;
+  bool same_kq = false, same_vq = false, same_vk = false;
+  explicit AttnGradBuffers(const FusedAttnArgs& a) {
+    const Tensor &q = a.q, &k = a.k, &v = a.v;
+    const bool kq = k.is_same(q), vq = v.is_same(q), vk = v.is_same(k);
+    same_kq = kq && a.lk.off != a.lq.off;
+    const bool vq_ok = vq && a.lv.off != a.lq.off, vk_ok = vk && a.lv.off != a.lk.off;
+    same_vq = vq_ok && (!vk || vk_ok);
+    same_vk = !same_vq && vk_ok && (!vq || vq_ok);
+    if (q.requires_grad()) gq = Tensor::zeros(q.shape(), q.dtype());
+    if (k.requires_grad()) gk = same_kq ? gq : Tensor::zeros(k.shape(), k.dtype());
+    if (v.requires_grad()) gv = same_vq ? gq : (same_vk ? gk : Tensor::zeros(v.shape(), v.dtype()));
+  }
+  // One gradient per input q, k, v (a shared buffer is returned once, with the first input).
+  std::vector<Tensor> results() const {
+    return {gq, same_kq ? Tensor() : gk, (same_vq || same_vk) ? Tensor() : gv};
+  }
+};
+
+// The tiled node (no weights, no mask gradient): forward saves O and LSE [B*H, L]; the backward
+// recomputes the weights block by block (flash_forward_kernel / flash_backward_kernel).
+inline Tensor fused_attention_tiled(const FusedAttnArgs& a, const char* op, const AttnMaskView& mview,
+                                    const AttnMaskView& kview, bool track) {
+  const Tensor& q = a.q;
+  Tensor out = Tensor::empty(a.out_shape, q.dtype());
+  Tensor lse;
+  if (track) lse = Tensor::empty({a.p.B * a.p.H, a.p.L}, q.dtype());
+  ATTN_DISPATCH_FLOATING(q.dtype(), op, [&] {
+    flash_forward_kernel<scalar_t>(a.p, q.data<scalar_t>(), a.lq, a.k.data<scalar_t>(), a.lk, a.v.data<scalar_t>(),
+                                   a.lv, out.data<scalar_t>(), a.lo, mview, kview,
+                                   track ? lse.data<scalar_t>() : nullptr);
+  });
+  if (!track) {
+    if (is_anomaly_enabled()) check_finite(out, op, "forward output");
+    return out;
+  }
+  // Saved: inputs (and masks, through `a` and the views), the output and LSE; the dropout mask
+  // is regenerated from the seed.
+  auto fn = [a, mview, kview, o = out.detach(), lse](const std::vector<Tensor>& g) {
+    const Tensor& q = a.q;
+    AttnGradBuffers gb(a);
+    const Tensor gout = g[0].defined() ? g[0] : Tensor::zeros(a.out_shape, q.dtype());
+    // The output gradient is contiguous in out_shape, i.e. laid out like the output.
+    ATTN_DISPATCH_FLOATING(q.dtype(), "scaled_dot_product_attention_backward", [&] {
+      flash_backward_kernel<scalar_t>(a.p, q.data<scalar_t>(), a.lq, a.k.data<scalar_t>(), a.lk,
+                                      a.v.data<scalar_t>(), a.lv, o.data<scalar_t>(), gout.data<scalar_t>(), a.lo,
+                                      lse.data<scalar_t>(), mview, kview,
+                                      gb.gq.defined() ? gb.gq.data<scalar_t>() : nullptr,
+                                      gb.gk.defined() ? gb.gk.data<scalar_t>() : nullptr,
+                                      gb.gv.defined() ? gb.gv.data<scalar_t>() : nullptr);
+    });
+    return gb.results();
+  };
+  record(op, std::vector<Tensor*>{&out}, {a.q, a.k, a.v}, fn);
+  return out;
+}
 
 inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const char* op) {
 #ifdef ATTN_WITH_CUDA
@@ -320,6 +755,8 @@ inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const c
   }
   const bool mask_grad = a.attn_mask.defined() && a.attn_mask.is_floating_point() && a.attn_mask.requires_grad();
   const bool track = is_grad_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad() || mask_grad);
+  if (use_tiled_attention(p, q.dtype(), a.need_weights, mask_grad))
+    return {fused_attention_tiled(a, op, mview, kview, track), Tensor()};
   const bool drop = p.dropout_p > 0.0;
   Tensor out = Tensor::empty(a.out_shape, q.dtype());
   Tensor W, Wd;
@@ -345,17 +782,8 @@ inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const c
   // Saved: inputs, pre-dropout W and the dropout seed (the mask is regenerated from it).
   auto fn = [a, W = W.detach(), mask_grad](const std::vector<Tensor>& g) {
     const Tensor &q = a.q, &k = a.k, &v = a.v;
-    // One tensor may hold several operands (a packed [B, L, 3E] projection): then the gradients
-    // go into one buffer at their disjoint offsets. Operands that alias at the same offset
-    // (sdpa(x, x, x)) get buffers of their own and the engine sums them.
-    const bool kq = k.is_same(q), vq = v.is_same(q), vk = v.is_same(k);
-    const bool same_kq = kq && a.lk.off != a.lq.off;
-    const bool vq_ok = vq && a.lv.off != a.lq.off, vk_ok = vk && a.lv.off != a.lk.off;
-    const bool same_vq = vq_ok && (!vk || vk_ok), same_vk = !same_vq && vk_ok && (!vq || vq_ok);
-    Tensor gq, gk, gv;
-    if (q.requires_grad()) gq = Tensor::zeros(q.shape(), q.dtype());
-    if (k.requires_grad()) gk = same_kq ? gq : Tensor::zeros(k.shape(), k.dtype());
-    if (v.requires_grad()) gv = same_vq ? gq : (same_vk ? gk : Tensor::zeros(v.shape(), v.dtype()));
+    AttnGradBuffers gb(a);
+    Tensor &gq = gb.gq, &gk = gb.gk, &gv = gb.gv;
     Tensor dZ = Tensor::empty(a.scores_shape, q.dtype());
     Tensor gout = g[0].defined() ? g[0] : Tensor::zeros(a.out_shape, q.dtype());
     const Tensor gw = g.size() > 1 ? g[1] : Tensor();
@@ -368,7 +796,7 @@ inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const c
                                      gk.defined() ? gk.data<scalar_t>() : nullptr,
                                      gv.defined() ? gv.data<scalar_t>() : nullptr, dZ.data<scalar_t>());
     });
-    std::vector<Tensor> res{gq, same_kq ? Tensor() : gk, (same_vq || same_vk) ? Tensor() : gv};
+    std::vector<Tensor> res = gb.results();
     if (mask_grad) {
       Tensor gm = sum_to(dZ, a.attn_mask.shape());
       res.push_back(gm.dtype() == a.attn_mask.dtype() ? gm : gm.to(a.attn_mask.dtype()));
