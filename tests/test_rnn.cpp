@@ -445,3 +445,37 @@ TEST_CASE("fused LSTM forward+backward is bit-identical for 1 and 2 threads", "[
   CHECK(same_bits(lstm_run_bits(1, 150, 32, false, 2), lstm_run_bits(2, 150, 32, false, 2)));
   CHECK(same_bits(lstm_run_bits(1, 150, 32, true, 1), lstm_run_bits(2, 150, 32, true, 1)));
 }
+
+TEST_CASE("inference (no grad) saves nothing and gives the training path's bits", "[rnn][inference]") {
+  // I = 1 (direct input projection) and I = 7 (GEMM); B = 150: two full row blocks and a partial one.
+  for (int64_t I : {int64_t(1), int64_t(7)})
+    for (bool gru : {false, true}) {
+      manual_seed(31);
+      nn::LSTM lstm(nn::LSTMOptions(I, 16).num_layers(2).bidirectional(true).batch_first(true));
+      nn::GRU gr(nn::GRUOptions(I, 16).num_layers(2).bidirectional(true).batch_first(true));
+      const Tensor x = Tensor::randn({150, 30, I});
+      std::vector<int64_t> lens;
+      for (int64_t b = 0; b < 150; ++b) lens.push_back(1 + (b * 11) % 30);
+      auto run = [&] {
+        if (gru) {
+          auto [o, h] = gr.forward(x, lens);
+          return std::vector<std::vector<float>>{o.to_vector<float>(), h.to_vector<float>()};
+        }
+        auto [o, hc] = lstm.forward(x, lens);
+        return std::vector<std::vector<float>>{o.to_vector<float>(), hc.first.to_vector<float>(),
+                                               hc.second.to_vector<float>()};
+      };
+      const auto train = run();  // parameters require grad: the saving path
+      std::vector<std::vector<float>> infer;
+      {
+        NoGradGuard ng;
+        infer = run();
+      }
+      INFO((gru ? "GRU" : "LSTM") << " I = " << I);
+      CHECK(same_bits(train, infer));
+    }
+  // The no-grad output has no graph.
+  nn::LSTM lstm(nn::LSTMOptions(1, 4));
+  NoGradGuard ng;
+  CHECK_FALSE(lstm.forward(Tensor::randn({5, 2, 1})).first.requires_grad());
+}

@@ -7,7 +7,9 @@
 //
 // Forward: the input projection of every step and direction, x [W_ih^0; W_ih^1]^T + b, is ONE
 // GEMM; then the recurrence runs step by step (per step one small GEMM h W_hh^T per block of
-// series, then the pointwise gate math), saving the gates and states the backward needs.
+// series, then the pointwise gate math), saving the gates and states the backward needs. In
+// inference (no input requires grad, or under NoGradGuard) nothing is saved and each step's input
+// projection is computed inside the recurrence, so memory stays O(B H) beyond the output.
 // Backward: one reverse loop over time gives the gate gradients dA of every step (per step one
 // small GEMM dA W_hh for dh_{t-1}); then, for all steps at once, dx = dA [W_ih^0; W_ih^1] (one
 // GEMM), dW_ih = dA^T x, dW_hh = dA_hh^T h_{t-1} (one GEMM each), db = column sums of dA.
@@ -138,44 +140,81 @@ Tensor stack_rows(const std::vector<Tensor>& ws, DType dt) {
   return out;
 }
 
-// Input projection of all steps: XP [rows, D*G*H] = x W_cat^T (+ b_ih, + b_hh when fold_hh), x
-// time-major [rows, I]. One GEMM; for a handful of input features (I <= 4, e.g. a univariate
-// series) a direct loop, which avoids a GEMM with a degenerate inner dimension.
+// The input projection of a layer, x W_ih^T + b_ih (+ b_hh when fold_hh), for all directions:
+// column block d (G*H wide) of a row belongs to direction d. x is time-major [T*B, I].
+// For a handful of input features (I <= 4, e.g. a univariate series) a direct loop, which avoids a
+// GEMM with a degenerate inner dimension; else a GEMM. Training computes all rows at once (all());
+// inference computes each step's block inside the recurrence (rows()), so the [T*B, D*G*H]
+// buffer never exists.
 template <class T>
-void rnn_input_projection(const kernels::cpu::RnnShape& S, int64_t gates, const Tensor& x, const Tensor& wcat,
-                          const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh, bool fold_hh, T* XP) {
-  const int64_t rows = S.T * S.B, GH = gates * S.H, N = S.D * GH, I = x.size(-1);
-  std::vector<T> bias(size_t(N), T(0));
-  const bool has_bias = !b_ih.empty();
-  if (has_bias)
-    for (int64_t d = 0; d < S.D; ++d)
-      for (int64_t j = 0; j < GH; ++j)
-        bias[size_t(d * GH + j)] = b_ih[size_t(d)].data<T>()[j] + (fold_hh ? b_hh[size_t(d)].data<T>()[j] : T(0));
-  const T* px = x.data<T>();
-  const T* pw = wcat.data<T>();
-  if (I <= 4) {
-    std::vector<T> wt(size_t(I * N));  // W_cat^T [I, N]
-    for (int64_t j = 0; j < N; ++j)
-      for (int64_t i = 0; i < I; ++i) wt[size_t(i * N + j)] = pw[j * I + i];
-    parallel_for(0, rows, 256, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        T* o = XP + r * N;
-        for (int64_t j = 0; j < N; ++j) o[j] = bias[size_t(j)];
-        for (int64_t i = 0; i < I; ++i) {
-          const T xi = px[r * I + i];
-          const T* w = wt.data() + i * N;
-          for (int64_t j = 0; j < N; ++j) o[j] += xi * w[j];
+class InputProjection {
+ public:
+  InputProjection(const kernels::cpu::RnnShape& S, int64_t gates, const Tensor& x, const std::vector<Tensor>& w_ih,
+                  const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh, bool fold_hh)
+      : x_(x.data<T>()), I_(x.size(-1)), GH_(gates * S.H), N_(S.D * gates * S.H), rows_(S.T * S.B),
+        wcat_(S.D == 1 ? w_ih[0] : stack_rows<T>(w_ih, x.dtype())), bias_(size_t(N_), T(0)) {
+    has_bias_ = !b_ih.empty();
+    if (has_bias_)
+      for (int64_t d = 0; d < S.D; ++d)
+        for (int64_t j = 0; j < GH_; ++j)
+          bias_[size_t(d * GH_ + j)] = b_ih[size_t(d)].data<T>()[j] + (fold_hh ? b_hh[size_t(d)].data<T>()[j] : T(0));
+    if (I_ <= 4) {  // W_cat^T [I, N] for the direct loop
+      wt_.resize(size_t(I_ * N_));
+      const T* pw = wcat_.data<T>();
+      for (int64_t j = 0; j < N_; ++j)
+        for (int64_t i = 0; i < I_; ++i) wt_[size_t(i * N_ + j)] = pw[j * I_ + i];
+    }
+  }
+  const Tensor& wcat() const { return wcat_; }  // [D*G*H, I], for the backward
+
+  // Rows [r0, r0 + nr), directions [d0, d0 + nd) into dst (row stride ld, column 0 = direction d0).
+  void rows(int64_t r0, int64_t nr, int64_t d0, int64_t nd, T* dst, int64_t ld) const {
+    const int64_t c0 = d0 * GH_, nc = nd * GH_;
+    if (I_ <= 4) {
+      for (int64_t r = r0; r < r0 + nr; ++r) {
+        T* o = dst + (r - r0) * ld;
+        for (int64_t j = 0; j < nc; ++j) o[j] = bias_[size_t(c0 + j)];
+        for (int64_t i = 0; i < I_; ++i) {
+          const T xi = x_[r * I_ + i];
+          const T* w = wt_.data() + i * N_ + c0;
+          for (int64_t j = 0; j < nc; ++j) o[j] += xi * w[j];
         }
       }
-    });
-    return;
+      return;
+    }
+    if (has_bias_)
+      parallel_for(0, nr, 1024, [&](int64_t a, int64_t b) {
+        for (int64_t r = a; r < b; ++r) std::copy_n(bias_.data() + c0, nc, dst + r * ld);
+      });
+    // one GEMM (parallel unless already inside a parallel region)
+    kernels::cpu::gemm<T>(false, true, nr, nc, I_, T(1), x_ + r0 * I_, I_, wcat_.data<T>() + c0 * I_, I_,
+                          has_bias_ ? T(1) : T(0), dst, ld);
   }
-  if (has_bias) {
-    parallel_for(0, rows, 1024, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) std::copy(bias.begin(), bias.end(), XP + r * N);
-    });
+  // Every row and direction: XP [T*B, D*G*H].
+  void all(T* XP) const {
+    if (I_ <= 4) parallel_for(0, rows_, 256, [&](int64_t r0, int64_t r1) { rows(r0, r1 - r0, 0, N_ / GH_, XP + r0 * N_, N_); });
+    else rows(0, rows_, 0, N_ / GH_, XP, N_);
   }
-  kernels::cpu::gemm<T>(false, true, rows, N, I, T(1), px, I, pw, I, has_bias ? T(1) : T(0), XP, N);
+
+ private:
+  const T* x_;
+  int64_t I_, GH_, N_, rows_;
+  Tensor wcat_;
+  std::vector<T> bias_, wt_;
+  bool has_bias_ = false;
+};
+
+// W_hh of every direction packed for the per-step products: as op(B) = W_hh^T [H, G*H] for the
+// forward (h W_hh^T), or W_hh [G*H, H] for the backward (dA W_hh).
+template <class T>
+std::vector<kernels::cpu::PackedB<T>> pack_whh(const std::vector<Tensor>& w_hh, bool for_backward) {
+  std::vector<kernels::cpu::PackedB<T>> p;
+  for (const Tensor& w : w_hh) {
+    const int64_t GH = w.size(0), H = w.size(1);
+    if (for_backward) p.emplace_back(false, GH, H, w.data<T>(), H);
+    else p.emplace_back(true, H, GH, w.data<T>(), H);
+  }
+  return p;
 }
 
 // Gradients of a layer from the gate gradients. dX: [rows, D*G*H] gradient of the input
@@ -279,20 +318,36 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
   Tensor out = Tensor::empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt), cn = detail::state_or_zeros(c0, {D, S.B, H}, dt);
-  Tensor G = Tensor::empty({rows, D * 4 * H}, dt), Hprev = Tensor::empty({rows, D * H}, dt),
-         Cprev = Tensor::empty({rows, D * H}, dt), TC = Tensor::empty({rows, D * H}, dt), wcat, xt;
+  const auto inputs = detail::rnn_layer_inputs(x, h0, c0, w_ih, w_hh, b_ih, b_hh);
+  const bool track = grad_needed(inputs);
+  // Saved for the backward (training only): activated gates, states before each step, tanh(c_t).
+  Tensor G, Hprev, Cprev, TC, wcat, xt;
+  if (track) {
+    G = Tensor::empty({rows, D * 4 * H}, dt);
+    Hprev = Tensor::empty({rows, D * H}, dt);
+    Cprev = Tensor::empty({rows, D * H}, dt);
+    TC = Tensor::empty({rows, D * H}, dt);
+  }
   auto lens = std::make_shared<const std::vector<int64_t>>(lengths);
   S.lengths = lens->empty() ? nullptr : lens->data();
   ATTN_DISPATCH_FLOATING(dt, "lstm_layer", [&] {
-    wcat = D == 1 ? w_ih[0] : detail::stack_rows<scalar_t>(w_ih, dt);
     xt = detail::time_major<scalar_t>(x, batch_first);
-    // the input projection goes straight into G, which the recurrence turns into the gates
-    detail::rnn_input_projection<scalar_t>(S, 4, xt, wcat, b_ih, b_hh, /*fold_hh=*/true, G.data<scalar_t>());
-    kernels::cpu::lstm_forward<scalar_t>(S, detail::ptrs<scalar_t>(w_hh, size_t(D)), hn.data<scalar_t>(),
-                                         cn.data<scalar_t>(), G.data<scalar_t>(), Hprev.data<scalar_t>(),
-                                         Cprev.data<scalar_t>(), TC.data<scalar_t>(), out.data<scalar_t>());
+    const detail::InputProjection<scalar_t> proj(S, 4, xt, w_ih, b_ih, b_hh, /*fold_hh=*/true);
+    wcat = proj.wcat();
+    // training: the input projection goes straight into G, which the recurrence turns into the gates
+    if (track) proj.all(G.data<scalar_t>());
+    auto project = [&](int64_t d, int64_t t, int64_t b0, int64_t nb, scalar_t* dst, int64_t ld) {
+      proj.rows(S.row(t, b0), nb, d, 1, dst, ld);
+    };
+    auto ptr = [](Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
+    kernels::cpu::lstm_forward<scalar_t>(S, detail::pack_whh<scalar_t>(w_hh, false), hn.data<scalar_t>(),
+                                         cn.data<scalar_t>(), ptr(G), ptr(Hprev), ptr(Cprev), ptr(TC),
+                                         out.data<scalar_t>(), project);
   });
-  const auto inputs = detail::rnn_layer_inputs(x, h0, c0, w_ih, w_hh, b_ih, b_hh);
+  if (!track) {
+    record("lstm_layer", std::vector<Tensor*>{&out, &hn, &cn}, inputs, nullptr);  // anomaly checks only
+    return {out, hn, cn};
+  }
   // Backward through time (formulas in kernels::cpu::lstm_backward) gives da for every step; then
   // dx = da W_ih, dW_ih = da^T x, dW_hh = da^T h_{t-1}, db_ih = db_hh = sum of da (all steps at once).
   record("lstm_layer", std::vector<Tensor*>{&out, &hn, &cn}, inputs,
@@ -306,7 +361,7 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
            Tensor dA = Tensor::empty({S.T * S.B, S.D * 4 * S.H}, dt);
            std::vector<Tensor> gs(n_in);
            ATTN_DISPATCH_FLOATING(dt, "lstm_layer_backward", [&] {
-             kernels::cpu::lstm_backward<scalar_t>(S2, detail::ptrs<scalar_t>(w_hh, size_t(S.D)), G.data<scalar_t>(),
+             kernels::cpu::lstm_backward<scalar_t>(S2, detail::pack_whh<scalar_t>(w_hh, true), G.data<scalar_t>(),
                                                    Cprev.data<scalar_t>(), TC.data<scalar_t>(),
                                                    g[0].defined() ? g[0].data<scalar_t>() : nullptr,
                                                    dh.data<scalar_t>(), dc.data<scalar_t>(), dA.data<scalar_t>());
@@ -330,21 +385,35 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
   Tensor out = Tensor::empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt);
-  Tensor G = Tensor::empty({rows, D * 3 * H}, dt), HN = Tensor::empty({rows, D * H}, dt),
-         Hprev = Tensor::empty({rows, D * H}, dt), wcat, xt;
+  const auto inputs = detail::rnn_layer_inputs(x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh);
+  const bool track = grad_needed(inputs);
+  // Saved for the backward (training only): gates (r, z, n), hg_n, states before each step.
+  Tensor G, HN, Hprev, XP, wcat, xt;
+  if (track) {
+    G = Tensor::empty({rows, D * 3 * H}, dt);
+    HN = Tensor::empty({rows, D * H}, dt);
+    Hprev = Tensor::empty({rows, D * H}, dt);
+    XP = Tensor::empty({rows, D * 3 * H}, dt);
+  }
   auto lens = std::make_shared<const std::vector<int64_t>>(lengths);
   S.lengths = lens->empty() ? nullptr : lens->data();
   ATTN_DISPATCH_FLOATING(dt, "gru_layer", [&] {
-    wcat = D == 1 ? w_ih[0] : detail::stack_rows<scalar_t>(w_ih, dt);
     xt = detail::time_major<scalar_t>(x, batch_first);
-    Tensor XP = Tensor::empty({rows, D * 3 * H}, dt);
-    detail::rnn_input_projection<scalar_t>(S, 3, xt, wcat, b_ih, b_hh, /*fold_hh=*/false, XP.data<scalar_t>());
-    kernels::cpu::gru_forward<scalar_t>(S, XP.data<scalar_t>(), detail::ptrs<scalar_t>(w_hh, size_t(D)),
-                                        detail::ptrs<scalar_t>(b_hh, size_t(D)), hn.data<scalar_t>(),
-                                        G.data<scalar_t>(), HN.data<scalar_t>(), Hprev.data<scalar_t>(),
-                                        out.data<scalar_t>());
+    const detail::InputProjection<scalar_t> proj(S, 3, xt, w_ih, b_ih, b_hh, /*fold_hh=*/false);
+    wcat = proj.wcat();
+    if (track) proj.all(XP.data<scalar_t>());
+    auto project = [&](int64_t d, int64_t t, int64_t b0, int64_t nb, scalar_t* dst, int64_t ld) {
+      proj.rows(S.row(t, b0), nb, d, 1, dst, ld);
+    };
+    auto ptr = [](Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
+    kernels::cpu::gru_forward<scalar_t>(S, ptr(XP), detail::pack_whh<scalar_t>(w_hh, false),
+                                        detail::ptrs<scalar_t>(b_hh, size_t(D)), hn.data<scalar_t>(), ptr(G), ptr(HN),
+                                        ptr(Hprev), out.data<scalar_t>(), project);
   });
-  const auto inputs = detail::rnn_layer_inputs(x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh);
+  if (!track) {
+    record("gru_layer", std::vector<Tensor*>{&out, &hn}, inputs, nullptr);  // anomaly checks only
+    return {out, hn};
+  }
   // Backward through time (formulas in kernels::cpu::gru_backward) gives dX (input side) and dHG
   // (hidden side) for every step; then dx = dX W_ih, dW_ih = dX^T x, dW_hh = dHG^T h_{t-1},
   // db_ih = sum of dX, db_hh = sum of dHG.
@@ -357,7 +426,7 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
            Tensor dX = Tensor::empty({S.T * S.B, S.D * 3 * S.H}, dt), dHG = Tensor::empty(dX.shape(), dt);
            std::vector<Tensor> gs(n_in);
            ATTN_DISPATCH_FLOATING(dt, "gru_layer_backward", [&] {
-             kernels::cpu::gru_backward<scalar_t>(S2, detail::ptrs<scalar_t>(w_hh, size_t(S.D)), G.data<scalar_t>(),
+             kernels::cpu::gru_backward<scalar_t>(S2, detail::pack_whh<scalar_t>(w_hh, true), G.data<scalar_t>(),
                                                   HN.data<scalar_t>(), Hprev.data<scalar_t>(),
                                                   g[0].defined() ? g[0].data<scalar_t>() : nullptr,
                                                   dh.data<scalar_t>(), dX.data<scalar_t>(), dHG.data<scalar_t>());

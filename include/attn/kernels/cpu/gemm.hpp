@@ -8,7 +8,8 @@
 //   for each K super-slice (up to kKSup deep), panel of columns (jc) and group of rows (ic):
 //     one parallel region, a queue of tasks claimed through an atomic counter:
 //       pack op(B) into NR-wide slivers, op(A) into MR-high slivers (shared by all threads;
-//       a non-transposed A is read in place instead, only a partial last sliver is packed)
+//       operands that are cheaper to read in place are not packed, see gemm_packed; partial
+//       slivers always are)
 //       compute items of mc rows x jw columns of C: for each kc slice (ascending), for each
 //       NR sliver, for each MR sliver: register-blocked micro-kernel (gemm_microkernel.hpp)
 // Every blocking constant is fixed at compile time and the partition of C into items depends
@@ -165,18 +166,19 @@ void pack_a(bool ta, const T* A, int64_t lda, int64_t i0, int64_t m, int64_t p0,
 
 // One tile, possibly cut by the edges of C (then computed through an MR x NR scratch tile with the
 // very same arithmetic).
+// Operand forms (as, bs) as in gemm_microkernel.hpp.
 template <class T>
-inline void tile(int64_t kc, const T* Ap, int64_t lda_direct, const T* Bp, T* C, int64_t ldc, int64_t h, int64_t w,
-                 T alpha, T beta, Mode mode) {
+inline void tile(int64_t kc, const T* Ap, int64_t as, const T* Bp, int64_t bs, T* C, int64_t ldc, int64_t h,
+                 int64_t w, T alpha, T beta, Mode mode) {
   constexpr int64_t MR = kMR<T>, NR = kNR<T>;
   if (h == MR && w == NR) {
-    micro_kernel<T>(kc, Ap, lda_direct, Bp, C, ldc, alpha, beta, mode);
+    micro_kernel<T>(kc, Ap, as, Bp, bs, C, ldc, alpha, beta, mode);
     return;
   }
   alignas(64) T t[MR * NR];
   if (mode != Mode::kStore)
     for (int64_t i = 0; i < h; ++i) std::memcpy(t + i * NR, C + i * ldc, sizeof(T) * w);
-  micro_kernel<T>(kc, Ap, lda_direct, Bp, t, NR, alpha, beta, mode);
+  micro_kernel<T>(kc, Ap, as, Bp, bs, t, NR, alpha, beta, mode);
   for (int64_t i = 0; i < h; ++i) std::memcpy(C + i * ldc, t + i * NR, sizeof(T) * w);
 }
 
@@ -257,9 +259,13 @@ void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
       const int64_t nc = std::min(nc_max, N - jc), nsl = (nc + NR - 1) / NR, jblocks = (nsl + kJwSlivers - 1) / kJwSlivers;
       for (int64_t ic = 0; ic < M; ic += mo_max) {
         const int64_t mo = std::min(mo_max, M - ic), msl = (mo + MR - 1) / MR, mblocks = (msl + kMcSlivers - 1) / kMcSlivers;
-        // op(A) = A (not transposed) is read in place by the micro-kernel (full MR slivers).
-        const bool direct_a = !ta && kDirectA;
-        const int64_t full_msl = mo / MR;
+        // Operands read in place by the micro-kernel (full slivers only; partial ones are packed):
+        // op(A) = A always; op(A) = A^T when each A sliver serves one column item only (N <= JW:
+        // packing it would cost as much as using it); op(B) = B when each B sliver serves at most
+        // one row item (M <= MC). Large products pack, for cache and TLB locality.
+        const bool direct_a = kDirectA && (!ta || N <= JW);
+        const bool direct_b = kDirectA && !tb && M <= MC;
+        const int64_t full_msl = mo / MR, full_nsl = nc / NR;
         const bool pack_b_now = ic == 0;  // the B panel stays valid for every row group of this jc
         const int64_t n_packb = pack_b_now ? jblocks : 0, n_pack = n_packb + mblocks;
         const int64_t n_tasks = n_pack + mblocks * jblocks;
@@ -274,7 +280,7 @@ void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
             if (t >= n_tasks) break;
             if (t < n_packb) {
               const int64_t s0 = t * kJwSlivers, s1 = std::min(nsl, s0 + kJwSlivers);
-              pack_b<T>(tb, B, ldb, p0, kk, jc, nc, s0, s1, bp);
+              pack_b<T>(tb, B, ldb, p0, kk, jc, nc, direct_b ? std::max(s0, full_nsl) : s0, s1, bp);
               ready_b[t].store(1, std::memory_order_release);
             } else if (t < n_pack) {
               const int64_t mb = t - n_packb, s0 = mb * kMcSlivers, s1 = std::min(msl, s0 + kMcSlivers);
@@ -293,15 +299,17 @@ void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
                 const Mode mode = q == 0 ? first : Mode::kAccum;
                 for (int64_t js = js0; js < js1; ++js) {
                   const int64_t j = js * NR, w = std::min(NR, nc - j);
-                  const T* bs = bp + js * kk * NR + q * NR;
+                  const bool bd = direct_b && js < full_nsl;
+                  const T* bsl = bd ? B + (p0 + q) * ldb + jc + j : bp + js * kk * NR + q * NR;
                   for (int64_t is = is0; is < is1; ++is) {
                     const int64_t i = is * MR, h = std::min(MR, mo - i);
-                    if (direct_a && is < full_msl)
-                      tile<T>(kc, A + (ic + i) * lda + p0 + q, lda, bs, C + (ic + i) * ldc + jc + j, ldc, h, w, alpha,
-                              beta, mode);
-                    else
-                      tile<T>(kc, ap + is * kk * MR + q * MR, 0, bs, C + (ic + i) * ldc + jc + j, ldc, h, w, alpha,
-                              beta, mode);
+                    T* c = C + (ic + i) * ldc + jc + j;
+                    if (direct_a && is < full_msl) {
+                      if (ta) tile<T>(kc, A + (p0 + q) * lda + ic + i, -lda, bsl, bd ? ldb : 0, c, ldc, h, w, alpha, beta, mode);
+                      else tile<T>(kc, A + (ic + i) * lda + p0 + q, lda, bsl, bd ? ldb : 0, c, ldc, h, w, alpha, beta, mode);
+                    } else {
+                      tile<T>(kc, ap + is * kk * MR + q * MR, 0, bsl, bd ? ldb : 0, c, ldc, h, w, alpha, beta, mode);
+                    }
                   }
                 }
               }
@@ -354,6 +362,73 @@ template <class T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc) {
   gemm_detail::gemm_dispatch<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, true);
+}
+
+// op(B) (K x N) packed once for many products with the same right operand, e.g. W_hh^T at every
+// step of a recurrence. The layout is gemm_packed's for one K super-slice and one column panel,
+// so gemm_prepacked gives the same bits as gemm_serial with the same operands. B itself is also
+// kept (not owned: it must outlive this) for the shapes gemm_serial computes without packing.
+template <class T>
+class PackedB {
+ public:
+  PackedB(bool tb, int64_t K, int64_t N, const T* B, int64_t ldb)
+      : tb_(tb), B_(B), ldb_(ldb), K_(K), N_(N), kc_(gemm_detail::slice_depth(std::max<int64_t>(K, 1))),
+        data_(static_cast<T*>(std::aligned_alloc(64, size_t(gemm_detail::round_up(
+                                                         int64_t(sizeof(T)) * std::max<int64_t>(K, 1) * padded_n(N), 64)))),
+              &std::free) {
+    if (!data_) throw std::bad_alloc();
+    const int64_t slivers = padded_n(N) / gemm_detail::kNR<T>;
+    if (K > 0) gemm_detail::pack_b<T>(tb, B, ldb, 0, K, 0, N, 0, slivers, data_.get());
+  }
+  int64_t K() const { return K_; }
+  int64_t N() const { return N_; }
+  int64_t slice_depth() const { return kc_; }
+  const T* data() const { return data_.get(); }
+  bool transposed() const { return tb_; }
+  const T* source() const { return B_; }
+  int64_t source_ld() const { return ldb_; }
+
+ private:
+  static int64_t padded_n(int64_t N) { return gemm_detail::round_up(std::max<int64_t>(N, 1), gemm_detail::kNR<T>); }
+  bool tb_ = false;
+  const T* B_ = nullptr;
+  int64_t ldb_ = 0, K_ = 0, N_ = 0, kc_ = 1;
+  std::unique_ptr<T, void (*)(void*)> data_{nullptr, &std::free};
+};
+
+// C = alpha * A op(B) + beta * C on one thread with op(B) prepacked (A [M, K] not transposed, row
+// stride lda); bit-identical to gemm_serial(false, B.transposed(), M, N, K, ...).
+template <class T>
+void gemm_prepacked(int64_t M, T alpha, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C, int64_t ldc) {
+  using namespace gemm_detail;
+  constexpr int64_t MR = kMR<T>, NR = kNR<T>;
+  const int64_t K = B.K(), N = B.N(), kcb = B.slice_depth();
+  if (M <= 0 || N <= 0) return;
+  // shapes that gemm_dispatch does not send through the packed path (same rule as there)
+  if (K <= 0 || M == 1 || N == 1 || double(M) * double(N) * double(K) < double(kDirectMNK) || K > kKSup) {
+    gemm_serial<T>(false, B.transposed(), M, N, K, alpha, A, lda, B.source(), B.source_ld(), beta, C, ldc);
+    return;
+  }
+  const Mode first = beta == T(0) ? Mode::kStore : (beta == T(1) ? Mode::kAccum : Mode::kScale);
+  const int64_t full = M / MR, nsl = (N + NR - 1) / NR;
+  T* tail = nullptr;  // the partial last MR sliver of A, packed (zero-padded)
+  if (full * MR < M) {
+    tail = scratch<T, 1>(size_t(K * MR));
+    pack_a<T>(false, A, lda, full * MR, M - full * MR, 0, K, 0, 1, tail);
+  }
+  for (int64_t q = 0; q < K; q += kcb) {
+    const int64_t kc = std::min(kcb, K - q);
+    const Mode mode = q == 0 ? first : Mode::kAccum;
+    for (int64_t js = 0; js < nsl; ++js) {
+      const int64_t j = js * NR, w = std::min(NR, N - j);
+      const T* bs = B.data() + js * K * NR + q * NR;
+      for (int64_t is = 0; is * MR < M; ++is) {
+        const int64_t i = is * MR, h = std::min(MR, M - i);
+        if (is < full) tile<T>(kc, A + i * lda + q, lda, bs, 0, C + i * ldc + j, ldc, h, w, alpha, beta, mode);
+        else tile<T>(kc, tail + q * MR, 0, bs, 0, C + i * ldc + j, ldc, h, w, alpha, beta, mode);
+      }
+    }
+  }
 }
 
 // `batch` independent products with element strides between consecutive matrices (0 = shared).

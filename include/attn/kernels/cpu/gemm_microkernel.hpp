@@ -1,8 +1,8 @@
 #pragma once
 // Register-blocked GEMM micro-kernels for kernels/cpu/gemm.hpp (internal; use gemm.hpp).
 //
-// A micro-kernel computes one MR x NR tile of C from a packed MR x kc sliver of op(A) (layout
-// [k][MR]) and a packed kc x NR sliver of op(B) (layout [k][NR]): acc = sum_k a(:,k) b(k,:) with
+// A micro-kernel computes one MR x NR tile of C from an MR x kc sliver of op(A) and a kc x NR
+// sliver of op(B), packed or read in place (see Operands below): acc = sum_k a(:,k) b(k,:) with
 // k ascending from a zero accumulator (one fused multiply-add per k), then
 //   mode kStore:  C = alpha * acc                 (C is not read: beta == 0)
 //   mode kScale:  C = alpha * acc + (beta * C)    (one FMA)
@@ -107,11 +107,17 @@ constexpr int kMR = Arch<T>::MR;
 template <class T>
 constexpr int kNR = Arch<T>::W * Arch<T>::NV;
 
-// One MR x NR tile; C has row stride ldc and all MR x NR entries are addressable.
-// Packed A (lda_direct == 0): a(i, k) = Ap[k * MR + i]. Direct A (lda_direct > 0, op(A) not
-// transposed, all MR rows inside the matrix): a(i, k) = Ap[i * lda_direct + k]. Same arithmetic.
-template <class T, bool DirectA>
-inline void micro_kernel_impl(int64_t kc, const T* __restrict Ap, int64_t lda_direct, const T* __restrict Bp,
+// Where a micro-kernel reads its operands. op(A) sliver (MR rows x kc):
+//   packed (as == 0):  a(i, k) = Ap[k * MR + i]
+//   rows   (as  > 0):  a(i, k) = Ap[i * as + k]      (A not transposed, read in place)
+//   cols   (as  < 0):  a(i, k) = Ap[k * (-as) + i]   (A transposed, read in place)
+// op(B) sliver (kc x NR): packed (bs == 0): b(k, :) = Bp + k * NR, 64-byte aligned; in place
+// (bs > 0, B not transposed): b(k, :) = Bp + k * bs. In-place operands must have all MR rows / NR
+// columns inside the matrix; partial slivers are always packed. The arithmetic is the same for
+// every form, so where an operand is read from never changes a result's bits.
+
+template <class T, int AForm, bool PackedB>
+inline void micro_kernel_impl(int64_t kc, const T* __restrict Ap, int64_t as, const T* __restrict Bp, int64_t bs,
                               T* __restrict C, int64_t ldc, T alpha, T beta, Mode mode) {
   using A = Arch<T>;
   using V = typename A::V;
@@ -123,18 +129,19 @@ inline void micro_kernel_impl(int64_t kc, const T* __restrict Ap, int64_t lda_di
     for (int j = 0; j < NV; ++j) c[i][j] = A::zero();
   const T* ar[MR];
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) ar[i] = DirectA ? Ap + i * lda_direct : Ap + i;
+  for (int i = 0; i < MR; ++i) ar[i] = AForm == 1 ? Ap + i * as : Ap + i;
+  const int64_t astep = AForm == 0 ? MR : (AForm == 1 ? 1 : -as);
   for (int64_t k = 0; k < kc; ++k) {
     V b[NV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) b[j] = A::load(Bp + j * W);
+    for (int j = 0; j < NV; ++j) b[j] = PackedB ? A::load(Bp + j * W) : A::loadu(Bp + j * W);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const V a = A::set1(DirectA ? ar[i][k] : ar[0][k * MR + i]);
+      const V a = A::set1(AForm == 1 ? ar[i][k] : ar[0][k * astep + i]);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) c[i][j] = A::fma(a, b[j], c[i][j]);
     }
-    Bp += NV * W;
+    Bp += PackedB ? NV * W : bs;
   }
   const V va = A::set1(alpha);
   if (mode == Mode::kStore) {
@@ -162,11 +169,19 @@ inline void micro_kernel_impl(int64_t kc, const T* __restrict Ap, int64_t lda_di
   }
 }
 
+// One MR x NR tile; C has row stride ldc and all MR x NR entries are addressable.
 template <class T>
-inline void micro_kernel(int64_t kc, const T* Ap, int64_t lda_direct, const T* Bp, T* C, int64_t ldc, T alpha, T beta,
-                         Mode mode) {
-  if (lda_direct > 0) micro_kernel_impl<T, true>(kc, Ap, lda_direct, Bp, C, ldc, alpha, beta, mode);
-  else micro_kernel_impl<T, false>(kc, Ap, 0, Bp, C, ldc, alpha, beta, mode);
+inline void micro_kernel(int64_t kc, const T* Ap, int64_t as, const T* Bp, int64_t bs, T* C, int64_t ldc, T alpha,
+                         T beta, Mode mode) {
+  if (bs == 0) {
+    if (as > 0) micro_kernel_impl<T, 1, true>(kc, Ap, as, Bp, bs, C, ldc, alpha, beta, mode);
+    else if (as < 0) micro_kernel_impl<T, 2, true>(kc, Ap, as, Bp, bs, C, ldc, alpha, beta, mode);
+    else micro_kernel_impl<T, 0, true>(kc, Ap, as, Bp, bs, C, ldc, alpha, beta, mode);
+  } else {
+    if (as > 0) micro_kernel_impl<T, 1, false>(kc, Ap, as, Bp, bs, C, ldc, alpha, beta, mode);
+    else if (as < 0) micro_kernel_impl<T, 2, false>(kc, Ap, as, Bp, bs, C, ldc, alpha, beta, mode);
+    else micro_kernel_impl<T, 0, false>(kc, Ap, as, Bp, bs, C, ldc, alpha, beta, mode);
+  }
 }
 
 }  // namespace attn::kernels::cpu::gemm_detail

@@ -164,44 +164,67 @@ inline void gru_bwd_row(int64_t H, const T* a, const T* hn, const T* hp, T* dh, 
 }  // namespace rnn_detail
 
 // ---------------------------------------------------------------------------------------------
+// Per-unit scratch for the inference path (nothing saved): the gate block [kRnnRowBlock, ld]
+// (and for the GRU the input projection block) plus one row of H.
+template <class T>
+class RnnScratch {
+ public:
+  RnnScratch(const RnnShape& S, int64_t per_row) : per_unit_(kRnnRowBlock * per_row + S.H),
+        buf_(size_t(S.D * S.blocks() * per_unit_)) {}
+  T* unit(const RnnShape& S, int64_t d, int64_t bk) { return buf_.data() + (d * S.blocks() + bk) * per_unit_; }
+
+ private:
+  int64_t per_unit_;
+  std::vector<T> buf_;
+};
+
 // LSTM forward over all steps.
+//   whh[d]   W_hh^T packed ([H, 4H] as op(B); kernels/cpu/gemm.hpp PackedB)
+//   h, c     [D, B, H]     initial state in, final state (h_n, c_n) out
+//   out      [rows, D*H]   h_t, zero where t >= len_b
+// Training (G != null):
 //   G      [rows, D*4H]  in: x_t W_ih^T + b_ih + b_hh of every step (gate order i, f, g, o);
 //                        out: the activated gates (i, f, g, o), saved for the backward
-//   whh[d] [4H, H]
-//   h, c   [D, B, H]     initial state in, final state (h_n, c_n) out
-// Also saved: Hprev / Cprev [rows, D*H]
-// the state before the step, TC [rows, D*H] tanh(c_t). out [rows, D*H]: h_t, zero where t >= len_b.
+//   Hprev / Cprev [rows, D*H] the state before the step, TC [rows, D*H] tanh(c_t): saved.
+// Inference (G, Hprev, Cprev, TC all null): project(d, t, b0, nb, dst, ld) writes the input
+// projection (with both biases) of rows b0..b0+nb at step t, direction d, into a per-unit
+// scratch block; nothing is saved, so memory is O(B H) beyond the output.
 //   i = s(a_i), f = s(a_f), g = tanh(a_g), o = s(a_o),  a = x W_ih^T + b_ih + h W_hh^T + b_hh
 //   c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t)
-template <class T>
-void lstm_forward(const RnnShape& S, const std::vector<const T*>& whh, T* h, T* c, T* G, T* Hprev, T* Cprev,
-                  T* TC, T* out) {
+template <class T, class Project>
+void lstm_forward(const RnnShape& S, const std::vector<PackedB<T>>& whh, T* h, T* c, T* G, T* Hprev, T* Cprev,
+                  T* TC, T* out, const Project& project) {
   using namespace rnn_detail;
   const int64_t H = S.H, G4 = 4 * H, LDG = S.D * G4, LDH = S.D * H;
+  RnnScratch<T> scratch(S, G ? 0 : G4);
   rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G4 * H), [&](int64_t d, int64_t s, int64_t bk) {
     const int64_t t = S.time_of(d, s), b0 = bk * kRnnRowBlock, nb = std::min(kRnnRowBlock, S.B - b0);
-    const int64_t r0 = S.row(t, b0);
-    // gates of the block += h W_hh^T, in place in G (which holds the input projection)
-    gemm_serial<T>(false, true, nb, G4, H, T(1), h + (d * S.B + b0) * H, H, whh[size_t(d)], H, T(1),
-                   G + r0 * LDG + d * G4, LDG);
+    T* scr = G ? nullptr : scratch.unit(S, d, bk);
+    // gates of the block: the input projection, then += h W_hh^T in place
+    const int64_t ldg = G ? LDG : G4;
+    T* gates = G ? G + S.row(t, b0) * LDG + d * G4 : scr;
+    if (!G) project(d, t, b0, nb, gates, ldg);
+    gemm_prepacked<T>(nb, T(1), h + (d * S.B + b0) * H, H, whh[size_t(d)], T(1), gates, ldg);
     for (int64_t b = b0; b < b0 + nb; ++b) {
       const int64_t r = S.row(t, b);
       T* hb = h + (d * S.B + b) * H;
       T* cb = c + (d * S.B + b) * H;
       T* ob = out + S.orow(t, b) * LDH + d * H;
-      std::copy(hb, hb + H, Hprev + r * LDH + d * H);
-      std::copy(cb, cb + H, Cprev + r * LDH + d * H);
+      if (Hprev) {
+        std::copy(hb, hb + H, Hprev + r * LDH + d * H);
+        std::copy(cb, cb + H, Cprev + r * LDH + d * H);
+      }
       if (!S.valid(t, b)) {  // series b has ended: state unchanged, output 0
         std::fill(ob, ob + H, T(0));
         continue;
       }
-      lstm_fwd_row<T>(H, G + r * LDG + d * G4, cb, TC + r * LDH + d * H, hb);
+      lstm_fwd_row<T>(H, gates + (b - b0) * ldg, cb, TC ? TC + r * LDH + d * H : scr + kRnnRowBlock * G4, hb);
       std::copy(hb, hb + H, ob);
     }
   });
 }
 
-// LSTM backward through time.
+// LSTM backward through time. whh[d]: W_hh packed ([4H, H] as op(B)).
 //   dout [rows, D*H] or null, dh / dc [D, B, H]: dL/dh_n, dL/dc_n in; dL/dh_0, dL/dc_0 out.
 //   dG [rows, D*4H]: dL/da for every (t, b) (zero where t >= len_b), which is also dL/dX.
 //   dh_t += dout_t;  do = dh tanh(c_t);  dc_t = dc + dh o (1 - tanh^2 c_t)
@@ -210,7 +233,7 @@ void lstm_forward(const RnnShape& S, const std::vector<const T*>& whh, T* h, T* 
 // Steps t >= len_b: da = 0, dh and dc pass through unchanged, dout there is ignored (the output
 // is the constant 0).
 template <class T>
-void lstm_backward(const RnnShape& S, const std::vector<const T*>& whh, const T* G, const T* Cprev, const T* TC,
+void lstm_backward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const T* G, const T* Cprev, const T* TC,
                    const T* dout, T* dh, T* dc, T* dG) {
   using namespace rnn_detail;
   const int64_t H = S.H, G4 = 4 * H, LDG = S.D * G4, LDH = S.D * H;
@@ -234,53 +257,58 @@ void lstm_backward(const RnnShape& S, const std::vector<const T*>& whh, const T*
       std::fill(dhb, dhb + H, T(0));  // replaced by da W_hh below
     }
     // rows with t >= len_b have da = 0: their dh passes through unchanged (beta = 1)
-    const int64_t r0 = S.row(t, b0);
-    gemm_serial<T>(false, false, nb, H, G4, T(1), dG + r0 * LDG + d * G4, LDG, whh[size_t(d)], H, T(1),
-                   dh + (d * S.B + b0) * H, H);
+    gemm_prepacked<T>(nb, T(1), dG + S.row(t, b0) * LDG + d * G4, LDG, whh[size_t(d)], T(1), dh + (d * S.B + b0) * H,
+                      H);
   });
 }
 
 // ---------------------------------------------------------------------------------------------
-// GRU forward (PyTorch's formulation, gate order r, z, n).
+// GRU forward (PyTorch's formulation, gate order r, z, n). whh[d]: W_hh^T packed ([H, 3H]).
 //   X [rows, D*3H] = x W_ih^T + b_ih;  hg = h W_hh^T + b_hh
 //   r = s(x_r + hg_r),  z = s(x_z + hg_z),  n = tanh(x_n + r * hg_n),  h_t = n + z * (h_{t-1} - n)
-// Saved: G [rows, D*3H] (r, z, n), HN [rows, D*H] hg_n, Hprev [rows, D*H].
-template <class T>
-void gru_forward(const RnnShape& S, const T* X, const std::vector<const T*>& whh, const std::vector<const T*>& bhh,
-                 T* h, T* G, T* HN, T* Hprev, T* out) {
+// Training: saved G [rows, D*3H] (r, z, n), HN [rows, D*H] hg_n, Hprev [rows, D*H].
+// Inference (X, G, HN, Hprev all null): project(d, t, b0, nb, dst, ld) writes the block's X into
+// a per-unit scratch (as for the LSTM); nothing is saved.
+template <class T, class Project>
+void gru_forward(const RnnShape& S, const T* X, const std::vector<PackedB<T>>& whh, const std::vector<const T*>& bhh,
+                 T* h, T* G, T* HN, T* Hprev, T* out, const Project& project) {
   using namespace rnn_detail;
   const int64_t H = S.H, G3 = 3 * H, LDG = S.D * G3, LDH = S.D * H;
+  RnnScratch<T> scratch(S, G ? 0 : 2 * G3);  // inference: [gates | X] per row
   rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G3 * H), [&](int64_t d, int64_t s, int64_t bk) {
     const int64_t t = S.time_of(d, s), b0 = bk * kRnnRowBlock, nb = std::min(kRnnRowBlock, S.B - b0);
-    const int64_t r0 = S.row(t, b0);
-    gemm_serial<T>(false, true, nb, G3, H, T(1), h + (d * S.B + b0) * H, H, whh[size_t(d)], H, T(0),
-                   G + r0 * LDG + d * G3, LDG);
+    T* scr = G ? nullptr : scratch.unit(S, d, bk);
+    const int64_t ldg = G ? LDG : 2 * G3;
+    T* gates = G ? G + S.row(t, b0) * LDG + d * G3 : scr;
+    const T* xb = G ? X + S.row(t, b0) * LDG + d * G3 : scr + G3;
+    if (!G) project(d, t, b0, nb, scr + G3, ldg);
+    gemm_prepacked<T>(nb, T(1), h + (d * S.B + b0) * H, H, whh[size_t(d)], T(0), gates, ldg);
     const T* bias = bhh[size_t(d)];
     for (int64_t b = b0; b < b0 + nb; ++b) {
       const int64_t r = S.row(t, b);
       T* hb = h + (d * S.B + b) * H;
       T* ob = out + S.orow(t, b) * LDH + d * H;
-      std::copy(hb, hb + H, Hprev + r * LDH + d * H);
+      if (Hprev) std::copy(hb, hb + H, Hprev + r * LDH + d * H);
       if (!S.valid(t, b)) {
         std::fill(ob, ob + H, T(0));
         continue;
       }
-      T* a = G + r * LDG + d * G3;
+      T* a = gates + (b - b0) * ldg;
       if (bias)
         for (int64_t j = 0; j < G3; ++j) a[j] += bias[j];
-      gru_fwd_row<T>(H, a, X + r * LDG + d * G3, HN + r * LDH + d * H, hb);
+      gru_fwd_row<T>(H, a, xb + (b - b0) * ldg, HN ? HN + r * LDH + d * H : scr + kRnnRowBlock * 2 * G3, hb);
       std::copy(hb, hb + H, ob);
     }
   });
 }
 
-// GRU backward through time. dX [rows, D*3H] = dL/dX, dHG [rows, D*3H] = dL/dhg (both zero where
-// t >= len_b); dh [D, B, H]: dL/dh_n in, dL/dh_0 out.
+// GRU backward through time (whh[d]: W_hh packed, [3H, H] as op(B)). dX [rows, D*3H] = dL/dX,
+// dHG [rows, D*3H] = dL/dhg (both zero where t >= len_b); dh [D, B, H]: dL/dh_n in, dL/dh_0 out.
 //   dn = dh (1 - z),  dz = dh (h_{t-1} - n),  dan = dn (1 - n^2),  dr = dan hg_n
 //   dX = (dr r(1-r), dz z(1-z), dan),  dHG = (dr r(1-r), dz z(1-z), dan r)
 //   dh_{t-1} = dh z + dHG W_hh
 template <class T>
-void gru_backward(const RnnShape& S, const std::vector<const T*>& whh, const T* G, const T* HN, const T* Hprev,
+void gru_backward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const T* G, const T* HN, const T* Hprev,
                   const T* dout, T* dh, T* dX, T* dHG) {
   using namespace rnn_detail;
   const int64_t H = S.H, G3 = 3 * H, LDG = S.D * G3, LDH = S.D * H;
@@ -303,9 +331,8 @@ void gru_backward(const RnnShape& S, const std::vector<const T*>& whh, const T* 
       }
       gru_bwd_row<T>(H, G + r * LDG + d * G3, HN + r * LDH + d * H, Hprev + r * LDH + d * H, dhb, dx, dhg);
     }
-    const int64_t r0 = S.row(t, b0);
-    gemm_serial<T>(false, false, nb, H, G3, T(1), dHG + r0 * LDG + d * G3, LDG, whh[size_t(d)], H, T(1),
-                   dh + (d * S.B + b0) * H, H);
+    gemm_prepacked<T>(nb, T(1), dHG + S.row(t, b0) * LDG + d * G3, LDG, whh[size_t(d)], T(1), dh + (d * S.B + b0) * H,
+                      H);
   });
 }
 
