@@ -361,9 +361,10 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
            Tensor dA = Tensor::empty({S.T * S.B, S.D * 4 * S.H}, dt);
            std::vector<Tensor> gs(n_in);
            ATTN_DISPATCH_FLOATING(dt, "lstm_layer_backward", [&] {
+             const Tensor dout = g[0].defined() ? detail::time_major<scalar_t>(g[0], S.batch_first) : Tensor();
              kernels::cpu::lstm_backward<scalar_t>(S2, detail::pack_whh<scalar_t>(w_hh, true), G.data<scalar_t>(),
                                                    Cprev.data<scalar_t>(), TC.data<scalar_t>(),
-                                                   g[0].defined() ? g[0].data<scalar_t>() : nullptr,
+                                                   dout.defined() ? dout.data<scalar_t>() : nullptr,
                                                    dh.data<scalar_t>(), dc.data<scalar_t>(), dA.data<scalar_t>());
              detail::rnn_layer_grads<scalar_t>(S2, 4, x, xt, wcat, dA.data<scalar_t>(), dA.data<scalar_t>(),
                                                Hprev.data<scalar_t>(), w_ih, w_hh, b_ih, b_hh, gs);
@@ -426,9 +427,10 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
            Tensor dX = Tensor::empty({S.T * S.B, S.D * 3 * S.H}, dt), dHG = Tensor::empty(dX.shape(), dt);
            std::vector<Tensor> gs(n_in);
            ATTN_DISPATCH_FLOATING(dt, "gru_layer_backward", [&] {
+             const Tensor dout = g[0].defined() ? detail::time_major<scalar_t>(g[0], S.batch_first) : Tensor();
              kernels::cpu::gru_backward<scalar_t>(S2, detail::pack_whh<scalar_t>(w_hh, true), G.data<scalar_t>(),
                                                   HN.data<scalar_t>(), Hprev.data<scalar_t>(),
-                                                  g[0].defined() ? g[0].data<scalar_t>() : nullptr,
+                                                  dout.defined() ? dout.data<scalar_t>() : nullptr,
                                                   dh.data<scalar_t>(), dX.data<scalar_t>(), dHG.data<scalar_t>());
              detail::rnn_layer_grads<scalar_t>(S2, 3, x, xt, wcat, dX.data<scalar_t>(), dHG.data<scalar_t>(),
                                                Hprev.data<scalar_t>(), w_ih, w_hh, b_ih, b_hh, gs);

@@ -4,7 +4,8 @@
 // Layout. Every buffer the recurrence keeps (input projection X, gates G, saved states) is
 // time-major: row t * B + b, so the B rows of one step are contiguous (one small GEMM per block of
 // rows, no strided or TLB-unfriendly access); column block d of a row holds direction d. Only the
-// layer output and its gradient use the caller's layout (row b * T + t with batch_first).
+// layer output uses the caller's layout (row b * T + t with batch_first); its gradient is handed
+// in time-major.
 //
 // Work is split into units (direction, block of kRnnRowBlock batch rows). A unit is always
 // computed by one thread with the same instructions, and the set of units depends only on the
@@ -28,7 +29,7 @@ constexpr int64_t kRnnRowBlock = 64;
 
 struct RnnShape {
   int64_t T = 0, B = 0, H = 0, D = 1;
-  bool batch_first = false;          // layout of the layer's output (and its gradient)
+  bool batch_first = false;          // layout of the layer's output
   const int64_t* lengths = nullptr;  // B valid lengths, or null (all T)
 
   int64_t row(int64_t t, int64_t b) const { return t * B + b; }  // internal buffers: time-major
@@ -225,7 +226,9 @@ void lstm_forward(const RnnShape& S, const std::vector<PackedB<T>>& whh, T* h, T
 }
 
 // LSTM backward through time. whh[d]: W_hh packed ([4H, H] as op(B)).
-//   dout [rows, D*H] or null, dh / dc [D, B, H]: dL/dh_n, dL/dc_n in; dL/dh_0, dL/dc_0 out.
+//   dout [rows, D*H] time-major (row t * B + b, whatever the output's layout: read step by step,
+//        a batch-first gradient would be T*D*H elements apart per series) or null;
+//   dh / dc [D, B, H]: dL/dh_n, dL/dc_n in; dL/dh_0, dL/dc_0 out.
 //   dG [rows, D*4H]: dL/da for every (t, b) (zero where t >= len_b), which is also dL/dX.
 //   dh_t += dout_t;  do = dh tanh(c_t);  dc_t = dc + dh o (1 - tanh^2 c_t)
 //   di = dc_t g,  df = dc_t c_{t-1},  dg = dc_t i,  dc_{t-1} = dc_t f
@@ -249,7 +252,7 @@ void lstm_backward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const 
       }
       T* dhb = dh + (d * S.B + b) * H;
       if (dout) {
-        const T* go = dout + S.orow(t, b) * LDH + d * H;
+        const T* go = dout + r * LDH + d * H;
         for (int64_t j = 0; j < H; ++j) dhb[j] += go[j];
       }
       lstm_bwd_row<T>(H, G + r * LDG + d * G4, TC + r * LDH + d * H, Cprev + r * LDH + d * H, dhb,
@@ -302,7 +305,8 @@ void gru_forward(const RnnShape& S, const T* X, const std::vector<PackedB<T>>& w
   });
 }
 
-// GRU backward through time (whh[d]: W_hh packed, [3H, H] as op(B)). dX [rows, D*3H] = dL/dX,
+// GRU backward through time (whh[d]: W_hh packed, [3H, H] as op(B); dout time-major or null, as
+// for the LSTM). dX [rows, D*3H] = dL/dX,
 // dHG [rows, D*3H] = dL/dhg (both zero where t >= len_b); dh [D, B, H]: dL/dh_n in, dL/dh_0 out.
 //   dn = dh (1 - z),  dz = dh (h_{t-1} - n),  dan = dn (1 - n^2),  dr = dan hg_n
 //   dX = (dr r(1-r), dz z(1-z), dan),  dHG = (dr r(1-r), dz z(1-z), dan r)
@@ -326,7 +330,7 @@ void gru_backward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const T
       }
       T* dhb = dh + (d * S.B + b) * H;
       if (dout) {
-        const T* go = dout + S.orow(t, b) * LDH + d * H;
+        const T* go = dout + r * LDH + d * H;
         for (int64_t j = 0; j < H; ++j) dhb[j] += go[j];
       }
       gru_bwd_row<T>(H, G + r * LDG + d * G3, HN + r * LDH + d * H, Hprev + r * LDH + d * H, dhb, dx, dhg);
