@@ -11,8 +11,8 @@
 // inference (no input requires grad, or under NoGradGuard) nothing is saved and each step's input
 // projection is computed inside the recurrence, so memory stays O(B H) beyond the output.
 // Backward: one reverse loop over time gives the gate gradients dA of every step (per step one
-// small GEMM dA W_hh for dh_{t-1}); then, for all steps at once, dx = dA [W_ih^0; W_ih^1] (one
-// GEMM), dW_ih = dA^T x, dW_hh = dA_hh^T h_{t-1} (one GEMM each), db = column sums of dA.
+// small GEMM dA W_hh for dh_{t-1}, and dW_ih += dA^T x_t, dW_hh += dA^T h_{t-1}, db += column
+// sums of dA while dA is in cache); then, for all steps at once, dx = dA [W_ih^0; W_ih^1] (one GEMM).
 //
 // Shapes (PyTorch's): x [T, B, I] ([B, T, I] with batch_first); h0, c0 [D, B, H] or undefined
 // (zeros); w_ih: D tensors [G*H, I], w_hh: D tensors [G*H, H], b_ih / b_hh: D tensors [G*H] or
@@ -217,13 +217,12 @@ std::vector<kernels::cpu::PackedB<T>> pack_whh(const std::vector<Tensor>& w_hh, 
   return p;
 }
 
-// Gradients of a layer from the gate gradients. dX: [rows, D*G*H] gradient of the input
-// projection, dHH: [rows, D*G*H] gradient of h W_hh^T + b_hh (the same matrix for LSTM).
+// Gradients of a layer's inputs after the backward loop. dX: [rows, D*G*H] gradient of the input
+// projection; the weight and bias gradients were accumulated during the loop (wg).
 // Input order of the node: x, h0, c0, then per direction w_ih, w_hh, b_ih, b_hh.
 template <class T>
-void rnn_layer_grads(const kernels::cpu::RnnShape& S, int64_t gates, const Tensor& x, const Tensor& xt,
-                     const Tensor& wcat,
-                     const T* dX, const T* dHH, const T* Hprev, const std::vector<Tensor>& w_ih,
+void rnn_layer_grads(const kernels::cpu::RnnShape& S, int64_t gates, const Tensor& x, const Tensor& wcat, const T* dX,
+                     const kernels::cpu::RnnWeightGrads<T>& wg, const std::vector<Tensor>& w_ih,
                      const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh,
                      std::vector<Tensor>& gs) {
   const int64_t rows = S.T * S.B, GH = gates * S.H, N = S.D * GH, I = x.size(2), H = S.H;
@@ -239,57 +238,19 @@ void rnn_layer_grads(const kernels::cpu::RnnShape& S, int64_t gates, const Tenso
     }
     gs[0] = dx;
   }
-  // The weight and bias gradients, all steps at once, as independent products over fixed column
-  // blocks of 64 gate columns (one parallel pass; the partition never depends on the thread count):
-  //   dW_ih^T [I, N] = x^T dX,  dW_hh[d] = dHH_d^T h_{t-1},  db_ih = 1^T dX,  db_hh = 1^T dHH
-  constexpr int64_t kCols = 64;
-  bool need_wih = false;
-  for (auto& w : w_ih) need_wih = need_wih || w.requires_grad();
   const bool bias = !b_ih.empty();
-  std::vector<T> dwt(size_t(need_wih ? I * N : 0)), sx(size_t(bias ? N : 0)), sh(size_t(bias && dHH != dX ? N : 0));
-  std::vector<T> ones(size_t(bias ? rows : 0), T(1));
-  std::vector<Tensor> dwhh(size_t(S.D));
-  for (int64_t d = 0; d < S.D; ++d)
-    if (w_hh[size_t(d)].requires_grad()) dwhh[size_t(d)] = Tensor::empty({GH, H}, dt);
-  const int64_t cb = (N + kCols - 1) / kCols;  // column blocks over all directions
-  parallel_for(0, cb, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t c0 = blk * kCols, nc = std::min(kCols, N - c0);
-      if (need_wih)
-        kernels::cpu::gemm_serial<T>(true, false, I, nc, rows, T(1), xt.data<T>(), I, dX + c0, N, T(0),
-                                     dwt.data() + c0, N);
-      // gate columns [c0, c0 + nc) lie in one direction when GH is a multiple of 64; else split
-      for (int64_t c = c0; c < c0 + nc;) {
-        const int64_t d = c / GH, e = std::min(c0 + nc, (d + 1) * GH);
-        if (dwhh[size_t(d)].defined())
-          kernels::cpu::gemm_serial<T>(true, false, e - c, H, rows, T(1), dHH + c, N, Hprev + d * H, S.D * H, T(0),
-                                       dwhh[size_t(d)].data<T>() + (c - d * GH) * H, H);
-        c = e;
-      }
-      if (bias) {
-        kernels::cpu::gemm_serial<T>(false, false, 1, nc, rows, T(1), ones.data(), rows, dX + c0, N, T(0),
-                                     sx.data() + c0, N);
-        if (dHH != dX)
-          kernels::cpu::gemm_serial<T>(false, false, 1, nc, rows, T(1), ones.data(), rows, dHH + c0, N, T(0),
-                                       sh.data() + c0, N);
-      }
-    }
-  });
   for (int64_t d = 0; d < S.D; ++d) {
-    if (need_wih && w_ih[size_t(d)].requires_grad()) {
-      Tensor dw = Tensor::empty({GH, I}, dt);
-      T* p = dw.data<T>();
-      for (int64_t j = 0; j < GH; ++j)
-        for (int64_t i = 0; i < I; ++i) p[j * I + i] = dwt[size_t(i * N + d * GH + j)];
-      gs[size_t(3 + 4 * d)] = dw;
-    }
-    if (dwhh[size_t(d)].defined()) gs[size_t(4 + 4 * d)] = dwhh[size_t(d)];
-    if (!bias) continue;
-    const std::vector<T>& shh = dHH != dX ? sh : sx;
-    if (b_ih[size_t(d)].requires_grad())
-      gs[size_t(5 + 4 * d)] = Tensor::from_vector(std::vector<T>(sx.begin() + d * GH, sx.begin() + (d + 1) * GH), {GH});
-    if (b_hh[size_t(d)].requires_grad())
-      gs[size_t(6 + 4 * d)] = Tensor::from_vector(std::vector<T>(shh.begin() + d * GH, shh.begin() + (d + 1) * GH), {GH});
+    const size_t k = size_t(d);
+    Tensor dwih = w_ih[k].requires_grad() ? Tensor::empty({GH, I}, dt) : Tensor();
+    Tensor dwhh = w_hh[k].requires_grad() ? Tensor::empty({GH, H}, dt) : Tensor();
+    Tensor dbih = bias && b_ih[k].requires_grad() ? Tensor::empty({GH}, dt) : Tensor();
+    Tensor dbhh = bias && b_hh[k].requires_grad() ? Tensor::empty({GH}, dt) : Tensor();
+    auto ptr = [](Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+    wg.reduce(d, ptr(dwih), ptr(dwhh), ptr(dbih), ptr(dbhh), gates == 4);
+    gs[4 * k + 3] = dwih;
+    gs[4 * k + 4] = dwhh;
+    gs[4 * k + 5] = dbih;
+    gs[4 * k + 6] = dbhh;
   }
 }
 
@@ -362,12 +323,13 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
            std::vector<Tensor> gs(n_in);
            ATTN_DISPATCH_FLOATING(dt, "lstm_layer_backward", [&] {
              const Tensor dout = g[0].defined() ? detail::time_major<scalar_t>(g[0], S.batch_first) : Tensor();
+             kernels::cpu::RnnWeightGrads<scalar_t> wg(S2, 4, xt.data<scalar_t>(), xt.size(-1), Hprev.data<scalar_t>(),
+                                                       !b_ih.empty());
              kernels::cpu::lstm_backward<scalar_t>(S2, detail::pack_whh<scalar_t>(w_hh, true), G.data<scalar_t>(),
                                                    Cprev.data<scalar_t>(), TC.data<scalar_t>(),
                                                    dout.defined() ? dout.data<scalar_t>() : nullptr,
-                                                   dh.data<scalar_t>(), dc.data<scalar_t>(), dA.data<scalar_t>());
-             detail::rnn_layer_grads<scalar_t>(S2, 4, x, xt, wcat, dA.data<scalar_t>(), dA.data<scalar_t>(),
-                                               Hprev.data<scalar_t>(), w_ih, w_hh, b_ih, b_hh, gs);
+                                                   dh.data<scalar_t>(), dc.data<scalar_t>(), dA.data<scalar_t>(), wg);
+             detail::rnn_layer_grads<scalar_t>(S2, 4, x, wcat, dA.data<scalar_t>(), wg, w_ih, w_hh, b_ih, b_hh, gs);
            });
            gs[1] = dh;
            gs[2] = dc;
@@ -428,12 +390,13 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
            std::vector<Tensor> gs(n_in);
            ATTN_DISPATCH_FLOATING(dt, "gru_layer_backward", [&] {
              const Tensor dout = g[0].defined() ? detail::time_major<scalar_t>(g[0], S.batch_first) : Tensor();
+             kernels::cpu::RnnWeightGrads<scalar_t> wg(S2, 3, xt.data<scalar_t>(), xt.size(-1), Hprev.data<scalar_t>(),
+                                                       !b_ih.empty());
              kernels::cpu::gru_backward<scalar_t>(S2, detail::pack_whh<scalar_t>(w_hh, true), G.data<scalar_t>(),
                                                   HN.data<scalar_t>(), Hprev.data<scalar_t>(),
                                                   dout.defined() ? dout.data<scalar_t>() : nullptr,
-                                                  dh.data<scalar_t>(), dX.data<scalar_t>(), dHG.data<scalar_t>());
-             detail::rnn_layer_grads<scalar_t>(S2, 3, x, xt, wcat, dX.data<scalar_t>(), dHG.data<scalar_t>(),
-                                               Hprev.data<scalar_t>(), w_ih, w_hh, b_ih, b_hh, gs);
+                                                  dh.data<scalar_t>(), dX.data<scalar_t>(), dHG.data<scalar_t>(), wg);
+             detail::rnn_layer_grads<scalar_t>(S2, 3, x, wcat, dX.data<scalar_t>(), wg, w_ih, w_hh, b_ih, b_hh, gs);
            });
            gs[1] = dh;
            return gs;

@@ -225,7 +225,75 @@ void lstm_forward(const RnnShape& S, const std::vector<PackedB<T>>& whh, T* h, T
   });
 }
 
-// LSTM backward through time. whh[d]: W_hh packed ([4H, H] as op(B)).
+// Weight and bias gradients of a layer, accumulated inside the backward loop while each step's
+// gate gradients are still in cache (instead of a second pass over all T*B rows afterwards):
+//   dW_ih += dX_t^T x_t,  dW_hh += dHG_t^T h_{t-1},  db_ih += 1^T dX_t,  db_hh += 1^T dHG_t
+// (LSTM: dHG = dX = da). Each unit (direction, row block) sums into its own partial; reduce()
+// adds the partials of a direction in block order, so the result never depends on the thread
+// count. x is the time-major layer input [rows, I], Hprev the saved states [rows, D*H].
+template <class T>
+class RnnWeightGrads {
+ public:
+  RnnWeightGrads(const RnnShape& S, int64_t gates, const T* x, int64_t I, const T* Hprev, bool bias)
+      : S_(S), GH_(gates * S.H), I_(I), x_(x), Hprev_(Hprev), bias_(bias),
+        per_unit_(GH_ * (I + S.H) + (bias ? 2 * GH_ : 0)), buf_(size_t(S.D * S.blocks() * per_unit_), T(0)) {}
+
+  // Rows b0..b0+nb of step t, direction d; dX / dHG point at the block's first row (stride ldg).
+  void step(int64_t d, int64_t bk, int64_t t, int64_t nb, const T* dX, const T* dHG, int64_t ldg) {
+    T* u = unit(d, bk);
+    const int64_t H = S_.H, r0 = S_.row(t, bk * kRnnRowBlock);
+    // dW_ih^T [I, GH] += x_t^T dX_t: for a univariate input one row of GH sums, not GH sums of one
+    gemm_serial<T>(true, false, I_, GH_, nb, T(1), x_ + r0 * I_, I_, dX, ldg, T(1), u, GH_);
+    gemm_serial<T>(true, false, GH_, H, nb, T(1), dHG, ldg, Hprev_ + r0 * S_.D * H + d * H, S_.D * H, T(1),
+                   u + GH_ * I_, H);
+    if (!bias_) return;
+    T* bih = u + GH_ * (I_ + H);
+    T* bhh = bih + GH_;
+    for (int64_t i = 0; i < nb; ++i)
+      for (int64_t j = 0; j < GH_; ++j) bih[j] += dX[i * ldg + j];
+    if (dHG != dX)
+      for (int64_t i = 0; i < nb; ++i)
+        for (int64_t j = 0; j < GH_; ++j) bhh[j] += dHG[i * ldg + j];
+  }
+
+  // Sums of direction d: dW_ih [GH, I], dW_hh [GH, H], db_ih / db_hh [GH] (any may be null;
+  // db_hh == db_ih's sums when dHG was dX).
+  void reduce(int64_t d, T* dwih, T* dwhh, T* dbih, T* dbhh, bool hh_is_ih) const {
+    const int64_t H = S_.H;
+    auto sum = [&](T* dst, int64_t off, int64_t n) {
+      if (!dst) return;
+      std::fill(dst, dst + n, T(0));
+      for (int64_t bk = 0; bk < S_.blocks(); ++bk) {
+        const T* u = unit(d, bk) + off;
+        for (int64_t j = 0; j < n; ++j) dst[j] += u[j];
+      }
+    };
+    if (dwih) {  // kept transposed, [I, GH]
+      std::vector<T> t(size_t(GH_ * I_));
+      sum(t.data(), 0, GH_ * I_);
+      for (int64_t j = 0; j < GH_; ++j)
+        for (int64_t i = 0; i < I_; ++i) dwih[j * I_ + i] = t[size_t(i * GH_ + j)];
+    }
+    sum(dwhh, GH_ * I_, GH_ * H);
+    if (!bias_) return;
+    sum(dbih, GH_ * (I_ + H), GH_);
+    sum(dbhh, GH_ * (I_ + H) + (hh_is_ih ? 0 : GH_), GH_);
+  }
+
+ private:
+  T* unit(int64_t d, int64_t bk) { return buf_.data() + (d * S_.blocks() + bk) * per_unit_; }
+  const T* unit(int64_t d, int64_t bk) const { return buf_.data() + (d * S_.blocks() + bk) * per_unit_; }
+  RnnShape S_;
+  int64_t GH_, I_;
+  const T* x_;
+  const T* Hprev_;
+  bool bias_;
+  int64_t per_unit_;
+  std::vector<T> buf_;
+};
+
+// LSTM backward through time. whh[d]: W_hh packed ([4H, H] as op(B)); the weight gradients are
+// accumulated into wgrads step by step.
 //   dout [rows, D*H] time-major (row t * B + b, whatever the output's layout: read step by step,
 //        a batch-first gradient would be T*D*H elements apart per series) or null;
 //   dh / dc [D, B, H]: dL/dh_n, dL/dc_n in; dL/dh_0, dL/dc_0 out.
@@ -237,7 +305,7 @@ void lstm_forward(const RnnShape& S, const std::vector<PackedB<T>>& whh, T* h, T
 // is the constant 0).
 template <class T>
 void lstm_backward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const T* G, const T* Cprev, const T* TC,
-                   const T* dout, T* dh, T* dc, T* dG) {
+                   const T* dout, T* dh, T* dc, T* dG, RnnWeightGrads<T>& wgrads) {
   using namespace rnn_detail;
   const int64_t H = S.H, G4 = 4 * H, LDG = S.D * G4, LDH = S.D * H;
   rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G4 * H), [&](int64_t d, int64_t s_rev, int64_t bk) {
@@ -260,8 +328,9 @@ void lstm_backward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const 
       std::fill(dhb, dhb + H, T(0));  // replaced by da W_hh below
     }
     // rows with t >= len_b have da = 0: their dh passes through unchanged (beta = 1)
-    gemm_prepacked<T>(nb, T(1), dG + S.row(t, b0) * LDG + d * G4, LDG, whh[size_t(d)], T(1), dh + (d * S.B + b0) * H,
-                      H);
+    const T* dab = dG + S.row(t, b0) * LDG + d * G4;
+    gemm_prepacked<T>(nb, T(1), dab, LDG, whh[size_t(d)], T(1), dh + (d * S.B + b0) * H, H);
+    wgrads.step(d, bk, t, nb, dab, dab, LDG);
   });
 }
 
@@ -305,15 +374,15 @@ void gru_forward(const RnnShape& S, const T* X, const std::vector<PackedB<T>>& w
   });
 }
 
-// GRU backward through time (whh[d]: W_hh packed, [3H, H] as op(B); dout time-major or null, as
-// for the LSTM). dX [rows, D*3H] = dL/dX,
+// GRU backward through time (whh[d]: W_hh packed, [3H, H] as op(B); dout time-major or null and
+// weight gradients into wgrads, as for the LSTM). dX [rows, D*3H] = dL/dX,
 // dHG [rows, D*3H] = dL/dhg (both zero where t >= len_b); dh [D, B, H]: dL/dh_n in, dL/dh_0 out.
 //   dn = dh (1 - z),  dz = dh (h_{t-1} - n),  dan = dn (1 - n^2),  dr = dan hg_n
 //   dX = (dr r(1-r), dz z(1-z), dan),  dHG = (dr r(1-r), dz z(1-z), dan r)
 //   dh_{t-1} = dh z + dHG W_hh
 template <class T>
 void gru_backward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const T* G, const T* HN, const T* Hprev,
-                  const T* dout, T* dh, T* dX, T* dHG) {
+                  const T* dout, T* dh, T* dX, T* dHG, RnnWeightGrads<T>& wgrads) {
   using namespace rnn_detail;
   const int64_t H = S.H, G3 = 3 * H, LDG = S.D * G3, LDH = S.D * H;
   rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G3 * H), [&](int64_t d, int64_t s_rev, int64_t bk) {
@@ -335,8 +404,9 @@ void gru_backward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const T
       }
       gru_bwd_row<T>(H, G + r * LDG + d * G3, HN + r * LDH + d * H, Hprev + r * LDH + d * H, dhb, dx, dhg);
     }
-    gemm_prepacked<T>(nb, T(1), dHG + S.row(t, b0) * LDG + d * G3, LDG, whh[size_t(d)], T(1), dh + (d * S.B + b0) * H,
-                      H);
+    const int64_t r0 = S.row(t, b0);
+    gemm_prepacked<T>(nb, T(1), dHG + r0 * LDG + d * G3, LDG, whh[size_t(d)], T(1), dh + (d * S.B + b0) * H, H);
+    wgrads.step(d, bk, t, nb, dX + r0 * LDG + d * G3, dHG + r0 * LDG + d * G3, LDG);
   });
 }
 
