@@ -5,9 +5,10 @@
 //   lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first) -> {output, h_n, c_n}
 //   gru_layer (x, h0,     w_ih, w_hh, b_ih, b_hh, lengths, batch_first) -> {output, h_n}
 //
-// Forward: the input projection of every step and direction, x [W_ih^0; W_ih^1]^T + b, is ONE
-// GEMM; then the recurrence runs step by step (per step one small GEMM h W_hh^T per block of
-// series, then the pointwise gate math), saving the gates and states the backward needs. In
+// Forward: the recurrence runs step by step; per step and block of series, the input projection
+// x_t W_ih^T + b and h W_hh^T (two small GEMMs with packed weights) and then the pointwise gate
+// math, all on the same gate rows while they are in cache, saving the gates and states the
+// backward needs. In
 // inference (no input requires grad, or under NoGradGuard) nothing is saved and each step's input
 // projection is computed inside the recurrence, so memory stays O(B H) beyond the output.
 // Backward: one reverse loop over time gives the gate gradients dA of every step (per step one
@@ -140,67 +141,62 @@ Tensor stack_rows(const std::vector<Tensor>& ws, DType dt) {
   return out;
 }
 
-// The input projection of a layer, x W_ih^T + b_ih (+ b_hh when fold_hh), for all directions:
-// column block d (G*H wide) of a row belongs to direction d. x is time-major [T*B, I].
-// For a handful of input features (I <= 4, e.g. a univariate series) a direct loop, which avoids a
-// GEMM with a degenerate inner dimension; else a GEMM. Training computes all rows at once (all());
-// inference computes each step's block inside the recurrence (rows()), so the [T*B, D*G*H]
-// buffer never exists.
+// The input projection of a layer, x W_ih^T + b_ih (+ b_hh when fold_hh), of one direction for a
+// block of rows of x (time-major [T*B, I]), computed inside the recurrence step (rows()) so the
+// gate block is still in cache for h W_hh^T and the gate math, and the [T*B, D*G*H] projection
+// never exists. For a handful of input features (I <= 4, e.g. a univariate series) a direct loop,
+// which avoids a GEMM with a degenerate inner dimension; else a GEMM with W_ih^T packed once.
 template <class T>
 class InputProjection {
  public:
   InputProjection(const kernels::cpu::RnnShape& S, int64_t gates, const Tensor& x, const std::vector<Tensor>& w_ih,
                   const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh, bool fold_hh)
-      : x_(x.data<T>()), I_(x.size(-1)), GH_(gates * S.H), N_(S.D * gates * S.H), rows_(S.T * S.B),
-        wcat_(S.D == 1 ? w_ih[0] : stack_rows<T>(w_ih, x.dtype())), bias_(size_t(N_), T(0)) {
+      : x_(x.data<T>()), I_(x.size(-1)), GH_(gates * S.H),
+        wcat_(S.D == 1 ? w_ih[0] : stack_rows<T>(w_ih, x.dtype())), bias_(size_t(S.D * GH_), T(0)) {
     has_bias_ = !b_ih.empty();
     if (has_bias_)
       for (int64_t d = 0; d < S.D; ++d)
         for (int64_t j = 0; j < GH_; ++j)
           bias_[size_t(d * GH_ + j)] = b_ih[size_t(d)].data<T>()[j] + (fold_hh ? b_hh[size_t(d)].data<T>()[j] : T(0));
-    if (I_ <= 4) {  // W_cat^T [I, N] for the direct loop
-      wt_.resize(size_t(I_ * N_));
-      const T* pw = wcat_.data<T>();
-      for (int64_t j = 0; j < N_; ++j)
-        for (int64_t i = 0; i < I_; ++i) wt_[size_t(i * N_ + j)] = pw[j * I_ + i];
+    const T* pw = wcat_.data<T>();
+    if (I_ <= 4) {  // W_cat^T [I, D*GH] for the direct loop
+      const int64_t N = S.D * GH_;
+      wt_.resize(size_t(I_ * N));
+      for (int64_t j = 0; j < N; ++j)
+        for (int64_t i = 0; i < I_; ++i) wt_[size_t(i * N + j)] = pw[j * I_ + i];
+    } else {  // W_ih^T of each direction, packed for the per-step GEMM
+      for (int64_t d = 0; d < S.D; ++d) packed_.emplace_back(true, I_, GH_, pw + d * GH_ * I_, I_);
     }
   }
   const Tensor& wcat() const { return wcat_; }  // [D*G*H, I], for the backward
 
-  // Rows [r0, r0 + nr), directions [d0, d0 + nd) into dst (row stride ld, column 0 = direction d0).
-  void rows(int64_t r0, int64_t nr, int64_t d0, int64_t nd, T* dst, int64_t ld) const {
-    const int64_t c0 = d0 * GH_, nc = nd * GH_;
+  // Rows [r0, r0 + nr) of direction d into dst (row stride ld).
+  void rows(int64_t r0, int64_t nr, int64_t d, T* dst, int64_t ld) const {
+    const T* b = bias_.data() + d * GH_;
     if (I_ <= 4) {
+      const int64_t N = int64_t(bias_.size());
       for (int64_t r = r0; r < r0 + nr; ++r) {
         T* o = dst + (r - r0) * ld;
-        for (int64_t j = 0; j < nc; ++j) o[j] = bias_[size_t(c0 + j)];
+        for (int64_t j = 0; j < GH_; ++j) o[j] = b[j];
         for (int64_t i = 0; i < I_; ++i) {
           const T xi = x_[r * I_ + i];
-          const T* w = wt_.data() + i * N_ + c0;
-          for (int64_t j = 0; j < nc; ++j) o[j] += xi * w[j];
+          const T* w = wt_.data() + i * N + d * GH_;
+          for (int64_t j = 0; j < GH_; ++j) o[j] += xi * w[j];
         }
       }
       return;
     }
     if (has_bias_)
-      parallel_for(0, nr, 1024, [&](int64_t a, int64_t b) {
-        for (int64_t r = a; r < b; ++r) std::copy_n(bias_.data() + c0, nc, dst + r * ld);
-      });
-    // one GEMM (parallel unless already inside a parallel region)
-    kernels::cpu::gemm<T>(false, true, nr, nc, I_, T(1), x_ + r0 * I_, I_, wcat_.data<T>() + c0 * I_, I_,
-                          has_bias_ ? T(1) : T(0), dst, ld);
-  }
-  // Every row and direction: XP [T*B, D*G*H].
-  void all(T* XP) const {
-    if (I_ <= 4) parallel_for(0, rows_, 256, [&](int64_t r0, int64_t r1) { rows(r0, r1 - r0, 0, N_ / GH_, XP + r0 * N_, N_); });
-    else rows(0, rows_, 0, N_ / GH_, XP, N_);
+      for (int64_t r = 0; r < nr; ++r) std::copy_n(b, GH_, dst + r * ld);
+    kernels::cpu::gemm_prepacked<T>(nr, T(1), x_ + r0 * I_, I_, packed_[size_t(d)], has_bias_ ? T(1) : T(0), dst, ld);
   }
 
  private:
   const T* x_;
-  int64_t I_, GH_, N_, rows_;
+  int64_t I_, GH_;
   Tensor wcat_;
   std::vector<T> bias_, wt_;
+  std::vector<kernels::cpu::PackedB<T>> packed_;
   bool has_bias_ = false;
 };
 
@@ -295,10 +291,8 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
     xt = detail::time_major<scalar_t>(x, batch_first);
     const detail::InputProjection<scalar_t> proj(S, 4, xt, w_ih, b_ih, b_hh, /*fold_hh=*/true);
     wcat = proj.wcat();
-    // training: the input projection goes straight into G, which the recurrence turns into the gates
-    if (track) proj.all(G.data<scalar_t>());
     auto project = [&](int64_t d, int64_t t, int64_t b0, int64_t nb, scalar_t* dst, int64_t ld) {
-      proj.rows(S.row(t, b0), nb, d, 1, dst, ld);
+      proj.rows(S.row(t, b0), nb, d, dst, ld);
     };
     auto ptr = [](Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
     kernels::cpu::lstm_forward<scalar_t>(S, detail::pack_whh<scalar_t>(w_hh, false), hn.data<scalar_t>(),
@@ -351,12 +345,11 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
   const auto inputs = detail::rnn_layer_inputs(x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh);
   const bool track = grad_needed(inputs);
   // Saved for the backward (training only): gates (r, z, n), hg_n, states before each step.
-  Tensor G, HN, Hprev, XP, wcat, xt;
+  Tensor G, HN, Hprev, wcat, xt;
   if (track) {
     G = Tensor::empty({rows, D * 3 * H}, dt);
     HN = Tensor::empty({rows, D * H}, dt);
     Hprev = Tensor::empty({rows, D * H}, dt);
-    XP = Tensor::empty({rows, D * 3 * H}, dt);
   }
   auto lens = std::make_shared<const std::vector<int64_t>>(lengths);
   S.lengths = lens->empty() ? nullptr : lens->data();
@@ -364,12 +357,11 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
     xt = detail::time_major<scalar_t>(x, batch_first);
     const detail::InputProjection<scalar_t> proj(S, 3, xt, w_ih, b_ih, b_hh, /*fold_hh=*/false);
     wcat = proj.wcat();
-    if (track) proj.all(XP.data<scalar_t>());
     auto project = [&](int64_t d, int64_t t, int64_t b0, int64_t nb, scalar_t* dst, int64_t ld) {
-      proj.rows(S.row(t, b0), nb, d, 1, dst, ld);
+      proj.rows(S.row(t, b0), nb, d, dst, ld);
     };
     auto ptr = [](Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
-    kernels::cpu::gru_forward<scalar_t>(S, ptr(XP), detail::pack_whh<scalar_t>(w_hh, false),
+    kernels::cpu::gru_forward<scalar_t>(S, detail::pack_whh<scalar_t>(w_hh, false),
                                         detail::ptrs<scalar_t>(b_hh, size_t(D)), hn.data<scalar_t>(), ptr(G), ptr(HN),
                                         ptr(Hprev), out.data<scalar_t>(), project);
   });

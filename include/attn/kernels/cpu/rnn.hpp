@@ -1,7 +1,7 @@
 #pragma once
 // Raw CPU loops of the fused LSTM / GRU recurrences (no autograd; ops/rnn.hpp wraps them).
 //
-// Layout. Every buffer the recurrence keeps (input projection X, gates G, saved states) is
+// Layout. Every buffer the recurrence keeps (gates G, saved states) is
 // time-major: row t * B + b, so the B rows of one step are contiguous (one small GEMM per block of
 // rows, no strided or TLB-unfriendly access); column block d of a row holds direction d. Only the
 // layer output uses the caller's layout (row b * T + t with batch_first); its gradient is handed
@@ -183,13 +183,14 @@ class RnnScratch {
 //   whh[d]   W_hh^T packed ([H, 4H] as op(B); kernels/cpu/gemm.hpp PackedB)
 //   h, c     [D, B, H]     initial state in, final state (h_n, c_n) out
 //   out      [rows, D*H]   h_t, zero where t >= len_b
-// Training (G != null):
-//   G      [rows, D*4H]  in: x_t W_ih^T + b_ih + b_hh of every step (gate order i, f, g, o);
-//                        out: the activated gates (i, f, g, o), saved for the backward
-//   Hprev / Cprev [rows, D*H] the state before the step, TC [rows, D*H] tanh(c_t): saved.
-// Inference (G, Hprev, Cprev, TC all null): project(d, t, b0, nb, dst, ld) writes the input
-// projection (with both biases) of rows b0..b0+nb at step t, direction d, into a per-unit
-// scratch block; nothing is saved, so memory is O(B H) beyond the output.
+//   project(d, t, b0, nb, dst, ld) writes the input projection x W_ih^T + b_ih + b_hh of rows
+//            b0..b0+nb at step t, direction d, into dst (row stride ld). It is called inside the
+//            step, so the gate rows are still in cache for h W_hh^T and the gate math.
+// Training (G != null): saved for the backward:
+//   G      [rows, D*4H]  the activated gates (i, f, g, o)
+//   Hprev / Cprev [rows, D*H] the state before the step, TC [rows, D*H] tanh(c_t).
+// Inference (G, Hprev, Cprev, TC all null): the gates live in a per-unit scratch block and
+// nothing is saved, so memory is O(B H) beyond the output.
 //   i = s(a_i), f = s(a_f), g = tanh(a_g), o = s(a_o),  a = x W_ih^T + b_ih + h W_hh^T + b_hh
 //   c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t)
 template <class T, class Project>
@@ -204,7 +205,7 @@ void lstm_forward(const RnnShape& S, const std::vector<PackedB<T>>& whh, T* h, T
     // gates of the block: the input projection, then += h W_hh^T in place
     const int64_t ldg = G ? LDG : G4;
     T* gates = G ? G + S.row(t, b0) * LDG + d * G4 : scr;
-    if (!G) project(d, t, b0, nb, gates, ldg);
+    project(d, t, b0, nb, gates, ldg);
     gemm_prepacked<T>(nb, T(1), h + (d * S.B + b0) * H, H, whh[size_t(d)], T(1), gates, ldg);
     for (int64_t b = b0; b < b0 + nb; ++b) {
       const int64_t r = S.row(t, b);
@@ -336,24 +337,24 @@ void lstm_backward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const 
 
 // ---------------------------------------------------------------------------------------------
 // GRU forward (PyTorch's formulation, gate order r, z, n). whh[d]: W_hh^T packed ([H, 3H]).
-//   X [rows, D*3H] = x W_ih^T + b_ih;  hg = h W_hh^T + b_hh
+//   X = x W_ih^T + b_ih (written by project(d, t, b0, nb, dst, ld) into a per-unit scratch block,
+//   as for the LSTM; not saved);  hg = h W_hh^T + b_hh
 //   r = s(x_r + hg_r),  z = s(x_z + hg_z),  n = tanh(x_n + r * hg_n),  h_t = n + z * (h_{t-1} - n)
 // Training: saved G [rows, D*3H] (r, z, n), HN [rows, D*H] hg_n, Hprev [rows, D*H].
-// Inference (X, G, HN, Hprev all null): project(d, t, b0, nb, dst, ld) writes the block's X into
-// a per-unit scratch (as for the LSTM); nothing is saved.
+// Inference (G, HN, Hprev all null): the gates and hg_n live in the scratch too; nothing is saved.
 template <class T, class Project>
-void gru_forward(const RnnShape& S, const T* X, const std::vector<PackedB<T>>& whh, const std::vector<const T*>& bhh,
-                 T* h, T* G, T* HN, T* Hprev, T* out, const Project& project) {
+void gru_forward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const std::vector<const T*>& bhh, T* h, T* G,
+                 T* HN, T* Hprev, T* out, const Project& project) {
   using namespace rnn_detail;
   const int64_t H = S.H, G3 = 3 * H, LDG = S.D * G3, LDH = S.D * H;
-  RnnScratch<T> scratch(S, G ? 0 : 2 * G3);  // inference: [gates | X] per row
+  RnnScratch<T> scratch(S, G ? G3 : 2 * G3);  // per row: X (training) or [gates | X] (inference)
   rnn_schedule(S, 2.0 * double(std::min(S.B, kRnnRowBlock)) * double(G3 * H), [&](int64_t d, int64_t s, int64_t bk) {
     const int64_t t = S.time_of(d, s), b0 = bk * kRnnRowBlock, nb = std::min(kRnnRowBlock, S.B - b0);
-    T* scr = G ? nullptr : scratch.unit(S, d, bk);
-    const int64_t ldg = G ? LDG : 2 * G3;
+    T* scr = scratch.unit(S, d, bk);
+    const int64_t ldg = G ? LDG : 2 * G3, ldx = G ? G3 : 2 * G3;
     T* gates = G ? G + S.row(t, b0) * LDG + d * G3 : scr;
-    const T* xb = G ? X + S.row(t, b0) * LDG + d * G3 : scr + G3;
-    if (!G) project(d, t, b0, nb, scr + G3, ldg);
+    T* xb = G ? scr : scr + G3;
+    project(d, t, b0, nb, xb, ldx);
     gemm_prepacked<T>(nb, T(1), h + (d * S.B + b0) * H, H, whh[size_t(d)], T(0), gates, ldg);
     const T* bias = bhh[size_t(d)];
     for (int64_t b = b0; b < b0 + nb; ++b) {
@@ -368,7 +369,7 @@ void gru_forward(const RnnShape& S, const T* X, const std::vector<PackedB<T>>& w
       T* a = gates + (b - b0) * ldg;
       if (bias)
         for (int64_t j = 0; j < G3; ++j) a[j] += bias[j];
-      gru_fwd_row<T>(H, a, xb + (b - b0) * ldg, HN ? HN + r * LDH + d * H : scr + kRnnRowBlock * 2 * G3, hb);
+      gru_fwd_row<T>(H, a, xb + (b - b0) * ldx, HN ? HN + r * LDH + d * H : scr + kRnnRowBlock * 2 * G3, hb);
       std::copy(hb, hb + H, ob);
     }
   });
