@@ -74,78 +74,79 @@ bool bits_equal(const Tensor& a, const Tensor& b) {
 TEST_CASE("tiled sdpa matches the weights-storing path (float64)", "[flash]") {
   manual_seed(1);
   SECTION("no mask, L and S not multiples of the blocks, several key blocks") {
-    compare_paths(rnd({2, 3, 70, 8}), rnd({2, 3, 300, 8}), rnd({2, 3, 300, 5}), {});
+    compare_paths(rnd({2, 3, 70, 8}), rnd({2, 3, 600, 8}), rnd({2, 3, 600, 5}), {});
   }
   SECTION("causal, L == S") {
     Args a;
     a.causal = true;
-    compare_paths(rnd({2, 2, 200, 16}), rnd({2, 2, 200, 16}), rnd({2, 2, 200, 16}), a);
+    compare_paths(rnd({2, 2, 600, 16}), rnd({2, 2, 600, 16}), rnd({2, 2, 600, 16}), a);
   }
   SECTION("causal, L < S and L > S (rows past S see every key)") {
     Args a;
     a.causal = true;
-    compare_paths(rnd({2, 150, 8}), rnd({2, 300, 8}), rnd({2, 300, 4}), a);
-    compare_paths(rnd({2, 300, 8}), rnd({2, 130, 8}), rnd({2, 130, 4}), a);
+    compare_paths(rnd({2, 600, 8}), rnd({2, 700, 8}), rnd({2, 700, 4}), a);
+    compare_paths(rnd({2, 700, 8}), rnd({2, 530, 8}), rnd({2, 530, 4}), a);
   }
   SECTION("bool attn_mask [L, S] and [B, 1, L, S], with causal") {
     Args a;
-    a.mask = bool_mask({90, 260}, 3);
-    compare_paths(rnd({2, 2, 90, 8}), rnd({2, 2, 260, 8}), rnd({2, 2, 260, 8}), a);
-    a.mask = bool_mask({2, 1, 90, 260}, 4);
+    a.mask = bool_mask({90, 560}, 3);
+    compare_paths(rnd({2, 2, 90, 8}), rnd({2, 2, 560, 8}), rnd({2, 2, 560, 8}), a);
+    a.mask = bool_mask({2, 1, 90, 560}, 4);
     a.causal = true;
-    compare_paths(rnd({2, 2, 90, 8}), rnd({2, 2, 260, 8}), rnd({2, 2, 260, 8}), a);
+    compare_paths(rnd({2, 2, 90, 8}), rnd({2, 2, 560, 8}), rnd({2, 2, 560, 8}), a);
   }
   SECTION("float additive mask without gradient, [H, L, S], with -inf entries, custom scale") {
     Args a;
-    a.mask = Tensor::randn({3, 100, 140}, kFloat64);
-    for (int64_t j = 0; j < 140; j += 3) a.mask.set({1, 7, j}, -kInf);
+    a.mask = Tensor::randn({3, 100, 540}, kFloat64);
+    for (int64_t j = 0; j < 540; j += 3) a.mask.set({1, 7, j}, -kInf);
     a.scale = 0.3;
-    compare_paths(rnd({2, 3, 100, 8}), rnd({2, 3, 140, 8}), rnd({2, 3, 140, 8}), a);
+    compare_paths(rnd({2, 3, 100, 8}), rnd({2, 3, 540, 8}), rnd({2, 3, 540, 8}), a);
   }
   SECTION("float32 mask with float64 inputs") {
     Args a;
-    a.mask = Tensor::randn({70, 140}, kFloat32);
-    compare_paths(rnd({2, 70, 8}), rnd({2, 140, 8}), rnd({2, 140, 8}), a);
+    a.mask = Tensor::randn({70, 540}, kFloat32);
+    compare_paths(rnd({2, 70, 8}), rnd({2, 540, 8}), rnd({2, 540, 8}), a);
   }
   SECTION("key_padding_mask [B, S], one batch fully padded") {
     Args a;
-    a.kpm = bool_mask({3, 200}, 5, 0.3);
-    for (int64_t j = 0; j < 200; ++j) a.kpm.set({2, j}, 1);
-    compare_paths(rnd({3, 2, 65, 8}), rnd({3, 2, 200, 8}), rnd({3, 2, 200, 6}), a);
+    a.kpm = bool_mask({3, 520}, 5, 0.3);
+    for (int64_t j = 0; j < 520; ++j) a.kpm.set({2, j}, 1);
+    compare_paths(rnd({3, 2, 65, 8}), rnd({3, 2, 520, 8}), rnd({3, 2, 520, 6}), a);
   }
   SECTION("dropout: same seed gives the same keep/drop decisions as the weights-storing path") {
     Args a;
     a.p = 0.3;
-    a.mask = bool_mask({130, 270}, 6, 0.8);
-    compare_paths(rnd({2, 2, 130, 8}), rnd({2, 2, 270, 8}), rnd({2, 2, 270, 8}), a);
+    a.mask = bool_mask({130, 600}, 6, 0.8);
+    compare_paths(rnd({2, 2, 130, 8}), rnd({2, 2, 600, 8}), rnd({2, 2, 600, 8}), a);
     a.causal = true;
-    a.kpm = bool_mask({2, 270}, 7, 0.2);
-    compare_paths(rnd({2, 2, 130, 8}), rnd({2, 2, 270, 8}), rnd({2, 2, 270, 8}), a);
+    a.mask = bool_mask({580, 600}, 16, 0.8);
+    a.kpm = bool_mask({2, 600}, 7, 0.2);
+    compare_paths(rnd({2, 2, 580, 8}), rnd({2, 2, 600, 8}), rnd({2, 2, 600, 8}), a);
   }
   SECTION("head dims E = 1, 3, 64 with Ev != E") {
     for (int64_t E : {1, 3, 64}) {
       INFO("E = " << E);
       Args a;
       a.causal = E == 3;
-      compare_paths(rnd({2, 67, E}), rnd({2, 131, E}), rnd({2, 131, E == 1 ? 2 : E}), a);
+      compare_paths(rnd({2, 67, E}), rnd({2, 531, E}), rnd({2, 531, E == 1 ? 2 : E}), a);
     }
   }
-  SECTION("tiny sizes: L = S = 1, L = 1 with S > 128") {
+  SECTION("tiny sizes: L = S = 1, L = 1 with S > 512") {
     compare_paths(rnd({1, 1, 4}), rnd({1, 1, 4}), rnd({1, 1, 4}), {});
-    compare_paths(rnd({2, 1, 4}), rnd({2, 129, 4}), rnd({2, 129, 4}), {});
+    compare_paths(rnd({2, 1, 4}), rnd({2, 513, 4}), rnd({2, 513, 4}), {});
   }
 }
 
 TEST_CASE("tiled sdpa matches a composed softmax(Q K^T) V", "[flash]") {
   FlashKnobs knobs(0);
   manual_seed(2);
-  Tensor q = rnd({2, 3, 150, 8}), k = rnd({2, 3, 260, 8}), v = rnd({2, 3, 260, 5});
-  Tensor m = Tensor::randn({3, 150, 260}, kFloat64);
+  Tensor q = rnd({2, 3, 150, 8}), k = rnd({2, 3, 600, 8}), v = rnd({2, 3, 600, 5});
+  Tensor m = Tensor::randn({3, 150, 600}, kFloat64);
   Tensor out = scaled_dot_product_attention(q, k, v, m, true);
   wsum(out).backward();
   Tensor q2 = q.detach().requires_grad_(), k2 = k.detach().requires_grad_(), v2 = v.detach().requires_grad_();
   Tensor z = matmul(q2, transpose(k2, -1, -2)) * (1.0 / std::sqrt(8.0)) + m;
-  z = masked_fill(z, logical_not(causal_mask(150, 260)), -kInf);
+  z = masked_fill(z, logical_not(causal_mask(150, 600)), -kInf);
   Tensor ref = matmul(softmax(z, -1), v2);
   wsum(ref).backward();
   CHECK(check_close(out, ref, 1e-12, 1e-12, "out"));
@@ -157,10 +158,10 @@ TEST_CASE("tiled sdpa matches a composed softmax(Q K^T) V", "[flash]") {
 TEST_CASE("tiled sdpa: fully masked rows give zero output and zero, finite gradients", "[flash]") {
   FlashKnobs knobs(0);
   manual_seed(3);
-  Tensor q = rnd({2, 70, 4}), k = rnd({2, 200, 4}), v = rnd({2, 200, 3});
-  Tensor m = bool_mask({2, 70, 200}, 8, 0.9);
-  for (int64_t j = 0; j < 200; ++j) m.set({0, 5, j}, 0);    // row (0, 5) sees nothing
-  for (int64_t j = 0; j < 200; ++j) m.set({1, 69, j}, 0);   // last row of the last block
+  Tensor q = rnd({2, 70, 4}), k = rnd({2, 530, 4}), v = rnd({2, 530, 3});
+  Tensor m = bool_mask({2, 70, 530}, 8, 0.9);
+  for (int64_t j = 0; j < 530; ++j) m.set({0, 5, j}, 0);    // row (0, 5) sees nothing
+  for (int64_t j = 0; j < 530; ++j) m.set({1, 69, j}, 0);   // last row of the last block
   Tensor out = scaled_dot_product_attention(q, k, v, m, false, 0.2);
   wsum(out).backward();
   for (int64_t c = 0; c < 3; ++c) {
@@ -174,15 +175,15 @@ TEST_CASE("tiled sdpa: fully masked rows give zero output and zero, finite gradi
   for (const Tensor& t : {out, q.grad(), k.grad(), v.grad()})
     for (double x : t.to_vector<double>()) REQUIRE(std::isfinite(x));
   // causal with every key padded in batch 1: the whole batch item is zero
-  Tensor kpm = Tensor::zeros({2, 200}, kBool);
-  for (int64_t j = 0; j < 200; ++j) kpm.set({1, j}, 1);
+  Tensor kpm = Tensor::zeros({2, 530}, kBool);
+  for (int64_t j = 0; j < 530; ++j) kpm.set({1, j}, 1);
   Tensor q2 = q.detach().requires_grad_(), k2 = k.detach().requires_grad_();
   Tensor o2 = scaled_dot_product_attention(q2, k2, v, Tensor(), true, 0.0, kDefaultAttnScale, kpm);
   wsum(o2).backward();
   for (int64_t i = 0; i < 70; ++i)
     for (int64_t c = 0; c < 3; ++c) CHECK(o2.at({1, i, c}) == 0.0);
   for (double x : k2.grad().to_vector<double>()) REQUIRE(std::isfinite(x));
-  for (int64_t s = 0; s < 200; ++s) CHECK(k2.grad().at({1, s, 0}) == 0.0);
+  for (int64_t s = 0; s < 530; ++s) CHECK(k2.grad().at({1, s, 0}) == 0.0);
 }
 
 TEST_CASE("tiled sdpa gradcheck (tiny)", "[flash][gradcheck]") {
@@ -238,7 +239,7 @@ TEST_CASE("MultiheadAttention: need_weights = false (tiled) matches need_weights
     nn::MultiheadAttention mha(opt);
     mha.to(kFloat64);
     mha.train(c.training);
-    const int64_t B = 3, L = 130, S = c.cross ? 150 : L;
+    const int64_t B = 3, L = 530, S = c.cross ? 600 : L;
     auto shape = [&](int64_t T, int64_t C) { return c.batch_first ? Shape{B, T, C} : Shape{T, B, C}; };
     Tensor x = Tensor::randn(shape(L, 16), kFloat64);
     Tensor key = c.cross ? Tensor::randn(shape(S, 5), kFloat64) : x, val = c.cross ? Tensor::randn(shape(S, 7), kFloat64) : x;
@@ -273,9 +274,9 @@ TEST_CASE("tiled sdpa is bit-identical for 1 and 2 threads and both backward sch
     return with_threads(threads, [dt] {
       manual_seed(11);
       // 3 items: with 2 threads the automatic schedule is the two-pass one, with 1 the per-item one
-      Tensor q = rnd({3, 200, 16}, dt), k = rnd({3, 330, 16}, dt), v = rnd({3, 330, 8}, dt);
-      Tensor m = bool_mask({200, 330}, 12, 0.9);
-      Tensor fm = Tensor::randn({3, 200, 330}, dt);
+      Tensor q = rnd({3, 600, 16}, dt), k = rnd({3, 700, 16}, dt), v = rnd({3, 700, 8}, dt);
+      Tensor m = bool_mask({600, 700}, 12, 0.9);
+      Tensor fm = Tensor::randn({3, 600, 700}, dt);
       manual_seed(13);
       Tensor o = scaled_dot_product_attention(q, k, v, m, true, 0.1);
       Tensor o2 = scaled_dot_product_attention(q, k, v, fm);
@@ -307,7 +308,7 @@ TEST_CASE("tiled sdpa is bit-identical for 1 and 2 threads and both backward sch
 TEST_CASE("tiled sdpa in float32 agrees with the weights-storing path", "[flash]") {
   FlashKnobs knobs(0);
   manual_seed(6);
-  Tensor q = rnd({2, 2, 300, 16}, kFloat32), k = rnd({2, 2, 300, 16}, kFloat32), v = rnd({2, 2, 300, 16}, kFloat32);
+  Tensor q = rnd({2, 2, 600, 16}, kFloat32), k = rnd({2, 2, 600, 16}, kFloat32), v = rnd({2, 2, 600, 16}, kFloat32);
   Args a;
   a.causal = true;
   auto t = run(q, k, v, a, true), w = run(q, k, v, a, false);

@@ -293,7 +293,7 @@ void attn_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
 // block by block from them.
 //
 // Forward, per task (batch b, head h, block of kAttnRowBlock query rows), over key blocks of
-// kFlashKeyBlock keys (causal: only the keys some row of the block can see):
+// kFlashFwdKeyBlock keys (causal: only the keys some row of the block can see):
 //   Z_blk = scale * Q_blk K_blk^T (+ masks, as the weights-storing kernel applies them)
 //   m_new = max(m, rowmax(Z_blk));   c = exp(m - m_new)
 //   P_blk = exp(Z_blk - m_new);      l = c * l + rowsum(P_blk)
@@ -315,7 +315,9 @@ void attn_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
 // In both, dK/dV of a key block add query blocks in ascending order and dQ of a query block adds
 // key blocks in ascending order, with the same arithmetic, so results are bit-identical for any
 // thread count (the schedule is picked from the thread count; both are tested).
-constexpr int64_t kFlashKeyBlock = 256;
+constexpr int64_t kFlashKeyBlock = 256;     // keys per block in the backward
+constexpr int64_t kFlashFwdKeyBlock = 512;  // keys per block in the forward (fewer rescalings)
+static_assert(kFlashKeyBlock % kAttnRowBlock == 0, "causal block skipping assumes whole row blocks");
 
 // Knobs of the tiled path (tests and benchmarks use them to force one path or schedule).
 struct FlashAttnConfig {
@@ -432,7 +434,7 @@ void flash_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
                           T* LSE) {
   using AlignedVec = std::vector<T, Eigen::aligned_allocator<T>>;
   using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-  constexpr int64_t BQ = kAttnRowBlock, BK = kFlashKeyBlock;
+  constexpr int64_t BQ = kAttnRowBlock, BK = kFlashFwdKeyBlock;
   const int64_t L = p.L, S = p.S, Ev = p.Ev, nq = (L + BQ - 1) / BQ, items = p.B * p.H;
   const int64_t ldz = flash_ld(std::min(BK, S));
   const bool drop = p.dropout_p > 0.0;
@@ -452,7 +454,7 @@ void flash_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
       const int64_t send = flash_key_end(p, r0, m);
       if (send <= BK) {
         // One key block: normalise first and write O = W' V directly, the very arithmetic of
-        // attn_forward_kernel (so both paths give the same bits when S <= kFlashKeyBlock).
+        // attn_forward_kernel (so both paths give the same bits when S <= kFlashFwdKeyBlock).
         const int64_t n = send;
         kernels::cpu::gemm_serial<T>(false, true, m, n, p.E, T(p.scale), q, lq.ld, k, lk.ld, T(0), z.data(), ldz);
         const bool masked = flash_mask_block(p, mask, kpm, it, r0, m, 0, n, z.data(), ldz);
