@@ -439,6 +439,28 @@ bool same_bits(const std::vector<std::vector<float>>& a, const std::vector<std::
 }
 }  // namespace
 
+namespace {
+std::vector<std::vector<float>> gru_run_bits(int threads) {
+  const int prev = get_num_threads();
+  set_num_threads(threads);
+  manual_seed(22);
+  nn::GRU gru(nn::GRUOptions(7, 16).bidirectional(true).num_layers(2).batch_first(true));
+  Tensor x = Tensor::randn({150, 25, 7}).requires_grad_();
+  std::vector<int64_t> lens;
+  for (int64_t b = 0; b < 150; ++b) lens.push_back(1 + (b * 5) % 25);
+  auto [out, hn] = gru.forward(x, lens);
+  (sum(mul(out, out)) + sum(hn)).backward();
+  std::vector<std::vector<float>> r{out.to_vector<float>(), hn.to_vector<float>(), x.grad().to_vector<float>()};
+  for (auto& p : gru.parameters()) r.push_back(p.grad().to_vector<float>());
+  set_num_threads(prev);
+  return r;
+}
+}  // namespace
+
+TEST_CASE("fused GRU forward+backward is bit-identical for 1 and 2 threads", "[rnn][threads]") {
+  CHECK(same_bits(gru_run_bits(1), gru_run_bits(2)));
+}
+
 TEST_CASE("fused LSTM forward+backward is bit-identical for 1 and 2 threads", "[rnn][threads]") {
   // per-direction threads (D = 2, one row block) and per-step row blocks (B = 150, 3 blocks)
   CHECK(same_bits(lstm_run_bits(1, 8, 16, true, 2), lstm_run_bits(2, 8, 16, true, 2)));
