@@ -185,6 +185,32 @@ inline void shuffle(std::vector<int64_t>& v) {
   }
 }
 
+// One pass over the samples in `order`, in minibatches of `batch`: loss_of(rows) builds the batch
+// of those sample indices and returns its mean loss; then backward, gradient clipping (clip > 0),
+// the optimizer step, the progress line and --stop-after counting. Returns the mean loss over
+// the samples (each batch weighted by its size).
+template <class LossFn>
+double train_epoch(attn::optim::Optimizer& opt, const std::vector<attn::Tensor>& params, double clip,
+                   const std::vector<int64_t>& order, int64_t batch, int epoch, const CommonOptions& co,
+                   Progress& progress, const LossFn& loss_of) {
+  const int64_t N = int64_t(order.size()), batches = (N + batch - 1) / batch;
+  double loss_sum = 0;
+  for (int64_t b = 0; b < N; b += batch) {
+    const int64_t e = std::min(N, b + batch);
+    const std::vector<int64_t> rows(order.begin() + b, order.begin() + e);
+    opt.zero_grad();
+    attn::Tensor loss = loss_of(rows);
+    loss.backward();
+    if (clip > 0) attn::optim::clip_grad_norm_(params, clip);
+    opt.step();
+    loss_sum += loss.item<double>() * double(e - b);
+    progress.update(epoch + 1, co.epochs, b / batch + 1, batches, loss.item<double>());
+    count_batch(co);  // --stop-after: stops (like Ctrl-C) at the end of this epoch
+  }
+  progress.clear();
+  return loss_sum / double(N);
+}
+
 // Copies every parameter/buffer of `from` into `to` (same architecture): used to keep the best
 // weights during early stopping without a file round trip.
 inline void copy_state(const attn::nn::Module& from, attn::nn::Module& to) {

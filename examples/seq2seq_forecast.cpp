@@ -214,28 +214,17 @@ int main(int argc, char** argv) {
       model.train();
       std::iota(order.begin(), order.end(), 0);
       if (batch < N) examples::shuffle(order);
-      double loss_sum = 0;
-      for (int64_t b = 0; b < N; b += batch) {
-        const int64_t e = std::min(N, b + batch);
-        std::vector<float> x, y;
-        for (int64_t k = b; k < e; ++k) {
-          const int64_t s = order[size_t(k)];
-          x.insert(x.end(), full.begin() + s, full.begin() + s + W);
-          y.insert(y.end(), full.begin() + s + W, full.begin() + s + W + H);
-        }
-        const Tensor target = Tensor::from_vector(y, {e - b, H});
-        opt.zero_grad();
-        Tensor loss = mse_loss(model.forward(Tensor::from_vector(x, {e - b, W, 1}), H, target, teacher_forcing).first,
-                               target);
-        loss.backward();
-        if (clip > 0) optim::clip_grad_norm_(model.parameters(), clip);
-        opt.step();
-        loss_sum += loss.item<double>() * double(e - b);
-        progress.update(epoch + 1, co.epochs, b / batch + 1, (N + batch - 1) / batch, loss.item<double>());
-        examples::count_batch(co);  // --stop-after: stops (like Ctrl-C) at the end of this epoch
-      }
-      progress.clear();
-      const double train_mse = loss_sum / double(N);
+      const double train_mse = examples::train_epoch(
+          opt, model.parameters(), clip, order, batch, epoch, co, progress, [&](const std::vector<int64_t>& rows) {
+            std::vector<float> x, y;
+            for (const int64_t s : rows) {
+              x.insert(x.end(), full.begin() + s, full.begin() + s + W);
+              y.insert(y.end(), full.begin() + s + W, full.begin() + s + W + H);
+            }
+            const int64_t n = int64_t(rows.size());
+            const Tensor target = Tensor::from_vector(y, {n, H});
+            return mse_loss(model.forward(Tensor::from_vector(x, {n, W, 1}), H, target, teacher_forcing).first, target);
+          });
       model.eval();
       const double val = tail_mse(tail_eval(nullptr));
       const double lr_used = opt.lr();

@@ -92,28 +92,20 @@ int main(int argc, char** argv) {
     for (int epoch = start_epoch; epoch < co.epochs; ++epoch) {
       examples::Timer et;
       if (batch < N) examples::shuffle(order);
-      double loss_sum = 0;
-      for (int64_t b = 0; b < N; b += batch) {
-        const int64_t e = std::min(N, b + batch);
-        std::vector<float> x, y;
-        for (int64_t k = b; k < e; ++k) {
-          const int64_t i = order[size_t(k)];
-          x.insert(x.end(), train.x.begin() + i * window, train.x.begin() + (i + 1) * window);
-          y.push_back(train.y[size_t(i)]);
-        }
-        opt.zero_grad();
-        Tensor loss = mse_loss(model.forward(Tensor::from_vector(x, {e - b, window, 1})).first,
-                               Tensor::from_vector(y, {e - b, 1}));
-        loss.backward();
-        opt.step();
-        loss_sum += loss.item<double>() * double(e - b);
-        examples::count_batch(co);
-        progress.update(epoch + 1, co.epochs, b / batch + 1, (N + batch - 1) / batch, loss.item<double>());
-      }
-      progress.clear();
-      hist.add({double(epoch + 1), loss_sum / double(N), et.seconds()});
+      const double loss = examples::train_epoch(
+          opt, model.parameters(), /*clip=*/0.0, order, batch, epoch, co, progress,
+          [&](const std::vector<int64_t>& rows) {
+            std::vector<float> x, y;
+            for (const int64_t i : rows) {
+              x.insert(x.end(), train.x.begin() + i * window, train.x.begin() + (i + 1) * window);
+              y.push_back(train.y[size_t(i)]);
+            }
+            const int64_t n = int64_t(rows.size());
+            return mse_loss(model.forward(Tensor::from_vector(x, {n, window, 1})).first, Tensor::from_vector(y, {n, 1}));
+          });
+      hist.add({double(epoch + 1), loss, et.seconds()});
       if (!co.quiet && ((epoch + 1) % 10 == 0 || epoch + 1 == co.epochs))
-        std::printf("Epoch [%d/%d], Loss: %.4f  (%.3fs)\n", epoch + 1, co.epochs, loss_sum / double(N), et.seconds());
+        std::printf("Epoch [%d/%d], Loss: %.4f  (%.3fs)\n", epoch + 1, co.epochs, loss, et.seconds());
       if (!co.save.empty())
         save_checkpoint(co.save, model, &opt,
                         {{"epoch", std::to_string(epoch + 1)}, {"history", hist.to_csv()},

@@ -239,31 +239,22 @@ int main(int argc, char** argv) {
       model.train();
       std::iota(order.begin(), order.end(), 0);
       if (batch < N) examples::shuffle(order);
-      double loss_sum = 0;
-      for (int64_t b = 0; b < N; b += batch) {
-        const int64_t e = std::min(N, b + batch);
-        std::vector<float> x, y;
-        for (int64_t k = b; k < e; ++k) {
-          const int64_t i = order[size_t(k)];
-          x.insert(x.end(), train.x.begin() + i * W, train.x.begin() + (i + 1) * W);
-          y.push_back(train.y[size_t(i)]);
-        }
-        opt.zero_grad();
-        Tensor loss = mse_loss(model.forward(Tensor::from_vector(x, {e - b, W, 1})), Tensor::from_vector(y, {e - b, 1}));
-        loss.backward();
-        if (clip > 0) optim::clip_grad_norm_(model.parameters(), clip);
-        opt.step();
-        loss_sum += loss.item<double>() * double(e - b);
-        progress.update(epoch + 1, co.epochs, b / batch + 1, (N + batch - 1) / batch, loss.item<double>());
-        examples::count_batch(co);  // --stop-after: stops (like Ctrl-C) at the end of this epoch
-      }
-      progress.clear();
+      const double train_mse = examples::train_epoch(
+          opt, model.parameters(), clip, order, batch, epoch, co, progress, [&](const std::vector<int64_t>& rows) {
+            std::vector<float> x, y;
+            for (const int64_t i : rows) {
+              x.insert(x.end(), train.x.begin() + i * W, train.x.begin() + (i + 1) * W);
+              y.push_back(train.y[size_t(i)]);
+            }
+            const int64_t n = int64_t(rows.size());
+            return mse_loss(model.forward(Tensor::from_vector(x, {n, W, 1})), Tensor::from_vector(y, {n, 1}));
+          });
       model.eval();
       const double val = std::pow(metrics::rmse(tail_truth, predict(model, tail_windows, tail, W)), 2);
-      hist.add({double(epoch + 1), loss_sum / double(N), val, opt.lr(), et.seconds()});
+      hist.add({double(epoch + 1), train_mse, val, opt.lr(), et.seconds()});
       if (!co.quiet)
         std::printf("epoch %3d/%d  train MSE %.6f  held-out one-step MSE %.6f  (%.2fs)\n", epoch + 1, co.epochs,
-                    loss_sum / double(N), val, et.seconds());
+                    train_mse, val, et.seconds());
       if (!co.save.empty())
         save_checkpoint(co.save, model, &opt,
                         {{"epoch", std::to_string(epoch + 1)}, {"history", hist.to_csv()},
