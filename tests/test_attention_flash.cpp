@@ -330,7 +330,7 @@ TEST_CASE("the weights-storing path is kept where the tiled one cannot serve", "
 }
 
 TEST_CASE("path selection: tiled without weights and mask gradient, above the size threshold", "[flash]") {
-  FlashKnobs knobs(int64_t(8) << 20);  // the default
+  CHECK(detail::flash_attn_config().min_weight_bytes == int64_t(8) << 20);  // the default
   detail::AttnProblem p;
   p.B = 1;
   p.H = 4;
@@ -340,6 +340,7 @@ TEST_CASE("path selection: tiled without weights and mask gradient, above the si
   CHECK(detail::use_tiled_attention(p, kFloat64, false, false));
   p.S = 1024;
   CHECK(detail::use_tiled_attention(p, kFloat32, false, false));
+  FlashKnobs knobs(int64_t(8) << 20);
   CHECK_FALSE(detail::use_tiled_attention(p, kFloat32, true, false));
   CHECK_FALSE(detail::use_tiled_attention(p, kFloat32, false, true));
   detail::flash_attn_config().min_weight_bytes = 0;
