@@ -290,3 +290,29 @@ TEST_CASE("tensor: to_string and printing", "[tensor]") {
   CHECK_FALSE(Tensor().defined());
   CHECK_THROWS_AS(Tensor().shape(), std::logic_error);
 }
+
+TEST_CASE("tanh/sigmoid/exp: same bits for any thread count and buffer alignment", "[tensor][threads]") {
+  // 100003 elements: split over threads at an unaligned boundary, with a partial last packet
+  attn::manual_seed(3);
+  const attn::Tensor x = attn::mul(attn::Tensor::randn({100003}), 4.0);
+  for (auto op : {+[](const attn::Tensor& t) { return attn::tanh(t); }, +[](const attn::Tensor& t) { return attn::sigmoid(t); },
+                  +[](const attn::Tensor& t) { return attn::exp(t); }}) {
+    const auto one = with_threads(1, [&] { return op(x).to_vector<float>(); });
+    const auto two = with_threads(2, [&] { return op(x).to_vector<float>(); });
+    CHECK(one == two);
+  }
+  // the span kernels at every offset of a buffer give the bits of an aligned call
+  std::vector<float> src = x.to_vector<float>();
+  src.resize(64);
+  std::vector<float> ref(64), out(80);
+  attn::kernels::cpu::tanh_n(src.data(), ref.data(), 64);
+  for (int off = 0; off < 16; ++off) {
+    std::vector<float> in(80);
+    std::copy(src.begin(), src.end(), in.begin() + off);
+    attn::kernels::cpu::tanh_n(in.data() + off, out.data() + off, 64);
+    INFO("offset " << off);
+    CHECK(std::equal(ref.begin(), ref.end(), out.begin() + off));
+    attn::kernels::cpu::tanh_n(in.data() + off, out.data() + off, 64 - off);  // a shorter span: its tail packet
+    CHECK(std::equal(ref.begin(), ref.begin() + (64 - off), out.begin() + off));
+  }
+}
