@@ -93,10 +93,9 @@ def main():
         key = next(k for k in rnn if k.startswith(prefix) and "#" not in k)
         rows.append((label, rnn[key], torch_lstm(*cfg), 0.2))
 
-    # tiled:1 is the path attn takes by default at this size (32 MiB of weights, above the 8 MiB
-    # threshold of ops/attention.hpp); tiled:0 forces the weights-storing path.
-    dense = run_attn(os.path.join(b, "bench_attention_dense"), "BM_MHA_ForwardBackward/B:8/L:512/tiled:1",
-                     args.threads, args.min_time)
+    # the default path (the *_Path benchmarks force one path or the other)
+    dense = run_attn(os.path.join(b, "bench_attention_dense"), "BM_MHA_ForwardBackward/8/512", args.threads,
+                     args.min_time)
     key = next(k for k in dense if "#" not in k)
     rows.append(("MHA fwd+bwd B=8 L=512 E=64 H=4", dense[key], torch_mha(8, 512, 64, 4), 0.25))
 
