@@ -347,3 +347,27 @@ TEST_CASE("path selection: tiled without weights and mask gradient, above the si
   p.L = p.S = 1;
   CHECK(detail::use_tiled_attention(p, kFloat32, false, false));
 }
+
+TEST_CASE("tiled sdpa never holds an L x S buffer (memory_stats)", "[flash][memory]") {
+  // B*H = 4 heads of L = S = 2048: the weights of ONE head take 16 MiB, of all four 64 MiB.
+  const int64_t B = 1, H = 4, L = 2048, E = 32;
+  const int64_t one_head = L * L * int64_t(sizeof(float));
+  manual_seed(17);
+  const Tensor q0 = Tensor::randn({B, H, L, E}), k0 = Tensor::randn({B, H, L, E}), v0 = Tensor::randn({B, H, L, E});
+  auto peak_of = [&](bool need_weights) {
+    Tensor q = q0.clone().requires_grad_(), k = k0.clone().requires_grad_(), v = v0.clone().requires_grad_();
+    const int64_t base = memory_stats().current_bytes;
+    reset_peak_memory();
+    if (need_weights) {
+      auto [o, w] = scaled_dot_product_attention_with_weights(q, k, v);
+      sum(o).backward();
+    } else {
+      sum(scaled_dot_product_attention(q, k, v)).backward();
+    }
+    return memory_stats().peak_bytes - base;
+  };
+  const int64_t tiled = peak_of(false), stored = peak_of(true);
+  INFO("peak above baseline: tiled " << tiled << " B, weights-storing " << stored << " B");
+  CHECK(tiled < one_head);         // inputs, output, LSE and gradients only
+  CHECK(stored > H * one_head);    // the counter sees the [B, H, L, S] weights of the other path
+}

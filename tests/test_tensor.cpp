@@ -316,3 +316,20 @@ TEST_CASE("tanh/sigmoid/exp: same bits for any thread count and buffer alignment
     CHECK(std::equal(ref.begin(), ref.begin() + (64 - off), out.begin() + off));
   }
 }
+
+TEST_CASE("memory_stats counts CPU tensor storage, current and peak", "[tensor][memory]") {
+  const int64_t base = attn::memory_stats().current_bytes;
+  attn::reset_peak_memory();
+  {
+    attn::Tensor a = attn::Tensor::zeros({1 << 18});  // 1 MiB of float
+    CHECK(attn::memory_stats().current_bytes - base == int64_t(1) << 20);
+    attn::Tensor view = a.reshape({512, 512});  // shares the storage: no new bytes
+    CHECK(attn::memory_stats().current_bytes - base == int64_t(1) << 20);
+    attn::Tensor b = attn::Tensor::zeros({1 << 17}, attn::kFloat64);  // 1 MiB more
+    CHECK(attn::memory_stats().peak_bytes - base == int64_t(2) << 20);
+  }
+  CHECK(attn::memory_stats().current_bytes == base);
+  CHECK(attn::memory_stats().peak_bytes - base == int64_t(2) << 20);
+  attn::reset_peak_memory();
+  CHECK(attn::memory_stats().peak_bytes == base);
+}

@@ -3,6 +3,7 @@
 // contiguous row-major Storage. Copying a Tensor shares storage and gradient, like torch::Tensor.
 // Autograd state lives here too: leaves carry `requires_grad` and `grad`, results of ops carry
 // `grad_fn`, the Node that knows how to send the output gradient back to the op's inputs.
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -83,7 +84,40 @@ class BlockCache {
   std::vector<std::pair<void*, size_t>> free_;
   size_t held_ = 0;
 };
+// Bytes of CPU tensor storage alive now and at most since the last reset.
+class MemoryCounter {
+ public:
+  static MemoryCounter& get() {
+    static MemoryCounter c;
+    return c;
+  }
+  void add(int64_t bytes) {
+    const int64_t now = current_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+    int64_t peak = peak_.load(std::memory_order_relaxed);
+    while (now > peak && !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+  }
+  void sub(int64_t bytes) { current_.fetch_sub(bytes, std::memory_order_relaxed); }
+  int64_t current() const { return current_.load(std::memory_order_relaxed); }
+  int64_t peak() const { return peak_.load(std::memory_order_relaxed); }
+  void reset_peak() { peak_.store(current(), std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> current_{0}, peak_{0};
+};
 }  // namespace detail
+
+// Memory held by CPU tensors (their storage buffers; kernels' small per-task scratch is not
+// counted): bytes alive now, and the most alive at once since reset_peak_memory() (or start-up).
+// Like torch.cuda.memory_allocated / max_memory_allocated, for the CPU.
+struct MemoryStats {
+  int64_t current_bytes = 0, peak_bytes = 0;
+};
+inline MemoryStats memory_stats() {
+  const auto& c = detail::MemoryCounter::get();
+  return {c.current(), c.peak()};
+}
+inline void reset_peak_memory() { detail::MemoryCounter::get().reset_peak(); }
 
 // Raw buffer, 64-byte aligned so Eigen maps and SIMD loads are aligned.
 struct Storage {
@@ -98,18 +132,23 @@ struct Storage {
     if (detail::BlockCache::kEnabled && rounded >= detail::BlockCache::kMinBytes) {
       data = detail::BlockCache::get().take(rounded);
       cached_bytes_ = rounded;
-      return;
+    } else {
+      data = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+      if (rounded && !data) throw std::bad_alloc();
     }
-    data = rounded ? std::aligned_alloc(64, rounded) : nullptr;
-    if (rounded && !data) throw std::bad_alloc();
+    detail::MemoryCounter::get().add(int64_t(nbytes));
   }
   Storage(void* ptr, size_t bytes, Device dev, std::function<void(void*)> del)
       : data(ptr), nbytes(bytes), device(dev), deleter(std::move(del)) {}
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
   ~Storage() {
-    if (deleter) deleter(data);
-    else if (cached_bytes_) detail::BlockCache::get().give(data, cached_bytes_);
+    if (deleter) {
+      deleter(data);
+      return;
+    }
+    detail::MemoryCounter::get().sub(int64_t(nbytes));
+    if (cached_bytes_) detail::BlockCache::get().give(data, cached_bytes_);
     else std::free(data);
   }
 
