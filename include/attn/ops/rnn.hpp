@@ -303,8 +303,9 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
     record("lstm_layer", std::vector<Tensor*>{&out, &hn, &cn}, inputs, nullptr);  // anomaly checks only
     return {out, hn, cn};
   }
-  // Backward through time (formulas in kernels::cpu::lstm_backward) gives da for every step; then
-  // dx = da W_ih, dW_ih = da^T x, dW_hh = da^T h_{t-1}, db_ih = db_hh = sum of da (all steps at once).
+  // Backward through time (formulas in kernels::cpu::lstm_backward) gives da for every step and,
+  // inside the loop, dW_ih += da^T x_t, dW_hh += da^T h_{t-1}, db_ih = db_hh += sum of da
+  // (RnnWeightGrads); then dx = da W_ih for all steps at once.
   record("lstm_layer", std::vector<Tensor*>{&out, &hn, &cn}, inputs,
          [S, lens, G, Hprev, Cprev, TC, x, xt, wcat, w_ih, w_hh, b_ih, b_hh, dt,
           n_in = inputs.size()](const std::vector<Tensor>& g) {
@@ -370,8 +371,8 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
     return {out, hn};
   }
   // Backward through time (formulas in kernels::cpu::gru_backward) gives dX (input side) and dHG
-  // (hidden side) for every step; then dx = dX W_ih, dW_ih = dX^T x, dW_hh = dHG^T h_{t-1},
-  // db_ih = sum of dX, db_hh = sum of dHG.
+  // (hidden side) for every step and, inside the loop, dW_ih += dX^T x_t, dW_hh += dHG^T h_{t-1},
+  // db_ih += sum of dX, db_hh += sum of dHG (RnnWeightGrads); then dx = dX W_ih for all steps.
   record("gru_layer", std::vector<Tensor*>{&out, &hn}, inputs,
          [S, lens, G, HN, Hprev, x, xt, wcat, w_ih, w_hh, b_ih, b_hh, dt,
           n_in = inputs.size()](const std::vector<Tensor>& g) {
