@@ -30,29 +30,16 @@
 #include <map>
 #include <string>
 
+#include "peak_rss.hpp"
+
 using namespace attn;
 
 namespace {
 
 bool g_peak_memory = false;  // --peak_memory
 
-// Value of a "VmXXX:   123 kB" line of /proc/self/status, in KiB (0 if unavailable).
-int64_t proc_status_kib(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(f, line))
-    if (line.compare(0, n, key) == 0) return std::stoll(line.substr(n + 1));
-  return 0;
-}
-// Resets the peak-RSS mark (Linux >= 4.0) and returns the current RSS in KiB.
-int64_t reset_peak() {
-  if (FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
-    std::fputs("5", f);
-    std::fclose(f);
-  }
-  return proc_status_kib("VmRSS:");
-}
+using bench::proc_status_kib;
+using bench::reset_peak;
 
 // Selects the path for one benchmark (restored afterwards): 1 tiled, 0 weights-storing, -1 default.
 struct PathGuard {

@@ -24,28 +24,15 @@
 #include <limits>
 #include <string>
 
+#include "peak_rss.hpp"
+
 using namespace attn;
 
 namespace {
 constexpr int64_t kE = 32, kLeft = 64, kRight = 63, kW = kLeft + kRight + 1;
 
-// Value of a "VmXXX:   123 kB" line of /proc/self/status, in KiB (0 if unavailable).
-int64_t proc_status_kib(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(f, line))
-    if (line.compare(0, n, key) == 0) return std::stoll(line.substr(n + 1));
-  return 0;
-}
-// Resets the peak-RSS mark (Linux >= 4.0) and returns the current RSS in KiB.
-int64_t reset_peak() {
-  if (FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
-    std::fputs("5", f);
-    std::fclose(f);
-  }
-  return proc_status_kib("VmRSS:");
-}
+using bench::proc_status_kib;
+using bench::reset_peak;
 void set_counters(benchmark::State& st, double flops_per_iter, int64_t rss0_kib) {
   const double peak_mib = double(proc_status_kib("VmHWM:") - rss0_kib) / 1024.0;
   st.counters["GFLOP/s"] = benchmark::Counter(flops_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
