@@ -22,6 +22,8 @@ namespace {
 
 using attn::kernels::cpu::gemm;
 using attn::kernels::cpu::gemm_batched;
+using attn::kernels::cpu::gemm_prepacked;
+using attn::kernels::cpu::PackedB;
 
 std::vector<float> random_vec(size_t n, uint32_t seed) {
   std::mt19937 g(seed);
@@ -75,6 +77,26 @@ void single_args(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(BM_attn_gemm)->Apply(single_args);
+
+// ---- a recurrence step: op(B) = W_hh^T packed once (PackedB), then one product per step ----
+void BM_attn_gemm_prepacked(benchmark::State& st) {
+  const int64_t M = st.range(0), N = st.range(1), K = st.range(2);
+  auto A = random_vec(size_t(M * K), 1), B = random_vec(size_t(K * N), 2);
+  std::vector<float> C(size_t(M * N));
+  const PackedB<float> pb(true, K, N, B.data(), K);
+  for (auto _ : st) {
+    gemm_prepacked<float>(M, 1.f, A.data(), K, pb, 1.f, C.data(), N);
+    benchmark::DoNotOptimize(C.data());
+    benchmark::ClobberMemory();
+  }
+  set_flops(st, 2.0 * M * N * K);
+}
+BENCHMARK(BM_attn_gemm_prepacked)
+    ->ArgNames({"M", "N", "K"})
+    ->Args({32, 128, 32})   // task A: [32 x 32] . W_hh^T, H = 32
+    ->Args({64, 256, 64})   // task B: a block of 64 series, H = 64
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 #ifdef ATTN_BENCH_HAVE_CBLAS
 BENCHMARK(BM_openblas_sgemm)->Apply(single_args);
 #endif

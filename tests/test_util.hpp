@@ -4,6 +4,7 @@
 #include <attn/io/safetensors.hpp>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <string>
 
@@ -53,4 +54,14 @@ auto with_threads(int n, const F& fn) {
   auto r = fn();
   attn::set_num_threads(prev);
   return r;
+}
+
+// softmax(q k^T / sqrt(E) + mask) v with causal masking (query i sees keys j <= i), built from
+// basic differentiable ops: the reference the fused attention kernels are checked against.
+inline attn::Tensor composed_causal_sdpa(const attn::Tensor& q, const attn::Tensor& k, const attn::Tensor& v,
+                                         const attn::Tensor& additive_mask) {
+  using namespace attn;
+  Tensor z = matmul(q, transpose(k, -1, -2)) * (1.0 / std::sqrt(double(q.size(-1)))) + additive_mask;
+  z = masked_fill(z, logical_not(causal_mask(q.size(-2), k.size(-2))), -std::numeric_limits<double>::infinity());
+  return matmul(softmax(z, -1), v);
 }

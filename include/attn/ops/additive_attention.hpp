@@ -274,10 +274,6 @@ inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2,
       }
     });
   });
-  if (!track) {
-    record("attention_pooling", std::vector<Tensor*>{&ctx, &w}, inputs, nullptr);  // anomaly checks only
-    return {ctx, w};
-  }
   // Backward. u = tanh(a), score_t = w2 . u_t + b2, w = softmax(score), ctx = sum_t w_t h_t:
   //   gw~_t = gw_t + gctx . h_t;  ds_t = w_t (gw~_t - sum_t' w_t' gw~_t')
   //   ga_tk = ds_t w2_k (1 - u_tk^2);  gw2_k = sum_{b,t} ds_t u_tk;  gb2 = sum_{b,t} ds_t

@@ -104,6 +104,46 @@ inline AttnMaskView make_mask_view(const Tensor& m, const Shape& scores_shape, c
   return v;
 }
 
+// Applies masks to the scores block z [m x n] (row stride ldz) of item `it`, query rows r0..,
+// keys s0..: adds a float mask, sets -inf where a bool mask is false, where the key is padded,
+// or where j > i (causal). Returns whether any entry may have become -inf. Shared by the
+// weights-storing kernel (one block of all S keys) and the tiled one (blocks of keys).
+template <class T>
+bool mask_scores(const AttnProblem& p, const AttnMaskView& mask, const AttnMaskView& kpm, int64_t it, int64_t r0,
+                      int64_t m, int64_t s0, int64_t n, T* z, int64_t ldz) {
+  const bool diag = p.causal && s0 + n - 1 > r0;  // some key of the block lies above some row's diagonal
+  if (!mask.data && !kpm.data && !diag) return false;
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  for (int64_t r = 0; r < m; ++r) {
+    const int64_t i = r0 + r;
+    T* zr = z + r * ldz;
+    int64_t jend = n;
+    if (p.causal) {
+      jend = std::clamp<int64_t>(i + 1 - s0, 0, n);
+      for (int64_t j = jend; j < n; ++j) zr[j] = neg_inf;
+    }
+    if (mask.data) {
+      const int64_t base = mask.item_off[size_t(it)] + i * mask.sl + s0 * mask.ss;
+      if (mask.dtype == kBool) {
+        const uint8_t* mb = static_cast<const uint8_t*>(mask.data) + base;
+        for (int64_t j = 0; j < jend; ++j)
+          if (!mb[j * mask.ss]) zr[j] = neg_inf;
+      } else {
+        ATTN_DISPATCH_FLOATING(mask.dtype, "scaled_dot_product_attention", [&] {
+          const scalar_t* mf = static_cast<const scalar_t*>(mask.data) + base;
+          for (int64_t j = 0; j < jend; ++j) zr[j] += T(mf[j * mask.ss]);
+        });
+      }
+    }
+    if (kpm.data) {
+      const uint8_t* kb = static_cast<const uint8_t*>(kpm.data) + kpm.item_off[size_t(it)] + s0 * kpm.ss;
+      for (int64_t j = 0; j < jend; ++j)
+        if (kb[j * kpm.ss]) zr[j] = neg_inf;
+    }
+  }
+  return true;
+}
+
 // Forward over all items. W (pre-dropout weights, [B*H, L, S] contiguous) is written when non-null;
 // Wd (post-dropout) when non-null and dropout is on. With W == nullptr each task uses scratch.
 template <class T>
@@ -137,32 +177,10 @@ void attn_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const 
       }
       // scores = scale * Q K^T  (K read transposed in place)
       kernels::cpu::gemm_serial<T>(false, true, m, S, p.E, T(p.scale), q, lq.ld, k, lk.ld, T(0), w, S);
+      mask_scores(p, mask, kpm, it, r0, m, 0, S, w, S);
       for (int64_t r = 0; r < m; ++r) {
-        const int64_t i = r0 + r;
         T* z = w + r * S;
-        int64_t jend = S;
-        if (p.causal) {
-          jend = std::min<int64_t>(S, i + 1);
-          for (int64_t j = jend; j < S; ++j) z[j] = neg_inf;
-        }
-        if (mask.data) {
-          const int64_t base = mask.item_off[size_t(it)] + i * mask.sl;
-          if (mask.dtype == kBool) {
-            const uint8_t* mb = static_cast<const uint8_t*>(mask.data) + base;
-            for (int64_t j = 0; j < jend; ++j)
-              if (!mb[j * mask.ss]) z[j] = neg_inf;
-          } else {
-            ATTN_DISPATCH_FLOATING(mask.dtype, "scaled_dot_product_attention", [&] {
-              const scalar_t* mf = static_cast<const scalar_t*>(mask.data) + base;
-              for (int64_t j = 0; j < jend; ++j) z[j] += T(mf[j * mask.ss]);
-            });
-          }
-        }
-        if (kpm.data) {
-          const uint8_t* kb = static_cast<const uint8_t*>(kpm.data) + kpm.item_off[size_t(it)];
-          for (int64_t j = 0; j < jend; ++j)
-            if (kb[j * kpm.ss]) z[j] = neg_inf;
-        }
+        const int64_t jend = p.causal ? std::min<int64_t>(S, r0 + r + 1) : S;
         // stable softmax over the visible prefix [0, jend); -inf entries get exactly 0
         using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
         ArrMap zv(z, jend), ev(ebuf.data(), jend);
@@ -349,45 +367,6 @@ inline bool use_tiled_attention(const AttnProblem& p, DType dt, bool need_weight
 // the vector exp can differ in the last bit: a fixed alignment keeps results thread-independent).
 inline int64_t flash_ld(int64_t n) { return std::max<int64_t>(16, (n + 15) / 16 * 16); }
 
-// Applies masks to the scores block z [m x n] (row stride ldz) of item `it`, query rows r0..,
-// keys s0..: adds a float mask, sets -inf where a bool mask is false, where the key is padded,
-// or where j > i (causal). Returns whether any entry may have become -inf.
-template <class T>
-bool flash_mask_block(const AttnProblem& p, const AttnMaskView& mask, const AttnMaskView& kpm, int64_t it, int64_t r0,
-                      int64_t m, int64_t s0, int64_t n, T* z, int64_t ldz) {
-  const bool diag = p.causal && s0 + n - 1 > r0;  // some key of the block lies above some row's diagonal
-  if (!mask.data && !kpm.data && !diag) return false;
-  const T neg_inf = -std::numeric_limits<T>::infinity();
-  for (int64_t r = 0; r < m; ++r) {
-    const int64_t i = r0 + r;
-    T* zr = z + r * ldz;
-    int64_t jend = n;
-    if (p.causal) {
-      jend = std::clamp<int64_t>(i + 1 - s0, 0, n);
-      for (int64_t j = jend; j < n; ++j) zr[j] = neg_inf;
-    }
-    if (mask.data) {
-      const int64_t base = mask.item_off[size_t(it)] + i * mask.sl + s0 * mask.ss;
-      if (mask.dtype == kBool) {
-        const uint8_t* mb = static_cast<const uint8_t*>(mask.data) + base;
-        for (int64_t j = 0; j < jend; ++j)
-          if (!mb[j * mask.ss]) zr[j] = neg_inf;
-      } else {
-        ATTN_DISPATCH_FLOATING(mask.dtype, "scaled_dot_product_attention", [&] {
-          const scalar_t* mf = static_cast<const scalar_t*>(mask.data) + base;
-          for (int64_t j = 0; j < jend; ++j) zr[j] += T(mf[j * mask.ss]);
-        });
-      }
-    }
-    if (kpm.data) {
-      const uint8_t* kb = static_cast<const uint8_t*>(kpm.data) + kpm.item_off[size_t(it)] + s0 * kpm.ss;
-      for (int64_t j = 0; j < jend; ++j)
-        if (kb[j * kpm.ss]) zr[j] = neg_inf;
-    }
-  }
-  return true;
-}
-
 // Keys a query block [r0, r0 + m) can see at all: [0, flash_key_end).
 inline int64_t flash_key_end(const AttnProblem& p, int64_t r0, int64_t m) {
   return p.causal ? std::min<int64_t>(p.S, r0 + m) : p.S;
@@ -457,7 +436,7 @@ void flash_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
         // attn_forward_kernel (so both paths give the same bits when S <= kFlashFwdKeyBlock).
         const int64_t n = send;
         kernels::cpu::gemm_serial<T>(false, true, m, n, p.E, T(p.scale), q, lq.ld, k, lk.ld, T(0), z.data(), ldz);
-        const bool masked = flash_mask_block(p, mask, kpm, it, r0, m, 0, n, z.data(), ldz);
+        const bool masked = mask_scores(p, mask, kpm, it, r0, m, 0, n, z.data(), ldz);
         for (int64_t r = 0; r < m; ++r) {
           T* zr = z.data() + r * ldz;
           const int64_t jv = flash_visible(p, r0 + r, 0, n);
@@ -488,7 +467,7 @@ void flash_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
         const int64_t n = std::min(BK, send - s0);
         kernels::cpu::gemm_serial<T>(false, false, m, n, p.E, T(p.scale), q, lq.ld, tr.kt.data() + s0, S, T(0),
                                      z.data(), ldz);
-        const bool masked = flash_mask_block(p, mask, kpm, it, r0, m, s0, n, z.data(), ldz);
+        const bool masked = mask_scores(p, mask, kpm, it, r0, m, s0, n, z.data(), ldz);
         for (int64_t r = 0; r < m; ++r) {
           T* zr = z.data() + r * ldz;
           const int64_t jv = flash_visible(p, r0 + r, s0, n);
@@ -571,7 +550,7 @@ void flash_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, cons
     T *z = sc.z.data(), *dz = sc.dz.data(), *zd = sc.zd.data();
     sc.tr.load(p, K, lk, V, lv, it, true);
     kernels::cpu::gemm_serial<T>(false, false, m, n, E, T(p.scale), q, lq.ld, sc.tr.kt.data() + s0, S, T(0), z, ldz);
-    const bool masked = flash_mask_block(p, mask, kpm, it, r0, m, s0, n, z, ldz);
+    const bool masked = mask_scores(p, mask, kpm, it, r0, m, s0, n, z, ldz);
     if (want_dz)
       kernels::cpu::gemm_serial<T>(false, false, m, n, Ev, T(1), dout, lo.ld, sc.tr.vt.data() + s0, S, T(0), dz, ldz);
     for (int64_t r = 0; r < m; ++r) {

@@ -299,10 +299,6 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
                                          cn.data<scalar_t>(), ptr(G), ptr(Hprev), ptr(Cprev), ptr(TC),
                                          out.data<scalar_t>(), project);
   });
-  if (!track) {
-    record("lstm_layer", std::vector<Tensor*>{&out, &hn, &cn}, inputs, nullptr);  // anomaly checks only
-    return {out, hn, cn};
-  }
   // Backward through time (formulas in kernels::cpu::lstm_backward) gives da for every step and,
   // inside the loop, dW_ih += da^T x_t, dW_hh += da^T h_{t-1}, db_ih = db_hh += sum of da
   // (RnnWeightGrads); then dx = da W_ih for all steps at once.
@@ -366,10 +362,6 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
                                         detail::ptrs<scalar_t>(b_hh, size_t(D)), hn.data<scalar_t>(), ptr(G), ptr(HN),
                                         ptr(Hprev), out.data<scalar_t>(), project);
   });
-  if (!track) {
-    record("gru_layer", std::vector<Tensor*>{&out, &hn}, inputs, nullptr);  // anomaly checks only
-    return {out, hn};
-  }
   // Backward through time (formulas in kernels::cpu::gru_backward) gives dX (input side) and dHG
   // (hidden side) for every step and, inside the loop, dW_ih += dX^T x_t, dW_hh += dHG^T h_{t-1},
   // db_ih += sum of dX, db_hh += sum of dHG (RnnWeightGrads); then dx = dX W_ih for all steps.

@@ -57,10 +57,10 @@ namespace gemm_detail {
 constexpr int64_t kKc = ATTN_GEMM_KC;
 constexpr int64_t kMcSlivers = ATTN_GEMM_MC_SLIVERS;
 constexpr int64_t kJwSlivers = ATTN_GEMM_JW_SLIVERS;
-#ifndef ATTN_GEMM_DIRECT_A
-#define ATTN_GEMM_DIRECT_A 1
+#ifndef ATTN_GEMM_IN_PLACE
+#define ATTN_GEMM_IN_PLACE 1
 #endif
-constexpr bool kDirectA = ATTN_GEMM_DIRECT_A;  // read non-transposed A in place (no packing)
+constexpr bool kInPlace = ATTN_GEMM_IN_PLACE;  // 0: always pack both operands (for comparisons)
 constexpr int64_t kKSup = 8192;                // K super-slice: op(A)/op(B) packed this deep at once
 constexpr int64_t kPackB = int64_t(1) << 22;    // packed op(B) panel cap (elements)
 constexpr int64_t kPackA = int64_t(1) << 21;    // packed op(A) row-group cap (elements)
@@ -263,8 +263,8 @@ void gemm_packed(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
         // op(A) = A always; op(A) = A^T when each A sliver serves one column item only (N <= JW:
         // packing it would cost as much as using it); op(B) = B when each B sliver serves at most
         // one row item (M <= MC). Large products pack, for cache and TLB locality.
-        const bool direct_a = kDirectA && (!ta || N <= JW);
-        const bool direct_b = kDirectA && !tb && M <= MC;
+        const bool direct_a = kInPlace && (!ta || N <= JW);
+        const bool direct_b = kInPlace && !tb && M <= MC;
         const int64_t full_msl = mo / MR, full_nsl = nc / NR;
         const bool pack_b_now = ic == 0;  // the B panel stays valid for every row group of this jc
         const int64_t n_packb = pack_b_now ? jblocks : 0, n_pack = n_packb + mblocks;
