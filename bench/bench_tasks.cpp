@@ -1,6 +1,9 @@
 // Whole-task timings of the reference tasks, the same work bench/torch_tasks.py times in
 // PyTorch: one training epoch of task A (3500 series x 500 steps, batch 32, Adam, clipping),
 // inference on task A's 750 test series, and one full-batch training epoch of task B.
+// In a build with ATTN_WITH_CUDA the same three run on the GPU too (*_CUDA; PyTorch side:
+// bench/torch_tasks.py --device cuda): the model lives on the GPU, each batch is copied there,
+// and every timed iteration ends with a device synchronize.
 #include <benchmark/benchmark.h>
 
 #include <attn/data/sine.hpp>
@@ -38,58 +41,91 @@ const TaskAData& task_a(int64_t n) {
   return cache[n] = d;
 }
 
-void BM_TaskA_TrainEpoch(benchmark::State& state) {
+// Waits for the device's queued work (timings of GPU runs end when the work does).
+void sync(Device device) {
+#ifdef ATTN_WITH_CUDA
+  if (device == Device::CUDA) kernels::cuda::synchronize();
+#endif
+  (void)device;
+}
+bool skip_without(benchmark::State& state, Device device) {
+  if (device == Device::CPU || cuda_is_available()) return false;
+  state.SkipWithError("no CUDA device");
+  return true;
+}
+
+void task_a_train_epoch(benchmark::State& state, Device device) {
+  if (skip_without(state, device)) return;
   const TaskAData& d = task_a(3500);
   manual_seed(0);
   examples::AnomalyModel model(d.F, 32);
+  model.to(device);
   optim::Adam opt(model.parameters(), optim::AdamOptions(5e-3));
-  const int64_t B = 32, step = B * d.T * d.F;
+  const int64_t B = 32;
   for (auto _ : state) {
     for (int64_t b = 0; b < d.n; b += B) {
       const int64_t m = std::min(B, d.n - b);
       Tensor x = Tensor::from_vector(std::vector<float>(d.x.begin() + b * d.T * d.F, d.x.begin() + b * d.T * d.F + m * d.T * d.F), {m, d.T, d.F});
       Tensor y = Tensor::from_vector(std::vector<float>(d.y.begin() + b, d.y.begin() + b + m), {m});
       opt.zero_grad();
-      Tensor loss = binary_cross_entropy_with_logits(model.forward(x).first, y);
+      Tensor loss = binary_cross_entropy_with_logits(model.forward(x.to(device)).first, y.to(device));
       loss.backward();
       optim::clip_grad_norm_(model.parameters(), 1.0);
       opt.step();
     }
+    sync(device);
   }
-  (void)step;
   state.counters["series/s"] = benchmark::Counter(double(d.n), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_TaskA_TrainEpoch)->Unit(benchmark::kSecond)->Iterations(2)->UseRealTime();
 
-void BM_TaskA_Inference750(benchmark::State& state) {
+void task_a_inference750(benchmark::State& state, Device device) {
+  if (skip_without(state, device)) return;
   const TaskAData& d = task_a(750);
   manual_seed(0);
   examples::AnomalyModel model(d.F, 32);
+  model.to(device);
   model.eval();
-  Tensor x = Tensor::from_vector(d.x, {d.n, d.T, d.F});
+  Tensor x = Tensor::from_vector(d.x, {d.n, d.T, d.F}).to(device);
   for (auto _ : state) {
     NoGradGuard ng;
     Tensor p = sigmoid(model.forward(x).first);
-    benchmark::DoNotOptimize(p.data<float>());
+    benchmark::DoNotOptimize(p.raw_data());
+    sync(device);
   }
   state.counters["series/s"] = benchmark::Counter(double(d.n), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_TaskA_Inference750)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-void BM_TaskB_TrainEpoch(benchmark::State& state) {
+void task_b_train_epoch(benchmark::State& state, Device device) {
+  if (skip_without(state, device)) return;
   const auto w = data::make_windows(data::sine_series(1000, 50.0), 20);
   manual_seed(0);
   examples::ForecastModel model(64, 2);
+  model.to(device);
   optim::Adam opt(model.parameters(), optim::AdamOptions(1e-3));
-  Tensor x = Tensor::from_vector(w.x, {w.count, 20, 1}), y = Tensor::from_vector(w.y, {w.count, 1});
+  Tensor x = Tensor::from_vector(w.x, {w.count, 20, 1}).to(device), y = Tensor::from_vector(w.y, {w.count, 1}).to(device);
   for (auto _ : state) {
     opt.zero_grad();
     Tensor loss = mse_loss(model.forward(x).first, y);
     loss.backward();
     opt.step();
+    sync(device);
   }
 }
+
+void BM_TaskA_TrainEpoch(benchmark::State& state) { task_a_train_epoch(state, Device::CPU); }
+void BM_TaskA_Inference750(benchmark::State& state) { task_a_inference750(state, Device::CPU); }
+void BM_TaskB_TrainEpoch(benchmark::State& state) { task_b_train_epoch(state, Device::CPU); }
+BENCHMARK(BM_TaskA_TrainEpoch)->Unit(benchmark::kSecond)->Iterations(2)->UseRealTime();
+BENCHMARK(BM_TaskA_Inference750)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_TaskB_TrainEpoch)->Unit(benchmark::kMillisecond)->UseRealTime();
+#ifdef ATTN_WITH_CUDA
+void BM_TaskA_TrainEpoch_CUDA(benchmark::State& state) { task_a_train_epoch(state, Device::CUDA); }
+void BM_TaskA_Inference750_CUDA(benchmark::State& state) { task_a_inference750(state, Device::CUDA); }
+void BM_TaskB_TrainEpoch_CUDA(benchmark::State& state) { task_b_train_epoch(state, Device::CUDA); }
+BENCHMARK(BM_TaskA_TrainEpoch_CUDA)->Unit(benchmark::kSecond)->Iterations(2)->UseRealTime();
+BENCHMARK(BM_TaskA_Inference750_CUDA)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_TaskB_TrainEpoch_CUDA)->Unit(benchmark::kMillisecond)->UseRealTime();
+#endif
 
 }  // namespace
 

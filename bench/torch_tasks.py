@@ -2,6 +2,8 @@
 
 Run with Debian's PyTorch and the fair OpenBLAS kernel (see DESIGN.md section 6):
   OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/torch_tasks.py --threads 2 --json out.json
+On a GPU (bench_tasks' *_CUDA cases): python3 bench/torch_tasks.py --device cuda (the models and
+the data live on the GPU, cuDNN's fused LSTM runs them, every timed call ends with a synchronize).
 Task A: BiLSTM(2 -> 32) + attention pooling, 3500 series x 500 steps, batch 32, Adam 5e-3,
 gradient clipping 1.0 (attn's default settings); inference on 750 series. Task B: 2-layer
 LSTM(1 -> 64) + attention, 980 windows of 20, full batch, Adam 1e-3.
@@ -76,17 +78,19 @@ def timed(fn, reps):
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]
 
 
-def measure(reps=2):
+def measure(reps=2, device="cpu"):
     """Median seconds for TaskA_TrainEpoch, TaskA_Inference750, TaskB_TrainEpoch."""
     torch.manual_seed(0)
     results = {}
 
-    x, y = task_a_data(3500)
-    model = AnomalyModel(2, 32)
+    x, y = (t.to(device) for t in task_a_data(3500))
+    model = AnomalyModel(2, 32).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     loss_fn = nn.BCEWithLogitsLoss()
 
@@ -99,7 +103,7 @@ def measure(reps=2):
             opt.step()
 
     results["TaskA_TrainEpoch"] = timed(epoch_a, reps)
-    xt, _ = task_a_data(750, seed=1)
+    xt = task_a_data(750, seed=1)[0].to(device)
     model.eval()
 
     def infer_a():
@@ -110,9 +114,9 @@ def measure(reps=2):
 
     t = torch.linspace(0, 50, 1000)
     s = torch.sin(t)
-    xb = torch.stack([s[i : i + 20] for i in range(980)]).unsqueeze(-1)
-    yb = torch.stack([s[i + 20 : i + 21] for i in range(980)])
-    fm = ForecastModel()
+    xb = torch.stack([s[i : i + 20] for i in range(980)]).unsqueeze(-1).to(device)
+    yb = torch.stack([s[i + 20 : i + 21] for i in range(980)]).to(device)
+    fm = ForecastModel().to(device)
     fopt = torch.optim.Adam(fm.parameters(), lr=1e-3)
     mse = nn.MSELoss()
 
@@ -131,14 +135,15 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--json", default="")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    results = measure(args.reps)
+    results = measure(args.reps, args.device)
     for k, v in results.items():
         print(f"{k:24s} {v * 1e3:10.1f} ms")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "seconds": results}, f, indent=1)
+            json.dump({"threads": args.threads, "device": args.device, "seconds": results}, f, indent=1)
 
 
 if __name__ == "__main__":

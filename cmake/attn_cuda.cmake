@@ -20,7 +20,8 @@ set(ATTN_CUDA_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/runtime.cu
   ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/elementwise.cu
   ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/blas.cu
-  ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/attention.cu)
+  ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/attention.cu
+  ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/rnn.cu)
 
 add_library(attn_cuda STATIC ${ATTN_CUDA_SOURCES})
 add_library(attn::cuda ALIAS attn_cuda)

@@ -44,6 +44,7 @@ struct CommonOptions {
   int threads = 0;  // 0: OpenMP's default (OMP_NUM_THREADS or all cores)
   std::string out_dir = "out";
   std::string save, load;
+  std::string device = "cpu";  // where the model trains and runs: cpu or cuda
   bool quiet = false;
   int64_t stop_after = 0;  // testing aid: act as if SIGINT came after this many training batches
 };
@@ -58,6 +59,8 @@ inline void add_common_flags(CLI::App& app, CommonOptions& o) {
   app.add_option("--out-dir", o.out_dir, "directory for CSV metrics and SVG plots");
   app.add_option("--save", o.save, "write a checkpoint (model + optimizer + progress) after every epoch");
   app.add_option("--load", o.load, "resume from a checkpoint written by --save")->check(CLI::ExistingFile);
+  app.add_option("--device", o.device, "cpu, or cuda (a build with -DATTN_WITH_CUDA=ON and a GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_flag("--quiet", o.quiet, "print only the final summary");
   app.add_option("--stop-after", o.stop_after,
                  "stop as on Ctrl-C after this many training batches (to test --save/--load resume)")
@@ -72,6 +75,15 @@ inline int parse(CLI::App& app, int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   return -1;
+}
+
+// The device of --device; throws (inside the programs' error handling) when CUDA is unusable.
+inline attn::Device device_of(const CommonOptions& o) {
+  if (o.device == "cpu") return attn::Device::CPU;
+  if (!attn::cuda_is_available())
+    throw std::invalid_argument("--device cuda: no usable CUDA device (attn must be built with -DATTN_WITH_CUDA=ON "
+                                "and linked with attn::cuda, and the machine needs a GPU and its driver)");
+  return attn::Device::CUDA;
 }
 
 inline void apply_common(const CommonOptions& o) {

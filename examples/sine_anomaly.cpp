@@ -78,15 +78,15 @@ struct Evaluation {
 };
 
 Evaluation evaluate(AnomalyModel& model, const std::vector<float>& feats, const std::vector<int>& labels, int64_t T,
-                    int64_t F, const std::vector<int64_t>& idx, int64_t batch, bool keep_weights) {
+                    int64_t F, const std::vector<int64_t>& idx, int64_t batch, bool keep_weights, Device device) {
   NoGradGuard ng;
   model.eval();
   Evaluation ev;
   double loss_sum = 0;
   for (size_t b = 0; b < idx.size(); b += size_t(batch)) {
     const size_t e = std::min(idx.size(), b + size_t(batch));
-    auto [logits, w] = model.forward(gather_batch(feats, T, F, idx, b, e));
-    Tensor y = gather_labels(labels, idx, b, e);
+    auto [logits, w] = model.forward(gather_batch(feats, T, F, idx, b, e).to(device));
+    Tensor y = gather_labels(labels, idx, b, e).to(device);
     loss_sum += binary_cross_entropy_with_logits(logits, y, Reduction::Sum).item<double>();
     for (double p : sigmoid(logits).to_vector<double>()) ev.probs.push_back(p);
     if (keep_weights) {
@@ -190,6 +190,9 @@ int main(int argc, char** argv) {
       throw std::invalid_argument("sine_anomaly: --heads " + std::to_string(to.heads) + " must divide 2 * --hidden = " +
                                   std::to_string(2 * co.hidden));
     AnomalyModel model(mo), best(mo);
+    const Device device = examples::device_of(co);
+    model.to(device);
+    best.to(device);
     optim::Adam opt(model.parameters(), optim::AdamOptions(co.lr));
     // Closed form per epoch, so a resumed run sets the same rate as an uninterrupted one.
     optim::CosineAnnealingLR cosine(opt, std::max(co.epochs, 1));
@@ -240,11 +243,11 @@ int main(int argc, char** argv) {
     if (!co.quiet)
       std::printf("sine_anomaly: %lld series x %lld points, %s anomalies, %d channel(s), features %s, preset %s, schedule %s\n"
                   "  train/val/test %zu/%zu/%zu, BiLSTM(%lld -> %lld) + %s attention, %lld parameters, lr %g, "
-                  "batch %lld, threads %d\n",
+                  "batch %lld, threads %d, device %s\n",
                   (long long)ds.samples, (long long)T, to.anomaly.c_str(), to.channels, to.features.c_str(),
                   to.preset.c_str(), to.schedule.c_str(), split.train.size(), split.val.size(), split.test.size(), (long long)F,
                   (long long)co.hidden, to.attention.c_str(), (long long)model.num_parameters(), co.lr,
-                  (long long)co.batch_size, get_num_threads());
+                  (long long)co.batch_size, get_num_threads(), co.device.c_str());
 
     examples::Progress progress(co.quiet);
     const size_t nb = (split.train.size() + size_t(co.batch_size) - 1) / size_t(co.batch_size);
@@ -261,7 +264,7 @@ int main(int argc, char** argv) {
       model.train();
       for (size_t b = start_batch; b < nb; ++b) {
         const size_t lo = b * size_t(co.batch_size), hi = std::min(perm.size(), lo + size_t(co.batch_size));
-        Tensor x = gather_batch(feats, T, F, perm, lo, hi), y = gather_labels(ds.labels, perm, lo, hi);
+        Tensor x = gather_batch(feats, T, F, perm, lo, hi).to(device), y = gather_labels(ds.labels, perm, lo, hi).to(device);
         opt.zero_grad();
         Tensor loss = binary_cross_entropy_with_logits(model.forward(x).first, y);
         loss.backward();
@@ -280,7 +283,7 @@ int main(int argc, char** argv) {
       }
       start_batch = 0;
       progress.clear();
-      const Evaluation val = evaluate(model, feats, ds.labels, T, F, split.val, to.eval_batch, false);
+      const Evaluation val = evaluate(model, feats, ds.labels, T, F, split.val, to.eval_batch, false, device);
       std::vector<int> val_labels;
       for (int64_t i : split.val) val_labels.push_back(ds.labels[size_t(i)]);
       const double val_auc = metrics::roc_auc(val_labels, val.probs), val_acc = metrics::accuracy(val_labels, val.probs);
@@ -302,7 +305,7 @@ int main(int argc, char** argv) {
     }
 
     // ---- test with the best weights ----
-    const Evaluation test = evaluate(best, feats, ds.labels, T, F, split.test, to.eval_batch, true);
+    const Evaluation test = evaluate(best, feats, ds.labels, T, F, split.test, to.eval_batch, true, device);
     std::vector<int> yt;
     for (int64_t i : split.test) yt.push_back(ds.labels[size_t(i)]);
     const auto cm = metrics::confusion_matrix(yt, test.probs);

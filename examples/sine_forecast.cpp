@@ -19,9 +19,10 @@ using examples::ForecastModel;
 
 namespace {
 
-Tensor predict(ForecastModel& m, const std::vector<float>& windows, int64_t n, int64_t w, Tensor* weights = nullptr) {
+Tensor predict(ForecastModel& m, const std::vector<float>& windows, int64_t n, int64_t w, Device device,
+               Tensor* weights = nullptr) {
   NoGradGuard ng;
-  auto [y, a] = m.forward(Tensor::from_vector(windows, {n, w, 1}));
+  auto [y, a] = m.forward(Tensor::from_vector(windows, {n, w, 1}).to(device));
   if (weights) *weights = a;
   return y;
 }
@@ -63,6 +64,8 @@ int main(int argc, char** argv) {
     const int64_t batch = co.batch_size == 0 ? N : std::min(co.batch_size, N);
 
     ForecastModel model(co.hidden, layers);
+    const Device device = examples::device_of(co);
+    model.to(device);
     optim::Adam opt(model.parameters(), optim::AdamOptions(co.lr));
     examples::History hist;
     hist.columns = {"epoch", "train_mse", "seconds"};
@@ -84,9 +87,9 @@ int main(int argc, char** argv) {
     }
     if (!co.quiet)
       std::printf("sine_forecast: %lld windows of %lld points, LSTM(1 -> %lld) x %lld layers + attention, %lld "
-                  "parameters, lr %g, batch %lld, threads %d\n",
+                  "parameters, lr %g, batch %lld, threads %d, device %s\n",
                   (long long)N, (long long)window, (long long)co.hidden, (long long)layers,
-                  (long long)model.num_parameters(), co.lr, (long long)batch, get_num_threads());
+                  (long long)model.num_parameters(), co.lr, (long long)batch, get_num_threads(), co.device.c_str());
 
     examples::Progress progress(co.quiet);
     for (int epoch = start_epoch; epoch < co.epochs; ++epoch) {
@@ -101,7 +104,8 @@ int main(int argc, char** argv) {
               y.push_back(train.y[size_t(i)]);
             }
             const int64_t n = int64_t(rows.size());
-            return mse_loss(model.forward(Tensor::from_vector(x, {n, window, 1})).first, Tensor::from_vector(y, {n, 1}));
+            return mse_loss(model.forward(Tensor::from_vector(x, {n, window, 1}).to(device)).first,
+                            Tensor::from_vector(y, {n, 1}).to(device));
           });
       hist.add({double(epoch + 1), loss, et.seconds()});
       if (!co.quiet && ((epoch + 1) % 10 == 0 || epoch + 1 == co.epochs))
@@ -121,7 +125,7 @@ int main(int argc, char** argv) {
     // ---- in-sample fit and attention ----
     model.eval();
     Tensor weights;
-    const auto fit = predict(model, train.x, N, window, &weights).to_vector<float>();
+    const auto fit = predict(model, train.x, N, window, device, &weights).to_vector<float>();
     const double fit_mse = std::pow(metrics::rmse(train.y, fit), 2);
 
     // ---- held-out continuation: one-step (true windows) and free-running forecasts ----
@@ -133,10 +137,10 @@ int main(int argc, char** argv) {
         wins.insert(wins.end(), full.begin() + (t - window), full.begin() + t);
         truth.push_back(full[size_t(t)]);
       }
-      one_step = predict(model, wins, horizon, window).to_vector<float>();
+      one_step = predict(model, wins, horizon, window, device).to_vector<float>();
       std::vector<float> ctx(series.end() - window, series.end());
       for (int64_t i = 0; i < horizon; ++i) {
-        const float next = predict(model, ctx, 1, window).item<float>();
+        const float next = predict(model, ctx, 1, window, device).item<float>();
         free_run.push_back(next);
         ctx.erase(ctx.begin());
         ctx.push_back(next);

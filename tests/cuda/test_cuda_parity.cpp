@@ -409,3 +409,257 @@ TEST_CASE("Adam and AdamW steps on the device, module.to(Device)") {
     CHECK(lg.weight.device() == Device::CPU);
   }
 }
+
+namespace {
+// CPU and GPU copies of one set of tensors, as leaves.
+struct Twin {
+  std::vector<Tensor> c, g;
+  explicit Twin(const std::vector<Tensor>& ts) {
+    for (const Tensor& t : ts) {
+      c.push_back(t.defined() ? cpu_leaf(t) : Tensor());
+      g.push_back(t.defined() ? gpu_leaf(t) : Tensor());
+    }
+  }
+  void check_grads() const {
+    for (size_t k = 0; k < c.size(); ++k) {
+      if (!c[k].defined()) continue;
+      INFO("input " << k << " " << to_string(c[k].shape()));
+      CHECK_PARITY(g[k].grad(), c[k].grad(), kRed);
+    }
+  }
+};
+// sum_k <outs_k, gk> with the same random gk on both devices: every output gets a gradient.
+void backward_both(const std::vector<Tensor>& oc, const std::vector<Tensor>& og) {
+  Tensor lc = Tensor::zeros({}), lg = Tensor::zeros({}).to(Device::CUDA);
+  for (size_t k = 0; k < oc.size(); ++k) {
+    INFO("output " << k);
+    CHECK_PARITY(og[k], oc[k], kRed);
+    const Tensor w = Tensor::randn(oc[k].shape());
+    lc = add(lc, mul(oc[k], w).sum());
+    lg = add(lg, mul(og[k], w.to(Device::CUDA)).sum());
+  }
+  lc.backward();
+  lg.backward();
+}
+}  // namespace
+
+TEST_CASE("fused LSTM and GRU layers: directions, batch_first, lengths, initial states") {
+  CUDA_OR_SKIP();
+  manual_seed(12);
+  const int64_t T = 9, B = 5, I = 6, H = 7;
+  for (bool lstm : {true, false})
+    for (int64_t D : {1, 2})
+      for (bool batch_first : {false, true})
+        for (bool ragged : {false, true}) {
+          INFO((lstm ? "LSTM" : "GRU") << " D=" << D << " batch_first=" << batch_first << " lengths=" << ragged);
+          const int64_t G = lstm ? 4 : 3;
+          std::vector<Tensor> in{Tensor::randn(batch_first ? Shape{B, T, I} : Shape{T, B, I}),
+                                 Tensor::randn({D, B, H}), lstm ? Tensor::randn({D, B, H}) : Tensor()};
+          for (int64_t d = 0; d < D; ++d)
+            for (const Shape& s : {Shape{G * H, I}, Shape{G * H, H}, Shape{G * H}, Shape{G * H}})
+              in.push_back(mul(Tensor::randn(s), 0.4));
+          const std::vector<int64_t> lengths = ragged ? std::vector<int64_t>{9, 3, 1, 7, 9} : std::vector<int64_t>{};
+          Twin tw(in);
+          auto run = [&](const std::vector<Tensor>& t) {
+            std::vector<Tensor> wih, whh, bih, bhh;
+            for (int64_t d = 0; d < D; ++d) {
+              wih.push_back(t[size_t(3 + 4 * d)]);
+              whh.push_back(t[size_t(4 + 4 * d)]);
+              bih.push_back(t[size_t(5 + 4 * d)]);
+              bhh.push_back(t[size_t(6 + 4 * d)]);
+            }
+            return lstm ? lstm_layer(t[0], t[1], t[2], wih, whh, bih, bhh, lengths, batch_first)
+                        : gru_layer(t[0], t[1], wih, whh, bih, bhh, lengths, batch_first);
+          };
+          backward_both(run(tw.c), run(tw.g));
+          tw.check_grads();
+        }
+}
+
+TEST_CASE("nn::LSTM and nn::GRU modules (2 layers, bidirectional) on the GPU, inference too") {
+  CUDA_OR_SKIP();
+  manual_seed(13);
+  for (bool lstm : {true, false}) {
+    INFO((lstm ? "LSTM" : "GRU"));
+    auto o = nn::LSTMOptions(3, 8).num_layers(2).bidirectional(true).batch_first(true);
+    std::shared_ptr<nn::detail::RNNBase> mc, mg;
+    if (lstm) mc = std::make_shared<nn::LSTM>(o), mg = std::make_shared<nn::LSTM>(o);
+    else mc = std::make_shared<nn::GRU>(o), mg = std::make_shared<nn::GRU>(o);
+    {
+      NoGradGuard ng;
+      auto pc = mc->parameters(), pg = mg->parameters();
+      for (size_t i = 0; i < pc.size(); ++i) pg[i].copy_(pc[i]);
+    }
+    mg->to(Device::CUDA);
+    const Tensor x = Tensor::randn({4, 11, 3});
+    Tensor xc = cpu_leaf(x), xg = gpu_leaf(x);
+    auto fwd = [&](nn::detail::RNNBase& m, const Tensor& in) {
+      if (lstm) {
+        auto [out, st] = static_cast<nn::LSTM&>(m).forward(in);
+        return std::vector<Tensor>{out, st.first, st.second};
+      }
+      auto [out, hn] = static_cast<nn::GRU&>(m).forward(in);
+      return std::vector<Tensor>{out, hn};
+    };
+    {
+      NoGradGuard ng;  // inference saves nothing and gives the same values
+      CHECK_PARITY(fwd(*mg, xg)[0], fwd(*mc, xc)[0], kRed);
+    }
+    backward_both(fwd(*mc, xc), fwd(*mg, xg));
+    CHECK_PARITY(xg.grad(), xc.grad(), kRed);
+    auto pc = mc->parameters(), pg = mg->parameters();
+    for (size_t i = 0; i < pc.size(); ++i) CHECK_PARITY(pg[i].grad(), pc[i].grad(), kRed);
+  }
+}
+
+TEST_CASE("layout ops through the strided copy: permute, slice, cat, stack, index_select, flip, expand") {
+  CUDA_OR_SKIP();
+  manual_seed(14);
+  const Tensor a = Tensor::randn({3, 4, 5}), b = Tensor::randn({3, 2, 5});
+  Twin tw({a, b});
+  auto run = [](const std::vector<Tensor>& t) {
+    const Tensor idx = Tensor::from_vector(std::vector<int64_t>{2, 0, 2}, {3});
+    return std::vector<Tensor>{permute(t[0], {2, 0, 1}),
+                               transpose(t[0], 0, 2),
+                               slice(t[0], 1, 0, 4, 2),
+                               select(t[0], 2, -1),
+                               cat({t[0], t[1]}, 1),
+                               stack({t[0], t[0]}, 0),
+                               index_select(t[0], 1, idx),
+                               flip(t[1], {0, 2}),
+                               expand(narrow(t[1], 1, 1, 1), {2, 3, 4, 5})};
+  };
+  backward_both(run(tw.c), run(tw.g));
+  tw.check_grads();
+  // other dtypes travel through the same kernel
+  const Tensor m = gt(Tensor::rand({4, 6}), Tensor::full({}, 0.5));
+  CHECK(transpose(m.to(Device::CUDA), 0, 1).to(Device::CPU).to_vector<int64_t>() == transpose(m, 0, 1).to_vector<int64_t>());
+}
+
+TEST_CASE("losses, dropout, gradient clipping and attention pooling on the GPU") {
+  CUDA_OR_SKIP();
+  manual_seed(15);
+  SECTION("binary_cross_entropy_with_logits and mse_loss") {
+    const Tensor x = mul(Tensor::randn({6, 3}), 4.0), y = Tensor::rand({6, 3});
+    Twin tw({x, y});
+    auto run = [](const std::vector<Tensor>& t) {
+      return std::vector<Tensor>{binary_cross_entropy_with_logits(t[0], t[1]),
+                                 binary_cross_entropy_with_logits(t[0], t[1], Reduction::None),
+                                 mse_loss(t[0], t[1])};
+    };
+    backward_both(run(tw.c), run(tw.g));
+    tw.check_grads();
+  }
+  SECTION("dropout: the same seed drops the same elements") {
+    const Tensor x = Tensor::randn({50, 7});
+    manual_seed(5);
+    const Tensor dc = dropout(x, 0.4, true);
+    manual_seed(5);
+    const Tensor dg = dropout(x.to(Device::CUDA), 0.4, true);
+    CHECK(dg.device() == Device::CUDA);
+    CHECK_PARITY(dg, dc, 0.0);
+  }
+  SECTION("clip_grad_norm_ scales gradients on the device") {
+    for (double max_norm : {0.05, 1e6}) {
+      nn::Linear lc(9, 4), lg(9, 4);
+      {
+        NoGradGuard ng;
+        lg.weight.copy_(lc.weight);
+        lg.bias.copy_(lc.bias);
+      }
+      lg.to(Device::CUDA);
+      const Tensor x = Tensor::randn({5, 9});
+      lc.forward(x).sum().backward();
+      lg.forward(x.to(Device::CUDA)).sum().backward();
+      const double nc = optim::clip_grad_norm_(lc.parameters(), max_norm);
+      const double ng = optim::clip_grad_norm_(lg.parameters(), max_norm);
+      CHECK(std::abs(nc - ng) <= 1e-5 * nc);
+      CHECK(lg.weight.grad().device() == Device::CUDA);
+      CHECK_PARITY(lg.weight.grad(), lc.weight.grad(), kRed);
+      CHECK_PARITY(lg.bias.grad(), lc.bias.grad(), kRed);
+    }
+  }
+  SECTION("attention_pooling with a mask and a fully masked series (composed on the GPU, fused on the CPU)") {
+    const int64_t B = 3, T = 10, D = 6, Hd = 5;
+    Tensor mask = Tensor::ones({B, T}, kBool);
+    for (int64_t t = 6; t < T; ++t) mask.set({1, t}, 0);
+    for (int64_t t = 0; t < T; ++t) mask.set({2, t}, 0);
+    Twin tw({Tensor::randn({B, T, D}), Tensor::randn({Hd, D}), Tensor::randn({Hd}), Tensor::randn({1, Hd}),
+             Tensor::randn({1})});
+    auto run = [&](const std::vector<Tensor>& t, const Tensor& m) {
+      auto [ctx, w] = attention_pooling(t[0], t[1], t[2], t[3], t[4], m);
+      return std::vector<Tensor>{ctx, w};
+    };
+    backward_both(run(tw.c, mask), run(tw.g, mask.to(Device::CUDA)));
+    tw.check_grads();
+  }
+}
+
+TEST_CASE("item, to_vector and checkpoints of tensors on the GPU") {
+  CUDA_OR_SKIP();
+  manual_seed(16);
+  const Tensor x = Tensor::randn({2, 3});
+  CHECK(x.to(Device::CUDA).to_vector<float>() == x.to_vector<float>());
+  CHECK(x.to(Device::CUDA).sum().item<double>() == Approx(x.sum().item<double>()).epsilon(1e-6));
+  nn::Linear lg(4, 3), lc(4, 3);
+  lg.to(Device::CUDA);
+  const std::string path = "cuda_parity_ckpt.safetensors";
+  save(lg, path);
+  load(lc, path);
+  CHECK(lc.weight.device() == Device::CPU);
+  CHECK_PARITY(lc.weight, lg.weight, 0.0);
+  CHECK_PARITY(lc.bias, lg.bias, 0.0);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("a reference-task model trains on the GPU as on the CPU (BiLSTM, pooling, BCE, clipping, Adam)") {
+  CUDA_OR_SKIP();
+  manual_seed(17);
+  struct Net : nn::Module {
+    nn::LSTM lstm{nn::LSTMOptions(1, 6).bidirectional(true).batch_first(true)};
+    nn::AttentionPooling pool{12, 12};
+    nn::Linear fc{12, 1};
+    Net() {
+      register_module("lstm", lstm);
+      register_module("attention", pool);
+      register_module("fc", fc);
+    }
+    Tensor forward(const Tensor& x) { return reshape(fc.forward(pool.forward(lstm.forward(x).first).first), {-1}); }
+  };
+  Net nc, ng;
+  {
+    NoGradGuard guard;
+    auto pc = nc.parameters(), pg = ng.parameters();
+    for (size_t i = 0; i < pc.size(); ++i) pg[i].copy_(pc[i]);
+  }
+  ng.to(Device::CUDA);
+  optim::Adam oc(nc.parameters(), optim::AdamOptions(1e-2)), og(ng.parameters(), optim::AdamOptions(1e-2));
+  for (int step = 0; step < 4; ++step) {
+    const Tensor x = Tensor::randn({8, 30, 1}), y = gt(Tensor::rand({8}), Tensor::full({}, 0.5)).to(kFloat32);
+    for (auto [net, opt, dev] : {std::tuple<Net*, optim::Adam*, Device>{&nc, &oc, Device::CPU},
+                                 std::tuple<Net*, optim::Adam*, Device>{&ng, &og, Device::CUDA}}) {
+      opt->zero_grad();
+      Tensor loss = binary_cross_entropy_with_logits(net->forward(x.to(dev)), y.to(dev));
+      loss.backward();
+      optim::clip_grad_norm_(net->parameters(), 1.0);
+      opt->step();
+    }
+  }
+  auto pc = nc.parameters(), pg = ng.parameters();
+  for (size_t i = 0; i < pc.size(); ++i) CHECK_PARITY(pg[i], pc[i], 1e-4);
+}
+
+TEST_CASE("the caching allocator reuses freed blocks and empties on request") {
+  CUDA_OR_SKIP();
+  const void* first = nullptr;
+  {
+    const Tensor a = Tensor::zeros({1000}).to(Device::CUDA);
+    first = a.raw_data();
+  }
+  CHECK(kernels::cuda::cached_bytes() >= 4000);
+  const Tensor b = Tensor::zeros({1000}).to(Device::CUDA);
+  CHECK(b.raw_data() == first);  // the same rounded size gets the freed block back
+  cuda_empty_cache();
+  CHECK(kernels::cuda::cached_bytes() == 0);
+  CHECK(b.to_vector<float>() == std::vector<float>(1000, 0.f));
+}

@@ -15,7 +15,8 @@
 #   forecast_resume    sine_forecast: --stop-after then --load, mini-batch and full-batch
 #   anomaly_bad_input  sine_anomaly: a CSV with NaN, an empty CSV, too few series, a batch larger
 #                      than the data, bad flags, a damaged checkpoint
-#   forecast_bad_input sine_forecast: batch larger than the data, too short a series, bad flags
+#   forecast_bad_input sine_forecast: batch larger than the data, too short a series, bad flags,
+#                      --device cuda without a usable GPU
 set -u
 CASE=$1
 BIN=$2
@@ -232,6 +233,13 @@ forecast_bad_input)
   run bad_flag_unknown 2 --no-such-flag
   run bad_flag_value 2 --window -3
   run bad_flag_range 2 --points 1
+  # --device cuda: trains on the GPU where attn was built with CUDA and one is present; elsewhere a
+  # clear error and exit code 1 (not an abort)
+  "$BIN" --device cuda --points 100 --window 10 --epochs 1 --hidden 4 --quiet --out-dir o3 >cuda.out 2>cuda.err
+  rc=$?
+  if [ "$rc" -eq 0 ]; then ok "device_cuda: trained on the GPU"
+  elif [ "$rc" -eq 1 ] && grep -qF -- "--device cuda: no usable CUDA device" cuda.err; then ok "device_cuda: clear error"
+  else fail "device_cuda: exit code $rc: $(head -2 cuda.err)"; fi
   ;;
 
 *)

@@ -6,6 +6,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 #include "tensor.hpp"
 #ifdef ATTN_WITH_CUDA
 #include "../kernels/cuda/api.hpp"
@@ -24,6 +25,13 @@ inline int cuda_device_count() {
 #endif
 }
 inline bool cuda_is_available() { return cuda_device_count() > 0; }
+// Releases the GPU memory that attn's caching allocator holds for reuse (torch.cuda.empty_cache);
+// memory of live tensors stays. A no-op without ATTN_WITH_CUDA.
+inline void cuda_empty_cache() {
+#ifdef ATTN_WITH_CUDA
+  kernels::cuda::empty_cache();
+#endif
+}
 
 #ifdef ATTN_WITH_CUDA
 namespace detail {
@@ -100,6 +108,43 @@ inline void cuda_accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g_i
 }
 }  // namespace detail
 #endif
+
+namespace detail {
+// A new tensor on `device`: the one allocation point of ops whose output lives where the input does.
+inline Tensor empty_on(Device device, const Shape& shape, DType dtype) {
+#ifdef ATTN_WITH_CUDA
+  if (device == Device::CUDA) return cuda_empty(shape, dtype);
+#endif
+  (void)device;
+  return Tensor::empty(shape, dtype);
+}
+inline Tensor zeros_on(Device device, const Shape& shape, DType dtype) {
+#ifdef ATTN_WITH_CUDA
+  if (device == Device::CUDA) return cuda_zeros(shape, dtype);
+#endif
+  (void)device;
+  return Tensor::zeros(shape, dtype);
+}
+// The device side of detail::strided_copy (ops/shape.hpp): offsets and strides in elements.
+inline void device_strided_copy(const Tensor& src, int64_t src_off, const std::vector<int64_t>& src_st,
+                                const Tensor& dst, int64_t dst_off, const std::vector<int64_t>& dst_st,
+                                const Shape& shape, bool accumulate) {
+  ATTN_CHECK(src.device() == dst.device() && src.dtype() == dst.dtype(), "strided_copy: source on ",
+             device_name(src.device()), " (", dtype_name(src.dtype()), ") and destination on ",
+             device_name(dst.device()), " (", dtype_name(dst.dtype()), ") differ");
+#ifdef ATTN_WITH_CUDA
+  const size_t es = dtype_size(src.dtype());
+  kernels::cuda::strided_copy(static_cast<const char*>(src.raw_data()) + src_off * int64_t(es),
+                              static_cast<char*>(dst.raw_data()) + dst_off * int64_t(es), int(es),
+                              src.dtype() == kFloat64, int(shape.size()), shape.data(), src_st.data(), dst_st.data(),
+                              accumulate);
+#else
+  (void)src_off, (void)src_st, (void)dst_off, (void)dst_st, (void)shape, (void)accumulate;
+  throw std::runtime_error("strided_copy: tensor on " + std::string(device_name(src.device())) +
+                           " in a build without ATTN_WITH_CUDA");
+#endif
+}
+}  // namespace detail
 
 // to(x, device) = x copied to `device`; dL/dx = g copied back to x's device.
 inline Tensor Tensor::to(Device device) const {

@@ -124,6 +124,7 @@ T* Tensor::data() const {
 
 template <class T>
 std::vector<T> Tensor::to_vector() const {
+  if (device() != Device::CPU) return detach().to(Device::CPU).to_vector<T>();  // one device-to-host copy
   std::vector<T> out(static_cast<size_t>(numel()));
   ATTN_DISPATCH_ALL(dtype(), "to_vector", [&] {
     const scalar_t* p = data<scalar_t>();

@@ -344,7 +344,10 @@ inline std::string to_safetensors_bytes(const NamedTensors& tensors, const std::
   for (int i = 0; i < 8; ++i) out[size_t(i)] = char((uint64_t(header.size()) >> (8 * i)) & 0xFF);
   out += header;
   out.reserve(out.size() + offset);
-  for (const auto& [name, t] : tensors) out.append(static_cast<const char*>(t.raw_data()), size_t(t.numel()) * dtype_size(t.dtype()));
+  for (const auto& [name, t] : tensors) {
+    const Tensor host = t.device() == Device::CPU ? t : t.detach().to(Device::CPU);  // GPU tensors: one copy
+    out.append(static_cast<const char*>(host.raw_data()), size_t(host.numel()) * dtype_size(host.dtype()));
+  }
   return out;
 }
 

@@ -235,6 +235,24 @@ inline std::pair<Tensor, Tensor> additive_attention(const Tensor& query, const T
 }
 
 namespace detail {
+// The pooling core composed of plain ops, for tensors on the GPU (each op has a CUDA path; the
+// fused core below has only a CPU one). Same formulas and results; a fully masked row gets
+// zero weights (softmax of an all -inf lane) and a zero context.
+inline std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor& w2, const Tensor& b2,
+                                                  const Tensor& h, const Tensor& mask) {
+  const int64_t B = a.size(0), T = a.size(1), Hd = a.size(2), D = h.size(2);
+  Tensor score = reshape(matmul(tanh(a), reshape(w2, {Hd, 1})), {B, T});
+  if (b2.defined()) score = add(score, b2);
+  if (mask.defined()) {
+    const auto m = mask.to_vector<uint8_t>();
+    std::vector<float> additive(m.size());
+    for (size_t i = 0; i < m.size(); ++i) additive[i] = m[i] ? 0.f : -std::numeric_limits<float>::infinity();
+    score = add(score, Tensor::from_vector(additive, {B, T}).to(a.device()));
+  }
+  Tensor w = softmax(score, 1);
+  return {reshape(matmul(reshape(w, {B, 1, T}), h), {B, D}), w};
+}
+
 // Fused pooling core: a [B, T, H] (pre-tanh), w2 [H], b2 [1] or undefined, h [B, T, D], mask [B, T].
 inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2, const Tensor& b2, const Tensor& h,
                                               const Tensor& mask) {
@@ -358,6 +376,8 @@ inline std::pair<Tensor, Tensor> attention_pooling(const Tensor& h, const Tensor
                to_string(Shape{h.size(0), h.size(1)}), " for h ", to_string(h.shape()));
   }
   Tensor a = linear(h, W1, b1);
+  if (h.device() != Device::CPU)
+    return detail::pooling_composed(a, reshape(w2, {Hd}), b2.defined() ? reshape(b2, {1}) : Tensor(), h, mask);
   return detail::pooling_core(a, reshape(w2, {Hd}), b2.defined() ? reshape(b2, {1}) : Tensor(), h, mask);
 }
 

@@ -76,16 +76,8 @@ inline Tensor unary(const Tensor& x, kc::Unary op, const char* name, double s = 
 
 // Forward of add/sub/mul/div with broadcasting (the op's backward in ops/elementwise.hpp composes
 // mul/div/neg/sum_to, which all come back here for CUDA tensors).
-inline Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op) {
+inline Tensor binary_forward(const Tensor& a, const Tensor& b, kc::Binary k, const char* op) {
   check_pair(a, b, op);
-  const std::string name = op;
-  kc::Binary k;
-  if (name == "add") k = kc::Binary::Add;
-  else if (name == "sub") k = kc::Binary::Sub;
-  else if (name == "mul") k = kc::Binary::Mul;
-  else if (name == "div") k = kc::Binary::Div;
-  else
-    throw std::invalid_argument(name + ": no CUDA kernel for this op; move the tensors to the CPU with .to(Device::CPU)");
   const Shape os = detail::broadcast_shapes(a.shape(), b.shape(), op);
   ATTN_CHECK(os.size() <= size_t(kc::kMaxDims), op, ": the CUDA path handles at most ", kc::kMaxDims,
              " dims, got ", to_string(os));
@@ -95,6 +87,17 @@ inline Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op) {
   Tensor out = empty(os);
   kc::binary_forward(k, cfp(a), cfp(b), fp(out), int(os.size()), os.data(), sa.data(), sb.data());
   return out;
+}
+inline Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op) {
+  const std::string name = op;
+  kc::Binary k;
+  if (name == "add") k = kc::Binary::Add;
+  else if (name == "sub") k = kc::Binary::Sub;
+  else if (name == "mul") k = kc::Binary::Mul;
+  else if (name == "div") k = kc::Binary::Div;
+  else
+    throw std::invalid_argument(name + ": no CUDA kernel for this op; move the tensors to the CPU with .to(Device::CPU)");
+  return binary_forward(a, b, k, op);
 }
 
 // ---------------- reductions ----------------
@@ -429,6 +432,93 @@ inline void adam_step(const Tensor& p, const Tensor& g, Tensor& m, Tensor& v, Te
   if (vmax) move_storage(*vmax, Device::CUDA);
   kc::adam_step(fp(p), cfp(g), fp(m), fp(v), vmax ? fp(*vmax) : nullptr, p.numel(), float(b1), float(b2), float(eps),
                 float(wd), float(lr / bc1), float(1 - lr * wd), float(std::sqrt(bc2)), decoupled);
+}
+
+// ---------------- fused LSTM / GRU layers ----------------
+// The CUDA path of lstm_layer / gru_layer (ops/rnn.hpp, which checked the shapes): the same outputs
+// and node inputs (x, h0, c0, then per direction w_ih, w_hh, b_ih, b_hh), the recurrence and its
+// backward in kernels/cuda/rnn.cu (formulas there). Saved for the backward per direction: the
+// activated gates, the states before each step and tanh(c_t) (LSTM) or h W_hn^T + b_hn (GRU).
+inline std::vector<Tensor> rnn_layer(bool lstm, int64_t T, int64_t B, int64_t H, const Tensor& x, const Tensor& h0,
+                                     const Tensor& c0, const std::vector<Tensor>& w_ih,
+                                     const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_ih,
+                                     const std::vector<Tensor>& b_hh, const std::vector<int64_t>& lengths,
+                                     bool batch_first, const std::vector<Tensor>& inputs) {
+  const char* op = lstm ? "lstm_layer" : "gru_layer";
+  check_f32(x, op);
+  for (const Tensor& t : inputs)
+    ATTN_CHECK(!t.defined() || t.device() == Device::CUDA, op, ": input is on cuda but a state or weight ",
+               to_string(t.shape()), " is on the cpu; move the module with .to(Device::CUDA)");
+  const int64_t D = int64_t(w_hh.size()), GH = (lstm ? 4 : 3) * H, rows = T * B, I = x.size(2);
+  Tensor out = empty(batch_first ? Shape{B, T, D * H} : Shape{T, B, D * H});
+  auto state = [&](const Tensor& s) { return s.defined() ? s.detach().clone() : zeros({D, B, H}); };
+  Tensor hn = state(h0), cn = lstm ? state(c0) : Tensor();
+  const Tensor lens = lengths.empty() ? Tensor() : Tensor::from_vector(lengths, {B}).to(Device::CUDA);
+  const bool track = grad_needed(inputs);
+  const size_t nd = static_cast<size_t>(D);
+  std::vector<Tensor> G(nd), Hprev(nd), Cprev(nd), Aux(nd);  // Aux: tanh(c_t) (LSTM) or hn (GRU)
+  auto dir = [&, lp = lens.defined() ? static_cast<const int64_t*>(lens.raw_data()) : nullptr](int64_t d) {
+    kc::RnnDirection p;
+    p.T = T, p.B = B, p.I = I, p.H = H, p.D = D, p.d = d, p.batch_first = batch_first, p.lengths = lp;
+    return p;
+  };
+  auto bias = [](const std::vector<Tensor>& b, size_t d) { return b.empty() ? nullptr : cfp(b[d]); };
+  const Tensor xd = x.detach();
+  Tensor gh = lstm ? Tensor() : empty({B, GH});
+  for (int64_t d = 0; d < D; ++d) {
+    const size_t k = size_t(d);
+    G[k] = empty({rows, GH});
+    if (track) {
+      Hprev[k] = empty({rows, H});
+      Aux[k] = empty({rows, H});
+      if (lstm) Cprev[k] = empty({rows, H});
+    }
+    if (lstm)
+      kc::lstm_layer_forward(dir(d), cfp(xd), cfp(w_ih[k]), cfp(w_hh[k]), bias(b_ih, k), bias(b_hh, k), fp(G[k]),
+                             fp(hn) + d * B * H, fp(cn) + d * B * H, fp(out), track ? fp(Hprev[k]) : nullptr,
+                             track ? fp(Cprev[k]) : nullptr, track ? fp(Aux[k]) : nullptr);
+    else
+      kc::gru_layer_forward(dir(d), cfp(xd), cfp(w_ih[k]), cfp(w_hh[k]), bias(b_ih, k), bias(b_hh, k), fp(G[k]),
+                            fp(gh), fp(hn) + d * B * H, fp(out), track ? fp(Hprev[k]) : nullptr,
+                            track ? fp(Aux[k]) : nullptr);
+  }
+  std::vector<Tensor*> outs{&out, &hn};
+  if (lstm) outs.push_back(&cn);
+  record(op, outs, inputs,
+         [lstm, D, B, H, GH, rows, dir, lens, xd, G, Hprev, Cprev, Aux, inputs](const std::vector<Tensor>& g) {
+           (void)lens;  // keeps the device lengths that dir() points at alive
+           auto grad_or_zeros = [&](size_t i) {
+             return i < g.size() && g[i].defined() ? on_cuda(g[i]).clone() : zeros({D, B, H});
+           };
+           Tensor dh = grad_or_zeros(1), dc = lstm ? grad_or_zeros(2) : Tensor();
+           const Tensor dout = g[0].defined() ? on_cuda(g[0]) : Tensor();
+           std::vector<Tensor> gs(inputs.size());
+           if (inputs[0].requires_grad()) gs[0] = empty(xd.shape());
+           Tensor dA = empty({rows, GH}), dHG = lstm ? Tensor() : empty({rows, GH});
+           auto grad_of = [&](size_t i) {
+             const Tensor& t = inputs[i];
+             if (t.defined() && t.requires_grad()) gs[i] = empty(t.shape());
+             return gs[i].defined() ? fp(gs[i]) : nullptr;
+           };
+           for (int64_t d = 0; d < D; ++d) {
+             const size_t k = size_t(d), w = 3 + 4 * k;  // node inputs of direction d: w_ih, w_hh, b_ih, b_hh
+             float *dw_ih = grad_of(w), *dw_hh = grad_of(w + 1), *db_ih = grad_of(w + 2), *db_hh = grad_of(w + 3);
+             float* dx = gs[0].defined() ? fp(gs[0]) : nullptr;
+             if (lstm)
+               kc::lstm_layer_backward(dir(d), cfp(xd), cfp(inputs[w]), cfp(inputs[w + 1]), cfp(G[k]), cfp(Hprev[k]),
+                                       cfp(Cprev[k]), cfp(Aux[k]), cfp(dout), fp(dh) + d * B * H,
+                                       fp(dc) + d * B * H, fp(dA), dx, d > 0, dw_ih, dw_hh, db_ih, db_hh);
+             else
+               kc::gru_layer_backward(dir(d), cfp(xd), cfp(inputs[w]), cfp(inputs[w + 1]), cfp(G[k]), cfp(Hprev[k]),
+                                      cfp(Aux[k]), cfp(dout), fp(dh) + d * B * H, fp(dA), fp(dHG), dx, d > 0, dw_ih,
+                                      dw_hh, db_ih, db_hh);
+           }
+           gs[1] = dh;
+           if (lstm) gs[2] = dc;
+           return gs;
+         });
+  if (lstm) return {out, hn, cn};
+  return {out, hn};
 }
 
 }  // namespace cuda_ops

@@ -44,15 +44,25 @@ inline Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction r) {
 inline Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, Reduction r) {
   detail::check_loss_shapes(logits, target, "binary_cross_entropy_with_logits");
   detail::check_same_dtype(logits, target, "binary_cross_entropy_with_logits");
-  Tensor loss = detail::binary_forward(logits, target, "binary_cross_entropy_with_logits", [](auto x, auto y) {
-    using T = decltype(x);
-    return std::max(x, T(0)) - x * y + std::log1p(std::exp(-std::abs(x)));
-  });
-  loss = record("binary_cross_entropy_with_logits", loss, {logits, target}, [logits, target](const std::vector<Tensor>& g) {
-    Tensor gx = detail::binary_forward(logits, target, "bce_backward", [](auto x, auto y) {
-      using T = decltype(x);
-      return T(1) / (T(1) + std::exp(-x)) - y;
+  auto forward = [](const Tensor& x, const Tensor& y, bool grad) {
+#ifdef ATTN_WITH_CUDA
+    if (x.device() == Device::CUDA)
+      return cuda_ops::binary_forward(x, y, grad ? kernels::cuda::Binary::SigmoidSub : kernels::cuda::Binary::BceWithLogits,
+                                      "binary_cross_entropy_with_logits");
+#endif
+    if (grad)
+      return detail::binary_forward(x, y, "bce_backward", [](auto a, auto b) {
+        using T = decltype(a);
+        return T(1) / (T(1) + std::exp(-a)) - b;
+      });
+    return detail::binary_forward(x, y, "binary_cross_entropy_with_logits", [](auto a, auto b) {
+      using T = decltype(a);
+      return std::max(a, T(0)) - a * b + std::log1p(std::exp(-std::abs(a)));
     });
+  };
+  Tensor loss = forward(logits, target, false);
+  loss = record("binary_cross_entropy_with_logits", loss, {logits, target}, [logits, target, forward](const std::vector<Tensor>& g) {
+    Tensor gx = forward(logits, target, true);
     return std::vector<Tensor>{mul(g[0], gx), target.requires_grad() ? mul(g[0], neg(logits)) : Tensor()};
   });
   return detail::reduce(loss, r);
@@ -106,13 +116,13 @@ inline Tensor dropout(const Tensor& x, double p, bool training) {
   ATTN_CHECK(p >= 0.0 && p <= 1.0, "dropout: p must be in [0, 1], got ", p);
   if (!training || p == 0.0) return x;
   if (p == 1.0) return mul(x, 0.0);
-  Tensor mask = Tensor::empty(x.shape(), x.dtype());
+  Tensor mask = Tensor::empty(x.shape(), x.dtype());  // drawn on the host: the same mask on every device
   ATTN_DISPATCH_FLOATING(x.dtype(), "dropout", [&] {
     scalar_t* m = mask.data<scalar_t>();
     const scalar_t keep = scalar_t(1.0 / (1.0 - p));
     for (int64_t i = 0, n = x.numel(); i < n; ++i) m[i] = default_generator().uniform() >= p ? keep : scalar_t(0);
   });
-  return mul(x, mask);
+  return mul(x, mask.to(x.device()));
 }
 
 // layer_norm over the trailing dims in normalized_shape:

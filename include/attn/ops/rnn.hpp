@@ -30,6 +30,9 @@
 #include "../core/tensor.hpp"
 #include "../kernels/cpu/gemm.hpp"
 #include "../kernels/cpu/rnn.hpp"
+#ifdef ATTN_WITH_CUDA
+#include "cuda_dispatch.hpp"
+#endif
 
 namespace attn {
 namespace detail {
@@ -272,10 +275,14 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
   auto S = detail::check_rnn_layer("lstm_layer", 4, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first);
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
   const DType dt = x.dtype();
+  const auto inputs = detail::rnn_layer_inputs(x, h0, c0, w_ih, w_hh, b_ih, b_hh);
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA)
+    return cuda_ops::rnn_layer(true, S.T, S.B, H, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, inputs);
+#endif
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
   Tensor out = Tensor::empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt), cn = detail::state_or_zeros(c0, {D, S.B, H}, dt);
-  const auto inputs = detail::rnn_layer_inputs(x, h0, c0, w_ih, w_hh, b_ih, b_hh);
   const bool track = grad_needed(inputs);
   // Saved for the backward (training only): activated gates, states before each step, tanh(c_t).
   Tensor G, Hprev, Cprev, TC, wcat, xt;
@@ -336,10 +343,15 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
   auto S = detail::check_rnn_layer("gru_layer", 3, x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh, lengths, batch_first);
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
   const DType dt = x.dtype();
+  const auto inputs = detail::rnn_layer_inputs(x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh);
+#ifdef ATTN_WITH_CUDA
+  if (x.device() == Device::CUDA)
+    return cuda_ops::rnn_layer(false, S.T, S.B, H, x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh, lengths, batch_first,
+                               inputs);
+#endif
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
   Tensor out = Tensor::empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt);
-  const auto inputs = detail::rnn_layer_inputs(x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh);
   const bool track = grad_needed(inputs);
   // Saved for the backward (training only): gates (r, z, n), hg_n, states before each step.
   Tensor G, HN, Hprev, wcat, xt;

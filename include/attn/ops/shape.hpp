@@ -1,6 +1,7 @@
 #pragma once
 // Layout ops. reshape shares storage (all storage is contiguous); every other op copies through
-// one strided-copy kernel, so the layout logic lives in a single place.
+// one strided-copy kernel, so the layout logic lives in a single place (on the GPU too: outputs
+// are allocated on the input's device and strided_copy runs the device kernel there).
 #include <algorithm>
 #include <numeric>
 #include "../core/tensor.hpp"
@@ -21,6 +22,8 @@ void strided_copy(const Tensor& src, int64_t src_off, const std::vector<int64_t>
                   int64_t dst_off, const std::vector<int64_t>& dst_st, const Shape& shape) {
   const int64_t n = numel_of(shape);
   if (n == 0) return;
+  if (src.device() != Device::CPU || dst.device() != Device::CPU)
+    return device_strided_copy(src, src_off, src_st, dst, dst_off, dst_st, shape, Accumulate);
   const int64_t nd = int64_t(shape.size());
   const int64_t inner = nd ? shape.back() : 1;
   const int64_t ss = nd ? src_st.back() : 0, ds = nd ? dst_st.back() : 0;
@@ -130,7 +133,7 @@ inline Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
     s[i] = x.shape()[size_t(p[i])];
     src_st[i] = st[size_t(p[i])];
   }
-  Tensor out = Tensor::empty(s, x.dtype());
+  Tensor out = detail::empty_on(x.device(), s, x.dtype());
   detail::strided_copy(x, 0, src_st, out, 0, detail::contiguous_strides(s), s);
   return record("permute", out, {x}, [inv](const std::vector<Tensor>& g) { return std::vector<Tensor>{permute(g[0], inv)}; });
 }
@@ -161,10 +164,10 @@ inline Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, in
   std::vector<int64_t> src_st = st;
   src_st[size_t(dim)] *= step;
   const int64_t off = start * st[size_t(dim)];
-  Tensor out = Tensor::empty(s, x.dtype());
+  Tensor out = detail::empty_on(x.device(), s, x.dtype());
   detail::strided_copy(x, off, src_st, out, 0, detail::contiguous_strides(s), s);
   return record("slice", out, {x}, [xs = x.shape(), s, off, src_st](const std::vector<Tensor>& g) {
-    Tensor gx = Tensor::zeros(xs, g[0].dtype());
+    Tensor gx = detail::zeros_on(g[0].device(), xs, g[0].dtype());
     detail::strided_copy(g[0], 0, detail::contiguous_strides(s), gx, off, src_st, s);
     return std::vector<Tensor>{gx};
   });
@@ -195,6 +198,8 @@ inline Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   Shape s = f.shape();
   int64_t total = 0;
   for (const Tensor& x : xs) {
+    ATTN_CHECK(x.device() == f.device(), "cat: tensors on different devices (", device_name(f.device()), " vs ",
+               device_name(x.device()), ")");
     bool ok = x.dim() == f.dim() && x.dtype() == f.dtype();
     for (int64_t i = 0; ok && i < f.dim(); ++i) ok = i == dim || x.shape()[size_t(i)] == f.shape()[size_t(i)];
     ATTN_CHECK(ok, "cat: shapes ", to_string(f.shape()), " and ", to_string(x.shape()), " (", dtype_name(f.dtype()),
@@ -202,7 +207,7 @@ inline Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     total += x.shape()[size_t(dim)];
   }
   s[size_t(dim)] = total;
-  Tensor out = Tensor::empty(s, f.dtype());
+  Tensor out = detail::empty_on(f.device(), s, f.dtype());
   const auto ost = detail::contiguous_strides(s);
   std::vector<int64_t> starts;
   int64_t at = 0;
@@ -266,12 +271,12 @@ inline Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   s[size_t(dim)] = 1;
   Shape os = x.shape();
   os[size_t(dim)] = int64_t(idx.size());
-  Tensor out = Tensor::empty(os, x.dtype());
+  Tensor out = detail::empty_on(x.device(), os, x.dtype());
   const auto ost = detail::contiguous_strides(os);
   for (size_t k = 0; k < idx.size(); ++k)
     detail::strided_copy(x, idx[k] * xst[size_t(dim)], xst, out, int64_t(k) * ost[size_t(dim)], ost, s);
   return record("index_select", out, {x}, [xs = x.shape(), dim, idx, s, xst, ost](const std::vector<Tensor>& g) {
-    Tensor gx = Tensor::zeros(xs, g[0].dtype());
+    Tensor gx = detail::zeros_on(g[0].device(), xs, g[0].dtype());
     for (size_t k = 0; k < idx.size(); ++k)
       detail::strided_copy<true>(g[0], int64_t(k) * ost[size_t(dim)], ost, gx, idx[k] * xst[size_t(dim)], xst, s);
     return std::vector<Tensor>{gx};
@@ -287,7 +292,7 @@ inline Tensor flip(const Tensor& x, const std::vector<int64_t>& dims) {
     off += (x.shape()[size_t(d)] - 1) * st[size_t(d)];
     st[size_t(d)] = -st[size_t(d)];
   }
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  Tensor out = detail::empty_on(x.device(), x.shape(), x.dtype());
   if (x.numel()) detail::strided_copy(x, off, st, out, 0, detail::contiguous_strides(x.shape()), x.shape());
   return record("flip", out, {x}, [dims](const std::vector<Tensor>& g) { return std::vector<Tensor>{flip(g[0], dims)}; });
 }
@@ -305,7 +310,7 @@ inline Tensor expand(const Tensor& x, const Shape& shape) {
   // New leading dims (and -1 there) must be sizes too; caught here rather than by Tensor::empty.
   for (int64_t d : s) ATTN_CHECK(d >= 0, "expand: shape ", to_string(x.shape()), " cannot expand to ", to_string(shape));
   if (s == x.shape()) return x;
-  Tensor out = Tensor::empty(s, x.dtype());
+  Tensor out = detail::empty_on(x.device(), s, x.dtype());
   std::vector<int64_t> st(s.size(), 0);
   const auto xst = detail::contiguous_strides(x.shape());
   for (size_t i = 0; i < x.shape().size(); ++i) st[lead + i] = x.shape()[i] == 1 ? 0 : xst[i];

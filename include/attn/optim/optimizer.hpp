@@ -224,12 +224,18 @@ inline double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm
   NoGradGuard ng;
   double total = 0;
   for_each_param(params, [&](size_t, const Tensor&, const Tensor& g) {
-    for (double x : g.to_vector<double>()) total += x * x;
+    for (double x : g.to_vector<double>()) total += x * x;  // (a gradient on the GPU is copied to the host)
   });
   total = std::sqrt(total);
   const double coef = max_norm / (total + 1e-6);
   if (coef < 1.0) {
     for_each_param(params, [&](size_t, const Tensor&, const Tensor& g) {
+#ifdef ATTN_WITH_CUDA
+      if (g.device() == Device::CUDA) {
+        Tensor(g).copy_(cuda_ops::unary(g, kernels::cuda::Unary::MulScalar, "clip_grad_norm_", coef));
+        return;
+      }
+#endif
       ATTN_DISPATCH_FLOATING(g.dtype(), "clip_grad_norm_", [&] {
         scalar_t* pg = g.data<scalar_t>();
         for (int64_t k = 0, n = g.numel(); k < n; ++k) pg[k] *= scalar_t(coef);

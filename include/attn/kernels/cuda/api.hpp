@@ -13,8 +13,10 @@ namespace attn::kernels::cuda {
 // ---- runtime ----
 int device_count();                        // 0 when no device or no driver (never throws)
 const char* device_count_error();          // why device_count() is 0 ("" when it is not)
-void* malloc_bytes(size_t bytes);          // cudaMalloc; nullptr for 0 bytes
-void free_bytes(void* p) noexcept;         // cudaFree; errors ignored (used in deleters)
+void* malloc_bytes(size_t bytes);          // a cached block or cudaMalloc (runtime.cu); nullptr for 0 bytes
+void free_bytes(void* p) noexcept;         // back to the cache (used in deleters)
+void empty_cache();                        // cudaFree every cached block (as torch.cuda.empty_cache)
+size_t cached_bytes();                     // bytes held in the cache, not in use
 void memcpy_h2d(void* dst, const void* host_src, size_t bytes);
 void memcpy_d2h(void* host_dst, const void* src, size_t bytes);
 void memcpy_d2d(void* dst, const void* src, size_t bytes);
@@ -28,12 +30,18 @@ void unary_forward(Unary op, const float* x, float* y, int64_t n, float s);
 // dx[i] = g[i] * f'(x[i]) (y = f(x) is passed for ops whose derivative reads it)
 void unary_backward(Unary op, const float* g, const float* x, const float* y, float* dx, int64_t n, float s);
 
-enum class Binary : int { Add, Sub, Mul, Div };
+// BceWithLogits: max(x, 0) - x y + log(1 + e^-|x|);  SigmoidSub: sigmoid(x) - y (its x-gradient)
+enum class Binary : int { Add, Sub, Mul, Div, BceWithLogits, SigmoidSub };
 constexpr int kMaxDims = 8;
 // out[idx] = a[idx . sa] op b[idx . sb] over an output of `ndim` dims (<= kMaxDims) with sizes
 // `shape`; sa/sb are element strides of a and b read at the output's shape (0 on broadcast dims).
 void binary_forward(Binary op, const float* a, const float* b, float* out, int ndim, const int64_t* shape,
                     const int64_t* sa, const int64_t* sb);
+// dst[sum_d i_d dst_st[d]] (+)= src[sum_d i_d src_st[d]] over `shape` (ndim <= kMaxDims; host
+// arrays; strides in elements, may be 0 or negative; src/dst already offset). Elements of
+// 1, 4 or 8 bytes; accumulate only for float32 / float64 (is_double), and dst must not alias.
+void strided_copy(const void* src, void* dst, int elem_bytes, bool is_double, int ndim, const int64_t* shape,
+                  const int64_t* src_st, const int64_t* dst_st, bool accumulate);
 void add_inplace(float* acc, const float* g, int64_t n);     // acc += g
 void add_inplace_f64(double* acc, const double* g, int64_t n);
 
@@ -70,6 +78,36 @@ void lstm_pointwise_forward(const float* gates, const float* c_prev, float* h, f
 // dh, dc may be null (zero). Writes dgates [B, 4H] and dc_prev [B, H].
 void lstm_pointwise_backward(const float* dh, const float* dc, const float* acts, const float* tanh_c,
                              const float* c_prev, float* dgates, float* dc_prev, int64_t B, int64_t H);
+
+// ---- fused LSTM / GRU layers (kernels/cuda/rnn.cu), one direction d of D per call ----
+// Row order of every [T*B, .] buffer: t*B + b, or b*T + t with batch_first (the input's order).
+// lengths: device array of B valid lengths in [1, T], or null (all T).
+struct RnnDirection {
+  int64_t T = 0, B = 0, I = 0, H = 0, D = 1, d = 0;
+  bool batch_first = false;
+  const int64_t* lengths = nullptr;
+};
+// X [T*B, I]; w_ih [4H, I], w_hh [4H, H], biases [4H] or null; h, c [B, H]: the initial state in,
+// the final state out; out [T*B, D*H] (columns d*H ..); G [T*B, 4H] gets the activated gates.
+// Hprev, Cprev, TC [T*B, H] (states before each step, tanh(c_t)): saved for the backward, or null.
+void lstm_layer_forward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh,
+                        const float* b_ih, const float* b_hh, float* G, float* h, float* c, float* out, float* Hprev,
+                        float* Cprev, float* TC);
+// dout [T*B, D*H] or null; dh, dc [B, H]: the gradient of the final state in, of the initial state
+// out; dA [T*B, 4H] scratch. dx [T*B, I] (+= with dx_accumulate); every gradient may be null.
+void lstm_layer_backward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh, const float* G,
+                         const float* Hprev, const float* Cprev, const float* TC, const float* dout, float* dh,
+                         float* dc, float* dA, float* dx, bool dx_accumulate, float* dw_ih, float* dw_hh,
+                         float* db_ih, float* db_hh);
+// GRU (gates r, z, n): G [T*B, 3H] gets (r, z, n); gh [B, 3H] scratch; HN [T*B, H] saves
+// h W_hn^T + b_hn for the backward (or null).
+void gru_layer_forward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh,
+                       const float* b_ih, const float* b_hh, float* G, float* gh, float* h, float* out, float* Hprev,
+                       float* HN);
+// dX, dHG [T*B, 3H] scratch (input-side and hidden-side gate gradients).
+void gru_layer_backward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh, const float* G,
+                        const float* Hprev, const float* HN, const float* dout, float* dh, float* dX, float* dHG,
+                        float* dx, bool dx_accumulate, float* dw_ih, float* dw_hh, float* db_ih, float* db_hh);
 
 // ---- fused scaled dot-product attention (FlashAttention style) ----
 // Operand (item it = b*H + h, row r, col c) lives at ptr[off + b*sb + h*sh + r*ld + c].

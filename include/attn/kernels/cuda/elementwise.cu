@@ -4,6 +4,7 @@
 // Arithmetic is float (as the CPU path for float32), except layer norm's mean/variance, which the
 // CPU path accumulates in double and so does this one.
 #include <cmath>
+#include <string>
 #include "api.hpp"
 #include "common.cuh"
 
@@ -64,10 +65,26 @@ void unary_backward(Unary op, const float* g, const float* x, const float* y, fl
 }
 
 // ---------------- binary with broadcasting ----------------
+// An index space `shape` read through two sets of element strides (sa, sb): the two operands of a
+// binary op, or the source and destination of a strided copy.
 struct BinaryGeom {
   int ndim;
   int64_t shape[kMaxDims], sa[kMaxDims], sb[kMaxDims];
 };
+BinaryGeom make_geom(const char* op, int ndim, const int64_t* shape, const int64_t* sa, const int64_t* sb,
+                     int64_t& n) {
+  if (ndim > kMaxDims) throw std::runtime_error(std::string("attn CUDA ") + op + ": more than 8 dims");
+  BinaryGeom g{};
+  g.ndim = ndim;
+  n = 1;
+  for (int d = 0; d < ndim; ++d) {
+    g.shape[d] = shape[d];
+    g.sa[d] = sa[d];
+    g.sb[d] = sb[d];
+    n *= shape[d];
+  }
+  return g;
+}
 __global__ void binary_k(Binary op, const float* a, const float* b, float* out, int64_t n, BinaryGeom geo) {
   ATTN_GRID_STRIDE(i, n) {
     int64_t r = i, oa = 0, ob = 0;
@@ -84,22 +101,16 @@ __global__ void binary_k(Binary op, const float* a, const float* b, float* out, 
       case Binary::Sub: z = x - y; break;
       case Binary::Mul: z = x * y; break;
       case Binary::Div: z = x / y; break;
+      case Binary::BceWithLogits: z = fmaxf(x, 0.f) - x * y + log1pf(expf(-fabsf(x))); break;
+      case Binary::SigmoidSub: z = 1.f / (1.f + expf(-x)) - y; break;
     }
     out[i] = z;
   }
 }
 void binary_forward(Binary op, const float* a, const float* b, float* out, int ndim, const int64_t* shape,
                     const int64_t* sa, const int64_t* sb) {
-  if (ndim > kMaxDims) throw std::runtime_error("attn CUDA binary op: more than 8 dims after broadcasting");
-  BinaryGeom g{};
-  g.ndim = ndim;
-  int64_t n = 1;
-  for (int d = 0; d < ndim; ++d) {
-    g.shape[d] = shape[d];
-    g.sa[d] = sa[d];
-    g.sb[d] = sb[d];
-    n *= shape[d];
-  }
+  int64_t n = 0;
+  const BinaryGeom g = make_geom("binary op", ndim, shape, sa, sb, n);
   if (n <= 0) return;
   binary_k<<<grid_for(n), 256>>>(op, a, b, out, n, g);
   ATTN_CUDA_LAUNCH_CHECK("binary_forward");
@@ -282,6 +293,43 @@ void sum_rows(const float* g, float* out, int64_t rows, int64_t cols) {
   if (cols <= 0) return;
   sum_rows_k<<<grid_for(cols), 256>>>(g, out, rows, cols);
   ATTN_CUDA_LAUNCH_CHECK("sum_rows");
+}
+
+// ---------------- strided copy (every layout op: permute, slice, cat, expand, flip, ...) ----------------
+template <class T>
+__global__ void strided_copy_k(const T* src, T* dst, BinaryGeom g, int64_t n, bool accumulate) {
+  ATTN_GRID_STRIDE(i, n) {
+    int64_t rem = i, so = 0, doff = 0;
+    for (int d = g.ndim - 1; d >= 0; --d) {
+      const int64_t k = rem % g.shape[d];
+      rem /= g.shape[d];
+      so += k * g.sa[d];
+      doff += k * g.sb[d];
+    }
+    if (accumulate) dst[doff] += src[so];
+    else dst[doff] = src[so];
+  }
+}
+void strided_copy(const void* src, void* dst, int elem_bytes, bool is_double, int ndim, const int64_t* shape,
+                  const int64_t* src_st, const int64_t* dst_st, bool accumulate) {
+  int64_t n = 0;
+  const BinaryGeom g = make_geom("strided_copy", ndim, shape, src_st, dst_st, n);
+  if (n <= 0) return;
+  if (accumulate && elem_bytes == 4)
+    strided_copy_k<float><<<grid_for(n), 256>>>(static_cast<const float*>(src), static_cast<float*>(dst), g, n, true);
+  else if (accumulate && elem_bytes == 8 && is_double)
+    strided_copy_k<double><<<grid_for(n), 256>>>(static_cast<const double*>(src), static_cast<double*>(dst), g, n, true);
+  else if (accumulate)
+    throw std::runtime_error("attn CUDA strided_copy: accumulation needs float32 or float64");
+  else if (elem_bytes == 1)
+    strided_copy_k<uint8_t><<<grid_for(n), 256>>>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), g, n, false);
+  else if (elem_bytes == 4)
+    strided_copy_k<uint32_t><<<grid_for(n), 256>>>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), g, n, false);
+  else if (elem_bytes == 8)
+    strided_copy_k<uint64_t><<<grid_for(n), 256>>>(static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst), g, n, false);
+  else
+    throw std::runtime_error("attn CUDA strided_copy: unsupported element size " + std::to_string(elem_bytes));
+  ATTN_CUDA_LAUNCH_CHECK("strided_copy");
 }
 
 // ---------------- LSTM step pointwise ----------------
