@@ -297,6 +297,27 @@ TEST_CASE("fused attention: plain, causal, dropout, weights") {
   SECTION("weights and their gradient") { sdpa_parity({3, 17, 8}, {3, 19, 8}, {3, 19, 4}, {}, false, 0.0, {}, true); }
 }
 
+TEST_CASE("fused attention: row groups of 2, 4 and 8 lanes (head dims 33..256), masks, dropout") {
+  CUDA_OR_SKIP();
+  manual_seed(18);
+  SECTION("E = 64, two lanes per row, causal, rows past one block") { sdpa_parity({2, 2, 150, 64}, {2, 2, 150, 64}, {2, 2, 150, 64}, {}, true, 0.0, {}, false); }
+  SECTION("E = 100, Ev = 72, four lanes, dropout and weights") { sdpa_parity({2, 3, 40, 100}, {2, 3, 37, 100}, {2, 3, 37, 72}, {}, false, 0.2, {}, true); }
+  SECTION("E = 256, eight lanes, bool mask with a fully masked row") {
+    Tensor bm = gt(Tensor::rand({20, 45}), Tensor::full({}, 0.4));
+    for (int64_t j = 0; j < 45; ++j) bm.set({7, j}, 0);
+    sdpa_parity({1, 2, 20, 256}, {1, 2, 45, 256}, {1, 2, 45, 130}, bm, false, 0.0, {}, false);
+  }
+  SECTION("E = 33 with key padding") {
+    Tensor kpm = Tensor::zeros({2, 30}, kBool);
+    for (int64_t j = 20; j < 30; ++j) kpm.set({1, j}, 1);
+    sdpa_parity({2, 2, 25, 33}, {2, 2, 30, 33}, {2, 2, 30, 33}, {}, false, 0.0, kpm, false);
+  }
+  SECTION("head dims above 256: a clear error") {
+    const Tensor q = Tensor::randn({1, 1, 4, 300}).to(Device::CUDA);
+    CHECK_THROWS_WITH(scaled_dot_product_attention(q, q, q), Catch::Contains("above 256"));
+  }
+}
+
 TEST_CASE("fused attention: masks and fully masked rows") {
   CUDA_OR_SKIP();
   manual_seed(8);
@@ -443,11 +464,11 @@ void backward_both(const std::vector<Tensor>& oc, const std::vector<Tensor>& og)
 }
 }  // namespace
 
-TEST_CASE("fused LSTM and GRU layers: directions, batch_first, lengths, initial states") {
-  CUDA_OR_SKIP();
-  manual_seed(12);
-  const int64_t T = 9, B = 5, I = 6, H = 7;
-  for (bool lstm : {true, false})
+namespace {
+// lstm_layer / gru_layer on both devices over directions, layouts and lengths; H decides the
+// CUDA recurrence (small: the persistent kernels; W_hh beyond shared memory: per-step cuBLAS).
+void rnn_layer_parity(int64_t T, int64_t B, int64_t I, int64_t H, const std::vector<bool>& cells) {
+  for (bool lstm : cells)
     for (int64_t D : {1, 2})
       for (bool batch_first : {false, true})
         for (bool ragged : {false, true}) {
@@ -457,8 +478,10 @@ TEST_CASE("fused LSTM and GRU layers: directions, batch_first, lengths, initial 
                                  Tensor::randn({D, B, H}), lstm ? Tensor::randn({D, B, H}) : Tensor()};
           for (int64_t d = 0; d < D; ++d)
             for (const Shape& s : {Shape{G * H, I}, Shape{G * H, H}, Shape{G * H}, Shape{G * H}})
-              in.push_back(mul(Tensor::randn(s), 0.4));
-          const std::vector<int64_t> lengths = ragged ? std::vector<int64_t>{9, 3, 1, 7, 9} : std::vector<int64_t>{};
+              in.push_back(mul(Tensor::randn(s), 1.0 / std::sqrt(double(H))));
+          std::vector<int64_t> lengths;
+          if (ragged)
+            for (int64_t b = 0; b < B; ++b) lengths.push_back(b % 3 == 1 ? 1 : T - b % 2);
           Twin tw(in);
           auto run = [&](const std::vector<Tensor>& t) {
             std::vector<Tensor> wih, whh, bih, bhh;
@@ -474,6 +497,19 @@ TEST_CASE("fused LSTM and GRU layers: directions, batch_first, lengths, initial 
           backward_both(run(tw.c), run(tw.g));
           tw.check_grads();
         }
+}
+}  // namespace
+
+TEST_CASE("fused LSTM and GRU layers: directions, batch_first, lengths, initial states") {
+  CUDA_OR_SKIP();
+  manual_seed(12);
+  SECTION("H = 7: persistent kernels (W_hh in shared memory), a partial block of series") {
+    rnn_layer_parity(9, 5, 6, 7, {true, false});
+  }
+  SECTION("LSTM H = 130, GRU H = 140: W_hh beyond shared memory, one cuBLAS GEMM per step") {
+    rnn_layer_parity(4, 3, 5, 130, {true});
+    rnn_layer_parity(4, 3, 5, 140, {false});
+  }
 }
 
 TEST_CASE("nn::LSTM and nn::GRU modules (2 layers, bidirectional) on the GPU, inference too") {
@@ -646,7 +682,9 @@ TEST_CASE("a reference-task model trains on the GPU as on the CPU (BiLSTM, pooli
     }
   }
   auto pc = nc.parameters(), pg = ng.parameters();
-  for (size_t i = 0; i < pc.size(); ++i) CHECK_PARITY(pg[i], pc[i], 1e-4);
+  // Adam's m / sqrt(v) turns float noise in a near-zero gradient into a step of up to lr: 2e-3 of
+  // the largest parameter separates that from a wrong gradient (steps of lr = 1e-2 each).
+  for (size_t i = 0; i < pc.size(); ++i) CHECK_PARITY(pg[i], pc[i], 2e-3);
 }
 
 TEST_CASE("the caching allocator reuses freed blocks and empties on request") {

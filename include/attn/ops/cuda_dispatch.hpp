@@ -457,7 +457,8 @@ inline std::vector<Tensor> rnn_layer(bool lstm, int64_t T, int64_t B, int64_t H,
   const bool track = grad_needed(inputs);
   const size_t nd = static_cast<size_t>(D);
   std::vector<Tensor> G(nd), Hprev(nd), Cprev(nd), Aux(nd);  // Aux: tanh(c_t) (LSTM) or hn (GRU)
-  auto dir = [&, lp = lens.defined() ? static_cast<const int64_t*>(lens.raw_data()) : nullptr](int64_t d) {
+  // by value: the backward calls it after this function has returned
+  auto dir = [=, lp = lens.defined() ? static_cast<const int64_t*>(lens.raw_data()) : nullptr](int64_t d) {
     kc::RnnDirection p;
     p.T = T, p.B = B, p.I = I, p.H = H, p.D = D, p.d = d, p.batch_first = batch_first, p.lengths = lp;
     return p;

@@ -1,19 +1,24 @@
 // Fused scaled dot-product attention in the FlashAttention style, and windowed (band) attention.
 //
-// Forward (one thread per query row, blocks of kRows rows of one (batch, head) item): keys and
-// values are streamed through shared memory in tiles of kKeys; each thread keeps a running max m,
-// a running sum l and its output row (in shared memory), rescaling them when m grows (online
-// softmax), so the L x S score matrix is never stored. It saves lse = m + log l per row.
+// Forward (row groups of lanes over query rows, below; blocks of rows of one (batch, head) item):
+// keys and values are streamed through shared memory in tiles; per tile each row computes its
+// scores in registers, takes the tile's max, rescales its running sum l and output row once when
+// the running max m grows (online softmax), and adds p_j v_j, so the L x S score matrix is never
+// stored. It saves lse = m + log l per row.
 // Backward recomputes P_ij = exp(s_ij - lse_i) from the saved lse:
 //   D_i  = dO_i . O_i (+ sum_j W'_ij dW_ij when the weights' gradient is given)
 //   dP_ij = (dO_i . V_j + dW_ij) * keep_ij / (1 - p)      (dropout; keep = 1, p = 0 without it)
 //   dS_ij = P_ij (dP_ij - D_i)
 //   dQ_i = scale sum_j dS_ij K_j          (kernel over query rows, tiles of keys)
 //   dK_j = scale sum_i dS_ij Q_i,  dV_j = sum_i P_ij keep_ij/(1-p) dO_i   (kernel over key rows)
-// Each result element is written by one thread after a fixed-order loop: no atomics, and the
+// Measured on an H100 (bench/cuda_attention, docs/cuda.md): the one-thread-per-row kernels with
+// rows in shared memory ran at 2.7 TFLOP/s forward and 1.2 fwd+bwd; these keep rows in registers.
+// Each result element is written by one lane after a fixed-order loop: no atomics, and the
 // same results for any launch. A query that sees no key (lse = -inf) gets O = 0 and dQ = 0, and
 // contributes nothing to dK/dV.
 #include <cmath>
+#include <string>
+#include <type_traits>
 #include "attention.cuh"
 
 namespace attn::kernels::cuda {
@@ -21,8 +26,17 @@ using detail::attn_score;
 using detail::dropout_keep;
 
 namespace {
-constexpr int kRows = 64;  // query (or key) rows per block, one per thread
-constexpr int kKeys = 32;  // rows per streamed tile
+// Row groups. A row (a query row in the forward and dQ kernels, a key row in the dK/dV kernel) of
+// up to 256 columns is held in registers by TPR = 1, 2, 4 or 8 adjacent lanes, 32 columns each
+// (columns past E or Ev are zero); a dot product is each lane's partial sum followed by a
+// butterfly of TPR lanes. A block of kThreads threads covers kThreads / TPR rows. Streamed tiles of
+// kTile rows sit in shared memory with each lane's 32-column part padded to kPart floats, so the
+// TPR lanes of a group read their parts from different banks.
+constexpr int kThreads = 128;
+constexpr int kCols = 32;  // columns per lane
+template <int TPR>
+constexpr int kTile = TPR == 8 ? 16 : 32;  // rows per streamed tile (two tiles stay within 48 KB)
+constexpr int kPart = 36;  // floats per 32-column part in a tile row (padding against bank conflicts)
 
 __device__ inline const float* row_ptr(const float* base, Layout l, int64_t b, int64_t h, int64_t r) {
   return base + l.off + b * l.sb + h * l.sh + r * l.ld;
@@ -31,73 +45,147 @@ __device__ inline float* row_ptr(float* base, Layout l, int64_t b, int64_t h, in
   return base + l.off + b * l.sb + h * l.sh + r * l.ld;
 }
 
-// Loads rows [r0, r0 + n) of an operand (cols columns) into dst[n][cols], all threads cooperating.
-__device__ inline void load_tile(float* dst, const float* src, Layout l, int64_t b, int64_t h, int64_t r0, int64_t n,
-                                 int64_t cols) {
-  for (int64_t x = threadIdx.x; x < n * cols; x += blockDim.x) dst[x] = row_ptr(src, l, b, h, r0 + x / cols)[x % cols];
+// This lane's 32 columns (part `part`) of row r of an operand with `cols` columns; zero past cols.
+__device__ inline void load_part(float (&dst)[kCols], const float* src, Layout l, int64_t b, int64_t h, int64_t r,
+                                 int part, int64_t cols) {
+  const float* row = row_ptr(src, l, b, h, r);
+#pragma unroll
+  for (int c = 0; c < kCols; ++c) {
+    const int64_t col = int64_t(part) * kCols + c;
+    dst[c] = col < cols ? row[col] : 0.f;
+  }
 }
 
-// grid: (items, query blocks); block: kRows threads.
-// smem: q rows [kRows][E+1], o rows [kRows][Ev+1], K tile [kKeys][E], V tile [kKeys][Ev]
-__global__ void sdpa_fwd_k(AttnParams p, const float* Q, Layout lq, const float* K, Layout lk, const float* V,
-                           Layout lv, float* O, Layout lo, float* lse) {
-  extern __shared__ float smem[];
-  const int64_t E = p.E, Ev = p.Ev;
-  float* qs = smem;
-  float* os = qs + kRows * (E + 1);
-  float* ks = os + kRows * (Ev + 1);
-  float* vs = ks + kKeys * E;
-  const int64_t it = blockIdx.x, b = it / p.H, h = it % p.H;
-  const int64_t i = int64_t(blockIdx.y) * kRows + threadIdx.x;
-  const bool active = i < p.L;
-  float* qi = qs + threadIdx.x * (E + 1);
-  float* oi = os + threadIdx.x * (Ev + 1);
-  if (active) {
-    const float* q = row_ptr(Q, lq, b, h, i);
-    for (int64_t e = 0; e < E; ++e) qi[e] = q[e];
-    for (int64_t c = 0; c < Ev; ++c) oi[c] = 0.f;
+// Rows [r0, r0 + n) of an operand into a tile of kTile<TPR> rows x TPR parts (zero past cols and n).
+template <int TPR>
+__device__ inline void load_tile(float* tile, const float* src, Layout l, int64_t b, int64_t h, int64_t r0, int64_t n,
+                                 int64_t cols) {
+  constexpr int W = TPR * kCols;
+  for (int x = threadIdx.x; x < kTile<TPR> * W; x += blockDim.x) {
+    const int rr = x / W, col = x % W;
+    tile[rr * TPR * kPart + (col / kCols) * kPart + col % kCols] =
+        rr < n && col < cols ? row_ptr(src, l, b, h, r0 + rr)[col] : 0.f;
   }
+}
+template <int TPR>
+__device__ inline const float* tile_part(const float* tile, int rr, int part) {
+  return tile + rr * TPR * kPart + part * kPart;
+}
+
+// Partial dot product of this lane's 32 columns, summed over the TPR lanes of its row group.
+template <int TPR>
+__device__ inline float group_dot(const float (&a)[kCols], const float* b) {
+  float s = 0.f;
+#pragma unroll
+  for (int c = 0; c < kCols; c += 4) {
+    const float4 v = *reinterpret_cast<const float4*>(b + c);
+    s += a[c] * v.x + a[c + 1] * v.y + a[c + 2] * v.z + a[c + 3] * v.w;
+  }
+#pragma unroll
+  for (int off = TPR / 2; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
+  return s;
+}
+// acc += w * b over this lane's 32 columns.
+__device__ inline void axpy(float (&acc)[kCols], float w, const float* b) {
+#pragma unroll
+  for (int c = 0; c < kCols; c += 4) {
+    const float4 v = *reinterpret_cast<const float4*>(b + c);
+    acc[c] += w * v.x;
+    acc[c + 1] += w * v.y;
+    acc[c + 2] += w * v.z;
+    acc[c + 3] += w * v.w;
+  }
+}
+__device__ inline void store_part(float* dst_row, const float (&src)[kCols], int part, int64_t cols) {
+#pragma unroll
+  for (int c = 0; c < kCols; ++c) {
+    const int64_t col = int64_t(part) * kCols + c;
+    if (col < cols) dst_row[col] = src[c];
+  }
+}
+
+// Grid: (items, row blocks); the row of this thread's group and its part. Rows past `n` are
+// clamped to the last row (they compute with everyone, for the shuffles, and store nothing).
+template <int TPR>
+struct RowSlot {
+  int64_t r;
+  int part;
+  bool active;
+  __device__ RowSlot(int64_t n) {
+    r = int64_t(blockIdx.y) * (kThreads / TPR) + threadIdx.x / TPR;
+    part = threadIdx.x % TPR;
+    active = r < n;
+    if (!active) r = n - 1;
+  }
+};
+
+// Forward. Per tile: the scores of the kTile<TPR> keys (in registers), the tile's max, one rescale of
+// the running sum l and the output row, then o += p_j v_j (online softmax; O = o / l at the end).
+template <int TPR>
+__global__ void __launch_bounds__(kThreads) sdpa_fwd_k(AttnParams p, const float* Q, Layout lq, const float* K,
+                                                       Layout lk, const float* V, Layout lv, float* O, Layout lo,
+                                                       float* lse) {
+  __shared__ __align__(16) float ks[kTile<TPR> * TPR * kPart];
+  __shared__ __align__(16) float vs[kTile<TPR> * TPR * kPart];
+  const int64_t it = blockIdx.x, b = it / p.H, h = it % p.H;
+  const RowSlot<TPR> slot(p.L);
+  const int64_t i = slot.r;
+  float q[kCols], o[kCols];
+  load_part(q, Q, lq, b, h, i, slot.part, p.E);
+#pragma unroll
+  for (int c = 0; c < kCols; ++c) o[c] = 0.f;
   const float keep_scale = p.dropout_p > 0.0 ? float(1.0 / (1.0 - p.dropout_p)) : 1.f;
   // causal: no query of this block sees keys past its last row
-  const int64_t last_row = int64_t(blockIdx.y) * kRows + kRows - 1;
+  const int64_t last_row = int64_t(blockIdx.y + 1) * (kThreads / TPR) - 1;
   const int64_t kend = p.causal ? (last_row + 1 < p.S ? last_row + 1 : p.S) : p.S;
   float m = -INFINITY, l = 0.f;
-  for (int64_t j0 = 0; j0 < kend; j0 += kKeys) {
-    const int64_t nk = kend - j0 < kKeys ? kend - j0 : kKeys;
+  for (int64_t j0 = 0; j0 < kend; j0 += kTile<TPR>) {
+    const int64_t nk = kend - j0 < kTile<TPR> ? kend - j0 : kTile<TPR>;
     __syncthreads();  // previous tile fully consumed
-    load_tile(ks, K, lk, b, h, j0, nk, E);
-    load_tile(vs, V, lv, b, h, j0, nk, Ev);
+    load_tile<TPR>(ks, K, lk, b, h, j0, nk, p.E);
+    load_tile<TPR>(vs, V, lv, b, h, j0, nk, p.Ev);
     __syncthreads();
-    if (!active) continue;
-    for (int64_t jj = 0; jj < nk; ++jj) {
-      const int64_t j = j0 + jj;
-      float s;
-      if (!attn_score(p, qi, ks + jj * E, it, b, i, j, s)) continue;
-      if (s > m) {  // new running max: rescale what was accumulated (exp(-inf) = 0 on the first key)
-        const float corr = expf(m - s);
-        l *= corr;
-        for (int64_t c = 0; c < Ev; ++c) oi[c] *= corr;
-        m = s;
-      }
-      const float pj = expf(s - m);
+    float s[kTile<TPR>];
+    float tmax = -INFINITY;
+#pragma unroll
+    for (int jj = 0; jj < kTile<TPR>; ++jj) {
+      const float dot = group_dot<TPR>(q, tile_part<TPR>(ks, jj, slot.part));
+      float add;
+      s[jj] = -INFINITY;
+      if (jj < nk && detail::attn_visible(p, it, b, i, j0 + jj, add)) s[jj] = p.scale * dot + add;
+      tmax = fmaxf(tmax, s[jj]);
+    }
+    if (tmax == -INFINITY) continue;  // nothing visible in this tile
+    if (tmax > m) {  // new running max: rescale what was accumulated (exp(-inf) = 0 at the start)
+      const float corr = expf(m - tmax);
+      l *= corr;
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) o[c] *= corr;
+      m = tmax;
+    }
+#pragma unroll
+    for (int jj = 0; jj < kTile<TPR>; ++jj) {
+      if (s[jj] == -INFINITY) continue;
+      const float pj = expf(s[jj] - m);
       l += pj;
       float pw = pj;
       if (p.dropout_p > 0.0)
-        pw = dropout_keep(p.dropout_seed, uint64_t((it * p.L + i) * p.S + j), p.dropout_p) ? pj * keep_scale : 0.f;
-      if (pw != 0.f)
-        for (int64_t c = 0; c < Ev; ++c) oi[c] += pw * vs[jj * Ev + c];
+        pw = dropout_keep(p.dropout_seed, uint64_t((it * p.L + i) * p.S + j0 + jj), p.dropout_p) ? pj * keep_scale
+                                                                                              : 0.f;
+      if (pw != 0.f) axpy(o, pw, tile_part<TPR>(vs, jj, slot.part));
     }
   }
-  if (!active) return;
-  float* o = row_ptr(O, lo, b, h, i);
+  if (!slot.active) return;
   if (l == 0.f) {  // no visible key: zero output
-    for (int64_t c = 0; c < Ev; ++c) o[c] = 0.f;
-    lse[it * p.L + i] = -INFINITY;
-    return;
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) o[c] = 0.f;
+  } else {
+    const float inv = 1.f / l;
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) o[c] *= inv;
   }
-  const float inv = 1.f / l;
-  for (int64_t c = 0; c < Ev; ++c) o[c] = oi[c] * inv;
-  lse[it * p.L + i] = m + logf(l);
+  store_part(row_ptr(O, lo, b, h, i), o, slot.part, p.Ev);
+  if (slot.part == 0) lse[it * p.L + i] = l == 0.f ? -INFINITY : m + logf(l);
 }
 
 // One thread per (item, i, j): W_ij = exp(s_ij - lse_i) (0 when not visible), optionally dropped.
@@ -143,164 +231,151 @@ __global__ void sdpa_delta_k(AttnParams p, const float* Q, Layout lq, const floa
   }
 }
 
-// dQ: grid (items, query blocks), kRows threads, one query row each.
-// smem: q [kRows][E+1], dO [kRows][Ev+1], dq [kRows][E+1], K tile [kKeys][E], V tile [kKeys][Ev]
-__global__ void sdpa_bwd_dq_k(AttnParams p, const float* Q, Layout lq, const float* K, Layout lk, const float* V,
-                              Layout lv, const float* dO, Layout lo, const float* lse, const float* Dv,
-                              const float* dW, float* dQ) {
-  extern __shared__ float smem[];
-  const int64_t E = p.E, Ev = p.Ev;
-  float* qs = smem;
-  float* gs = qs + kRows * (E + 1);
-  float* dqs = gs + kRows * (Ev + 1);
-  float* ks = dqs + kRows * (E + 1);
-  float* vs = ks + kKeys * E;
-  const int64_t it = blockIdx.x, b = it / p.H, h = it % p.H;
-  const int64_t i = int64_t(blockIdx.y) * kRows + threadIdx.x;
-  const bool active = i < p.L;
-  float* qi = qs + threadIdx.x * (E + 1);
-  float* gi = gs + threadIdx.x * (Ev + 1);
-  float* dqi = dqs + threadIdx.x * (E + 1);
-  float li = -INFINITY, Di = 0.f;
-  if (active) {
-    const float* q = row_ptr(Q, lq, b, h, i);
-    const float* g = row_ptr(dO, lo, b, h, i);
-    for (int64_t e = 0; e < E; ++e) {
-      qi[e] = q[e];
-      dqi[e] = 0.f;
-    }
-    for (int64_t c = 0; c < Ev; ++c) gi[c] = g[c];
-    li = lse[it * p.L + i];
-    Di = Dv[it * p.L + i];
-  }
-  const float keep_scale = p.dropout_p > 0.0 ? float(1.0 / (1.0 - p.dropout_p)) : 1.f;
-  const int64_t last_row = int64_t(blockIdx.y) * kRows + kRows - 1;
-  const int64_t kend = p.causal ? (last_row + 1 < p.S ? last_row + 1 : p.S) : p.S;
-  for (int64_t j0 = 0; j0 < kend; j0 += kKeys) {
-    const int64_t nk = kend - j0 < kKeys ? kend - j0 : kKeys;
-    __syncthreads();
-    load_tile(ks, K, lk, b, h, j0, nk, E);
-    load_tile(vs, V, lv, b, h, j0, nk, Ev);
-    __syncthreads();
-    if (!active || li == -INFINITY) continue;
-    for (int64_t jj = 0; jj < nk; ++jj) {
-      const int64_t j = j0 + jj;
-      float s;
-      if (!attn_score(p, qi, ks + jj * E, it, b, i, j, s)) continue;
-      const float P = expf(s - li);
-      float dp = 0.f;
-      for (int64_t c = 0; c < Ev; ++c) dp += gi[c] * vs[jj * Ev + c];
-      const uint64_t idx = uint64_t((it * p.L + i) * p.S + j);
-      if (dW) dp += dW[idx];
-      if (p.dropout_p > 0.0) dp = dropout_keep(p.dropout_seed, idx, p.dropout_p) ? dp * keep_scale : 0.f;
-      const float ds = P * (dp - Di) * p.scale;
-      for (int64_t e = 0; e < E; ++e) dqi[e] += ds * ks[jj * E + e];
-    }
-  }
-  if (!active) return;
-  float* dq = row_ptr(dQ, lq, b, h, i);
-  for (int64_t e = 0; e < E; ++e) dq[e] = dqi[e];
+// The backward's per-pair quantities: dS_ij * scale from s_ij (visible), dP_ij = dO_i . V_j.
+__device__ inline float dscore(const AttnParams& p, float P, float dp, float Di, const float* dW, uint64_t idx,
+                               float keep_scale) {
+  if (dW) dp += dW[idx];
+  if (p.dropout_p > 0.0) dp = dropout_keep(p.dropout_seed, idx, p.dropout_p) ? dp * keep_scale : 0.f;
+  return P * (dp - Di) * p.scale;
 }
 
-// dK, dV: grid (items, key blocks), kRows threads, one key row each; query rows streamed in tiles.
-// smem: k [kRows][E+1], v [kRows][Ev+1], dk [kRows][E+1], dv [kRows][Ev+1],
-//       Q tile [kKeys][E], dO tile [kKeys][Ev], lse tile [kKeys], D tile [kKeys]
-__global__ void sdpa_bwd_dkv_k(AttnParams p, const float* Q, Layout lq, const float* K, Layout lk, const float* V,
-                               Layout lv, const float* dO, Layout lo, const float* lse, const float* Dv,
-                               const float* dW, float* dK, float* dV) {
-  extern __shared__ float smem[];
-  const int64_t E = p.E, Ev = p.Ev;
-  float* kr = smem;
-  float* vr = kr + kRows * (E + 1);
-  float* dkr = vr + kRows * (Ev + 1);
-  float* dvr = dkr + kRows * (E + 1);
-  float* qt = dvr + kRows * (Ev + 1);
-  float* gt = qt + kKeys * E;
-  float* lt = gt + kKeys * Ev;
-  float* dt = lt + kKeys;
+// dQ_i = scale sum_j dS_ij K_j: row groups over query rows, key tiles streamed.
+template <int TPR>
+__global__ void __launch_bounds__(kThreads) sdpa_bwd_dq_k(AttnParams p, const float* Q, Layout lq, const float* K,
+                                                          Layout lk, const float* V, Layout lv, const float* dO,
+                                                          Layout lo, const float* lse, const float* Dv,
+                                                          const float* dW, float* dQ) {
+  __shared__ __align__(16) float ks[kTile<TPR> * TPR * kPart];
+  __shared__ __align__(16) float vs[kTile<TPR> * TPR * kPart];
   const int64_t it = blockIdx.x, b = it / p.H, h = it % p.H;
-  const int64_t j = int64_t(blockIdx.y) * kRows + threadIdx.x;
-  const bool active = j < p.S;
-  float* kj = kr + threadIdx.x * (E + 1);
-  float* vj = vr + threadIdx.x * (Ev + 1);
-  float* dkj = dkr + threadIdx.x * (E + 1);
-  float* dvj = dvr + threadIdx.x * (Ev + 1);
-  if (active) {
-    const float* k = row_ptr(K, lk, b, h, j);
-    const float* v = row_ptr(V, lv, b, h, j);
-    for (int64_t e = 0; e < E; ++e) {
-      kj[e] = k[e];
-      dkj[e] = 0.f;
-    }
-    for (int64_t c = 0; c < Ev; ++c) {
-      vj[c] = v[c];
-      dvj[c] = 0.f;
+  const RowSlot<TPR> slot(p.L);
+  const int64_t i = slot.r;
+  float q[kCols], g[kCols], dq[kCols];
+  load_part(q, Q, lq, b, h, i, slot.part, p.E);
+  load_part(g, dO, lo, b, h, i, slot.part, p.Ev);
+#pragma unroll
+  for (int c = 0; c < kCols; ++c) dq[c] = 0.f;
+  const float li = lse[it * p.L + i], Di = Dv[it * p.L + i];
+  const float keep_scale = p.dropout_p > 0.0 ? float(1.0 / (1.0 - p.dropout_p)) : 1.f;
+  const int64_t last_row = int64_t(blockIdx.y + 1) * (kThreads / TPR) - 1;
+  const int64_t kend = p.causal ? (last_row + 1 < p.S ? last_row + 1 : p.S) : p.S;
+  for (int64_t j0 = 0; j0 < kend; j0 += kTile<TPR>) {
+    const int64_t nk = kend - j0 < kTile<TPR> ? kend - j0 : kTile<TPR>;
+    __syncthreads();
+    load_tile<TPR>(ks, K, lk, b, h, j0, nk, p.E);
+    load_tile<TPR>(vs, V, lv, b, h, j0, nk, p.Ev);
+    __syncthreads();
+#pragma unroll 4
+    for (int jj = 0; jj < kTile<TPR>; ++jj) {
+      const float* kj = tile_part<TPR>(ks, jj, slot.part);
+      const float dot = group_dot<TPR>(q, kj);
+      const float dp = group_dot<TPR>(g, tile_part<TPR>(vs, jj, slot.part));
+      const int64_t j = j0 + jj;
+      float add;
+      if (jj >= nk || li == -INFINITY || !detail::attn_visible(p, it, b, i, j, add)) continue;
+      const float s = p.scale * dot + add;
+      if (s == -INFINITY) continue;
+      const float ds = dscore(p, expf(s - li), dp, Di, dW, uint64_t((it * p.L + i) * p.S + j), keep_scale);
+      axpy(dq, ds, kj);
     }
   }
+  if (slot.active) store_part(row_ptr(dQ, lq, b, h, i), dq, slot.part, p.E);
+}
+
+// dK_j = scale sum_i dS_ij Q_i, dV_j = sum_i P_ij keep_ij / (1 - p) dO_i: row groups over key
+// rows, tiles of query rows (Q, dO, lse, D) streamed.
+template <int TPR>
+__global__ void __launch_bounds__(kThreads) sdpa_bwd_dkv_k(AttnParams p, const float* Q, Layout lq, const float* K,
+                                                           Layout lk, const float* V, Layout lv, const float* dO,
+                                                           Layout lo, const float* lse, const float* Dv,
+                                                           const float* dW, float* dK, float* dV) {
+  __shared__ __align__(16) float qt[kTile<TPR> * TPR * kPart];
+  __shared__ __align__(16) float gt[kTile<TPR> * TPR * kPart];
+  __shared__ float lt[kTile<TPR>], dt[kTile<TPR>];
+  const int64_t it = blockIdx.x, b = it / p.H, h = it % p.H;
+  const RowSlot<TPR> slot(p.S);
+  const int64_t j = slot.r;
+  float k[kCols], v[kCols], dk[kCols], dv[kCols];
+  load_part(k, K, lk, b, h, j, slot.part, p.E);
+  load_part(v, V, lv, b, h, j, slot.part, p.Ev);
+#pragma unroll
+  for (int c = 0; c < kCols; ++c) dk[c] = dv[c] = 0.f;
   const float keep_scale = p.dropout_p > 0.0 ? float(1.0 / (1.0 - p.dropout_p)) : 1.f;
   // causal: key j is seen only by queries i >= j; the block's first key bounds the first query
-  const int64_t first_key = int64_t(blockIdx.y) * kRows;
+  const int64_t first_key = int64_t(blockIdx.y) * (kThreads / TPR);
   const int64_t istart = p.causal ? (first_key < p.L ? first_key : p.L) : 0;
-  for (int64_t i0 = istart; i0 < p.L; i0 += kKeys) {
-    const int64_t nq = p.L - i0 < kKeys ? p.L - i0 : kKeys;
+  for (int64_t i0 = istart; i0 < p.L; i0 += kTile<TPR>) {
+    const int64_t nq = p.L - i0 < kTile<TPR> ? p.L - i0 : kTile<TPR>;
     __syncthreads();
-    load_tile(qt, Q, lq, b, h, i0, nq, E);
-    load_tile(gt, dO, lo, b, h, i0, nq, Ev);
-    for (int64_t x = threadIdx.x; x < nq; x += blockDim.x) {
-      lt[x] = lse[it * p.L + i0 + x];
-      dt[x] = Dv[it * p.L + i0 + x];
+    load_tile<TPR>(qt, Q, lq, b, h, i0, nq, p.E);
+    load_tile<TPR>(gt, dO, lo, b, h, i0, nq, p.Ev);
+    for (int x = threadIdx.x; x < kTile<TPR>; x += blockDim.x) {
+      lt[x] = x < nq ? lse[it * p.L + i0 + x] : -INFINITY;
+      dt[x] = x < nq ? Dv[it * p.L + i0 + x] : 0.f;
     }
     __syncthreads();
-    if (!active) continue;
-    for (int64_t ii = 0; ii < nq; ++ii) {
+#pragma unroll 4
+    for (int ii = 0; ii < kTile<TPR>; ++ii) {
+      const float* qi = tile_part<TPR>(qt, ii, slot.part);
+      const float* gi = tile_part<TPR>(gt, ii, slot.part);
+      const float dot = group_dot<TPR>(k, qi);
+      const float dp = group_dot<TPR>(v, gi);
       const int64_t i = i0 + ii;
       const float li = lt[ii];
-      if (li == -INFINITY) continue;
-      float s;
-      if (!attn_score(p, qt + ii * E, kj, it, b, i, j, s)) continue;
+      float add;
+      if (ii >= nq || li == -INFINITY || !detail::attn_visible(p, it, b, i, j, add)) continue;
+      const float s = p.scale * dot + add;
+      if (s == -INFINITY) continue;
       const float P = expf(s - li);
       const uint64_t idx = uint64_t((it * p.L + i) * p.S + j);
       const bool keep = p.dropout_p > 0.0 ? dropout_keep(p.dropout_seed, idx, p.dropout_p) : true;
-      const float* g = gt + ii * Ev;
-      const float pd = keep ? P * keep_scale : 0.f;
-      float dp = 0.f;
-      for (int64_t c = 0; c < Ev; ++c) {
-        dp += g[c] * vj[c];
-        if (pd != 0.f) dvj[c] += pd * g[c];
-      }
-      if (dW) dp += dW[idx];
-      dp = keep ? dp * keep_scale : 0.f;
-      const float ds = P * (dp - dt[ii]) * p.scale;
-      for (int64_t e = 0; e < E; ++e) dkj[e] += ds * qt[ii * E + e];
+      if (keep) axpy(dv, P * keep_scale, gi);
+      axpy(dk, dscore(p, P, dp, dt[ii], dW, idx, keep_scale), qi);
     }
   }
-  if (!active) return;
-  if (dK) {
-    float* dk = row_ptr(dK, lk, b, h, j);
-    for (int64_t e = 0; e < E; ++e) dk[e] = dkj[e];
-  }
-  if (dV) {
-    float* dv = row_ptr(dV, lv, b, h, j);
-    for (int64_t c = 0; c < Ev; ++c) dv[c] = dvj[c];
-  }
+  if (!slot.active) return;
+  if (dK) store_part(row_ptr(dK, lk, b, h, j), dk, slot.part, p.E);
+  if (dV) store_part(row_ptr(dV, lv, b, h, j), dv, slot.part, p.Ev);
 }
 
-void check_grid(const AttnParams& p, int64_t rows) {
-  if (p.B * p.H > 2147483647LL || (rows + kRows - 1) / kRows > 65535)
+void check_shape(const AttnParams& p, int64_t rows, int rows_per_block) {
+  if (p.E > 8 * kCols || p.Ev > 8 * kCols)
+    throw std::runtime_error("attn CUDA attention: head dims E = " + std::to_string(p.E) + ", Ev = " +
+                             std::to_string(p.Ev) + " above " + std::to_string(8 * kCols) + " are not supported");
+  if (p.B * p.H > 2147483647LL || (rows + rows_per_block - 1) / rows_per_block > 65535)
     throw std::runtime_error("attn CUDA attention: too many (batch, head) items or rows for one launch");
+}
+// Lanes per row: the smallest power of two with 32 * TPR >= max(E, Ev).
+int lanes_per_row(const AttnParams& p) {
+  const int64_t e = p.E > p.Ev ? p.E : p.Ev;
+  int t = 1;
+  while (t * kCols < e) t *= 2;
+  return t;
+}
+// Calls f(std::integral_constant<int, TPR>) for this shape's TPR.
+template <class F>
+void with_tpr(const AttnParams& p, const F& f) {
+  switch (lanes_per_row(p)) {
+    case 1: return f(std::integral_constant<int, 1>());
+    case 2: return f(std::integral_constant<int, 2>());
+    case 4: return f(std::integral_constant<int, 4>());
+    default: return f(std::integral_constant<int, 8>());
+  }
+}
+dim3 grid_of(const AttnParams& p, int64_t rows, int tpr) {
+  check_shape(p, rows, kThreads / tpr);
+  const int rpb = kThreads / tpr;
+  return dim3(unsigned(p.B * p.H), unsigned((rows + rpb - 1) / rpb));
 }
 
 }  // namespace
 
 void attention_forward(const AttnParams& p, const float* Q, Layout lq, const float* K, Layout lk, const float* V,
                        Layout lv, float* O, Layout lo, float* lse) {
-  const int64_t items = p.B * p.H;
-  if (items <= 0 || p.L <= 0) return;
-  check_grid(p, p.L);
-  const size_t smem = sizeof(float) * size_t(kRows * (p.E + 1) + kRows * (p.Ev + 1) + kKeys * (p.E + p.Ev));
-  detail::allow_smem(sdpa_fwd_k, smem, "attention_forward");
-  const dim3 grid(unsigned(items), unsigned((p.L + kRows - 1) / kRows));
-  sdpa_fwd_k<<<grid, kRows, smem>>>(p, Q, lq, K, lk, V, lv, O, lo, lse);
+  if (p.B * p.H <= 0 || p.L <= 0) return;
+  with_tpr(p, [&](auto tpr) {
+    sdpa_fwd_k<tpr()><<<grid_of(p, p.L, tpr()), kThreads>>>(p, Q, lq, K, lk, V, lv, O, lo, lse);
+  });
   ATTN_CUDA_LAUNCH_CHECK("attention_forward");
 }
 
@@ -315,30 +390,22 @@ void attention_weights(const AttnParams& p, const float* Q, Layout lq, const flo
 void attention_backward(const AttnParams& p, const float* Q, Layout lq, const float* K, Layout lk, const float* V,
                         Layout lv, const float* O, const float* dO, Layout lo, const float* lse, const float* dW,
                         float* dQ, float* dK, float* dV, float* scratch) {
-  const int64_t items = p.B * p.H;
-  if (items <= 0) return;
+  if (p.B * p.H <= 0) return;
   if (p.L > 0) {
-    sdpa_delta_k<<<detail::grid_for(items * p.L), 256>>>(p, Q, lq, K, lk, O, dO, lo, lse, dW, scratch);
+    sdpa_delta_k<<<detail::grid_for(p.B * p.H * p.L), 256>>>(p, Q, lq, K, lk, O, dO, lo, lse, dW, scratch);
     ATTN_CUDA_LAUNCH_CHECK("attention_backward(delta)");
   }
-  if (dQ && p.L > 0) {
-    check_grid(p, p.L);
-    const size_t smem =
-        sizeof(float) * size_t(2 * kRows * (p.E + 1) + kRows * (p.Ev + 1) + kKeys * (p.E + p.Ev));
-    detail::allow_smem(sdpa_bwd_dq_k, smem, "attention_backward(dQ)");
-    const dim3 grid(unsigned(items), unsigned((p.L + kRows - 1) / kRows));
-    sdpa_bwd_dq_k<<<grid, kRows, smem>>>(p, Q, lq, K, lk, V, lv, dO, lo, lse, scratch, dW, dQ);
-    ATTN_CUDA_LAUNCH_CHECK("attention_backward(dQ)");
-  }
-  if ((dK || dV) && p.S > 0) {
-    check_grid(p, p.S);
-    const size_t smem = sizeof(float) * size_t(2 * kRows * (p.E + 1) + 2 * kRows * (p.Ev + 1) +
-                                               kKeys * (p.E + p.Ev) + 2 * kKeys);
-    detail::allow_smem(sdpa_bwd_dkv_k, smem, "attention_backward(dK, dV)");
-    const dim3 grid(unsigned(items), unsigned((p.S + kRows - 1) / kRows));
-    sdpa_bwd_dkv_k<<<grid, kRows, smem>>>(p, Q, lq, K, lk, V, lv, dO, lo, lse, scratch, dW, dK, dV);
-    ATTN_CUDA_LAUNCH_CHECK("attention_backward(dK, dV)");
-  }
+  with_tpr(p, [&](auto tpr) {
+    if (dQ && p.L > 0) {
+      sdpa_bwd_dq_k<tpr()><<<grid_of(p, p.L, tpr()), kThreads>>>(p, Q, lq, K, lk, V, lv, dO, lo, lse, scratch, dW, dQ);
+      ATTN_CUDA_LAUNCH_CHECK("attention_backward(dQ)");
+    }
+    if ((dK || dV) && p.S > 0) {
+      sdpa_bwd_dkv_k<tpr()><<<grid_of(p, p.S, tpr()), kThreads>>>(p, Q, lq, K, lk, V, lv, dO, lo, lse, scratch, dW,
+                                                                  dK, dV);
+      ATTN_CUDA_LAUNCH_CHECK("attention_backward(dK, dV)");
+    }
+  });
 }
 
 // ---------------- windowed / block-local band attention ----------------

@@ -15,41 +15,31 @@ __device__ inline bool dropout_keep(uint64_t seed, uint64_t idx, double p) {
   return double(z >> 11) * 0x1.0p-53 >= p;
 }
 
+// Whether query i sees key j in item it (batch b): false when causal hides it, the key is padded
+// or a bool mask is false; `add` gets the additive float mask's value (0 without one).
+__device__ inline bool attn_visible(const AttnParams& p, int64_t it, int64_t b, int64_t i, int64_t j, float& add) {
+  add = 0.f;
+  if (p.causal && j > i) return false;
+  if (p.kpm && p.kpm[b * p.S + j]) return false;
+  if (p.mask) {
+    const int64_t off = p.mask_item_off[it] + i * p.mask_sl + j * p.mask_ss;
+    if (p.mask_is_bool) return static_cast<const uint8_t*>(p.mask)[off] != 0;
+    add = static_cast<const float*>(p.mask)[off];
+  }
+  return true;
+}
+
 // Score of query i and key j in item it (batch b): scale * q.k + additive mask. Returns false
-// when the key is not visible (causal, bool mask false, padded key, or a -inf score).
+// when the key is not visible (attn_visible, or a -inf score).
 // q and k point at the two rows (any memory space), E elements each.
 __device__ inline bool attn_score(const AttnParams& p, const float* q, const float* k, int64_t it, int64_t b,
                                   int64_t i, int64_t j, float& s) {
-  if (p.causal && j > i) return false;
-  if (p.kpm && p.kpm[b * p.S + j]) return false;
-  float add = 0.f;
-  if (p.mask) {
-    const int64_t off = p.mask_item_off[it] + i * p.mask_sl + j * p.mask_ss;
-    if (p.mask_is_bool) {
-      if (!static_cast<const uint8_t*>(p.mask)[off]) return false;
-    } else {
-      add = static_cast<const float*>(p.mask)[off];
-    }
-  }
+  float add;
+  if (!attn_visible(p, it, b, i, j, add)) return false;
   float dot = 0.f;
   for (int64_t e = 0; e < p.E; ++e) dot += q[e] * k[e];
   s = p.scale * dot + add;
   return s != -INFINITY;
-}
-
-// Dynamic shared memory beyond the default 48 KB needs an opt-in per kernel; throws naming the
-// kernel when the device cannot give `bytes`.
-template <class Kernel>
-inline void allow_smem(Kernel k, size_t bytes, const char* name) {
-  if (bytes <= 48 * 1024) return;
-  int dev = 0, optin = 0;
-  ATTN_CUDA_CHECK(cudaGetDevice(&dev));
-  ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-  if (bytes > size_t(optin))
-    throw std::runtime_error(std::string("attn CUDA ") + name + ": needs " + std::to_string(bytes) +
-                             " bytes of shared memory per block, the device allows " + std::to_string(optin) +
-                             " (head dims too large)");
-  ATTN_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
 }
 
 }  // namespace attn::kernels::cuda::detail

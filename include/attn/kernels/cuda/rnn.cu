@@ -1,7 +1,16 @@
-// Fused LSTM / GRU layers on the GPU, one direction per call: the recurrence of ops/rnn.hpp with
-// one cuBLAS GEMM per time step (h W_hh^T, or dA W_hh in the backward) and one pointwise kernel
-// per step for the gate math. The input projection x W_ih^T + b and, in the backward, the weight
-// gradients and dx are one GEMM each over all steps.
+// Fused LSTM / GRU layers on the GPU, one direction per call: the recurrence of ops/rnn.hpp. The
+// input projection x W_ih^T + b and, in the backward, the weight gradients and dx are one cuBLAS
+// GEMM each over all steps. The recurrence itself runs one of two ways:
+//  - persistent (when W_hh fits in shared memory: H up to 118 for an LSTM, 137 for a GRU on an
+//    H100's 227 KB per block): one
+//    launch runs every step for a block of kSeries series, with W_hh, the states and the step's
+//    hidden-side products in shared memory; a step is two phases between barriers (the product
+//    h W_hh^T or dA W_hh, then the gate math). Small recurrent layers are bound by the launches of
+//    the per-step form (two per step and direction, hundreds per layer), which this removes.
+//  - per step (larger H): one cuBLAS GEMM per step (h W_hh^T, or dA W_hh in the backward) and one
+//    pointwise kernel per step.
+// Both call the same per-element gate math (lstm_cell_fwd / lstm_cell_bwd / gru_cell_fwd /
+// gru_cell_bwd below), so they give the same results up to the order of the GEMM's sums.
 //
 // Rows. Every [rows, .] buffer (input, output, saved gates and states, gate gradients) uses the
 // layer input's row order: row(t, b) = t B + b (time-major) or b T + t (batch_first), so nothing
@@ -11,6 +20,7 @@
 // Lengths (PyTorch's packed sequences): a step t >= len_b leaves series b's state unchanged and
 // writes zero output; its gate gradients are zero and dh, dc pass through it unchanged. The
 // reverse direction therefore starts each series at its last valid step from the initial state.
+#include <string>
 #include "api.hpp"
 #include "common.cuh"
 
@@ -28,123 +38,147 @@ struct StepGeom {
   __device__ bool valid(int64_t b) const { return len == nullptr || t < len[b]; }
 };
 
-// LSTM step. G holds the pre-activations x W_ih^T + b_ih + b_hh + h W_hh^T of step t and gets the
-// activations (i, f, g, o) in place:  c = f c_prev + i g,  h = o tanh(c).
-__global__ void lstm_step_fwd_k(StepGeom s, float* G, float* h, float* c, float* out, float* Hprev, float* Cprev,
-                                float* TC) {
-  const int64_t H = s.H;
-  ATTN_GRID_STRIDE(k, s.B * H) {
-    const int64_t b = k / H, j = k % H, r = s.row(b);
-    const float hp = h[k], cp = c[k];
-    if (Hprev) Hprev[r * H + j] = hp;
-    if (Cprev) Cprev[r * H + j] = cp;
-    if (!s.valid(b)) {
-      out[r * s.out_w + s.out_off + j] = 0.f;
-      continue;
-    }
-    float* a = G + r * 4 * H;
-    const float gi = sigm(a[j]), gf = sigm(a[H + j]), gg = tanhf(a[2 * H + j]), go = sigm(a[3 * H + j]);
-    const float cn = gf * cp + gi * gg, tc = tanhf(cn), hn = go * tc;
-    a[j] = gi;
-    a[H + j] = gf;
-    a[2 * H + j] = gg;
-    a[3 * H + j] = go;
-    if (TC) TC[r * H + j] = tc;
-    c[k] = cn;
-    h[k] = hn;
-    out[r * s.out_w + s.out_off + j] = hn;
+// ---------------- gate math of one element (b, j) of one step ----------------
+
+// LSTM. G row r holds x W_ih^T + b_ih + b_hh (+ h W_hh^T when hid is null); hid: the row's
+// h W_hh^T, or null. Activations (i, f, g, o) replace the pre-activations in G:
+//   c = f c_prev + i g,  h = o tanh(c)
+__device__ inline void lstm_cell_fwd(const StepGeom& s, int64_t b, int64_t j, float* G, const float* hid, float& h,
+                                     float& c, float* out, float* Hprev, float* Cprev, float* TC) {
+  const int64_t H = s.H, r = s.row(b);
+  if (Hprev) Hprev[r * H + j] = h;
+  if (Cprev) Cprev[r * H + j] = c;
+  if (!s.valid(b)) {
+    out[r * s.out_w + s.out_off + j] = 0.f;
+    return;
   }
+  float* a = G + r * 4 * H;
+  float pre[4];
+  for (int q = 0; q < 4; ++q) pre[q] = a[q * H + j] + (hid ? hid[q * H + j] : 0.f);
+  const float gi = sigm(pre[0]), gf = sigm(pre[1]), gg = tanhf(pre[2]), go = sigm(pre[3]);
+  const float cn = gf * c + gi * gg, tc = tanhf(cn);
+  a[j] = gi;
+  a[H + j] = gf;
+  a[2 * H + j] = gg;
+  a[3 * H + j] = go;
+  if (TC) TC[r * H + j] = tc;
+  c = cn;
+  h = go * tc;
+  out[r * s.out_w + s.out_off + j] = h;
 }
 
-// LSTM step backward, dh_t = dh + dout_t:
+// LSTM backward, dh_t = dh + dout_t:
 //   dc_t = dc + dh_t o (1 - tanh(c)^2)
 //   dA = [dc_t g i (1 - i), dc_t c_prev f (1 - f), dc_t i (1 - g^2), dh_t tanh(c) o (1 - o)]
-//   dc_prev = dc_t f;  dh_prev = dA W_hh (the GEMM after this kernel adds it to dh, set to 0 here)
-__global__ void lstm_step_bwd_k(StepGeom s, const float* G, const float* Cprev, const float* TC, const float* dout,
-                                float* dh, float* dc, float* dA) {
-  const int64_t H = s.H;
-  ATTN_GRID_STRIDE(k, s.B * H) {
-    const int64_t b = k / H, j = k % H, r = s.row(b);
-    float* d = dA + r * 4 * H;
-    if (!s.valid(b)) {
-      d[j] = d[H + j] = d[2 * H + j] = d[3 * H + j] = 0.f;
-      continue;
-    }
+//   dc_prev = dc_t f;  dh_prev = dA W_hh (added by the caller; dh is set to 0 here)
+// dA row r gets the gate gradients; hid_grad (may be null) a copy for the caller's dA W_hh.
+__device__ inline void lstm_cell_bwd(const StepGeom& s, int64_t b, int64_t j, const float* G, const float* Cprev,
+                                     const float* TC, const float* dout, float& dh, float& dc, float* dA,
+                                     float* hid_grad) {
+  const int64_t H = s.H, r = s.row(b);
+  float* d = dA + r * 4 * H;
+  float v[4] = {0.f, 0.f, 0.f, 0.f};
+  if (s.valid(b)) {
     const float* a = G + r * 4 * H;
     const float gi = a[j], gf = a[H + j], gg = a[2 * H + j], go = a[3 * H + j], tc = TC[r * H + j];
-    const float dht = dh[k] + (dout ? dout[r * s.out_w + s.out_off + j] : 0.f);
-    const float dct = dc[k] + dht * go * (1.f - tc * tc);
-    d[j] = dct * gg * gi * (1.f - gi);
-    d[H + j] = dct * Cprev[r * H + j] * gf * (1.f - gf);
-    d[2 * H + j] = dct * gi * (1.f - gg * gg);
-    d[3 * H + j] = dht * tc * go * (1.f - go);
-    dc[k] = dct * gf;
-    dh[k] = 0.f;
+    const float dht = dh + (dout ? dout[r * s.out_w + s.out_off + j] : 0.f);
+    const float dct = dc + dht * go * (1.f - tc * tc);
+    v[0] = dct * gg * gi * (1.f - gi);
+    v[1] = dct * Cprev[r * H + j] * gf * (1.f - gf);
+    v[2] = dct * gi * (1.f - gg * gg);
+    v[3] = dht * tc * go * (1.f - go);
+    dc = dct * gf;
+    dh = 0.f;
+  }
+  for (int q = 0; q < 4; ++q) {
+    d[q * H + j] = v[q];
+    if (hid_grad) hid_grad[q * H + j] = v[q];
   }
 }
 
-// GRU step (PyTorch's formulation). G holds x W_ih^T + b_ih of step t, gh = h W_hh^T:
-//   r = sigmoid(x_r + gh_r + b_hr), z = sigmoid(x_z + gh_z + b_hz), hn = gh_n + b_hn,
+// GRU (PyTorch's formulation). G row r holds x W_ih^T + b_ih; q: the row's h W_hh^T:
+//   r = sigmoid(x_r + q_r + b_hr), z = sigmoid(x_z + q_z + b_hz), hn = q_n + b_hn,
 //   n = tanh(x_n + r hn), h = (1 - z) n + z h_prev.  G gets (r, z, n) in place, HN gets hn.
-__global__ void gru_step_fwd_k(StepGeom s, float* G, const float* gh, const float* b_hh, float* h, float* out,
-                               float* Hprev, float* HN) {
-  const int64_t H = s.H;
-  ATTN_GRID_STRIDE(k, s.B * H) {
-    const int64_t b = k / H, j = k % H, r = s.row(b);
-    const float hp = h[k];
-    if (Hprev) Hprev[r * H + j] = hp;
-    if (!s.valid(b)) {
-      out[r * s.out_w + s.out_off + j] = 0.f;
-      continue;
-    }
-    float* a = G + r * 3 * H;
-    const float* q = gh + b * 3 * H;
-    const float br = b_hh ? b_hh[j] : 0.f, bz = b_hh ? b_hh[H + j] : 0.f, bn = b_hh ? b_hh[2 * H + j] : 0.f;
-    const float rg = sigm(a[j] + q[j] + br), zg = sigm(a[H + j] + q[H + j] + bz);
-    const float hn = q[2 * H + j] + bn, n = tanhf(a[2 * H + j] + rg * hn);
-    const float hnew = (1.f - zg) * n + zg * hp;
-    a[j] = rg;
-    a[H + j] = zg;
-    a[2 * H + j] = n;
-    if (HN) HN[r * H + j] = hn;
-    h[k] = hnew;
-    out[r * s.out_w + s.out_off + j] = hnew;
+__device__ inline void gru_cell_fwd(const StepGeom& s, int64_t b, int64_t j, float* G, const float* q,
+                                    const float* b_hh, float& h, float* out, float* Hprev, float* HN) {
+  const int64_t H = s.H, r = s.row(b);
+  if (Hprev) Hprev[r * H + j] = h;
+  if (!s.valid(b)) {
+    out[r * s.out_w + s.out_off + j] = 0.f;
+    return;
   }
+  float* a = G + r * 3 * H;
+  const float br = b_hh ? b_hh[j] : 0.f, bz = b_hh ? b_hh[H + j] : 0.f, bn = b_hh ? b_hh[2 * H + j] : 0.f;
+  const float rg = sigm(a[j] + q[j] + br), zg = sigm(a[H + j] + q[H + j] + bz);
+  const float hn = q[2 * H + j] + bn, n = tanhf(a[2 * H + j] + rg * hn);
+  a[j] = rg;
+  a[H + j] = zg;
+  a[2 * H + j] = n;
+  if (HN) HN[r * H + j] = hn;
+  h = (1.f - zg) * n + zg * h;
+  out[r * s.out_w + s.out_off + j] = h;
 }
 
-// GRU step backward, dh_t = dh + dout_t:
+// GRU backward, dh_t = dh + dout_t:
 //   dn = dh_t (1 - z) (1 - n^2),  dz = dh_t (h_prev - n) z (1 - z),  dr = dn hn r (1 - r)
 //   input side dX = [dr, dz, dn], hidden side dHG = [dr, dz, dn r]
-//   dh_prev = dh_t z + dHG W_hh (the GEMM after this kernel adds the product)
-__global__ void gru_step_bwd_k(StepGeom s, const float* G, const float* HN, const float* Hprev, const float* dout,
-                               float* dh, float* dX, float* dHG) {
-  const int64_t H = s.H;
-  ATTN_GRID_STRIDE(k, s.B * H) {
-    const int64_t b = k / H, j = k % H, r = s.row(b);
-    float* dx = dX + r * 3 * H;
-    float* dg = dHG + r * 3 * H;
-    if (!s.valid(b)) {
-      dx[j] = dx[H + j] = dx[2 * H + j] = 0.f;
-      dg[j] = dg[H + j] = dg[2 * H + j] = 0.f;
-      continue;
-    }
+//   dh_prev = dh_t z + dHG W_hh (the product added by the caller)
+// hid_grad (may be null) gets a copy of the dHG row.
+__device__ inline void gru_cell_bwd(const StepGeom& s, int64_t b, int64_t j, const float* G, const float* HN,
+                                    const float* Hprev, const float* dout, float& dh, float* dX, float* dHG,
+                                    float* hid_grad) {
+  const int64_t H = s.H, r = s.row(b);
+  float x[3] = {0.f, 0.f, 0.f}, g[3] = {0.f, 0.f, 0.f};
+  if (s.valid(b)) {
     const float* a = G + r * 3 * H;
     const float rg = a[j], zg = a[H + j], n = a[2 * H + j], hn = HN[r * H + j], hp = Hprev[r * H + j];
-    const float dht = dh[k] + (dout ? dout[r * s.out_w + s.out_off + j] : 0.f);
+    const float dht = dh + (dout ? dout[r * s.out_w + s.out_off + j] : 0.f);
     const float dn = dht * (1.f - zg) * (1.f - n * n);
     const float dz = dht * (hp - n) * zg * (1.f - zg);
     const float dr = dn * hn * rg * (1.f - rg);
-    dx[j] = dr;
-    dx[H + j] = dz;
-    dx[2 * H + j] = dn;
-    dg[j] = dr;
-    dg[H + j] = dz;
-    dg[2 * H + j] = dn * rg;
-    dh[k] = dht * zg;
+    x[0] = g[0] = dr;
+    x[1] = g[1] = dz;
+    x[2] = dn;
+    g[2] = dn * rg;
+    dh = dht * zg;
+  }
+  for (int q = 0; q < 3; ++q) {
+    dX[r * 3 * H + q * H + j] = x[q];
+    dHG[r * 3 * H + q * H + j] = g[q];
+    if (hid_grad) hid_grad[q * H + j] = g[q];
   }
 }
 
-StepGeom geom(const RnnDirection& p, int64_t t) {
+// ---------------- per-step kernels (the cuBLAS GEMM runs between them) ----------------
+
+__global__ void lstm_step_fwd_k(StepGeom s, float* G, float* h, float* c, float* out, float* Hprev, float* Cprev,
+                                float* TC) {
+  ATTN_GRID_STRIDE(k, s.B * s.H)
+  lstm_cell_fwd(s, k / s.H, k % s.H, G, nullptr, h[k], c[k], out, Hprev, Cprev, TC);
+}
+__global__ void lstm_step_bwd_k(StepGeom s, const float* G, const float* Cprev, const float* TC, const float* dout,
+                                float* dh, float* dc, float* dA) {
+  ATTN_GRID_STRIDE(k, s.B * s.H)
+  lstm_cell_bwd(s, k / s.H, k % s.H, G, Cprev, TC, dout, dh[k], dc[k], dA, nullptr);
+}
+__global__ void gru_step_fwd_k(StepGeom s, float* G, const float* gh, const float* b_hh, float* h, float* out,
+                               float* Hprev, float* HN) {
+  ATTN_GRID_STRIDE(k, s.B * s.H) {
+    const int64_t b = k / s.H;
+    gru_cell_fwd(s, b, k % s.H, G, gh + b * 3 * s.H, b_hh, h[k], out, Hprev, HN);
+  }
+}
+__global__ void gru_step_bwd_k(StepGeom s, const float* G, const float* HN, const float* Hprev, const float* dout,
+                               float* dh, float* dX, float* dHG) {
+  ATTN_GRID_STRIDE(k, s.B * s.H)
+  gru_cell_bwd(s, k / s.H, k % s.H, G, HN, Hprev, dout, dh[k], dX, dHG, nullptr);
+}
+
+// Time step of the s-th iteration of the forward recurrence, and the geometry of step t.
+__host__ __device__ inline int64_t time_of(const RnnDirection& p, int64_t step) {
+  return p.d == 0 ? step : p.T - 1 - step;
+}
+__host__ __device__ inline StepGeom geom(const RnnDirection& p, int64_t t) {
   StepGeom s;
   s.B = p.B;
   s.H = p.H;
@@ -156,8 +190,126 @@ StepGeom geom(const RnnDirection& p, int64_t t) {
   s.len = p.lengths;
   return s;
 }
-// Time step of the s-th iteration of the forward recurrence.
-int64_t time_of(const RnnDirection& p, int64_t step) { return p.d == 0 ? step : p.T - 1 - step; }
+
+// ---------------- persistent kernels (every step in one launch) ----------------
+constexpr int kSeries = 4;           // series per block
+constexpr int kPersistThreads = 256;
+
+// Shared memory: W_hh [GH][H + 1] (padded rows: the lanes of a warp read different banks), the
+// states (h, and c or dc) [kSeries][H] each, the step's hidden-side rows [kSeries][GH].
+size_t persistent_smem(int64_t G, int64_t H) {
+  return sizeof(float) * size_t(G * H * (H + 1) + 2 * kSeries * H + kSeries * G * H);
+}
+__device__ inline void load_whh(float* Ws, const float* w_hh, int64_t GH, int64_t H) {
+  for (int64_t x = threadIdx.x; x < GH * H; x += blockDim.x) Ws[(x / H) * (H + 1) + x % H] = w_hh[x];
+}
+
+// Forward of series [b0, b0 + nb): per step, hid[s][g] = sum_k h[s][k] W_hh[g][k], then the gate
+// math. h (and c) stay in shared memory from the first step to the last.
+template <bool LSTM>
+__global__ void __launch_bounds__(kPersistThreads) rnn_fwd_persist_k(RnnDirection p, const float* w_hh,
+                                                                    const float* b_hh, float* G, float* h_state,
+                                                                    float* c_state, float* out, float* Hprev,
+                                                                    float* Cprev, float* Aux) {
+  extern __shared__ float sm[];
+  const int64_t H = p.H, GH = (LSTM ? 4 : 3) * H, W = H + 1;
+  float* Ws = sm;
+  float* hs = Ws + GH * W;
+  float* cs = hs + kSeries * H;
+  float* hid = cs + kSeries * H;
+  const int64_t b0 = int64_t(blockIdx.x) * kSeries, nb = p.B - b0 < kSeries ? p.B - b0 : kSeries;
+  load_whh(Ws, w_hh, GH, H);
+  for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
+    hs[x] = h_state[b0 * H + x];
+    if (LSTM) cs[x] = c_state[b0 * H + x];
+  }
+  __syncthreads();
+  for (int64_t step = 0; step < p.T; ++step) {
+    const StepGeom s = geom(p, time_of(p, step));
+    for (int64_t x = threadIdx.x; x < nb * GH; x += blockDim.x) {
+      const int64_t sb = x / GH, g = x % GH;
+      const float* hr = hs + sb * H;
+      const float* wr = Ws + g * W;
+      float acc = 0.f;
+      for (int64_t k = 0; k < H; ++k) acc += hr[k] * wr[k];
+      hid[x] = acc;
+    }
+    __syncthreads();
+    for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
+      const int64_t sb = x / H, j = x % H;
+      if (LSTM)
+        lstm_cell_fwd(s, b0 + sb, j, G, hid + sb * GH, hs[x], cs[x], out, Hprev, Cprev, Aux);
+      else
+        gru_cell_fwd(s, b0 + sb, j, G, hid + sb * GH, b_hh, hs[x], out, Hprev, Aux);
+    }
+    __syncthreads();
+  }
+  for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
+    h_state[b0 * H + x] = hs[x];
+    if (LSTM) c_state[b0 * H + x] = cs[x];
+  }
+}
+
+// Backward of series [b0, b0 + nb), steps in reverse: the gate gradients (dA, or dX and dHG for
+// the GRU, written for the weight GEMMs; the hidden-side row kept in shared memory), then
+// dh[s][k] += sum_g hid_grad[s][g] W_hh[g][k].
+template <bool LSTM>
+__global__ void __launch_bounds__(kPersistThreads) rnn_bwd_persist_k(RnnDirection p, const float* w_hh,
+                                                                    const float* G, const float* Hprev,
+                                                                    const float* Cprev, const float* Aux,
+                                                                    const float* dout, float* dh_state,
+                                                                    float* dc_state, float* dA, float* dHG) {
+  extern __shared__ float sm[];
+  const int64_t H = p.H, GH = (LSTM ? 4 : 3) * H, W = H + 1;
+  float* Ws = sm;
+  float* dhs = Ws + GH * W;
+  float* dcs = dhs + kSeries * H;
+  float* hg = dcs + kSeries * H;
+  const int64_t b0 = int64_t(blockIdx.x) * kSeries, nb = p.B - b0 < kSeries ? p.B - b0 : kSeries;
+  load_whh(Ws, w_hh, GH, H);
+  for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
+    dhs[x] = dh_state[b0 * H + x];
+    if (LSTM) dcs[x] = dc_state[b0 * H + x];
+  }
+  __syncthreads();
+  for (int64_t step = p.T - 1; step >= 0; --step) {
+    const StepGeom s = geom(p, time_of(p, step));
+    for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
+      const int64_t sb = x / H, j = x % H;
+      if (LSTM)
+        lstm_cell_bwd(s, b0 + sb, j, G, Cprev, Aux, dout, dhs[x], dcs[x], dA, hg + sb * GH);
+      else
+        gru_cell_bwd(s, b0 + sb, j, G, Aux, Hprev, dout, dhs[x], dA, dHG, hg + sb * GH);
+    }
+    __syncthreads();
+    for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
+      const int64_t sb = x / H, k = x % H;
+      const float* gr = hg + sb * GH;
+      float acc = 0.f;
+      for (int64_t g = 0; g < GH; ++g) acc += gr[g] * Ws[g * W + k];
+      dhs[x] += acc;
+    }
+    __syncthreads();
+  }
+  for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
+    dh_state[b0 * H + x] = dhs[x];
+    if (LSTM) dc_state[b0 * H + x] = dcs[x];
+  }
+}
+
+// Whether the persistent kernels take this layer: W_hh and the block's rows fit in the shared
+// memory one block may use (opting in above 48 KB).
+template <class Kernel>
+bool use_persistent(Kernel k, int64_t G, int64_t H) {
+  int dev = 0, optin = 0;
+  ATTN_CUDA_CHECK(cudaGetDevice(&dev));
+  ATTN_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  const size_t bytes = persistent_smem(G, H);
+  if (bytes > size_t(optin)) return false;
+  if (bytes > 48 * 1024) ATTN_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  return true;
+}
+unsigned persistent_blocks(const RnnDirection& p) { return unsigned((p.B + kSeries - 1) / kSeries); }
 
 // Weight and input gradients after the backward loop: dW_ih = dA^T x, dW_hh = dAh^T Hprev,
 // db_ih = column sums of dA, db_hh = column sums of dAh, dx (+)= dA W_ih.
@@ -181,6 +333,12 @@ void lstm_layer_forward(const RnnDirection& p, const float* X, const float* w_ih
   gemm(false, true, rows, GH, p.I, 1.f, X, p.I, w_ih, p.I, 0.f, G, GH);
   if (b_ih) add_row_bias(G, b_ih, rows, GH);
   if (b_hh) add_row_bias(G, b_hh, rows, GH);
+  if (use_persistent(rnn_fwd_persist_k<true>, 4, p.H)) {
+    rnn_fwd_persist_k<true><<<persistent_blocks(p), kPersistThreads, persistent_smem(4, p.H)>>>(
+        p, w_hh, nullptr, G, h, c, out, Hprev, Cprev, TC);
+    ATTN_CUDA_LAUNCH_CHECK("lstm_layer_forward");
+    return;
+  }
   for (int64_t step = 0; step < p.T; ++step) {
     const StepGeom s = geom(p, time_of(p, step));
     // the B gate rows of step t (strided by row_b) += h W_hh^T
@@ -195,11 +353,17 @@ void lstm_layer_backward(const RnnDirection& p, const float* X, const float* w_i
                          float* dc, float* dA, float* dx, bool dx_accumulate, float* dw_ih, float* dw_hh,
                          float* db_ih, float* db_hh) {
   const int64_t GH = 4 * p.H;
-  for (int64_t step = p.T - 1; step >= 0; --step) {
-    const StepGeom s = geom(p, time_of(p, step));
-    lstm_step_bwd_k<<<grid_for(p.B * p.H), 256>>>(s, G, Cprev, TC, dout, dh, dc, dA);
+  if (use_persistent(rnn_bwd_persist_k<true>, 4, p.H)) {
+    rnn_bwd_persist_k<true><<<persistent_blocks(p), kPersistThreads, persistent_smem(4, p.H)>>>(
+        p, w_hh, G, Hprev, Cprev, TC, dout, dh, dc, dA, nullptr);
     ATTN_CUDA_LAUNCH_CHECK("lstm_layer_backward");
-    gemm(false, false, p.B, p.H, GH, 1.f, dA + s.t * s.row_t * GH, s.row_b * GH, w_hh, p.H, 1.f, dh, p.H);
+  } else {
+    for (int64_t step = p.T - 1; step >= 0; --step) {
+      const StepGeom s = geom(p, time_of(p, step));
+      lstm_step_bwd_k<<<grid_for(p.B * p.H), 256>>>(s, G, Cprev, TC, dout, dh, dc, dA);
+      ATTN_CUDA_LAUNCH_CHECK("lstm_layer_backward");
+      gemm(false, false, p.B, p.H, GH, 1.f, dA + s.t * s.row_t * GH, s.row_b * GH, w_hh, p.H, 1.f, dh, p.H);
+    }
   }
   layer_grads(p, GH, X, Hprev, dA, dA, w_ih, dx, dx_accumulate, dw_ih, dw_hh, db_ih, db_hh);
 }
@@ -210,6 +374,12 @@ void gru_layer_forward(const RnnDirection& p, const float* X, const float* w_ih,
   const int64_t GH = 3 * p.H, rows = p.T * p.B;
   gemm(false, true, rows, GH, p.I, 1.f, X, p.I, w_ih, p.I, 0.f, G, GH);
   if (b_ih) add_row_bias(G, b_ih, rows, GH);
+  if (use_persistent(rnn_fwd_persist_k<false>, 3, p.H)) {
+    rnn_fwd_persist_k<false><<<persistent_blocks(p), kPersistThreads, persistent_smem(3, p.H)>>>(
+        p, w_hh, b_hh, G, h, nullptr, out, Hprev, nullptr, HN);
+    ATTN_CUDA_LAUNCH_CHECK("gru_layer_forward");
+    return;
+  }
   for (int64_t step = 0; step < p.T; ++step) {
     const StepGeom s = geom(p, time_of(p, step));
     gemm(false, true, p.B, GH, p.H, 1.f, h, p.H, w_hh, p.H, 0.f, gh, GH);  // gh = h W_hh^T
@@ -222,11 +392,17 @@ void gru_layer_backward(const RnnDirection& p, const float* X, const float* w_ih
                         const float* Hprev, const float* HN, const float* dout, float* dh, float* dX, float* dHG,
                         float* dx, bool dx_accumulate, float* dw_ih, float* dw_hh, float* db_ih, float* db_hh) {
   const int64_t GH = 3 * p.H;
-  for (int64_t step = p.T - 1; step >= 0; --step) {
-    const StepGeom s = geom(p, time_of(p, step));
-    gru_step_bwd_k<<<grid_for(p.B * p.H), 256>>>(s, G, HN, Hprev, dout, dh, dX, dHG);
+  if (use_persistent(rnn_bwd_persist_k<false>, 3, p.H)) {
+    rnn_bwd_persist_k<false><<<persistent_blocks(p), kPersistThreads, persistent_smem(3, p.H)>>>(
+        p, w_hh, G, Hprev, nullptr, HN, dout, dh, nullptr, dX, dHG);
     ATTN_CUDA_LAUNCH_CHECK("gru_layer_backward");
-    gemm(false, false, p.B, p.H, GH, 1.f, dHG + s.t * s.row_t * GH, s.row_b * GH, w_hh, p.H, 1.f, dh, p.H);
+  } else {
+    for (int64_t step = p.T - 1; step >= 0; --step) {
+      const StepGeom s = geom(p, time_of(p, step));
+      gru_step_bwd_k<<<grid_for(p.B * p.H), 256>>>(s, G, HN, Hprev, dout, dh, dX, dHG);
+      ATTN_CUDA_LAUNCH_CHECK("gru_layer_backward");
+      gemm(false, false, p.B, p.H, GH, 1.f, dHG + s.t * s.row_t * GH, s.row_b * GH, w_hh, p.H, 1.f, dh, p.H);
+    }
   }
   layer_grads(p, GH, X, Hprev, dX, dHG, w_ih, dx, dx_accumulate, dw_ih, dw_hh, db_ih, db_hh);
 }
