@@ -132,7 +132,22 @@ void add_inplace_f64(double* acc, const double* g, int64_t n) {
 }
 
 // ---------------- reductions over [outer, n, inner] ----------------
-// One thread per lane (o, i); the lane is summed in index order, as the CPU path does.
+// One thread per lane (o, i) sums its lane in index order, as the CPU path does, when the lanes
+// are many or short. Few long lanes (the sum of a whole tensor, a bias gradient over thousands of
+// rows) would leave the GPU to a handful of threads each walking n elements, so those are summed
+// in two passes: fixed chunks of kSumChunk elements (each in index order) into partial sums, then
+// the partials in order. The chunking depends only on the shape: the same bits on every run.
+constexpr int64_t kSumChunk = 256;
+__global__ void sum_chunks_k(const float* x, float* part, int64_t outer, int64_t n, int64_t inner, int64_t chunks) {
+  ATTN_GRID_STRIDE(l, outer * chunks * inner) {
+    const int64_t i = l % inner, c = (l / inner) % chunks, o = l / (inner * chunks);
+    const int64_t j0 = c * kSumChunk, j1 = j0 + kSumChunk < n ? j0 + kSumChunk : n;
+    const float* p = x + o * n * inner + i;
+    float acc = 0.f;
+    for (int64_t j = j0; j < j1; ++j) acc += p[j * inner];
+    part[l] = acc;
+  }
+}
 __global__ void sum_dim_k(const float* x, float* out, int64_t outer, int64_t n, int64_t inner) {
   ATTN_GRID_STRIDE(l, outer * inner) {
     const int64_t o = l / inner, i = l % inner;
@@ -144,6 +159,15 @@ __global__ void sum_dim_k(const float* x, float* out, int64_t outer, int64_t n, 
 }
 void sum_dim(const float* x, float* out, int64_t outer, int64_t n, int64_t inner) {
   if (outer * inner <= 0) return;
+  if (n > 4 * kSumChunk && outer * inner < (int64_t(1) << 15)) {
+    const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
+    float* part = static_cast<float*>(malloc_bytes(sizeof(float) * size_t(outer * chunks * inner)));
+    sum_chunks_k<<<grid_for(outer * chunks * inner), 256>>>(x, part, outer, n, inner, chunks);
+    ATTN_CUDA_LAUNCH_CHECK("sum_dim");
+    sum_dim(part, out, outer, chunks, inner);
+    free_bytes(part);  // the cache hands it out again only to work queued after this (one stream)
+    return;
+  }
   sum_dim_k<<<grid_for(outer * inner), 256>>>(x, out, outer, n, inner);
   ATTN_CUDA_LAUNCH_CHECK("sum_dim");
 }
@@ -282,18 +306,7 @@ void add_row_bias(float* y, const float* bias, int64_t rows, int64_t cols) {
   add_row_bias_k<<<grid_for(rows * cols), 256>>>(y, bias, rows, cols);
   ATTN_CUDA_LAUNCH_CHECK("add_row_bias");
 }
-__global__ void sum_rows_k(const float* g, float* out, int64_t rows, int64_t cols) {
-  ATTN_GRID_STRIDE(c, cols) {
-    float acc = 0.f;
-    for (int64_t r = 0; r < rows; ++r) acc += g[r * cols + c];
-    out[c] = acc;
-  }
-}
-void sum_rows(const float* g, float* out, int64_t rows, int64_t cols) {
-  if (cols <= 0) return;
-  sum_rows_k<<<grid_for(cols), 256>>>(g, out, rows, cols);
-  ATTN_CUDA_LAUNCH_CHECK("sum_rows");
-}
+void sum_rows(const float* g, float* out, int64_t rows, int64_t cols) { sum_dim(g, out, 1, rows, cols); }
 
 // ---------------- strided copy (every layout op: permute, slice, cat, expand, flip, ...) ----------------
 template <class T>
