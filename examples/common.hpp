@@ -59,12 +59,16 @@ inline void add_common_flags(CLI::App& app, CommonOptions& o) {
   app.add_option("--out-dir", o.out_dir, "directory for CSV metrics and SVG plots");
   app.add_option("--save", o.save, "write a checkpoint (model + optimizer + progress) after every epoch");
   app.add_option("--load", o.load, "resume from a checkpoint written by --save")->check(CLI::ExistingFile);
-  app.add_option("--device", o.device, "cpu, or cuda (a build with -DATTN_WITH_CUDA=ON and a GPU)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_flag("--quiet", o.quiet, "print only the final summary");
   app.add_option("--stop-after", o.stop_after,
                  "stop as on Ctrl-C after this many training batches (to test --save/--load resume)")
       ->check(CLI::NonNegativeNumber);
+}
+
+// --device, for the programs that can train on the GPU (sine_anomaly, sine_forecast).
+inline void add_device_flag(CLI::App& app, CommonOptions& o) {
+  app.add_option("--device", o.device, "cpu, or cuda (a build with -DATTN_WITH_CUDA=ON and a GPU)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
 // Parses argv; returns an exit code to stop with (0 after --help, 2 for a bad flag) or -1 to go on.

@@ -109,6 +109,7 @@ int main(int argc, char** argv) {
   co.out_dir = "out/sine_anomaly";
   CLI::App app{"attn example, reference task A: sine-wave anomaly classification (BiLSTM + attention pooling)"};
   examples::add_common_flags(app, co);
+  examples::add_device_flag(app, co);
   app.add_option("--samples", to.samples, "number of series")->check(CLI::Range(int64_t(10), int64_t(10000000)));
   app.add_option("--length", to.length, "points per series")->check(CLI::Range(int64_t(8), int64_t(1000000)));
   app.add_option("--anomaly", to.anomaly, "anomaly kind")->check(CLI::IsMember({"flat", "zero", "noise", "spike", "mix"}));

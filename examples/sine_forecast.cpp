@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   double t_end = 50.0;
   CLI::App app{"attn example, reference task B: sine forecasting with LSTM + attention"};
   examples::add_common_flags(app, co);
+  examples::add_device_flag(app, co);
   // 0 = full batch: switch off the common flag's range check (>= 1), which would reject it.
   app.get_option("--batch-size")->get_validator()->active(false);
   app.get_option("--batch-size")->check(CLI::Range(int64_t(0), int64_t(1) << 30))->description("mini-batch size (0 = full batch, the seed's)");
