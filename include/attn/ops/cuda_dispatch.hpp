@@ -449,75 +449,70 @@ inline std::vector<Tensor> rnn_layer(bool lstm, int64_t T, int64_t B, int64_t H,
   for (const Tensor& t : inputs)
     ATTN_CHECK(!t.defined() || t.device() == Device::CUDA, op, ": input is on cuda but a state or weight ",
                to_string(t.shape()), " is on the cpu; move the module with .to(Device::CUDA)");
-  const int64_t D = int64_t(w_hh.size()), GH = (lstm ? 4 : 3) * H, rows = T * B, I = x.size(2);
+  const int64_t D = int64_t(w_hh.size()), GH = (lstm ? 4 : 3) * H, rows = T * B;
   Tensor out = empty(batch_first ? Shape{B, T, D * H} : Shape{T, B, D * H});
   auto state = [&](const Tensor& s) { return s.defined() ? s.detach().clone() : zeros({D, B, H}); };
   Tensor hn = state(h0), cn = lstm ? state(c0) : Tensor();
   const Tensor lens = lengths.empty() ? Tensor() : Tensor::from_vector(lengths, {B}).to(Device::CUDA);
   const bool track = grad_needed(inputs);
-  const size_t nd = static_cast<size_t>(D);
-  std::vector<Tensor> G(nd), Hprev(nd), Cprev(nd), Aux(nd);  // Aux: tanh(c_t) (LSTM) or hn (GRU)
-  // by value: the backward calls it after this function has returned
-  auto dir = [=, lp = lens.defined() ? static_cast<const int64_t*>(lens.raw_data()) : nullptr](int64_t d) {
-    kc::RnnDirection p;
-    p.T = T, p.B = B, p.I = I, p.H = H, p.D = D, p.d = d, p.batch_first = batch_first, p.lengths = lp;
-    return p;
-  };
-  auto bias = [](const std::vector<Tensor>& b, size_t d) { return b.empty() ? nullptr : cfp(b[d]); };
-  const Tensor xd = x.detach();
-  Tensor gh = lstm ? Tensor() : empty({B, GH});
+  kc::RnnLayer L;
+  L.lstm = lstm, L.T = T, L.B = B, L.I = x.size(2), L.H = H, L.D = D, L.batch_first = batch_first;
+  L.lengths = lens.defined() ? static_cast<const int64_t*>(lens.raw_data()) : nullptr;
+  // Per direction: the activated gates, and for the backward the states before each step and
+  // tanh(c_t) (LSTM) or h W_hn^T + b_hn (GRU), in this order.
+  std::vector<Tensor> saved;
   for (int64_t d = 0; d < D; ++d) {
+    kc::RnnDirBuffers& P = L.dir[d];
     const size_t k = size_t(d);
-    G[k] = empty({rows, GH});
-    if (track) {
-      Hprev[k] = empty({rows, H});
-      Aux[k] = empty({rows, H});
-      if (lstm) Cprev[k] = empty({rows, H});
+    P.w_ih = cfp(w_ih[k]), P.w_hh = cfp(w_hh[k]);
+    P.b_ih = b_ih.empty() ? nullptr : cfp(b_ih[k]), P.b_hh = b_hh.empty() ? nullptr : cfp(b_hh[k]);
+    saved.push_back(empty({rows, GH}));
+    P.G = fp(saved.back());
+    if (!track) continue;
+    for (float** dst : {&P.Hprev, &P.Aux, lstm ? &P.Cprev : static_cast<float**>(nullptr)}) {
+      if (!dst) continue;
+      saved.push_back(empty({rows, H}));
+      *dst = fp(saved.back());
     }
-    if (lstm)
-      kc::lstm_layer_forward(dir(d), cfp(xd), cfp(w_ih[k]), cfp(w_hh[k]), bias(b_ih, k), bias(b_hh, k), fp(G[k]),
-                             fp(hn) + d * B * H, fp(cn) + d * B * H, fp(out), track ? fp(Hprev[k]) : nullptr,
-                             track ? fp(Cprev[k]) : nullptr, track ? fp(Aux[k]) : nullptr);
-    else
-      kc::gru_layer_forward(dir(d), cfp(xd), cfp(w_ih[k]), cfp(w_hh[k]), bias(b_ih, k), bias(b_hh, k), fp(G[k]),
-                            fp(gh), fp(hn) + d * B * H, fp(out), track ? fp(Hprev[k]) : nullptr,
-                            track ? fp(Aux[k]) : nullptr);
   }
+  const Tensor xd = x.detach(), gh = lstm ? Tensor() : empty({B, GH});
+  kc::rnn_layer_forward(L, cfp(xd), fp(hn), lstm ? fp(cn) : nullptr, lstm ? nullptr : fp(gh), fp(out));
   std::vector<Tensor*> outs{&out, &hn};
   if (lstm) outs.push_back(&cn);
-  record(op, outs, inputs,
-         [lstm, D, B, H, GH, rows, dir, lens, xd, G, Hprev, Cprev, Aux, inputs](const std::vector<Tensor>& g) {
-           (void)lens;  // keeps the device lengths that dir() points at alive
-           auto grad_or_zeros = [&](size_t i) {
-             return i < g.size() && g[i].defined() ? on_cuda(g[i]).clone() : zeros({D, B, H});
-           };
-           Tensor dh = grad_or_zeros(1), dc = lstm ? grad_or_zeros(2) : Tensor();
-           const Tensor dout = g[0].defined() ? on_cuda(g[0]) : Tensor();
-           std::vector<Tensor> gs(inputs.size());
-           if (inputs[0].requires_grad()) gs[0] = empty(xd.shape());
-           Tensor dA = empty({rows, GH}), dHG = lstm ? Tensor() : empty({rows, GH});
-           auto grad_of = [&](size_t i) {
-             const Tensor& t = inputs[i];
-             if (t.defined() && t.requires_grad()) gs[i] = empty(t.shape());
-             return gs[i].defined() ? fp(gs[i]) : nullptr;
-           };
-           for (int64_t d = 0; d < D; ++d) {
-             const size_t k = size_t(d), w = 3 + 4 * k;  // node inputs of direction d: w_ih, w_hh, b_ih, b_hh
-             float *dw_ih = grad_of(w), *dw_hh = grad_of(w + 1), *db_ih = grad_of(w + 2), *db_hh = grad_of(w + 3);
-             float* dx = gs[0].defined() ? fp(gs[0]) : nullptr;
-             if (lstm)
-               kc::lstm_layer_backward(dir(d), cfp(xd), cfp(inputs[w]), cfp(inputs[w + 1]), cfp(G[k]), cfp(Hprev[k]),
-                                       cfp(Cprev[k]), cfp(Aux[k]), cfp(dout), fp(dh) + d * B * H,
-                                       fp(dc) + d * B * H, fp(dA), dx, d > 0, dw_ih, dw_hh, db_ih, db_hh);
-             else
-               kc::gru_layer_backward(dir(d), cfp(xd), cfp(inputs[w]), cfp(inputs[w + 1]), cfp(G[k]), cfp(Hprev[k]),
-                                      cfp(Aux[k]), cfp(dout), fp(dh) + d * B * H, fp(dA), fp(dHG), dx, d > 0, dw_ih,
-                                      dw_hh, db_ih, db_hh);
-           }
-           gs[1] = dh;
-           if (lstm) gs[2] = dc;
-           return gs;
-         });
+  record(op, outs, inputs, [L, lens, saved, xd, inputs](const std::vector<Tensor>& g) {
+    (void)lens, (void)saved;  // keep the device lengths and the saved tensors that L points at alive
+    kc::RnnLayer Lb = L;
+    const int64_t GHb = (L.lstm ? 4 : 3) * L.H, rowsb = L.T * L.B;
+    auto grad_or_zeros = [&](size_t i) {
+      return i < g.size() && g[i].defined() ? on_cuda(g[i]).clone() : zeros({L.D, L.B, L.H});
+    };
+    Tensor dh = grad_or_zeros(1), dc = L.lstm ? grad_or_zeros(2) : Tensor();
+    const Tensor dout = g[0].defined() ? on_cuda(g[0]) : Tensor();
+    std::vector<Tensor> gs(inputs.size()), scratch;
+    if (inputs[0].requires_grad()) gs[0] = empty(xd.shape());
+    auto grad_of = [&](size_t i) {
+      const Tensor& t = inputs[i];
+      if (t.defined() && t.requires_grad()) gs[i] = empty(t.shape());
+      return gs[i].defined() ? fp(gs[i]) : nullptr;
+    };
+    for (int64_t d = 0; d < L.D; ++d) {
+      kc::RnnDirBuffers& P = Lb.dir[d];
+      const size_t w = 3 + 4 * size_t(d);  // node inputs of direction d: w_ih, w_hh, b_ih, b_hh
+      P.w_ih = cfp(inputs[w]), P.w_hh = cfp(inputs[w + 1]);  // where the weights live now
+      P.dw_ih = grad_of(w), P.dw_hh = grad_of(w + 1), P.db_ih = grad_of(w + 2), P.db_hh = grad_of(w + 3);
+      scratch.push_back(empty({rowsb, GHb}));
+      P.dA = fp(scratch.back());
+      if (!L.lstm) {
+        scratch.push_back(empty({rowsb, GHb}));
+        P.dHG = fp(scratch.back());
+      }
+    }
+    kc::rnn_layer_backward(Lb, cfp(xd), cfp(dout), fp(dh), L.lstm ? fp(dc) : nullptr,
+                           gs[0].defined() ? fp(gs[0]) : nullptr);
+    gs[1] = dh;
+    if (L.lstm) gs[2] = dc;
+    return gs;
+  });
   if (lstm) return {out, hn, cn};
   return {out, hn};
 }

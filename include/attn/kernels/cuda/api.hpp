@@ -79,35 +79,33 @@ void lstm_pointwise_forward(const float* gates, const float* c_prev, float* h, f
 void lstm_pointwise_backward(const float* dh, const float* dc, const float* acts, const float* tanh_c,
                              const float* c_prev, float* dgates, float* dc_prev, int64_t B, int64_t H);
 
-// ---- fused LSTM / GRU layers (kernels/cuda/rnn.cu), one direction d of D per call ----
+// ---- fused LSTM / GRU layers (kernels/cuda/rnn.cu): all directions of one layer per call ----
 // Row order of every [T*B, .] buffer: t*B + b, or b*T + t with batch_first (the input's order).
-// lengths: device array of B valid lengths in [1, T], or null (all T).
-struct RnnDirection {
-  int64_t T = 0, B = 0, I = 0, H = 0, D = 1, d = 0;
-  bool batch_first = false;
-  const int64_t* lengths = nullptr;
+// G = 4 (LSTM gates i, f, g, o) or 3 (GRU gates r, z, n).
+struct RnnDirBuffers {  // one direction's weights, saved tensors and gradients
+  const float *w_ih = nullptr, *w_hh = nullptr;  // [G*H, I], [G*H, H]
+  const float *b_ih = nullptr, *b_hh = nullptr;  // [G*H] or null
+  float* G = nullptr;      // [T*B, G*H]: gets the activated gates (the forward's scratch too)
+  float* Hprev = nullptr;  // [T*B, H]: the state before each step (training), or null
+  float* Cprev = nullptr;  // LSTM [T*B, H]: the cell before each step, or null
+  float* Aux = nullptr;    // [T*B, H]: LSTM tanh(c_t), GRU h W_hn^T + b_hn, or null
+  float* dA = nullptr;     // backward scratch [T*B, G*H]: gate gradients (GRU: input side)
+  float* dHG = nullptr;    // GRU backward scratch [T*B, 3H]: hidden-side gate gradients
+  float *dw_ih = nullptr, *dw_hh = nullptr, *db_ih = nullptr, *db_hh = nullptr;  // gradients, or null
 };
-// X [T*B, I]; w_ih [4H, I], w_hh [4H, H], biases [4H] or null; h, c [B, H]: the initial state in,
-// the final state out; out [T*B, D*H] (columns d*H ..); G [T*B, 4H] gets the activated gates.
-// Hprev, Cprev, TC [T*B, H] (states before each step, tanh(c_t)): saved for the backward, or null.
-void lstm_layer_forward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh,
-                        const float* b_ih, const float* b_hh, float* G, float* h, float* c, float* out, float* Hprev,
-                        float* Cprev, float* TC);
-// dout [T*B, D*H] or null; dh, dc [B, H]: the gradient of the final state in, of the initial state
-// out; dA [T*B, 4H] scratch. dx [T*B, I] (+= with dx_accumulate); every gradient may be null.
-void lstm_layer_backward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh, const float* G,
-                         const float* Hprev, const float* Cprev, const float* TC, const float* dout, float* dh,
-                         float* dc, float* dA, float* dx, bool dx_accumulate, float* dw_ih, float* dw_hh,
-                         float* db_ih, float* db_hh);
-// GRU (gates r, z, n): G [T*B, 3H] gets (r, z, n); gh [B, 3H] scratch; HN [T*B, H] saves
-// h W_hn^T + b_hn for the backward (or null).
-void gru_layer_forward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh,
-                       const float* b_ih, const float* b_hh, float* G, float* gh, float* h, float* out, float* Hprev,
-                       float* HN);
-// dX, dHG [T*B, 3H] scratch (input-side and hidden-side gate gradients).
-void gru_layer_backward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh, const float* G,
-                        const float* Hprev, const float* HN, const float* dout, float* dh, float* dX, float* dHG,
-                        float* dx, bool dx_accumulate, float* dw_ih, float* dw_hh, float* db_ih, float* db_hh);
+struct RnnLayer {
+  bool lstm = true;
+  int64_t T = 0, B = 0, I = 0, H = 0, D = 1;
+  bool batch_first = false;
+  const int64_t* lengths = nullptr;  // device array of B valid lengths in [1, T], or null (all T)
+  RnnDirBuffers dir[2];
+};
+// X [T*B, I]; h, c [D, B, H]: the initial state in, the final state out (c null for a GRU);
+// out [T*B, D*H] (direction d in columns d*H ..); gh: GRU scratch [B, 3H].
+void rnn_layer_forward(const RnnLayer& L, const float* X, float* h, float* c, float* gh, float* out);
+// dout [T*B, D*H] or null; dh, dc [D, B, H]: the final state's gradient in, the initial state's
+// out (dc null for a GRU); dx [T*B, I] or null.
+void rnn_layer_backward(const RnnLayer& L, const float* X, const float* dout, float* dh, float* dc, float* dx);
 
 // ---- fused scaled dot-product attention (FlashAttention style) ----
 // Operand (item it = b*H + h, row r, col c) lives at ptr[off + b*sb + h*sh + r*ld + c].

@@ -1,14 +1,14 @@
-// Fused LSTM / GRU layers on the GPU, one direction per call: the recurrence of ops/rnn.hpp. The
-// input projection x W_ih^T + b and, in the backward, the weight gradients and dx are one cuBLAS
-// GEMM each over all steps. The recurrence itself runs one of two ways:
+// Fused LSTM / GRU layers on the GPU, all directions of one layer per call: the recurrence of
+// ops/rnn.hpp. The input projection x W_ih^T + b and, in the backward, the weight gradients and
+// dx are one cuBLAS GEMM each over all steps. The recurrence itself runs one of two ways:
 //  - persistent (when W_hh fits in shared memory: H up to 118 for an LSTM, 137 for a GRU on an
-//    H100's 227 KB per block): one
-//    launch runs every step for a block of kSeries series, with W_hh, the states and the step's
-//    hidden-side products in shared memory; a step is two phases between barriers (the product
-//    h W_hh^T or dA W_hh, then the gate math). Small recurrent layers are bound by the launches of
-//    the per-step form (two per step and direction, hundreds per layer), which this removes.
+//    H100's 227 KB per block): one launch runs every step of every direction, a block per
+//    direction and kSeries series, with W_hh, the states and the step's hidden-side products in
+//    shared memory; a step is two phases between barriers (the product h W_hh^T or dA W_hh, then
+//    the gate math). Small recurrent layers are bound by the launches of the per-step form (two
+//    per step and direction, thousands per batch), which this removes.
 //  - per step (larger H): one cuBLAS GEMM per step (h W_hh^T, or dA W_hh in the backward) and one
-//    pointwise kernel per step.
+//    pointwise kernel per step, direction after direction.
 // Both call the same per-element gate math (lstm_cell_fwd / lstm_cell_bwd / gru_cell_fwd /
 // gru_cell_bwd below), so they give the same results up to the order of the GEMM's sums.
 //
@@ -174,20 +174,20 @@ __global__ void gru_step_bwd_k(StepGeom s, const float* G, const float* HN, cons
   gru_cell_bwd(s, k / s.H, k % s.H, G, HN, Hprev, dout, dh[k], dX, dHG, nullptr);
 }
 
-// Time step of the s-th iteration of the forward recurrence, and the geometry of step t.
-__host__ __device__ inline int64_t time_of(const RnnDirection& p, int64_t step) {
-  return p.d == 0 ? step : p.T - 1 - step;
+// Time step of the s-th iteration of direction d's recurrence, and the geometry of step t.
+__host__ __device__ inline int64_t time_of(const RnnLayer& L, int d, int64_t step) {
+  return d == 0 ? step : L.T - 1 - step;
 }
-__host__ __device__ inline StepGeom geom(const RnnDirection& p, int64_t t) {
+__host__ __device__ inline StepGeom geom(const RnnLayer& L, int d, int64_t t) {
   StepGeom s;
-  s.B = p.B;
-  s.H = p.H;
+  s.B = L.B;
+  s.H = L.H;
   s.t = t;
-  s.row_t = p.batch_first ? 1 : p.B;
-  s.row_b = p.batch_first ? p.T : 1;
-  s.out_w = p.D * p.H;
-  s.out_off = p.d * p.H;
-  s.len = p.lengths;
+  s.row_t = L.batch_first ? 1 : L.B;
+  s.row_b = L.batch_first ? L.T : 1;
+  s.out_w = L.D * L.H;
+  s.out_off = d * L.H;
+  s.len = L.lengths;
   return s;
 }
 
@@ -204,28 +204,31 @@ __device__ inline void load_whh(float* Ws, const float* w_hh, int64_t GH, int64_
   for (int64_t x = threadIdx.x; x < GH * H; x += blockDim.x) Ws[(x / H) * (H + 1) + x % H] = w_hh[x];
 }
 
-// Forward of series [b0, b0 + nb): per step, hid[s][g] = sum_k h[s][k] W_hh[g][k], then the gate
-// math. h (and c) stay in shared memory from the first step to the last.
+// Forward of series [b0, b0 + nb) of direction blockIdx.y: per step, hid[s][g] =
+// sum_k h[s][k] W_hh[g][k], then the gate math. h (and c) stay in shared memory from the first
+// step to the last. Both directions of a layer run side by side in one launch.
 template <bool LSTM>
-__global__ void __launch_bounds__(kPersistThreads) rnn_fwd_persist_k(RnnDirection p, const float* w_hh,
-                                                                    const float* b_hh, float* G, float* h_state,
-                                                                    float* c_state, float* out, float* Hprev,
-                                                                    float* Cprev, float* Aux) {
+__global__ void __launch_bounds__(kPersistThreads) rnn_fwd_persist_k(RnnLayer L, float* h_state, float* c_state,
+                                                                    float* out) {
   extern __shared__ float sm[];
-  const int64_t H = p.H, GH = (LSTM ? 4 : 3) * H, W = H + 1;
+  const int d = int(blockIdx.y);
+  const RnnDirBuffers& P = L.dir[d];
+  const int64_t H = L.H, GH = (LSTM ? 4 : 3) * H, W = H + 1;
   float* Ws = sm;
   float* hs = Ws + GH * W;
   float* cs = hs + kSeries * H;
   float* hid = cs + kSeries * H;
-  const int64_t b0 = int64_t(blockIdx.x) * kSeries, nb = p.B - b0 < kSeries ? p.B - b0 : kSeries;
-  load_whh(Ws, w_hh, GH, H);
+  const int64_t b0 = int64_t(blockIdx.x) * kSeries, nb = L.B - b0 < kSeries ? L.B - b0 : kSeries;
+  float* hg = h_state + (d * L.B + b0) * H;
+  float* cg = LSTM ? c_state + (d * L.B + b0) * H : nullptr;
+  load_whh(Ws, P.w_hh, GH, H);
   for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
-    hs[x] = h_state[b0 * H + x];
-    if (LSTM) cs[x] = c_state[b0 * H + x];
+    hs[x] = hg[x];
+    if (LSTM) cs[x] = cg[x];
   }
   __syncthreads();
-  for (int64_t step = 0; step < p.T; ++step) {
-    const StepGeom s = geom(p, time_of(p, step));
+  for (int64_t step = 0; step < L.T; ++step) {
+    const StepGeom s = geom(L, d, time_of(L, d, step));
     for (int64_t x = threadIdx.x; x < nb * GH; x += blockDim.x) {
       const int64_t sb = x / GH, g = x % GH;
       const float* hr = hs + sb * H;
@@ -238,48 +241,49 @@ __global__ void __launch_bounds__(kPersistThreads) rnn_fwd_persist_k(RnnDirectio
     for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
       const int64_t sb = x / H, j = x % H;
       if (LSTM)
-        lstm_cell_fwd(s, b0 + sb, j, G, hid + sb * GH, hs[x], cs[x], out, Hprev, Cprev, Aux);
+        lstm_cell_fwd(s, b0 + sb, j, P.G, hid + sb * GH, hs[x], cs[x], out, P.Hprev, P.Cprev, P.Aux);
       else
-        gru_cell_fwd(s, b0 + sb, j, G, hid + sb * GH, b_hh, hs[x], out, Hprev, Aux);
+        gru_cell_fwd(s, b0 + sb, j, P.G, hid + sb * GH, P.b_hh, hs[x], out, P.Hprev, P.Aux);
     }
     __syncthreads();
   }
   for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
-    h_state[b0 * H + x] = hs[x];
-    if (LSTM) c_state[b0 * H + x] = cs[x];
+    hg[x] = hs[x];
+    if (LSTM) cg[x] = cs[x];
   }
 }
 
-// Backward of series [b0, b0 + nb), steps in reverse: the gate gradients (dA, or dX and dHG for
-// the GRU, written for the weight GEMMs; the hidden-side row kept in shared memory), then
-// dh[s][k] += sum_g hid_grad[s][g] W_hh[g][k].
+// Backward of series [b0, b0 + nb) of direction blockIdx.y, steps in reverse: the gate gradients
+// (dA, or dA and dHG for the GRU, written for the weight GEMMs; the hidden-side row kept in
+// shared memory), then dh[s][k] += sum_g hid_grad[s][g] W_hh[g][k].
 template <bool LSTM>
-__global__ void __launch_bounds__(kPersistThreads) rnn_bwd_persist_k(RnnDirection p, const float* w_hh,
-                                                                    const float* G, const float* Hprev,
-                                                                    const float* Cprev, const float* Aux,
-                                                                    const float* dout, float* dh_state,
-                                                                    float* dc_state, float* dA, float* dHG) {
+__global__ void __launch_bounds__(kPersistThreads) rnn_bwd_persist_k(RnnLayer L, const float* dout, float* dh_state,
+                                                                    float* dc_state) {
   extern __shared__ float sm[];
-  const int64_t H = p.H, GH = (LSTM ? 4 : 3) * H, W = H + 1;
+  const int d = int(blockIdx.y);
+  const RnnDirBuffers& P = L.dir[d];
+  const int64_t H = L.H, GH = (LSTM ? 4 : 3) * H, W = H + 1;
   float* Ws = sm;
   float* dhs = Ws + GH * W;
   float* dcs = dhs + kSeries * H;
   float* hg = dcs + kSeries * H;
-  const int64_t b0 = int64_t(blockIdx.x) * kSeries, nb = p.B - b0 < kSeries ? p.B - b0 : kSeries;
-  load_whh(Ws, w_hh, GH, H);
+  const int64_t b0 = int64_t(blockIdx.x) * kSeries, nb = L.B - b0 < kSeries ? L.B - b0 : kSeries;
+  float* dhg = dh_state + (d * L.B + b0) * H;
+  float* dcg = LSTM ? dc_state + (d * L.B + b0) * H : nullptr;
+  load_whh(Ws, P.w_hh, GH, H);
   for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
-    dhs[x] = dh_state[b0 * H + x];
-    if (LSTM) dcs[x] = dc_state[b0 * H + x];
+    dhs[x] = dhg[x];
+    if (LSTM) dcs[x] = dcg[x];
   }
   __syncthreads();
-  for (int64_t step = p.T - 1; step >= 0; --step) {
-    const StepGeom s = geom(p, time_of(p, step));
+  for (int64_t step = L.T - 1; step >= 0; --step) {
+    const StepGeom s = geom(L, d, time_of(L, d, step));
     for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
       const int64_t sb = x / H, j = x % H;
       if (LSTM)
-        lstm_cell_bwd(s, b0 + sb, j, G, Cprev, Aux, dout, dhs[x], dcs[x], dA, hg + sb * GH);
+        lstm_cell_bwd(s, b0 + sb, j, P.G, P.Cprev, P.Aux, dout, dhs[x], dcs[x], P.dA, hg + sb * GH);
       else
-        gru_cell_bwd(s, b0 + sb, j, G, Aux, Hprev, dout, dhs[x], dA, dHG, hg + sb * GH);
+        gru_cell_bwd(s, b0 + sb, j, P.G, P.Aux, P.Hprev, dout, dhs[x], P.dA, P.dHG, hg + sb * GH);
     }
     __syncthreads();
     for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
@@ -292,8 +296,8 @@ __global__ void __launch_bounds__(kPersistThreads) rnn_bwd_persist_k(RnnDirectio
     __syncthreads();
   }
   for (int64_t x = threadIdx.x; x < nb * H; x += blockDim.x) {
-    dh_state[b0 * H + x] = dhs[x];
-    if (LSTM) dc_state[b0 * H + x] = dcs[x];
+    dhg[x] = dhs[x];
+    if (LSTM) dcg[x] = dcs[x];
   }
 }
 
@@ -309,102 +313,77 @@ bool use_persistent(Kernel k, int64_t G, int64_t H) {
   if (bytes > 48 * 1024) ATTN_CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
   return true;
 }
-unsigned persistent_blocks(const RnnDirection& p) { return unsigned((p.B + kSeries - 1) / kSeries); }
-
-// Weight and input gradients after the backward loop: dW_ih = dA^T x, dW_hh = dAh^T Hprev,
-// db_ih = column sums of dA, db_hh = column sums of dAh, dx (+)= dA W_ih.
-void layer_grads(const RnnDirection& p, int64_t GH, const float* X, const float* Hprev, const float* dA,
-                 const float* dAh, const float* w_ih, float* dx, bool dx_accumulate, float* dw_ih, float* dw_hh,
-                 float* db_ih, float* db_hh) {
-  const int64_t rows = p.T * p.B;
-  if (dw_ih) gemm(true, false, GH, p.I, rows, 1.f, dA, GH, X, p.I, 0.f, dw_ih, p.I);
-  if (dw_hh) gemm(true, false, GH, p.H, rows, 1.f, dAh, GH, Hprev, p.H, 0.f, dw_hh, p.H);
-  if (db_ih) sum_rows(dA, db_ih, rows, GH);
-  if (db_hh) sum_rows(dAh, db_hh, rows, GH);
-  if (dx) gemm(false, false, rows, p.I, GH, 1.f, dA, GH, w_ih, p.I, dx_accumulate ? 1.f : 0.f, dx, p.I);
-}
+dim3 persistent_grid(const RnnLayer& L) { return dim3(unsigned((L.B + kSeries - 1) / kSeries), unsigned(L.D)); }
 
 }  // namespace
 
-void lstm_layer_forward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh,
-                        const float* b_ih, const float* b_hh, float* G, float* h, float* c, float* out, float* Hprev,
-                        float* Cprev, float* TC) {
-  const int64_t GH = 4 * p.H, rows = p.T * p.B;
-  gemm(false, true, rows, GH, p.I, 1.f, X, p.I, w_ih, p.I, 0.f, G, GH);
-  if (b_ih) add_row_bias(G, b_ih, rows, GH);
-  if (b_hh) add_row_bias(G, b_hh, rows, GH);
-  if (use_persistent(rnn_fwd_persist_k<true>, 4, p.H)) {
-    rnn_fwd_persist_k<true><<<persistent_blocks(p), kPersistThreads, persistent_smem(4, p.H)>>>(
-        p, w_hh, nullptr, G, h, c, out, Hprev, Cprev, TC);
-    ATTN_CUDA_LAUNCH_CHECK("lstm_layer_forward");
+// x W_ih^T + b_ih (+ b_hh for the LSTM, whose hidden bias sits outside any nonlinearity) for
+// every step, then the recurrence of every direction.
+void rnn_layer_forward(const RnnLayer& L, const float* X, float* h, float* c, float* gh, float* out) {
+  const int64_t G = L.lstm ? 4 : 3, GH = G * L.H, rows = L.T * L.B;
+  for (int d = 0; d < L.D; ++d) {
+    const RnnDirBuffers& P = L.dir[d];
+    gemm(false, true, rows, GH, L.I, 1.f, X, L.I, P.w_ih, L.I, 0.f, P.G, GH);
+    if (P.b_ih) add_row_bias(P.G, P.b_ih, rows, GH);
+    if (L.lstm && P.b_hh) add_row_bias(P.G, P.b_hh, rows, GH);
+  }
+  auto kernel = L.lstm ? rnn_fwd_persist_k<true> : rnn_fwd_persist_k<false>;
+  if (use_persistent(kernel, G, L.H)) {
+    kernel<<<persistent_grid(L), kPersistThreads, persistent_smem(G, L.H)>>>(L, h, c, out);
+    ATTN_CUDA_LAUNCH_CHECK("rnn_layer_forward");
     return;
   }
-  for (int64_t step = 0; step < p.T; ++step) {
-    const StepGeom s = geom(p, time_of(p, step));
-    // the B gate rows of step t (strided by row_b) += h W_hh^T
-    gemm(false, true, p.B, GH, p.H, 1.f, h, p.H, w_hh, p.H, 1.f, G + s.t * s.row_t * GH, s.row_b * GH);
-    lstm_step_fwd_k<<<grid_for(p.B * p.H), 256>>>(s, G, h, c, out, Hprev, Cprev, TC);
-    ATTN_CUDA_LAUNCH_CHECK("lstm_layer_forward");
-  }
-}
-
-void lstm_layer_backward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh, const float* G,
-                         const float* Hprev, const float* Cprev, const float* TC, const float* dout, float* dh,
-                         float* dc, float* dA, float* dx, bool dx_accumulate, float* dw_ih, float* dw_hh,
-                         float* db_ih, float* db_hh) {
-  const int64_t GH = 4 * p.H;
-  if (use_persistent(rnn_bwd_persist_k<true>, 4, p.H)) {
-    rnn_bwd_persist_k<true><<<persistent_blocks(p), kPersistThreads, persistent_smem(4, p.H)>>>(
-        p, w_hh, G, Hprev, Cprev, TC, dout, dh, dc, dA, nullptr);
-    ATTN_CUDA_LAUNCH_CHECK("lstm_layer_backward");
-  } else {
-    for (int64_t step = p.T - 1; step >= 0; --step) {
-      const StepGeom s = geom(p, time_of(p, step));
-      lstm_step_bwd_k<<<grid_for(p.B * p.H), 256>>>(s, G, Cprev, TC, dout, dh, dc, dA);
-      ATTN_CUDA_LAUNCH_CHECK("lstm_layer_backward");
-      gemm(false, false, p.B, p.H, GH, 1.f, dA + s.t * s.row_t * GH, s.row_b * GH, w_hh, p.H, 1.f, dh, p.H);
+  for (int d = 0; d < L.D; ++d) {
+    const RnnDirBuffers& P = L.dir[d];
+    float* hd = h + d * L.B * L.H;
+    float* cd = c ? c + d * L.B * L.H : nullptr;
+    for (int64_t step = 0; step < L.T; ++step) {
+      const StepGeom s = geom(L, d, time_of(L, d, step));
+      if (L.lstm) {  // the B gate rows of step t (strided by row_b) += h W_hh^T
+        gemm(false, true, L.B, GH, L.H, 1.f, hd, L.H, P.w_hh, L.H, 1.f, P.G + s.t * s.row_t * GH, s.row_b * GH);
+        lstm_step_fwd_k<<<grid_for(L.B * L.H), 256>>>(s, P.G, hd, cd, out, P.Hprev, P.Cprev, P.Aux);
+      } else {
+        gemm(false, true, L.B, GH, L.H, 1.f, hd, L.H, P.w_hh, L.H, 0.f, gh, GH);  // gh = h W_hh^T
+        gru_step_fwd_k<<<grid_for(L.B * L.H), 256>>>(s, P.G, gh, P.b_hh, hd, out, P.Hprev, P.Aux);
+      }
+      ATTN_CUDA_LAUNCH_CHECK("rnn_layer_forward");
     }
   }
-  layer_grads(p, GH, X, Hprev, dA, dA, w_ih, dx, dx_accumulate, dw_ih, dw_hh, db_ih, db_hh);
 }
 
-void gru_layer_forward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh,
-                       const float* b_ih, const float* b_hh, float* G, float* gh, float* h, float* out, float* Hprev,
-                       float* HN) {
-  const int64_t GH = 3 * p.H, rows = p.T * p.B;
-  gemm(false, true, rows, GH, p.I, 1.f, X, p.I, w_ih, p.I, 0.f, G, GH);
-  if (b_ih) add_row_bias(G, b_ih, rows, GH);
-  if (use_persistent(rnn_fwd_persist_k<false>, 3, p.H)) {
-    rnn_fwd_persist_k<false><<<persistent_blocks(p), kPersistThreads, persistent_smem(3, p.H)>>>(
-        p, w_hh, b_hh, G, h, nullptr, out, Hprev, nullptr, HN);
-    ATTN_CUDA_LAUNCH_CHECK("gru_layer_forward");
-    return;
-  }
-  for (int64_t step = 0; step < p.T; ++step) {
-    const StepGeom s = geom(p, time_of(p, step));
-    gemm(false, true, p.B, GH, p.H, 1.f, h, p.H, w_hh, p.H, 0.f, gh, GH);  // gh = h W_hh^T
-    gru_step_fwd_k<<<grid_for(p.B * p.H), 256>>>(s, G, gh, b_hh, h, out, Hprev, HN);
-    ATTN_CUDA_LAUNCH_CHECK("gru_layer_forward");
-  }
-}
-
-void gru_layer_backward(const RnnDirection& p, const float* X, const float* w_ih, const float* w_hh, const float* G,
-                        const float* Hprev, const float* HN, const float* dout, float* dh, float* dX, float* dHG,
-                        float* dx, bool dx_accumulate, float* dw_ih, float* dw_hh, float* db_ih, float* db_hh) {
-  const int64_t GH = 3 * p.H;
-  if (use_persistent(rnn_bwd_persist_k<false>, 3, p.H)) {
-    rnn_bwd_persist_k<false><<<persistent_blocks(p), kPersistThreads, persistent_smem(3, p.H)>>>(
-        p, w_hh, G, Hprev, nullptr, HN, dout, dh, nullptr, dX, dHG);
-    ATTN_CUDA_LAUNCH_CHECK("gru_layer_backward");
+// The recurrence backward of every direction (gate gradients into dA / dHG), then per direction
+// dW_ih = dA^T x, dW_hh = dAh^T Hprev, db_ih = column sums of dA, db_hh = column sums of dAh
+// (dAh = dA for the LSTM, dHG for the GRU), dx = sum_d dA_d W_ih_d.
+void rnn_layer_backward(const RnnLayer& L, const float* X, const float* dout, float* dh, float* dc, float* dx) {
+  const int64_t G = L.lstm ? 4 : 3, GH = G * L.H, rows = L.T * L.B;
+  auto kernel = L.lstm ? rnn_bwd_persist_k<true> : rnn_bwd_persist_k<false>;
+  if (use_persistent(kernel, G, L.H)) {
+    kernel<<<persistent_grid(L), kPersistThreads, persistent_smem(G, L.H)>>>(L, dout, dh, dc);
+    ATTN_CUDA_LAUNCH_CHECK("rnn_layer_backward");
   } else {
-    for (int64_t step = p.T - 1; step >= 0; --step) {
-      const StepGeom s = geom(p, time_of(p, step));
-      gru_step_bwd_k<<<grid_for(p.B * p.H), 256>>>(s, G, HN, Hprev, dout, dh, dX, dHG);
-      ATTN_CUDA_LAUNCH_CHECK("gru_layer_backward");
-      gemm(false, false, p.B, p.H, GH, 1.f, dHG + s.t * s.row_t * GH, s.row_b * GH, w_hh, p.H, 1.f, dh, p.H);
+    for (int d = 0; d < L.D; ++d) {
+      const RnnDirBuffers& P = L.dir[d];
+      float* dhd = dh + d * L.B * L.H;
+      float* dcd = dc ? dc + d * L.B * L.H : nullptr;
+      const float* dAh = L.lstm ? P.dA : P.dHG;
+      for (int64_t step = L.T - 1; step >= 0; --step) {
+        const StepGeom s = geom(L, d, time_of(L, d, step));
+        if (L.lstm) lstm_step_bwd_k<<<grid_for(L.B * L.H), 256>>>(s, P.G, P.Cprev, P.Aux, dout, dhd, dcd, P.dA);
+        else gru_step_bwd_k<<<grid_for(L.B * L.H), 256>>>(s, P.G, P.Aux, P.Hprev, dout, dhd, P.dA, P.dHG);
+        ATTN_CUDA_LAUNCH_CHECK("rnn_layer_backward");
+        gemm(false, false, L.B, L.H, GH, 1.f, dAh + s.t * s.row_t * GH, s.row_b * GH, P.w_hh, L.H, 1.f, dhd, L.H);
+      }
     }
   }
-  layer_grads(p, GH, X, Hprev, dX, dHG, w_ih, dx, dx_accumulate, dw_ih, dw_hh, db_ih, db_hh);
+  for (int d = 0; d < L.D; ++d) {
+    const RnnDirBuffers& P = L.dir[d];
+    const float* dAh = L.lstm ? P.dA : P.dHG;
+    if (P.dw_ih) gemm(true, false, GH, L.I, rows, 1.f, P.dA, GH, X, L.I, 0.f, P.dw_ih, L.I);
+    if (P.dw_hh) gemm(true, false, GH, L.H, rows, 1.f, dAh, GH, P.Hprev, L.H, 0.f, P.dw_hh, L.H);
+    if (P.db_ih) sum_rows(P.dA, P.db_ih, rows, GH);
+    if (P.db_hh) sum_rows(dAh, P.db_hh, rows, GH);
+    if (dx) gemm(false, false, rows, L.I, GH, 1.f, P.dA, GH, P.w_ih, L.I, d > 0 ? 1.f : 0.f, dx, L.I);
+  }
 }
 
 }  // namespace attn::kernels::cuda
