@@ -707,7 +707,7 @@ inline Tensor fused_attention_tiled(const FusedAttnArgs& a, const char* op, cons
     });
     return gb.results();
   };
-  record(op, std::vector<Tensor*>{&out}, {a.q, a.k, a.v}, fn);
+  record(op, std::vector<Tensor*>{&out}, {a.q, a.k, a.v}, fn, {a.q, a.k, a.v, a.attn_mask, a.key_padding_mask, out});
   return out;
 }
 
@@ -784,10 +784,11 @@ inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const c
     }
     return res;
   };
+  const std::vector<Tensor> saved{q, k, v, a.attn_mask, a.key_padding_mask, W};
   if (a.need_weights) {
-    record(op, std::vector<Tensor*>{&out, &weights}, inputs, fn);
+    record(op, std::vector<Tensor*>{&out, &weights}, inputs, fn, saved);
   } else {
-    record(op, std::vector<Tensor*>{&out}, inputs, fn);
+    record(op, std::vector<Tensor*>{&out}, inputs, fn, saved);
   }
   return {out, weights};
 }
