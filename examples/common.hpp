@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -264,6 +265,10 @@ inline double require_finite(double v, const std::string& what) {
                              ": training diverged; use a smaller --lr (or --clip)");
   return v;
 }
+// The loss of training batch `batch` (0-based) in epoch `epoch` (0-based), before its backward.
+inline void check_loss(double loss, int epoch, int64_t batch) {
+  require_finite(loss, "epoch " + std::to_string(epoch + 1) + ", batch " + std::to_string(batch + 1) + ": the training loss");
+}
 
 // Shuffles indices with the global generator (so the RNG state in a checkpoint covers it).
 inline void shuffle(std::vector<int64_t>& v) {
@@ -288,8 +293,7 @@ double train_epoch(attn::optim::Optimizer& opt, const std::vector<attn::Tensor>&
     const std::vector<int64_t> rows(order.begin() + b, order.begin() + e);
     opt.zero_grad();
     attn::Tensor loss = loss_of(rows);
-    require_finite(loss.item<double>(), "epoch " + std::to_string(epoch + 1) + ", batch " + std::to_string(b / batch + 1) +
-                                            ": the training loss");
+    check_loss(loss.item<double>(), epoch, b / batch);
     loss.backward();
     if (clip > 0) attn::optim::clip_grad_norm_(params, clip);
     opt.step();

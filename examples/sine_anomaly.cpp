@@ -268,8 +268,7 @@ int main(int argc, char** argv) {
         Tensor x = gather_batch(feats, T, F, perm, lo, hi), y = gather_labels(ds.labels, perm, lo, hi);
         opt.zero_grad();
         Tensor loss = binary_cross_entropy_with_logits(model.forward(x).first, y);
-        examples::require_finite(loss.item<double>(), "epoch " + std::to_string(epoch + 1) + ", batch " +
-                                                          std::to_string(b + 1) + ": the training loss");
+        examples::check_loss(loss.item<double>(), epoch, int64_t(b));
         loss.backward();
         if (to.clip > 0) optim::clip_grad_norm_(model.parameters(), to.clip);
         opt.step();

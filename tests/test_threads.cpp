@@ -72,28 +72,27 @@ TEST_CASE("threads: models built in several threads at once (global generator un
 }
 
 TEST_CASE("threads: set_detect_anomaly switched while other threads run ops", "[threads]") {
-  std::atomic<bool> stop{false};
-  std::atomic<int> errors{0};
-  std::thread toggler([&] {
-    for (int i = 0; i < 2000; ++i) set_detect_anomaly(i % 2 == 0);
-    stop = true;
+  std::atomic<int> finished{0}, errors{0};
+  std::thread toggler([&] {  // switches until every worker is done, so the two overlap
+    for (int i = 0; finished < 3; ++i) set_detect_anomaly(i % 2 == 0);
   });
   in_threads(3, [&](int) {
     Tensor x = Tensor::full({64}, 0.5, kFloat64).requires_grad_();
-    while (!stop) {
+    for (int k = 0; k < 300; ++k) {
       try {
         sum(exp(tanh(x))).backward();  // finite everywhere: never an anomaly
       } catch (...) {
         ++errors;
       }
     }
+    ++finished;
   });
   toggler.join();
   set_detect_anomaly(false);
   CHECK(errors == 0);
 }
 
-TEST_CASE("threads: grad mode is per thread; concurrent inference on a shared model is bitwise equal",
+TEST_CASE("threads: grad mode is per thread, and concurrent inference on a shared model is bitwise equal",
           "[threads]") {
   manual_seed(11);
   nn::LSTM lstm(nn::LSTMOptions(2, 16).batch_first(true));

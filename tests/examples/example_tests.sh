@@ -56,14 +56,16 @@ run() {
   return 0
 }
 
-# run_nonzero NAME SUBSTRING ARGS...: expects a non-zero exit and SUBSTRING in stderr+stdout.
-run_nonzero() {
-  local name=$1 want_text=$2
-  shift 2
+# run_exit NAME EXPECTED_RC SUBSTRING ARGS...: expects that exit code ("nonzero": any but 0) and
+# SUBSTRING in stderr+stdout.
+run_exit() {
+  local name=$1 want=$2 want_text=$3
+  shift 3
   "$BIN" "$@" >"$name.out" 2>"$name.err"
   local rc=$?
-  if [ "$rc" -eq 0 ]; then
-    fail "$name: exit code 0, expected non-zero ($BIN $*)"
+  if { [ "$want" = nonzero ] && [ "$rc" -eq 0 ]; } || { [ "$want" != nonzero ] && [ "$rc" -ne "$want" ]; }; then
+    fail "$name: exit code $rc, expected $want ($(basename "$BIN") $*)"
+    sed 's/^/  /' "$name.err" | head -5
   elif ! grep -qF -- "$want_text" "$name.out" "$name.err"; then
     fail "$name: exit code $rc but the message lacks '$want_text':"
     sed 's/^/  /' "$name.err" | head -5
@@ -71,22 +73,11 @@ run_nonzero() {
     ok "$name: exit code $rc, message: $(grep -hF -- "$want_text" "$name.out" "$name.err" | head -1)"
   fi
 }
-
-# run_exit NAME EXPECTED_RC SUBSTRING ARGS...: expects exactly that exit code and SUBSTRING in stderr+stdout.
-run_exit() {
-  local name=$1 want=$2 want_text=$3
-  shift 3
-  "$BIN" "$@" >"$name.out" 2>"$name.err"
-  local rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    fail "$name: exit code $rc, expected $want ($(basename "$BIN") $*)"
-    sed 's/^/  /' "$name.err" | head -3
-  elif ! grep -qF -- "$want_text" "$name.out" "$name.err"; then
-    fail "$name: exit code $rc but the message lacks '$want_text':"
-    sed 's/^/  /' "$name.err" | head -3
-  else
-    ok "$name: exit code $rc, message: $(grep -hF -- "$want_text" "$name.out" "$name.err" | head -1)"
-  fi
+# run_nonzero NAME SUBSTRING ARGS...: a non-zero exit and SUBSTRING in stderr+stdout.
+run_nonzero() {
+  local name=$1 want_text=$2
+  shift 2
+  run_exit "$name" nonzero "$want_text" "$@"
 }
 
 # Small settings per program, so a check that wrongly lets a run start still ends quickly. The

@@ -338,12 +338,12 @@ inline void bump_version(const Tensor& t) {
 }
 }  // namespace detail
 
-// A tensor a backward reads, with the version of its storage when the op was recorded.
+// A tensor a backward reads: its storage, the storage's version when the op was recorded, and
+// which input or output of the node it is (-1: neither, e.g. a mask), for the error message.
 struct SavedVersion {
   std::shared_ptr<Storage> storage;
   uint64_t version = 0;
-  Shape shape;
-  DType dtype = kFloat32;
+  int input = -1, output = -1;
 };
 
 struct Node {
@@ -397,7 +397,7 @@ inline bool grad_needed(const std::vector<Tensor>& inputs) {
 
 namespace detail {
 inline void record_node(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs,
-                        BackwardFn fn, const std::vector<Tensor>* saved) {
+                        BackwardFn fn, const std::initializer_list<Tensor>* saved) {
   if (is_anomaly_enabled())
     for (Tensor* o : outputs) detail::check_finite(*o, name, "forward output");
   if (!grad_needed(inputs)) return;
@@ -406,9 +406,22 @@ inline void record_node(const char* name, const std::vector<Tensor*>& outputs, s
   node->inputs = std::move(inputs);
   node->backward = std::move(fn);
   node->num_outputs = int(outputs.size());
-  for (const Tensor& t : saved ? *saved : node->inputs) {
+  auto save = [&node, &outputs](const Tensor& t) {
     const TensorImpl* s = t.unsafe_impl();
-    if (s && s->storage) node->saved.push_back({s->storage, s->storage->version.load(std::memory_order_relaxed), s->shape, s->dtype});
+    if (!s || !s->storage) return;
+    SavedVersion v{s->storage, s->storage->version.load(std::memory_order_relaxed)};
+    for (size_t i = 0; i < node->inputs.size() && v.input < 0; ++i)
+      if (node->inputs[i].unsafe_impl() == s) v.input = int(i);
+    for (size_t i = 0; i < outputs.size() && v.input < 0 && v.output < 0; ++i)
+      if (outputs[i]->unsafe_impl() == s) v.output = int(i);
+    node->saved.push_back(std::move(v));
+  };
+  if (saved) {
+    node->saved.reserve(saved->size());
+    for (const Tensor& t : *saved) save(t);
+  } else {
+    node->saved.reserve(node->inputs.size());
+    for (const Tensor& t : node->inputs) save(t);
   }
   for (size_t i = 0; i < outputs.size(); ++i) {
     TensorImpl* o = outputs[i]->unsafe_impl();
@@ -426,14 +439,14 @@ inline void record_node(const char* name, const std::vector<Tensor*>& outputs, s
 // the engine refuses to run `fn` if one of them was written in place after the forward. Without
 // `saved`, `fn` is taken to read all of its inputs.
 inline void record(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs, BackwardFn fn,
-                   const std::vector<Tensor>& saved) {
+                   std::initializer_list<Tensor> saved) {
   detail::record_node(name, outputs, std::move(inputs), std::move(fn), &saved);
 }
 inline void record(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs, BackwardFn fn) {
   detail::record_node(name, outputs, std::move(inputs), std::move(fn), nullptr);
 }
 inline Tensor record(const char* name, Tensor out, std::vector<Tensor> inputs, BackwardFn fn,
-                     const std::vector<Tensor>& saved) {
+                     std::initializer_list<Tensor> saved) {
   detail::record_node(name, {&out}, std::move(inputs), std::move(fn), &saved);
   return out;
 }

@@ -268,16 +268,22 @@ namespace detail {
 // Refuses to run a node's backward when a tensor it saved was written in place after the forward
 // (its gradient would be silently wrong), with PyTorch's message.
 inline void check_saved_versions(const Node& n) {
-  for (size_t i = 0; i < n.saved.size(); ++i) {
-    const SavedVersion& s = n.saved[i];
+  for (const SavedVersion& s : n.saved) {
     const uint64_t now = s.storage->version.load(std::memory_order_relaxed);
-    if (now != s.version)
-      throw std::runtime_error(
-          "backward of " + n.name + ": one of the variables needed for gradient computation has been modified by an "
-          "inplace operation: saved tensor " + std::to_string(i) + " of " + std::to_string(n.saved.size()) + " (" +
-          dtype_name(s.dtype) + " " + attn::to_string(s.shape) + ") is at version " + std::to_string(now) +
-          "; expected version " + std::to_string(s.version) + " instead. It was written in place (copy_, fill_, set, "
-          "an optimizer step) after " + n.name + " used it; clone() it before the in-place write");
+    if (now == s.version) continue;
+    std::string which = "a tensor it saved (mask or intermediate)";
+    if (s.input >= 0) {
+      const Tensor& t = n.inputs[size_t(s.input)];
+      which = "input " + std::to_string(s.input) + " (" + dtype_name(t.dtype()) + " " + attn::to_string(t.shape()) + ")";
+    } else if (s.output >= 0) {
+      which = "output " + std::to_string(s.output) + " (" + dtype_name(n.output_dtypes[size_t(s.output)]) + " " +
+              attn::to_string(n.output_shapes[size_t(s.output)]) + ")";
+    }
+    throw std::runtime_error("backward of " + n.name + ": one of the variables needed for gradient computation has "
+                             "been modified by an inplace operation: " + which + " of " + n.name + " is at version " +
+                             std::to_string(now) + "; expected version " + std::to_string(s.version) +
+                             " instead. It was written in place (copy_, fill_, set, an optimizer step) after the "
+                             "forward; clone() it before the in-place write");
   }
 }
 

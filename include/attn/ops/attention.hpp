@@ -784,12 +784,9 @@ inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const c
     }
     return res;
   };
-  const std::vector<Tensor> saved{q, k, v, a.attn_mask, a.key_padding_mask, W};
-  if (a.need_weights) {
-    record(op, std::vector<Tensor*>{&out, &weights}, inputs, fn, saved);
-  } else {
-    record(op, std::vector<Tensor*>{&out}, inputs, fn, saved);
-  }
+  std::vector<Tensor*> outputs{&out};
+  if (a.need_weights) outputs.push_back(&weights);
+  record(op, outputs, inputs, fn, {q, k, v, a.attn_mask, a.key_padding_mask, W});
   return {out, weights};
 }
 

@@ -144,12 +144,15 @@ enum class Reads { None, X, Y, XY };
 // Records an elementwise unary op y (computed already), dL/dx = g * df(x, y).
 template <class DF>
 Tensor record_unary(const Tensor& x, Tensor y, const char* op, Reads reads, const DF& df) {
-  std::vector<Tensor> saved;
-  if (reads == Reads::X || reads == Reads::XY) saved.push_back(x);
-  if (reads == Reads::Y || reads == Reads::XY) saved.push_back(y);
-  return record(op, y, {x}, [x, yd = y.detach(), df](const std::vector<Tensor>& g) {
+  BackwardFn fn = [x, yd = y.detach(), df](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{unary_backward(g[0], x, yd, df)};
-  }, saved);
+  };
+  switch (reads) {
+    case Reads::None: return record(op, y, {x}, std::move(fn), {});
+    case Reads::X: return record(op, y, {x}, std::move(fn), {x});
+    case Reads::Y: return record(op, y, {x}, std::move(fn), {y});
+    default: return record(op, y, {x}, std::move(fn), {x, y});
+  }
 }
 
 // Records an elementwise unary op: y = f(x), dL/dx = g * df(x, y).
