@@ -199,7 +199,8 @@ inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& p
                for (int64_t h = 0; h < H; ++h) Gv[h] += Gvp[r * H + h];
            });
            return std::vector<Tensor>{gpq, gpk, gv, gval};
-         });
+         },
+         {pq, pk, v, values, mask, w});
   return {ctx, w};
 }
 
@@ -347,7 +348,8 @@ inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2,
            std::vector<Tensor> out{ga, narrow(gsum, 0, 0, H), gh};
            if (has_b2) out.push_back(narrow(gsum, 0, H, 1));
            return out;
-         });
+         },
+         {w2, h, w});
   return {ctx, w};
 }
 }  // namespace detail
