@@ -172,8 +172,10 @@ TEST_CASE("errors: shapes whose element count or byte size overflows int64", "[e
   REQUIRE_SHAPE_ERROR(matmul(z({big, 0}), z({0, big})), Contains("matmul") && Contains("[4294967296, 4294967296]"));
   REQUIRE_SHAPE_ERROR(cat({z({int64_t(1) << 62, 0}), z({int64_t(1) << 62, 0}), z({int64_t(1) << 62, 0})}, 0),
                       Contains("cat"));
-  // Zero-size shapes with huge other dims are fine (a zero makes the count 0, as in PyTorch).
-  CHECK(Tensor::zeros({int64_t(1) << 62, 4, 0}).numel() == 0);
+  // A zero size does not excuse the others (PyTorch: "Storage size calculation overflowed"):
+  // strides of such a shape overflow too. Large dims next to a zero whose product fits are fine.
+  REQUIRE_SHAPE_ERROR(Tensor::zeros({int64_t(1) << 62, 4, 0}), Contains("zeros") && Contains("[4611686018427387904, 4, 0]"));
+  CHECK(Tensor::zeros({int64_t(1) << 61, 0, 3}).numel() == 0);
 }
 
 TEST_CASE("errors: optimizers refuse a non-finite learning rate", "[errors]") {

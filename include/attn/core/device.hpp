@@ -44,9 +44,9 @@ inline std::string cuda_unavailable_reason() {
 
 // An uninitialised tensor in device memory (cudaMalloc, released by the Storage's deleter).
 inline Tensor cuda_empty(const Shape& shape, DType dtype) {
-  check_shape(shape, "cuda_empty");
+  const int64_t n = check_shape(shape, "cuda_empty", dtype);
   if (!cuda_is_available()) throw std::runtime_error(cuda_unavailable_reason());
-  const size_t bytes = size_t(numel_of(shape)) * dtype_size(dtype);
+  const size_t bytes = size_t(n) * dtype_size(dtype);
   void* p = kernels::cuda::malloc_bytes(bytes);
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(p, bytes, Device::CUDA, [](void* q) { kernels::cuda::free_bytes(q); });

@@ -14,20 +14,23 @@ inline int64_t shape_numel(const Shape& s) {
   return n;
 }
 
-// Element count of a shape asked for by `op`, checked: no negative size, and a count that fits in
-// int64 (a zero size makes it 0 whatever the other sizes are, as in PyTorch).
+// Element count of a shape asked for by `op`, checked: no negative size, and a product of the
+// sizes that fits in int64 even when one of them is 0 (as in PyTorch: strides and partial
+// products of such a shape would overflow too).
 inline int64_t checked_numel(const Shape& s, const char* op) {
   int64_t n = 1;
-  bool zero = false, overflow = false;
+  bool zero = false;
   for (int64_t d : s) {
     ATTN_CHECK(d >= 0, op, ": negative size in shape ", to_string(s));
-    if (d == 0) zero = true;
-    else if (n > std::numeric_limits<int64_t>::max() / d) overflow = true;
-    else n *= d;
+    if (d == 0) {
+      zero = true;
+      continue;
+    }
+    ATTN_CHECK(n <= std::numeric_limits<int64_t>::max() / d, op, ": shape ", to_string(s),
+               " has more than 2^63 - 1 elements");
+    n *= d;
   }
-  if (zero) return 0;
-  ATTN_CHECK(!overflow, op, ": shape ", to_string(s), " has more than 2^63 - 1 elements");
-  return n;
+  return zero ? 0 : n;
 }
 
 inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
