@@ -466,63 +466,18 @@ inline int64_t check_cell(const char* op, int64_t gates, const Tensor& x, const 
   return H;
 }
 
-// dst [B, N]: every row b1 + b2, or zeros when b1 is undefined (b2 may be undefined).
-template <class T>
-void fill_bias_rows(T* dst, int64_t B, int64_t N, const Tensor& b1, const Tensor& b2) {
-  if (!b1.defined()) {
-    std::fill(dst, dst + B * N, T(0));
-    return;
-  }
-  const T* p1 = b1.data<T>();
-  const T* p2 = b2.defined() ? b2.data<T>() : nullptr;
-  for (int64_t j = 0; j < N; ++j) dst[j] = p2 ? p1[j] + p2[j] : p1[j];
-  for (int64_t r = 1; r < B; ++r) std::copy(dst, dst + N, dst + r * N);
-}
-
-// Column sums of d [B, N], rows added in order.
-template <class T>
-Tensor column_sums(const T* d, int64_t B, int64_t N, DType dt) {
-  Tensor out = Tensor::zeros({N}, dt);
-  T* o = out.data<T>();
-  for (int64_t r = 0; r < B; ++r)
-    for (int64_t j = 0; j < N; ++j) o[j] += d[r * N + j];
-  return out;
-}
-
-// Gradients of a cell's inputs from the gate gradients (G*H columns) of its input side (dGi)
-// and hidden side (dGh; the same pointer for the LSTM):
+// Gradients of a cell's inputs from the gate gradients of its input side (dGi) and hidden side
+// (dGh; the same pointer for the LSTM), two linear maps:
 //   dx = dGi W_ih,  dW_ih = dGi^T x,  db_ih = sum_rows dGi
 //   dh (+)= dGh W_hh (added to a defined dh, e.g. the GRU's dh' z),  dW_hh = dGh^T h,  db_hh = sum_rows dGh
-// Each is computed only when the tensor it belongs to requires grad.
 struct CellGrads {
   Tensor dx, dh, dw_ih, dw_hh, db_ih, db_hh;
 };
 template <class T>
-void cell_param_grads(int64_t GH, const T* dGi, const T* dGh, const Tensor& x, const Tensor& h, const Tensor& w_ih,
+void cell_param_grads(const T* dGi, const T* dGh, const Tensor& x, const Tensor& h, const Tensor& w_ih,
                       const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, CellGrads& r) {
-  using kernels::cpu::gemm;
-  const int64_t B = x.size(0), I = x.size(1), H = h.size(1);
-  const DType dt = x.dtype();
-  if (x.requires_grad()) {
-    r.dx = Tensor::empty({B, I}, dt);
-    gemm<T>(false, false, B, I, GH, T(1), dGi, GH, w_ih.data<T>(), I, T(0), r.dx.data<T>(), I);
-  }
-  if (h.requires_grad()) {
-    const bool add = r.dh.defined();
-    if (!add) r.dh = Tensor::empty({B, H}, dt);
-    gemm<T>(false, false, B, H, GH, T(1), dGh, GH, w_hh.data<T>(), H, add ? T(1) : T(0), r.dh.data<T>(), H);
-  }
-  if (w_ih.requires_grad()) {
-    r.dw_ih = Tensor::empty({GH, I}, dt);
-    gemm<T>(true, false, GH, I, B, T(1), dGi, GH, x.data<T>(), I, T(0), r.dw_ih.data<T>(), I);
-  }
-  if (w_hh.requires_grad()) {
-    r.dw_hh = Tensor::empty({GH, H}, dt);
-    gemm<T>(true, false, GH, H, B, T(1), dGh, GH, h.data<T>(), H, T(0), r.dw_hh.data<T>(), H);
-  }
-  if (b_ih.defined() && b_ih.requires_grad()) r.db_ih = column_sums<T>(dGi, B, GH, dt);
-  if (b_hh.defined() && b_hh.requires_grad())
-    r.db_hh = dGh == dGi && r.db_ih.defined() ? r.db_ih : column_sums<T>(dGh, B, GH, dt);
+  linear_grads<T>(dGi, x, w_ih, b_ih, r.dx, r.dw_ih, r.db_ih);
+  linear_grads<T>(dGh, h, w_hh, b_hh, r.dh, r.dw_hh, r.db_hh);
 }
 
 }  // namespace detail
@@ -536,7 +491,7 @@ inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tens
                                            const Tensor& w_hh, const Tensor& b_ih = Tensor(),
                                            const Tensor& b_hh = Tensor()) {
   const int64_t H = detail::check_cell("lstm_cell", 4, x, {&hx.first, &hx.second}, w_ih, w_hh, b_ih, b_hh);
-  const int64_t B = x.size(0), I = x.size(1), G4 = 4 * H;
+  const int64_t B = x.size(0), G4 = 4 * H;
   const DType dt = x.dtype();
   const Tensor h = hx.first.defined() ? hx.first : Tensor::zeros({B, H}, dt).to(x.device());
   const Tensor c = hx.second.defined() ? hx.second : Tensor::zeros({B, H}, dt).to(x.device());
@@ -545,9 +500,8 @@ inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tens
   ATTN_DISPATCH_FLOATING(dt, "lstm_cell", [&] {
     scalar_t* a = gates.data<scalar_t>();
     detail::fill_bias_rows<scalar_t>(a, B, G4, b_ih, b_hh);
-    kernels::cpu::gemm<scalar_t>(false, true, B, G4, I, 1, x.data<scalar_t>(), I, w_ih.data<scalar_t>(), I, 1, a, G4);
-    if (hx.first.defined())  // h = 0 adds nothing
-      kernels::cpu::gemm<scalar_t>(false, true, B, G4, H, 1, h.data<scalar_t>(), H, w_hh.data<scalar_t>(), H, 1, a, G4);
+    detail::linear_product<scalar_t>(x, w_ih, 1, a);
+    if (hx.first.defined()) detail::linear_product<scalar_t>(h, w_hh, 1, a);  // h = 0 adds nothing
     kernels::cpu::lstm_cell_forward<scalar_t>(B, H, a, c.data<scalar_t>(), c2.data<scalar_t>(), h2.data<scalar_t>());
   });
   // Backward (kernels::cpu::lstm_cell_backward): with dh', dc' the output gradients
@@ -564,7 +518,7 @@ inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tens
                                                         c2d.data<scalar_t>(), ptr(g[0]), ptr(g[1]),
                                                         da.data<scalar_t>(), dc.data<scalar_t>());
              const scalar_t* pda = da.data<scalar_t>();
-             detail::cell_param_grads<scalar_t>(4 * H, pda, pda, x, h, w_ih, w_hh, b_ih, b_hh, r);
+             detail::cell_param_grads<scalar_t>(pda, pda, x, h, w_ih, w_hh, b_ih, b_hh, r);
            });
            return std::vector<Tensor>{r.dx, r.dh, dc, r.dw_ih, r.dw_hh, r.db_ih, r.db_hh};
          });
@@ -579,7 +533,7 @@ inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tens
 inline Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
                        const Tensor& b_ih = Tensor(), const Tensor& b_hh = Tensor()) {
   const int64_t H = detail::check_cell("gru_cell", 3, x, {&hx}, w_ih, w_hh, b_ih, b_hh);
-  const int64_t B = x.size(0), I = x.size(1), G3 = 3 * H;
+  const int64_t B = x.size(0), G3 = 3 * H;
   const DType dt = x.dtype();
   const Tensor h = hx.defined() ? hx : Tensor::zeros({B, H}, dt).to(x.device());
   if (x.device() != Device::CPU) return detail::gru_cell_composed(x, h, w_ih, w_hh, b_ih, b_hh);
@@ -587,11 +541,10 @@ inline Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, co
   Tensor h2 = Tensor::empty({B, H}, dt);
   ATTN_DISPATCH_FLOATING(dt, "gru_cell", [&] {
     scalar_t *pi = gi.data<scalar_t>(), *ph = gates.data<scalar_t>();
-    detail::fill_bias_rows<scalar_t>(pi, B, G3, b_ih, Tensor());
-    kernels::cpu::gemm<scalar_t>(false, true, B, G3, I, 1, x.data<scalar_t>(), I, w_ih.data<scalar_t>(), I, 1, pi, G3);
-    detail::fill_bias_rows<scalar_t>(ph, B, G3, b_hh, Tensor());
-    if (hx.defined())  // h = 0 adds nothing
-      kernels::cpu::gemm<scalar_t>(false, true, B, G3, H, 1, h.data<scalar_t>(), H, w_hh.data<scalar_t>(), H, 1, ph, G3);
+    detail::fill_bias_rows<scalar_t>(pi, B, G3, b_ih);
+    detail::linear_product<scalar_t>(x, w_ih, 1, pi);
+    detail::fill_bias_rows<scalar_t>(ph, B, G3, b_hh);
+    if (hx.defined()) detail::linear_product<scalar_t>(h, w_hh, 1, ph);  // h = 0 adds nothing
     kernels::cpu::gru_cell_forward<scalar_t>(B, H, pi, ph, hn.data<scalar_t>(), h.data<scalar_t>(),
                                              h2.data<scalar_t>());
   });
@@ -611,8 +564,8 @@ inline Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, co
                                                               h.data<scalar_t>(), g[0].data<scalar_t>(),
                                                               dgi.data<scalar_t>(), dgh.data<scalar_t>(),
                                                               r.dh.data<scalar_t>());
-                    detail::cell_param_grads<scalar_t>(3 * H, dgi.data<scalar_t>(), dgh.data<scalar_t>(), x, h, w_ih,
-                                                       w_hh, b_ih, b_hh, r);
+                    detail::cell_param_grads<scalar_t>(dgi.data<scalar_t>(), dgh.data<scalar_t>(), x, h, w_ih, w_hh,
+                                                       b_ih, b_hh, r);
                   });
                   return std::vector<Tensor>{r.dx, r.dh, r.dw_ih, r.dw_hh, r.db_ih, r.db_hh};
                 });
