@@ -3,7 +3,7 @@ JOBS    ?= $(shell nproc)
 BUILD   ?= build
 CMAKE_FLAGS ?=
 
-.PHONY: deps configure build demo test asan bench cuda-build clean
+.PHONY: deps configure build demo test asan tsan bench cuda-build clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -30,6 +30,16 @@ asan: deps
 	@cmake --build build-asan -j $(JOBS)
 	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
+# ThreadSanitizer over the concurrency tests (tests/test_threads.cpp: the global generator, the
+# anomaly flag, grad mode, a model shared by threads). g++ with OpenMP off: libgomp is not
+# instrumented (docs/reliability.md has the clang + Archer recipe for the OpenMP kernels).
+tsan: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_WITH_OPENMP=OFF -DATTN_NATIVE=OFF \
+	  "-DCMAKE_CXX_FLAGS=-fsanitize=thread -Wno-free-nonheap-object" -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread \
+	  -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_BENCHMARKS=OFF >/dev/null
+	@cmake --build build-tsan -j $(JOBS) --target test_threads
+	@TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ./build-tsan/tests/test_threads
+
 # The optional CUDA kernels: configure and compile with ATTN_WITH_CUDA=ON, run the parity tests
 # (they report "SKIPPED: no CUDA device" and pass on machines without a GPU).
 NVCC ?= /usr/local/cuda/bin/nvcc
@@ -44,4 +54,4 @@ bench: build
 	  $$b --benchmark_out=$$b.json --benchmark_out_format=json; done
 
 clean:
-	@rm -rf $(BUILD) build-asan build-cuda out
+	@rm -rf $(BUILD) build-asan build-tsan build-cuda out

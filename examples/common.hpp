@@ -3,14 +3,19 @@
 // resumable training state. Each example keeps its own model and task logic.
 #include <attn/attn.hpp>
 #include <attn/io/atomic_file.hpp>
+#include <attn/io/checkpoint.hpp>
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -21,18 +26,19 @@
 
 namespace examples {
 
-// A flag value that must be a number > 0, with a short message (CLI11's PositiveNumber prints
-// its whole double range).
-inline CLI::Validator positive() {
+// A flag value that must be a finite number > 0 (or >= 0 with zero_ok), with a short message
+// (CLI11's PositiveNumber prints its whole double range and lets inf and nan through).
+inline CLI::Validator positive(bool zero_ok = false) {
   return CLI::Validator(
-      [](std::string& v) -> std::string {
-        char* end = nullptr;
-        const double d = std::strtod(v.c_str(), &end);
-        if (end == v.c_str() || *end != '\0') return "not a number: " + v;
-        return d > 0 ? std::string() : "must be > 0, got " + v;
+      [zero_ok](std::string& v) -> std::string {
+        double d = 0;
+        if (!attn::CheckpointMetadata::parse_number(v, d)) return "not a number: " + v;
+        if (!std::isfinite(d)) return "must be a finite number, got " + v;
+        return d > 0 || (zero_ok && d == 0) ? std::string() : std::string(zero_ok ? "must be >= 0" : "must be > 0") + ", got " + v;
       },
-      "POSITIVE");
+      zero_ok ? "NONNEGATIVE" : "POSITIVE");
 }
+inline CLI::Validator non_negative() { return positive(true); }
 
 // Flags every program takes.
 struct CommonOptions {
@@ -90,10 +96,28 @@ inline attn::Device device_of(const CommonOptions& o) {
   return attn::Device::CUDA;
 }
 
-inline void apply_common(const CommonOptions& o) {
+// Threads, seed, and --out-dir: created if missing and checked to be a directory this program can
+// write to (a probe file is created and removed). Returns -1 to go on, or 1 after printing
+// "<program>: error: --out-dir ..." (an existing file, /dev/null, /proc/x, a read-only place).
+inline int apply_common(const CommonOptions& o, const char* program) {
   if (o.threads > 0) attn::set_num_threads(o.threads);
   attn::manual_seed(o.seed);
-  std::filesystem::create_directories(o.out_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(o.out_dir, ec);
+  std::string why;
+  if (ec) {
+    why = "cannot create the directory: " + ec.message();
+  } else if (!std::filesystem::is_directory(o.out_dir, ec)) {
+    why = "is not a directory";
+  } else {
+    std::string probe = o.out_dir + "/.attn-write-test-XXXXXX";
+    const int fd = ::mkstemp(probe.data());
+    if (fd < 0) why = std::string("is not writable: ") + std::strerror(errno);
+    else ::close(fd), ::unlink(probe.c_str());
+  }
+  if (why.empty()) return -1;
+  std::fprintf(stderr, "%s: error: --out-dir '%s' %s\n", program, o.out_dir.c_str(), why.c_str());
+  return 1;
 }
 
 // ---- SIGINT: stop after the current batch ----
@@ -164,17 +188,26 @@ struct History {
     }
     return os.str();
   }
-  void from_csv(const std::string& text) {
+  // Reads what to_csv wrote (metadata `key` of checkpoint `meta`): the same columns, numbers only.
+  void from_csv(const attn::CheckpointMetadata& meta, const std::string& key) {
     rows.clear();
-    std::istringstream is(text);
+    std::istringstream is(meta.text(key));
     std::string line;
     std::getline(is, line);  // header
     while (std::getline(is, line)) {
       std::vector<double> r;
       std::istringstream ls(line);
       std::string cell;
-      while (std::getline(ls, cell, ',')) r.push_back(std::stod(cell));
-      if (!r.empty()) rows.push_back(r);
+      while (std::getline(ls, cell, ',')) {
+        double v = 0;
+        if (!attn::CheckpointMetadata::parse_number(cell, v))
+          meta.fail(key, "row " + std::to_string(rows.size() + 1) + " holds '" + cell.substr(0, 40) + "', not a number");
+        r.push_back(v);
+      }
+      if (r.size() != columns.size())
+        meta.fail(key, "row " + std::to_string(rows.size() + 1) + " has " + std::to_string(r.size()) + " values, expected " +
+                           std::to_string(columns.size()));
+      rows.push_back(r);
     }
   }
   void save(const std::string& path) const { attn::io::write_file_atomic(path, to_csv()); }
@@ -185,12 +218,72 @@ inline std::string join_ints(const std::vector<int64_t>& v) {
   for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
   return s;
 }
-inline std::vector<int64_t> split_ints(const std::string& s) {
-  std::vector<int64_t> v;
-  std::istringstream is(s);
-  std::string cell;
-  while (std::getline(is, cell, ',')) v.push_back(std::stoll(cell));
+
+// ---- checkpoints: the progress every example keeps, validated on --load ----
+// "<what> fnv1a64:<hash of the bytes of each part>": the training data of a run, saved as metadata
+// "data" so that resuming with other data (another --samples, --points, --data file, ...) is
+// refused instead of silently mixing two runs.
+template <class... Vectors>
+std::string data_fingerprint(const std::string& what, const Vectors&... parts) {
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&h](const auto& v) {
+    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+    for (size_t i = 0; i < v.size() * sizeof(v[0]); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  (add(parts), ...);
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  return what + " fnv1a64:" + hex;
+}
+
+// Metadata every example saves with its checkpoint; `extra` adds the program's own keys.
+inline std::map<std::string, std::string> progress_metadata(const char* task, int epoch, const History& hist,
+                                                            const std::string& data,
+                                                            std::map<std::string, std::string> extra = {}) {
+  extra.insert({{"task", task}, {"epoch", std::to_string(epoch)}, {"history", hist.to_csv()}, {"data", data}});
+  return extra;
+}
+
+// --load: restores model, optimizer and RNG, then checks the common keys (task, data, epoch,
+// history with one row per finished epoch). Any problem throws io::FormatError naming the file
+// and the key. Returns the metadata for the program's own keys.
+inline attn::CheckpointMetadata load_progress(const std::string& path, attn::nn::Module& model,
+                                              attn::optim::Optimizer& opt, const char* task, const std::string& data,
+                                              int& epoch, History& hist) {
+  attn::CheckpointMetadata meta(path, attn::load_checkpoint(path, model, &opt));
+  if (meta.text("task") != task) meta.fail("task", "is '" + meta.text("task") + "', not '" + task + "'");
+  if (meta.text("data") != data)
+    meta.fail("data", "says the checkpoint was trained on other data (" + meta.text("data") + "); this run has " + data +
+                          ". Resume with the data flags of the saved run");
+  epoch = int(meta.integer("epoch", 0, 100000));
+  hist.from_csv(meta, "history");
+  if (hist.rows.size() != size_t(epoch))
+    meta.fail("history", "has " + std::to_string(hist.rows.size()) + " rows for " + std::to_string(epoch) + " finished epochs");
+  return meta;
+}
+
+// Metadata `key`: an ordering of `items` (sample indices below n), as a shuffled epoch saves it;
+// anything else (an index out of range, a wrong length, other indices) throws naming file and key.
+inline std::vector<int64_t> read_ordering(const attn::CheckpointMetadata& meta, const std::string& key,
+                                          std::vector<int64_t> items, int64_t n, const std::string& what) {
+  std::vector<int64_t> order = meta.integers(key, 0, n - 1), sorted = order;
+  std::sort(sorted.begin(), sorted.end());
+  std::sort(items.begin(), items.end());
+  if (sorted != items) meta.fail(key, "is not an ordering of this run's " + std::to_string(items.size()) + " " + what);
+  return order;
+}
+
+// A training loss or a reported metric that is NaN or Inf ends the run with this message (exit 1)
+// instead of being reported as a result.
+inline double require_finite(double v, const std::string& what) {
+  if (!std::isfinite(v))
+    throw std::runtime_error(what + " is " + std::to_string(v) +
+                             ": training diverged; use a smaller --lr (or --clip)");
   return v;
+}
+// The loss of training batch `batch` (0-based) in epoch `epoch` (0-based), before its backward.
+inline void check_loss(double loss, int epoch, int64_t batch) {
+  require_finite(loss, "epoch " + std::to_string(epoch + 1) + ", batch " + std::to_string(batch + 1) + ": the training loss");
 }
 
 // Shuffles indices with the global generator (so the RNG state in a checkpoint covers it).
@@ -216,6 +309,7 @@ double train_epoch(attn::optim::Optimizer& opt, const std::vector<attn::Tensor>&
     const std::vector<int64_t> rows(order.begin() + b, order.begin() + e);
     opt.zero_grad();
     attn::Tensor loss = loss_of(rows);
+    check_loss(loss.item<double>(), epoch, b / batch);
     loss.backward();
     if (clip > 0) attn::optim::clip_grad_norm_(params, clip);
     opt.step();

@@ -14,6 +14,7 @@
 // sine_forecast's free-running forecast. Writes metrics.csv, horizon.csv, loss.svg,
 // forecast.svg, horizon.svg, attention.svg into --out-dir.
 #include <attn/attn.hpp>
+#include <attn/data/sine.hpp>
 #include <attn/io/checkpoint.hpp>
 #include <attn/metrics/metrics.hpp>
 #include <attn/nn/attention/additive.hpp>
@@ -128,7 +129,7 @@ int main(int argc, char** argv) {
   app.add_option("--teacher-forcing", teacher_forcing,
                  "probability of feeding the true previous value to the decoder in training (per step)")
       ->check(CLI::Range(0.0, 1.0));
-  app.add_option("--clip", clip, "gradient-norm clipping, 0 = off")->check(CLI::NonNegativeNumber);
+  app.add_option("--clip", clip, "gradient-norm clipping, 0 = off")->check(examples::non_negative());
   app.add_option("--schedule", schedule,
                  "learning-rate schedule: cosine (from --lr to 0 over --epochs), plateau (halve after --patience "
                  "epochs without a lower training loss, the seed's), none")
@@ -143,8 +144,13 @@ int main(int argc, char** argv) {
                  (long long)points, (long long)(window + horizon));
     return 2;
   }
+  if (tail < horizon) {  // every forecast step is scored on the tail: step k needs k targets there
+    std::fprintf(stderr, "seq2seq_forecast: --tail %lld is shorter than --horizon %lld (each forecast step needs a "
+                 "held-out target)\n", (long long)tail, (long long)horizon);
+    return 2;
+  }
   if (attn_dim == 0) attn_dim = co.hidden;
-  examples::apply_common(co);
+  if (int rc = examples::apply_common(co, "seq2seq_forecast"); rc >= 0) return rc;
   examples::install_sigint_handler();
   examples::Timer total;
 
@@ -153,7 +159,11 @@ int main(int argc, char** argv) {
     const double dt = t_end / double(points - 1);
     std::vector<float> full(size_t(points + tail));
     for (int64_t i = 0; i < points + tail; ++i) full[size_t(i)] = float(std::sin(double(i) * dt));
+    data::check_finite(full, "seq2seq_forecast series (sin(i * t_end / (points - 1)) for i < points + tail)");
     const int64_t W = window, H = horizon;
+    const std::string data_id = examples::data_fingerprint(
+        std::to_string(points) + " points, window " + std::to_string(W) + ", horizon " + std::to_string(H),
+        std::vector<float>(full.begin(), full.begin() + points));
     const int64_t N = points - W - H + 1;  // training pairs: full[s, s+W) -> full[s+W, s+W+H)
     const int64_t batch = co.batch_size == 0 ? N : std::min(co.batch_size, N);
 
@@ -173,13 +183,10 @@ int main(int argc, char** argv) {
     hist.columns = {"epoch", "train_mse", "tail_mse", "lr", "seconds"};
     int start_epoch = 0;
     if (!co.load.empty()) {
-      auto meta = load_checkpoint(co.load, model, &opt);
-      if (meta.count("task") == 0 || meta.at("task") != "seq2seq_forecast")
-        throw std::invalid_argument(co.load + ": not a seq2seq_forecast checkpoint");
-      start_epoch = std::stoi(meta.at("epoch"));
-      hist.from_csv(meta.at("history"));
-      plateau.best = std::stod(meta.at("plateau_best"));
-      plateau.bad = std::stoi(meta.at("plateau_bad"));
+      const CheckpointMetadata meta =
+          examples::load_progress(co.load, model, opt, "seq2seq_forecast", data_id, start_epoch, hist);
+      plateau.best = meta.number("plateau_best", 0, std::numeric_limits<double>::infinity());
+      plateau.bad = int(meta.integer("plateau_bad", 0, 100000));
       if (!co.quiet) std::printf("resumed from %s after epoch %d\n", co.load.c_str(), start_epoch);
     }
     if (!co.quiet)
@@ -226,7 +233,7 @@ int main(int argc, char** argv) {
             return mse_loss(model.forward(Tensor::from_vector(x, {n, W, 1}), H, target, teacher_forcing).first, target);
           });
       model.eval();
-      const double val = tail_mse(tail_eval(nullptr));
+      const double val = examples::require_finite(tail_mse(tail_eval(nullptr)), "the held-out MSE");
       const double lr_used = opt.lr();
       if (schedule == "plateau") plateau.step(train_mse, opt);
       hist.add({double(epoch + 1), train_mse, val, lr_used, et.seconds()});
@@ -235,9 +242,9 @@ int main(int argc, char** argv) {
                     co.epochs, train_mse, (long long)H, val, lr_used, et.seconds());
       if (!co.save.empty())
         save_checkpoint(co.save, model, &opt,
-                        {{"epoch", std::to_string(epoch + 1)}, {"history", hist.to_csv()},
-                         {"plateau_best", fmt(plateau.best)}, {"plateau_bad", std::to_string(plateau.bad)},
-                         {"task", "seq2seq_forecast"}});
+                        examples::progress_metadata("seq2seq_forecast", epoch + 1, hist, data_id,
+                                                    {{"plateau_best", fmt(plateau.best)},
+                                                     {"plateau_bad", std::to_string(plateau.bad)}}));
       hist.save(co.out_dir + "/metrics.csv");
       if (examples::stop_requested()) {
         std::printf("interrupted after epoch %d%s\n", epoch + 1,

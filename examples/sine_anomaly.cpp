@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
   app.add_option("--window", to.window, "windowed attention: keys within +-window steps")->check(CLI::Range(int64_t(0), int64_t(100000)));
   app.add_option("--features", to.features, "model inputs")->check(CLI::IsMember({"raw", "raw+diff"}));
   app.add_option("--scale", to.scale, "scale each series to max |x| = 1 (true/false)");
-  app.add_option("--clip", to.clip, "gradient-norm clipping, 0 = off")->check(CLI::NonNegativeNumber);
+  app.add_option("--clip", to.clip, "gradient-norm clipping, 0 = off")->check(examples::non_negative());
   app.add_option("--schedule", to.schedule, "learning-rate schedule: cosine decay over --epochs, or none")
       ->check(CLI::IsMember({"cosine", "none"}));
   app.add_option("--patience", to.patience, "early-stopping patience on validation loss")->check(CLI::Range(1, 100000));
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
     if (!given("--schedule")) to.schedule = "none";
   }
   (void)preset;
-  examples::apply_common(co);
+  if (int rc = examples::apply_common(co, "sine_anomaly"); rc >= 0) return rc;
   examples::install_sigint_handler();
   examples::Timer total;
 
@@ -178,6 +178,9 @@ int main(int argc, char** argv) {
     int64_t F = 0;
     const std::vector<float> feats = make_features(ds, to.features == "raw+diff", F);
     const int64_t T = ds.length;
+    const std::string data_id = examples::data_fingerprint(
+        std::to_string(ds.samples) + " series x " + std::to_string(T) + " points x " + std::to_string(F) + " features",
+        feats, ds.labels);
 
     examples::AnomalyModelOptions mo;
     mo.in_channels = F;
@@ -207,17 +210,17 @@ int main(int argc, char** argv) {
     int bad_epochs = 0;
     bool done = false;
     std::vector<int64_t> perm = split.train;
+    const size_t nb = (split.train.size() + size_t(co.batch_size) - 1) / size_t(co.batch_size);
     if (!co.load.empty()) {
-      auto meta = load_checkpoint(co.load, model, &opt);
-      start_epoch = std::stoi(meta.at("epoch"));
-      start_batch = size_t(std::stoll(meta.at("batch")));
-      best_val = std::stod(meta.at("best_val"));
-      bad_epochs = std::stoi(meta.at("bad_epochs"));
-      done = meta.at("done") == "1";
-      resumed_loss_sum = std::stod(meta.at("loss_sum"));
-      if (start_batch > 0) perm = examples::split_ints(meta.at("perm"));
-      hist.from_csv(meta.at("history"));
-      default_generator().set_state(meta.at("rng"));
+      // Every value read from the file is checked before use (the epoch's permutation indexes the data).
+      const CheckpointMetadata meta =
+          examples::load_progress(co.load, model, opt, "sine_anomaly", data_id, start_epoch, hist);
+      start_batch = size_t(meta.integer("batch", 0, int64_t(nb)));
+      best_val = meta.number("best_val", 0, std::numeric_limits<double>::infinity());
+      bad_epochs = int(meta.integer("bad_epochs", 0, 100000));
+      done = meta.integer("done", 0, 1) == 1;
+      resumed_loss_sum = meta.number("loss_sum", 0, std::numeric_limits<double>::max());
+      if (start_batch > 0) perm = examples::read_ordering(meta, "perm", split.train, ds.samples, "training series");
       load(best, co.load + ".best");
       if (!co.quiet)
         std::printf("resumed from %s at epoch %d, batch %zu\n", co.load.c_str(), start_epoch + 1, start_batch);
@@ -234,11 +237,13 @@ int main(int argc, char** argv) {
       if (co.save.empty()) return;
       save(best, co.save + ".best");
       save_checkpoint(co.save, model, &opt,
-                      {{"epoch", std::to_string(epoch)}, {"batch", std::to_string(batch)},
-                       {"best_val", exact(best_val)}, {"bad_epochs", std::to_string(bad_epochs)},
-                       {"done", done ? "1" : "0"}, {"loss_sum", exact(loss_sum)},
-                       {"perm", batch > 0 ? examples::join_ints(perm) : ""}, {"history", hist.to_csv()},
-                       {"rng", default_generator().state()}, {"task", "sine_anomaly"}});
+                      examples::progress_metadata("sine_anomaly", epoch, hist, data_id,
+                                                  {{"batch", std::to_string(batch)},
+                                                   {"best_val", exact(best_val)},
+                                                   {"bad_epochs", std::to_string(bad_epochs)},
+                                                   {"done", done ? "1" : "0"},
+                                                   {"loss_sum", exact(loss_sum)},
+                                                   {"perm", batch > 0 ? examples::join_ints(perm) : ""}}));
     };
 
     if (!co.quiet)
@@ -251,7 +256,6 @@ int main(int argc, char** argv) {
                   (long long)co.batch_size, get_num_threads(), co.device.c_str());
 
     examples::Progress progress(co.quiet);
-    const size_t nb = (split.train.size() + size_t(co.batch_size) - 1) / size_t(co.batch_size);
     for (int epoch = start_epoch; epoch < co.epochs && !done; ++epoch) {
       examples::Timer et;
       double loss_sum = 0;
@@ -268,6 +272,7 @@ int main(int argc, char** argv) {
         Tensor x = gather_batch(feats, T, F, perm, lo, hi).to(device), y = gather_labels(ds.labels, perm, lo, hi).to(device);
         opt.zero_grad();
         Tensor loss = binary_cross_entropy_with_logits(model.forward(x).first, y);
+        examples::check_loss(loss.item<double>(), epoch, int64_t(b));
         loss.backward();
         if (to.clip > 0) optim::clip_grad_norm_(model.parameters(), to.clip);
         opt.step();
@@ -285,6 +290,7 @@ int main(int argc, char** argv) {
       start_batch = 0;
       progress.clear();
       const Evaluation val = evaluate(model, feats, ds.labels, T, F, split.val, to.eval_batch, false, device);
+      examples::require_finite(val.loss, "epoch " + std::to_string(epoch + 1) + ": the validation loss");
       std::vector<int> val_labels;
       for (int64_t i : split.val) val_labels.push_back(ds.labels[size_t(i)]);
       const double val_auc = metrics::roc_auc(val_labels, val.probs), val_acc = metrics::accuracy(val_labels, val.probs);

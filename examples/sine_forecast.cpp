@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   app.add_option("--t-end", t_end, "the series is sin(linspace(0, t_end, points))")->check(examples::positive());
   app.add_option("--horizon", horizon, "held-out points after the series, forecast at the end")->check(CLI::Range(int64_t(0), int64_t(1000000)));
   if (int rc = examples::parse(app, argc, argv); rc >= 0) return rc;
-  examples::apply_common(co);
+  if (int rc = examples::apply_common(co, "sine_forecast"); rc >= 0) return rc;
   examples::install_sigint_handler();
   examples::Timer total;
 
@@ -58,9 +58,11 @@ int main(int argc, char** argv) {
     const double dt = t_end / double(points - 1);
     std::vector<float> full(size_t(points + horizon));
     for (int64_t i = 0; i < points + horizon; ++i) full[size_t(i)] = float(std::sin(double(i) * dt));
+    data::check_finite(full, "sine_forecast series (sin(i * t_end / (points - 1)) for i < points + horizon)");
     const std::vector<float> series(full.begin(), full.begin() + points);
     const data::WindowedSeries train = data::make_windows(series, window);
-    data::check_finite(train.x, "sine_forecast windows");
+    const std::string data_id = examples::data_fingerprint(
+        std::to_string(points) + " points, window " + std::to_string(window), series);
     const int64_t N = train.count;
     const int64_t batch = co.batch_size == 0 ? N : std::min(co.batch_size, N);
 
@@ -76,14 +78,9 @@ int main(int argc, char** argv) {
     std::vector<int64_t> order(static_cast<size_t>(N));
     std::iota(order.begin(), order.end(), 0);
     if (!co.load.empty()) {
-      auto meta = load_checkpoint(co.load, model, &opt);
-      start_epoch = std::stoi(meta.at("epoch"));
-      if (meta.count("order") && !meta.at("order").empty()) order = examples::split_ints(meta.at("order"));
-      if (int64_t(order.size()) != N)
-        throw std::invalid_argument("sine_forecast: checkpoint " + co.load + " holds an order of " +
-                                    std::to_string(order.size()) + " windows, this run has " + std::to_string(N));
-      hist.from_csv(meta.at("history"));
-      default_generator().set_state(meta.at("rng"));
+      const CheckpointMetadata meta =
+          examples::load_progress(co.load, model, opt, "sine_forecast", data_id, start_epoch, hist);
+      if (!meta.text("order").empty()) order = examples::read_ordering(meta, "order", order, N, "windows");
       if (!co.quiet) std::printf("resumed from %s after epoch %d\n", co.load.c_str(), start_epoch);
     }
     if (!co.quiet)
@@ -113,9 +110,8 @@ int main(int argc, char** argv) {
         std::printf("Epoch [%d/%d], Loss: %.4f  (%.3fs)\n", epoch + 1, co.epochs, loss, et.seconds());
       if (!co.save.empty())
         save_checkpoint(co.save, model, &opt,
-                        {{"epoch", std::to_string(epoch + 1)}, {"history", hist.to_csv()},
-                         {"order", batch < N ? examples::join_ints(order) : ""},
-                         {"rng", default_generator().state()}, {"task", "sine_forecast"}});
+                        examples::progress_metadata("sine_forecast", epoch + 1, hist, data_id,
+                                                    {{"order", batch < N ? examples::join_ints(order) : ""}}));
       hist.save(co.out_dir + "/metrics.csv");
       if (examples::stop_requested()) {
         std::printf("interrupted after epoch %d%s\n", epoch + 1, co.save.empty() ? "" : ("; saved to " + co.save).c_str());
@@ -127,7 +123,7 @@ int main(int argc, char** argv) {
     model.eval();
     Tensor weights;
     const auto fit = predict(model, train.x, N, window, device, &weights).to_vector<float>();
-    const double fit_mse = std::pow(metrics::rmse(train.y, fit), 2);
+    const double fit_mse = examples::require_finite(std::pow(metrics::rmse(train.y, fit), 2), "the in-sample MSE");
 
     // ---- held-out continuation: one-step (true windows) and free-running forecasts ----
     std::vector<float> one_step, free_run, truth;
@@ -139,6 +135,7 @@ int main(int argc, char** argv) {
         truth.push_back(full[size_t(t)]);
       }
       one_step = predict(model, wins, horizon, window, device).to_vector<float>();
+      examples::require_finite(metrics::mae(truth, one_step), "the held-out one-step MAE");
       std::vector<float> ctx(series.end() - window, series.end());
       for (int64_t i = 0; i < horizon; ++i) {
         const float next = predict(model, ctx, 1, window, device).item<float>();

@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
   app.add_option("--window", mo.window, "input window length")->check(CLI::Range(int64_t(1), int64_t(10000)));
   app.add_option("--schedule", schedule, "learning-rate schedule: cosine (from --lr to 0 over --epochs) or none")
       ->check(CLI::IsMember({"cosine", "none"}));
-  app.add_option("--clip", clip, "gradient-norm clipping, 0 = off")->check(CLI::NonNegativeNumber);
+  app.add_option("--clip", clip, "gradient-norm clipping, 0 = off")->check(examples::non_negative());
   app.add_option("--points", points, "points of the training series")->check(CLI::Range(int64_t(2), int64_t(10000000)));
   app.add_option("--t-end", t_end, "the series is sin(linspace(0, t_end, points))")->check(examples::positive());
   app.add_option("--tail", tail, "held-out points after the series")->check(CLI::Range(int64_t(1), int64_t(1000000)));
@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
                  (long long)mo.window);
     return 2;
   }
-  examples::apply_common(co);
+  if (int rc = examples::apply_common(co, "transformer_forecast"); rc >= 0) return rc;
   examples::install_sigint_handler();
   examples::Timer total;
 
@@ -200,8 +200,11 @@ int main(int argc, char** argv) {
     const double dt = t_end / double(points - 1);
     std::vector<float> full(size_t(points + tail));
     for (int64_t i = 0; i < points + tail; ++i) full[size_t(i)] = float(std::sin(double(i) * dt));
+    data::check_finite(full, "transformer_forecast series (sin(i * t_end / (points - 1)) for i < points + tail)");
     const std::vector<float> series(full.begin(), full.begin() + points);
     const int64_t W = mo.window;
+    const std::string data_id = examples::data_fingerprint(
+        std::to_string(points) + " points, window " + std::to_string(W), series);
     const data::WindowedSeries train = data::make_windows(series, W);
     const int64_t N = train.count;
     const int64_t batch = co.batch_size == 0 ? N : std::min(co.batch_size, N);
@@ -216,11 +219,7 @@ int main(int argc, char** argv) {
     hist.columns = {"epoch", "train_mse", "tail_mse", "lr", "seconds"};
     int start_epoch = 0;
     if (!co.load.empty()) {
-      auto meta = load_checkpoint(co.load, model, &opt);
-      if (meta.count("task") == 0 || meta.at("task") != "transformer_forecast")
-        throw std::invalid_argument(co.load + ": not a transformer_forecast checkpoint");
-      start_epoch = std::stoi(meta.at("epoch"));
-      hist.from_csv(meta.at("history"));
+      examples::load_progress(co.load, model, opt, "transformer_forecast", data_id, start_epoch, hist);
       if (!co.quiet) std::printf("resumed from %s after epoch %d\n", co.load.c_str(), start_epoch);
     }
     if (!co.quiet)
@@ -250,15 +249,14 @@ int main(int argc, char** argv) {
             return mse_loss(model.forward(Tensor::from_vector(x, {n, W, 1})), Tensor::from_vector(y, {n, 1}));
           });
       model.eval();
-      const double val = std::pow(metrics::rmse(tail_truth, predict(model, tail_windows, tail, W)), 2);
+      const double val = examples::require_finite(
+          std::pow(metrics::rmse(tail_truth, predict(model, tail_windows, tail, W)), 2), "the held-out MSE");
       hist.add({double(epoch + 1), train_mse, val, opt.lr(), et.seconds()});
       if (!co.quiet)
         std::printf("epoch %3d/%d  train MSE %.6f  held-out one-step MSE %.6f  (%.2fs)\n", epoch + 1, co.epochs,
                     train_mse, val, et.seconds());
       if (!co.save.empty())
-        save_checkpoint(co.save, model, &opt,
-                        {{"epoch", std::to_string(epoch + 1)}, {"history", hist.to_csv()},
-                         {"task", "transformer_forecast"}});
+        save_checkpoint(co.save, model, &opt, examples::progress_metadata("transformer_forecast", epoch + 1, hist, data_id));
       hist.save(co.out_dir + "/metrics.csv");
       if (examples::stop_requested()) {
         std::printf("interrupted after epoch %d%s\n", epoch + 1,

@@ -269,3 +269,120 @@ TEST_CASE("autograd: multi-output nodes do not keep themselves alive", "[autogra
   }
   CHECK(node.expired());
 }
+
+// ---- version counter: in-place writes to tensors a backward needs (docs/reliability.md) ----
+// PyTorch raises "one of the variables needed for gradient computation has been modified by an
+// inplace operation"; without the check these backward passes return wrong gradients silently.
+
+TEST_CASE("autograd: an input overwritten after the forward makes backward throw, naming the op", "[autograd][version]") {
+  Tensor w = Tensor::from_vector(std::vector<float>{1, 1, 1}).requires_grad_();
+  Tensor x = Tensor::from_vector(std::vector<float>{2, 3, 4});
+  Tensor loss = sum(mul(w, x));
+  {
+    NoGradGuard ng;
+    x.copy_(Tensor::full({3}, 100.0));  // dL/dw would silently become [100, 100, 100]
+  }
+  CHECK_THROWS_WITH(loss.backward(), Catch::Contains("backward of mul") &&
+                                         Catch::Contains("modified by an inplace operation") &&
+                                         Catch::Contains("float32 [3]") && Catch::Contains("is at version 1") &&
+                                         Catch::Contains("expected version 0"));
+  CHECK_FALSE(w.grad().defined());
+}
+
+TEST_CASE("autograd: a parameter changed under NoGradGuard or by an optimizer step makes backward throw",
+          "[autograd][version]") {
+  manual_seed(1);
+  nn::Linear fc(3, 2);
+  Tensor x = Tensor::randn({4, 3});
+  SECTION("copy_ under NoGradGuard") {
+    Tensor loss = sum(fc.forward(x));
+    {
+      NoGradGuard ng;
+      fc.weight.copy_(Tensor::zeros({2, 3}));
+    }
+    CHECK_THROWS_WITH(loss.backward(), Catch::Contains("backward of linear") && Catch::Contains("float32 [2, 3]"));
+  }
+  SECTION("an optimizer step between two backward passes of one graph") {
+    optim::SGD opt(fc.parameters(), optim::SGDOptions(0.1));
+    Tensor loss = sum(fc.forward(x));
+    loss.backward({}, /*retain_graph=*/true);
+    opt.step();
+    CHECK_THROWS_WITH(loss.backward(), Catch::Contains("backward of linear") &&
+                                           Catch::Contains("modified by an inplace operation"));
+  }
+}
+
+TEST_CASE("autograd: an overwritten activation output makes backward throw, also through a view", "[autograd][version]") {
+  Tensor x = Tensor::from_vector(std::vector<double>{0.1, 0.2, 0.3, 0.4}).requires_grad_();
+  SECTION("tanh saves its output; fill_ on it") {
+    Tensor y = tanh(x);
+    Tensor loss = sum(y);
+    y.fill_(0.0);
+    CHECK_THROWS_WITH(loss.backward(), Catch::Contains("backward of tanh"));
+  }
+  SECTION("exp's output written through a reshape view (shared storage, shared counter)") {
+    Tensor y = exp(x);
+    Tensor loss = sum(y);
+    Tensor v = y.reshape({2, 2});
+    v.set({1, 1}, 5.0);
+    CHECK(y._version() == 1);
+    CHECK_THROWS_WITH(loss.backward(), Catch::Contains("backward of exp") && Catch::Contains("float64 [4]"));
+  }
+  SECTION("softmax output") {
+    Tensor y = softmax(x, 0);
+    Tensor loss = sum(mul(y, 3.0));
+    {
+      NoGradGuard ng;
+      y.copy_(Tensor::zeros({4}, kFloat64));
+    }
+    CHECK_THROWS_WITH(loss.backward(), Catch::Contains("backward of softmax"));
+  }
+}
+
+TEST_CASE("autograd: in-place writes to tensors a backward does not read are allowed (as in PyTorch)", "[autograd][version]") {
+  Tensor w = Tensor::from_vector(std::vector<double>{1, 2, 3}).requires_grad_();
+  Tensor x = Tensor::from_vector(std::vector<double>{4, 5, 6});
+  // add, mul by a scalar, reshape and sum read no saved tensor: overwriting x, w or y is harmless.
+  Tensor y = add(w, x);
+  Tensor loss = sum(mul(y.reshape({3, 1}), 2.0));
+  {
+    NoGradGuard ng;
+    x.fill_(-1.0);
+    w.fill_(7.0);
+    y.fill_(9.0);
+  }
+  loss.backward();
+  CHECK(w.grad().to_vector<double>() == std::vector<double>{2, 2, 2});
+}
+
+TEST_CASE("autograd: _version counts in-place writes per storage", "[autograd][version]") {
+  Tensor t = Tensor::zeros({2, 2});
+  CHECK(t._version() == 0);
+  t.fill_(1.0);
+  t.copy_(Tensor::ones({2, 2}));
+  t.set({0, 0}, 3.0);
+  CHECK(t._version() == 3);
+  CHECK(t.reshape({4})._version() == 3);  // views share the counter
+  CHECK(t.detach()._version() == 3);
+  CHECK(t.clone()._version() == 0);       // a copy starts its own
+  Tensor p = Tensor::ones({3}).requires_grad_();
+  sum(mul(p, p)).backward();
+  optim::Adam opt({p}, optim::AdamOptions(0.1));
+  opt.step();
+  CHECK(p._version() == 1);
+}
+
+// ---- zero-size tensors: no memcpy of a null buffer (UBSan under `make asan`) ----
+TEST_CASE("autograd: backward through zero-size tensors, clone and copy_ of empty tensors", "[autograd][empty]") {
+  Tensor x = Tensor::zeros({0, 3}, kFloat64).requires_grad_();
+  Tensor y = mul(x, 2.0);
+  y.backward(Tensor::zeros({0, 3}, kFloat64));  // the seed is copied: memcpy(null, null, 0) before
+  REQUIRE(x.grad().defined());
+  CHECK(x.grad().shape() == Shape({0, 3}));
+  Tensor c = Tensor::zeros({0}).clone();
+  CHECK(c.numel() == 0);
+  c.copy_(Tensor::zeros({0}));
+  Tensor s = sum(add(x, x));  // one tensor used twice: the second gradient is accumulated
+  s.backward();
+  CHECK(x.grad().shape() == Shape({0, 3}));
+}

@@ -5,6 +5,7 @@
 
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -454,4 +455,105 @@ TEST_CASE("checkpoint: load_checkpoint is all-or-nothing across model, optimizer
   const auto meta = load_checkpoint(path, m, nullptr);
   CHECK(meta.at("epoch") == "2");
   CHECK(snapshot(m) == snapshot(a));
+}
+
+namespace {
+// A copy of the training checkpoint `from` with tensor `name` set to `value` and metadata
+// `key` set to `meta_value` (when key is not empty).
+void write_tampered(const std::string& from, const std::string& to, const std::string& name, double value,
+                    const std::string& key = "", const std::string& meta_value = "") {
+  io::SafetensorsFile f = io::load_safetensors(from);
+  io::NamedTensors tensors;
+  for (auto& [n, t] : f.tensors) tensors.emplace_back(n, n == name ? Tensor::full(t.shape(), value, t.dtype()) : t);
+  std::map<std::string, std::string> meta = f.metadata;
+  if (!key.empty()) meta[key] = meta_value;
+  io::save_safetensors(to, tensors, meta);
+}
+}  // namespace
+
+TEST_CASE("checkpoint: load_checkpoint validates optimizer lr and step as set_lr does, all or nothing",
+          "[checkpoint][optim][metadata]") {
+  TempDir dir;
+  const std::string path = dir.file("train.safetensors"), bad = dir.file("bad.safetensors");
+  manual_seed(3);
+  Net a;
+  optim::Adam opt_a(a.parameters(), optim::AdamOptions(1e-2));
+  train_steps(a, opt_a, 1);
+  save_checkpoint(path, a, &opt_a, {{"epoch", "1"}});
+  Net m;
+  optim::Adam opt(m.parameters(), optim::AdamOptions(0.5));
+  const Snapshot before = snapshot(m);
+  const std::string rng_before = default_generator().state();
+  for (double lr : {-1.0, std::nan(""), double(INFINITY)}) {
+    write_tampered(path, bad, "optimizer.lr", lr);
+    require_throws_with<io::FormatError>([&] { load_checkpoint(bad, m, &opt); },
+                                         {bad, "optimizer", "'lr'", "finite, >= 0"});
+  }
+  for (double step : {-3.0, 1.5, std::nan("")}) {
+    write_tampered(path, bad, "optimizer.step", step);
+    require_throws_with<io::FormatError>([&] { load_checkpoint(bad, m, &opt); }, {bad, "'step'", "whole number"});
+  }
+  CHECK(opt.lr() == 0.5);
+  CHECK(opt.step_count() == 0);
+  CHECK(snapshot(m) == before);
+  CHECK(default_generator().state() == rng_before);
+  // A garbage RNG state is refused too (set_state itself also refuses it).
+  write_tampered(path, bad, "", 0, "rng_state", "12 34 not a state");
+  require_throws_with<io::FormatError>([&] { load_checkpoint(bad, m, &opt); }, {bad, "rng_state"});
+  CHECK_THROWS_AS(default_generator().set_state("12 34 not a state"), std::invalid_argument);
+  CHECK_THROWS_AS(default_generator().set_state(rng_before + " trailing"), std::invalid_argument);
+  CHECK(default_generator().state() == rng_before);
+  load_checkpoint(path, m, &opt);
+  CHECK(opt.lr() == 1e-2);
+}
+
+TEST_CASE("checkpoint: CheckpointMetadata reads typed values and names the file and key on bad ones",
+          "[checkpoint][metadata]") {
+  const CheckpointMetadata meta("ck.safetensors", {{"epoch", "abc"},
+                                                   {"batch", "7"},
+                                                   {"best", "inf"},
+                                                   {"loss", "0.25"},
+                                                   {"nan", "nan"},
+                                                   {"perm", "3,0,2,1"},
+                                                   {"bad_perm", "3,x,2"},
+                                                   {"big_perm", "3,1999,2"},
+                                                   {"spaced", " 1"},
+                                                   {"hex", "0x1"},
+                                                   {"nul", std::string("1\0" "9", 3)},
+                                                   {"empty", ""}});
+  CHECK(meta.integer("batch", 0, 10) == 7);
+  CHECK(std::isinf(meta.number("best", 0, INFINITY)));
+  CHECK(meta.number("loss", 0, 1) == 0.25);
+  CHECK(meta.integers("perm", 0, 3) == std::vector<int64_t>{3, 0, 2, 1});
+  CHECK(meta.integers("empty", 0, 3).empty());
+  require_throws_with<io::FormatError>([&] { meta.integer("epoch", 0, 10); }, {"ck.safetensors", "'epoch'", "not an integer: 'abc'"});
+  require_throws_with<io::FormatError>([&] { meta.integer("missing", 0, 10); }, {"ck.safetensors", "'missing'", "is missing"});
+  require_throws_with<io::FormatError>([&] { meta.integer("batch", 0, 5); }, {"'batch'", "is 7, outside [0, 5]"});
+  require_throws_with<io::FormatError>([&] { meta.number("nan", 0, INFINITY); }, {"'nan'", "outside"});
+  require_throws_with<io::FormatError>([&] { meta.number("best", 0, 1e9); }, {"'best'", "outside"});
+  require_throws_with<io::FormatError>([&] { meta.integers("bad_perm", 0, 3); }, {"'bad_perm'", "entry 1", "'x'"});
+  require_throws_with<io::FormatError>([&] { meta.integers("big_perm", 0, 199); }, {"'big_perm'", "entry 1", "1999"});
+  for (const char* k : {"spaced", "hex", "nul"}) {
+    require_throws_with<io::FormatError>([&] { meta.integer(k, 0, 100); }, {"ck.safetensors", k, "not an integer"});
+    require_throws_with<io::FormatError>([&] { meta.number(k, 0, 100); }, {"ck.safetensors", k, "not a number"});
+  }
+}
+
+TEST_CASE("checkpoint: a successful write removes temporaries that killed writers of the same target left",
+          "[checkpoint][atomic]") {
+  TempDir dir;
+  // A pid that is certainly not running: a child that has exited and been reaped.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  REQUIRE(child > 0);
+  REQUIRE(::waitpid(child, nullptr, 0) == child);
+  const std::string dead = std::to_string(child), live = "1";  // pid 1 always runs
+  const std::string stale = "ck.tmp." + dead + ".0.123.0", kept_live = "ck.tmp." + live + ".0.123.0",
+                    other_target = "other.tmp." + dead + ".0.123.0", not_ours = "ck.tmp.x.0";
+  for (const auto& n : {stale, kept_live, other_target, not_ours}) write_bytes(dir.file(n), std::string(1000, 'x'));
+  io::write_file_atomic(dir.file("ck"), std::string("new"));
+  std::vector<std::string> want{"ck", kept_live, not_ours, other_target};
+  std::sort(want.begin(), want.end());
+  CHECK(dir.entries() == want);
+  CHECK(read_bytes(dir.file("ck")) == "new");
 }

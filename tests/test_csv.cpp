@@ -108,6 +108,25 @@ TEST_CASE("csv: ragged lines, bad numbers and bad labels are rejected with their
   CHECK_THAT(load_error("0;1;2\n"), Contains("column 0"));  // wrong separator
 }
 
+TEST_CASE("csv: NUL bytes, a UTF-8 byte order mark and labels that only parse as numbers", "[csv]") {
+  // A NUL inside a cell used to end the value there silently ("1.5\0garbage" read as 1.5).
+  CHECK_THAT(load_error(std::string("0,1,1.5\0" "99,3\n", 13)),
+             Contains(":1") && Contains("column 2") && Contains("'1.5\\x0099'"));
+  CHECK_THAT(load_error(std::string("0\0,1,2\n", 7)), Contains("column 0") && Contains("'0\\x00'"));
+  // A BOM before the first label is skipped (Excel writes one); elsewhere it is shown, not invisible.
+  {
+    TempCsv f("\xEF\xBB\xBF" "0,1,2\n1,3,4\n");
+    const auto ds = data::load_labeled_series_csv(f.path.string());
+    CHECK(ds.samples == 2);
+    CHECK(ds.labels == std::vector<int>{0, 1});
+    CHECK(ds.x == std::vector<float>{1, 2, 3, 4});
+  }
+  CHECK_THAT(load_error("0,1,2\n\xEF\xBB\xBF" "1,3,4\n"), Contains(":2") && Contains("'\\xef\\xbb\\xbf1'"));
+  // Labels are exactly 0 or 1: not 0x1, " 1", "1.0", "+1", "1e0".
+  for (const char* label : {"0x1", " 1", "1.0", "+1", "1e0", "00"})
+    CHECK_THAT(load_error(std::string(label) + ",1,2\n"), Contains("label must be 0 or 1") && Contains(label));
+}
+
 TEST_CASE("csv: empty inputs and missing files", "[csv]") {
   CHECK_THAT(load_error(""), Contains("holds no series"));
   CHECK_THAT(load_error("# only a comment\n\n\r\n"), Contains("holds no series"));

@@ -150,3 +150,38 @@ TEST_CASE("errors: modules, optimizers and schedules reject bad options", "[erro
   REQUIRE_SHAPE_ERROR(optim::ReduceLROnPlateau(opt, 1.5), Contains("ReduceLROnPlateau"));
   REQUIRE_SHAPE_ERROR(optim::SGD({Tensor::zeros({1}, kInt64)}, optim::SGDOptions(0.1)), Contains("optimizer"));
 }
+
+// Element counts and byte sizes that overflow int64 used to wrap around: a tiny buffer was made,
+// then read and written past its end. Each is now refused before any allocation.
+TEST_CASE("errors: shapes whose element count or byte size overflows int64", "[errors][overflow]") {
+  const int64_t big = int64_t(1) << 32;
+  REQUIRE_SHAPE_ERROR(Tensor::zeros({(int64_t(1) << 62) + 1, 4}),
+                      Contains("zeros") && Contains("[4611686018427387905, 4]") && Contains("2^63 - 1 elements"));
+  REQUIRE_SHAPE_ERROR(Tensor::empty({big, big}), Contains("empty") && Contains("[4294967296, 4294967296]"));
+  REQUIRE_SHAPE_ERROR(Tensor::ones({int64_t(1) << 61}, kFloat64),
+                      Contains("ones") && Contains("float64") && Contains("2^63 - 1 bytes"));
+  REQUIRE_SHAPE_ERROR(Tensor::randn({big, big, 2}), Contains("randn") && Contains("[4294967296, 4294967296, 2]"));
+  REQUIRE_SHAPE_ERROR(Tensor::from_vector(std::vector<float>{1, 2, 3, 4}, {(int64_t(1) << 62) + 1, 4}),
+                      Contains("from_vector"));
+  REQUIRE_SHAPE_ERROR(Tensor::arange(0.0, 1e300), Contains("arange") && Contains("end=1e+300"));
+  // An empty tensor "viewed" as 2^64 elements (the product wraps to 0 = its own count).
+  REQUIRE_SHAPE_ERROR(z({0}).reshape({big, big}), Contains("reshape") && Contains("[4294967296, 4294967296]"));
+  REQUIRE_SHAPE_ERROR(z({0}).view({big, -1, big}), Contains("reshape"));
+  REQUIRE_SHAPE_ERROR(z({1, 1}).expand({big, big}), Contains("expand") && Contains("[4294967296, 4294967296]"));
+  // Empty operands whose product is not empty: [2^32, 0] @ [0, 2^32] is 2^64 zeros.
+  REQUIRE_SHAPE_ERROR(matmul(z({big, 0}), z({0, big})), Contains("matmul") && Contains("[4294967296, 4294967296]"));
+  REQUIRE_SHAPE_ERROR(cat({z({int64_t(1) << 62, 0}), z({int64_t(1) << 62, 0}), z({int64_t(1) << 62, 0})}, 0),
+                      Contains("cat"));
+  // Zero-size shapes with huge other dims are fine (a zero makes the count 0, as in PyTorch).
+  CHECK(Tensor::zeros({int64_t(1) << 62, 4, 0}).numel() == 0);
+}
+
+TEST_CASE("errors: optimizers refuse a non-finite learning rate", "[errors]") {
+  std::vector<Tensor> ps{Tensor::zeros({2}).requires_grad_()};
+  for (double lr : {std::nan(""), double(INFINITY), -1.0}) {
+    REQUIRE_SHAPE_ERROR(optim::Adam(ps, optim::AdamOptions(lr)), Contains("Adam optimizer: learning rate"));
+    optim::SGD opt(ps, optim::SGDOptions(0.1));
+    REQUIRE_SHAPE_ERROR(opt.set_lr(lr), Contains("SGD optimizer: learning rate"));
+    CHECK(opt.lr() == 0.1);
+  }
+}

@@ -333,3 +333,13 @@ TEST_CASE("memory_stats counts CPU tensor storage, current and peak", "[tensor][
   attn::reset_peak_memory();
   CHECK(attn::memory_stats().peak_bytes == base);
 }
+
+TEST_CASE("tensor: mean over no elements is NaN, over all and over an empty dim (as PyTorch)", "[tensor][empty]") {
+  attn::Tensor x = attn::Tensor::zeros({0, 3});
+  CHECK(std::isnan(x.mean().item<float>()));
+  const auto m0 = attn::mean(x, 0).to_vector<float>();
+  REQUIRE(m0.size() == 3);
+  for (float v : m0) CHECK(std::isnan(v));
+  CHECK(attn::mean(x, 1).shape() == attn::Shape({0}));
+  CHECK(std::isnan(attn::Tensor::zeros({2, 0}, attn::kFloat64).mean().item<double>()));
+}

@@ -2,7 +2,7 @@
 # Runs an example program the way a user would and checks the outcome (registered as CTest tests
 # by tests/examples/CMakeLists.txt; see docs/reliability.md, "Training that survives interruption").
 #
-#   example_tests.sh CASE BINARY WORKDIR
+#   example_tests.sh CASE BINARY WORKDIR [PROGRAM...]
 #
 # CASE:
 #   anomaly_resume     sine_anomaly: an uninterrupted run vs runs stopped by --stop-after (at an
@@ -17,10 +17,19 @@
 #                      than the data, bad flags, a damaged checkpoint
 #   forecast_bad_input sine_forecast: batch larger than the data, too short a series, bad flags,
 #                      --device cuda without a usable GPU
+#   anomaly_bad_checkpoint  sine_anomaly --load of checkpoints whose metadata was damaged (PROGRAM:
+#                      ckpt_edit) or that were written for other data: exit 1 naming file and key
+#   forecast_bad_checkpoint the same for sine_forecast
+#   bad_numbers        non-finite --lr / --clip / --t-end and a diverging run, in every example
+#                      (PROGRAMs: sine_anomaly sine_forecast seq2seq_forecast transformer_forecast)
+#   out_dir            --out-dir naming a file, /dev/null or /proc/x, in every example (same PROGRAMs)
+#   seq2seq_bad_input  seq2seq_forecast: --tail shorter than --horizon, a resume on other data
 set -u
 CASE=$1
 BIN=$2
 WORK=$3
+shift 3
+MORE=("$@")  # other programs the case needs
 rm -rf "$WORK"
 mkdir -p "$WORK"
 cd "$WORK" || exit 1
@@ -48,20 +57,39 @@ run() {
   return 0
 }
 
-# run_nonzero NAME SUBSTRING ARGS...: expects a non-zero exit and SUBSTRING in stderr+stdout.
-run_nonzero() {
-  local name=$1 want_text=$2
-  shift 2
+# run_exit NAME EXPECTED_RC SUBSTRING ARGS...: expects that exit code ("nonzero": any but 0) and
+# SUBSTRING in stderr+stdout.
+run_exit() {
+  local name=$1 want=$2 want_text=$3
+  shift 3
   "$BIN" "$@" >"$name.out" 2>"$name.err"
   local rc=$?
-  if [ "$rc" -eq 0 ]; then
-    fail "$name: exit code 0, expected non-zero ($BIN $*)"
+  if { [ "$want" = nonzero ] && [ "$rc" -eq 0 ]; } || { [ "$want" != nonzero ] && [ "$rc" -ne "$want" ]; }; then
+    fail "$name: exit code $rc, expected $want ($(basename "$BIN") $*)"
+    sed 's/^/  /' "$name.err" | head -5
   elif ! grep -qF -- "$want_text" "$name.out" "$name.err"; then
     fail "$name: exit code $rc but the message lacks '$want_text':"
     sed 's/^/  /' "$name.err" | head -5
   else
     ok "$name: exit code $rc, message: $(grep -hF -- "$want_text" "$name.out" "$name.err" | head -1)"
   fi
+}
+# run_nonzero NAME SUBSTRING ARGS...: a non-zero exit and SUBSTRING in stderr+stdout.
+run_nonzero() {
+  local name=$1 want_text=$2
+  shift 2
+  run_exit "$name" nonzero "$want_text" "$@"
+}
+
+# Small settings per program, so a check that wrongly lets a run start still ends quickly. The
+# forecasters' series has 200 points: with --t-end 1e308 the last ones are sin(inf) = NaN.
+small_args() {
+  case "$(basename "$1")" in
+  sine_anomaly) echo --samples 60 --length 40 --epochs 1 --hidden 4 --quiet ;;
+  sine_forecast) echo --points 100 --window 10 --epochs 2 --hidden 4 --horizon 100 --quiet ;;
+  seq2seq_forecast) echo --points 100 --window 10 --horizon 5 --tail 100 --epochs 2 --hidden 4 --quiet ;;
+  transformer_forecast) echo --points 100 --window 10 --tail 100 --epochs 2 --d-model 8 --heads 2 --ff 8 --quiet ;;
+  esac
 }
 
 # The final report of sine_anomaly: from "test (" up to (not including) "total time".
@@ -240,6 +268,109 @@ forecast_bad_input)
   if [ "$rc" -eq 0 ]; then ok "device_cuda: trained on the GPU"
   elif [ "$rc" -eq 1 ] && grep -qF -- "--device cuda: no usable CUDA device" cuda.err; then ok "device_cuda: clear error"
   else fail "device_cuda: exit code $rc: $(head -2 cuda.err)"; fi
+  ;;
+
+anomaly_bad_checkpoint)
+  EDIT=${MORE[0]}
+  ARGS=(--samples 200 --length 60 --epochs 2 --hidden 8 --seed 3 --quiet --out-dir o)
+  # The reported crash: saved mid-epoch with 2000 series, resumed with 200 (the saved permutation
+  # indexed series 200..1999: heap-buffer-overflow in gather_batch). Refused as other data.
+  run big 130 --samples 2000 --length 60 --epochs 2 --hidden 8 --seed 3 --quiet --out-dir o --save big.ck --stop-after 3
+  run_exit other_samples 1 "big.ck: checkpoint metadata 'data' says the checkpoint was trained on other data" \
+    "${ARGS[@]}" --load big.ck
+  # The same data at an epoch boundary: refused too (it used to skip the rest of the epoch silently).
+  run big_epoch 130 --samples 2000 --length 60 --epochs 2 --hidden 8 --seed 3 --quiet --out-dir o --save big_e.ck \
+    --stop-after 44
+  run_exit other_samples_epoch_end 1 "'data'" "${ARGS[@]}" --load big_e.ck
+  # A mid-epoch checkpoint of this run (batch 2 of 5), then one damaged entry at a time.
+  run mid 130 "${ARGS[@]}" --save mid.ck --stop-after 2
+  run resume_ok 0 "${ARGS[@]}" --load mid.ck
+  damaged() {  # damaged NAME KEY VALUE EXPECTED_TEXT
+    cp mid.ck "$1.ck" && cp mid.ck.best "$1.ck.best" && "$EDIT" "$1.ck" "$2" "$3" || fail "$1: ckpt_edit"
+    run_exit "$1" 1 "$1.ck: checkpoint metadata '$2' $4" "${ARGS[@]}" --load "$1.ck"
+  }
+  damaged perm_out_of_range perm 1999 "entry 0 is 1999, outside [0, 199]"
+  damaged perm_negative perm "-1,2" "entry 0 is -1, outside [0, 199]"
+  damaged perm_short perm "3,1,2" "is not an ordering of this run's 140 training series"
+  damaged perm_text perm "3,x" "entry 1 is not an integer: 'x'"
+  damaged epoch_text epoch abc "is not an integer: 'abc'"
+  damaged epoch_negative epoch -1 "is -1, outside [0, 100000]"
+  damaged batch_past_end batch 99 "is 99, outside [0, 5]"
+  damaged batch_missing batch --delete "is missing"
+  damaged best_val_nan best_val nan "is nan, outside"
+  damaged done_two done 2 "is 2, outside [0, 1]"
+  damaged history_text history "epoch,train_loss
+1,zz" "row 1 holds 'zz', not a number"
+  damaged task_other task sine_forecast "is 'sine_forecast', not 'sine_anomaly'"
+  cp mid.ck rng.ck && cp mid.ck.best rng.ck.best && "$EDIT" rng.ck rng_state "1 2 3"
+  run_exit rng_state_garbage 1 "unreadable 'rng_state'" "${ARGS[@]}" --load rng.ck
+  ;;
+
+forecast_bad_checkpoint)
+  EDIT=${MORE[0]}
+  ARGS=(--points 200 --window 10 --epochs 3 --hidden 4 --horizon 5 --seed 3 --quiet --out-dir o)
+  for mode in full mini; do
+    [ $mode = full ] && B=0 || B=32
+    run "${mode}_saved" 130 "${ARGS[@]}" --batch-size $B --save "$mode.ck" --stop-after 1
+    # Other data (--points): full batch used to resume silently on it.
+    run_exit "${mode}_other_points" 1 "$mode.ck: checkpoint metadata 'data'" --points 300 --window 10 --epochs 3 \
+      --hidden 4 --horizon 5 --seed 3 --quiet --out-dir o --batch-size $B --load "$mode.ck"
+  done
+  cp mini.ck order.ck && "$EDIT" order.ck order 5000
+  run_exit order_out_of_range 1 "order.ck: checkpoint metadata 'order' entry 0 is 5000, outside [0, 189]" \
+    "${ARGS[@]}" --batch-size 32 --load order.ck
+  cp full.ck epoch.ck && "$EDIT" epoch.ck epoch 1x
+  run_exit epoch_text 1 "epoch.ck: checkpoint metadata 'epoch' is not an integer: '1x'" "${ARGS[@]}" --batch-size 0 \
+    --load epoch.ck
+  cp full.ck hist.ck && "$EDIT" hist.ck history "epoch,train_mse,seconds"
+  run_exit history_rows 1 "'history' has 0 rows for 1 finished epochs" "${ARGS[@]}" --batch-size 0 --load hist.ck
+  ;;
+
+bad_numbers)
+  # Non-finite flag values are refused (exit 2); a diverging run stops with a message (exit 1),
+  # never reports NaN as a result.
+  for prog in "${MORE[@]}"; do
+    BIN=$prog
+    p=$(basename "$prog")
+    read -r -a SMALL <<<"$(small_args "$prog")"
+    for v in inf nan -inf 1e999; do run "${p}_lr_$v" 2 "${SMALL[@]}" --out-dir "o_$p" --lr "$v"; done
+    if [ "$p" != sine_forecast ]; then  # the programs with --clip
+      for v in nan inf; do run "${p}_clip_$v" 2 "${SMALL[@]}" --out-dir "o_$p" --clip "$v"; done
+    fi
+    if [ "$p" != sine_anomaly ]; then  # the programs with --t-end: sin(inf) = NaN data
+      run_exit "${p}_t_end" 1 "non-finite value" "${SMALL[@]}" --out-dir "o_$p" --t-end 1e308
+    fi
+  done
+  BIN=${MORE[1]}  # sine_forecast: a learning rate that makes the loss overflow
+  run_exit forecast_diverges 1 "training diverged" --points 100 --window 10 --epochs 5 \
+    --hidden 4 --horizon 5 --quiet --out-dir o_div --lr 1e30
+  ! grep -qi nan forecast_diverges.out || fail "forecast_diverges: NaN reported as a result"
+  ;;
+
+out_dir)
+  # --out-dir naming a file, a device or a place that cannot hold a directory: exit 1 and a message
+  # (it was an uncaught std::filesystem::filesystem_error, exit 134).
+  echo "not a directory" >a_file
+  for prog in "${MORE[@]}"; do
+    BIN=$prog
+    p=$(basename "$prog")
+    read -r -a SMALL <<<"$(small_args "$prog")"
+    run_exit "${p}_file" 1 "$p: error: --out-dir 'a_file'" "${SMALL[@]}" --out-dir a_file
+    run_exit "${p}_dev_null" 1 "$p: error: --out-dir '/dev/null'" "${SMALL[@]}" --out-dir /dev/null
+    run_exit "${p}_proc" 1 "$p: error: --out-dir '/proc/attn_x/y'" "${SMALL[@]}" --out-dir /proc/attn_x/y
+    run_exit "${p}_under_file" 1 "$p: error: --out-dir 'a_file/sub'" "${SMALL[@]}" --out-dir a_file/sub
+  done
+  ;;
+
+seq2seq_bad_input)
+  SMALL=(--points 100 --window 10 --epochs 1 --hidden 4 --quiet)
+  run_exit tail_short 2 "--tail 3 is shorter than --horizon 5" "${SMALL[@]}" --tail 3 --horizon 5 --out-dir o
+  run tail_equal 0 "${SMALL[@]}" --tail 5 --horizon 5 --out-dir o
+  grep -q '^  all ' tail_equal.out || fail "tail_equal: no report"
+  run saved 0 "${SMALL[@]}" --tail 10 --horizon 5 --out-dir o --save s.ck
+  run_exit other_points 1 "s.ck: checkpoint metadata 'data'" --points 120 --window 10 --epochs 2 --hidden 4 --quiet \
+    --tail 10 --horizon 5 --out-dir o --load s.ck
+  run resumed 0 --points 100 --window 10 --epochs 2 --hidden 4 --quiet --tail 10 --horizon 5 --out-dir o --load s.ck
   ;;
 
 *)

@@ -65,7 +65,7 @@ inline size_t nbytes_of(const Tensor& t) { return size_t(t.numel()) * dtype_size
 inline Tensor cuda_clone(const Tensor& x) {
   Tensor out = cuda_empty(x.shape(), x.dtype());
   kernels::cuda::memcpy_d2d(out.raw_data(), x.raw_data(), nbytes_of(x));
-  return record("clone", out, {x}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; });
+  return record("clone", out, {x}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; }, {});
 }
 
 // copy_ where either side lives on the GPU: same dtype only (convert on the CPU first).
@@ -167,7 +167,7 @@ inline Tensor Tensor::to(Device device) const {
   const Device src = this->device();
   return record("to_device", out, {*this}, [src](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{g[0].to(src)};
-  });
+  }, {});
 #endif
 }
 

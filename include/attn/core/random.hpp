@@ -1,49 +1,107 @@
 #pragma once
 // One global generator so manual_seed(s) makes a whole program reproducible. Numbers are drawn
 // from the raw engine bits with our own transforms, so they are the same on every standard library.
+//
+// Threads: a Generator holds a mutex, as PyTorch's generators do. Each single draw (uniform(),
+// normal(), next_u64()), seed(), state() and set_state() takes it; code that draws many numbers
+// takes it once with lock() and draws through the returned handle. So threads may share the
+// global generator without a data race; which thread gets which numbers then depends on timing,
+// so for reproducible results seed and draw from one thread (or give each thread a Generator).
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <mutex>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
-#include <cstdlib>
 
 namespace attn {
 
 class Generator {
  public:
   explicit Generator(uint64_t seed = 5489u) : engine_(seed) {}
-  void seed(uint64_t s) { engine_.seed(s); has_spare_ = false; }
-  uint64_t next_u64() { return engine_(); }
-  // Uniform in [0, 1) with 53 random bits.
-  double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
-  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
-  // Standard normal by the Box-Muller transform.
-  double normal() {
-    if (has_spare_) { has_spare_ = false; return spare_; }
-    double u1 = uniform(), u2 = uniform();
-    while (u1 <= 0.0) u1 = uniform();
-    const double r = std::sqrt(-2.0 * std::log(u1)), th = 6.283185307179586 * u2;
-    spare_ = r * std::sin(th);
-    has_spare_ = true;
-    return r * std::cos(th);
+  Generator(const Generator&) = delete;
+  Generator& operator=(const Generator&) = delete;
+
+  // Draws while holding the generator's lock (one lock for a whole tensor).
+  class Locked {
+   public:
+    explicit Locked(Generator& g) : g_(g), lock_(g.mutex_) {}
+    uint64_t next_u64() { return g_.engine_(); }
+    // Uniform in [0, 1) with 53 random bits.
+    double uniform() { return static_cast<double>(g_.engine_() >> 11) * 0x1.0p-53; }
+    double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+    // Standard normal by the Box-Muller transform.
+    double normal() {
+      if (g_.has_spare_) {
+        g_.has_spare_ = false;
+        return g_.spare_;
+      }
+      double u1 = uniform(), u2 = uniform();
+      while (u1 <= 0.0) u1 = uniform();
+      const double r = std::sqrt(-2.0 * std::log(u1)), th = 6.283185307179586 * u2;
+      g_.spare_ = r * std::sin(th);
+      g_.has_spare_ = true;
+      return r * std::cos(th);
+    }
+
+   private:
+    Generator& g_;
+    std::lock_guard<std::mutex> lock_;
+  };
+  Locked lock() { return Locked(*this); }
+
+  uint64_t next_u64() { return lock().next_u64(); }
+  double uniform() { return lock().uniform(); }
+  double uniform(double lo, double hi) { return lock().uniform(lo, hi); }
+  double normal() { return lock().normal(); }
+  void seed(uint64_t s) {
+    std::lock_guard<std::mutex> lk(mutex_);
+    engine_.seed(s);
+    has_spare_ = false;
   }
-  std::mt19937_64& engine() { return engine_; }
+
   // Opaque state for checkpoints: the engine's text form plus the Box-Muller spare.
-  std::string state() const {
+  std::string state() {
+    std::lock_guard<std::mutex> lk(mutex_);
     std::ostringstream os;
     os << engine_ << ' ' << has_spare_ << ' ' << std::hexfloat << spare_;
     return os.str();
   }
+  // Restores a state() string; anything else throws std::invalid_argument and changes nothing.
   void set_state(const std::string& s) {
-    std::istringstream is(s);
-    is >> engine_ >> has_spare_;
-    std::string spare;
-    is >> spare;
-    spare_ = std::strtod(spare.c_str(), nullptr);
+    std::mt19937_64 e;
+    bool has_spare = false;
+    double spare = 0;
+    if (!parse_state(s, e, has_spare, spare))
+      throw std::invalid_argument("Generator::set_state: not a generator state (" + std::to_string(s.size()) +
+                                  " characters; expected the text written by Generator::state())");
+    std::lock_guard<std::mutex> lk(mutex_);
+    engine_ = e;
+    has_spare_ = has_spare;
+    spare_ = spare;
+  }
+  static bool valid_state(const std::string& s) {
+    std::mt19937_64 e;
+    bool has_spare = false;
+    double spare = 0;
+    return parse_state(s, e, has_spare, spare);
   }
 
  private:
+  // The 312 engine words, the spare flag (0/1) and a finite spare, and nothing after them.
+  static bool parse_state(const std::string& s, std::mt19937_64& e, bool& has_spare, double& spare) {
+    std::istringstream is(s);
+    std::string spare_text, rest;
+    is >> e >> has_spare >> spare_text;
+    if (is.fail() || (is >> rest)) return false;
+    char* end = nullptr;
+    spare = std::strtod(spare_text.c_str(), &end);
+    return end == spare_text.c_str() + spare_text.size() && std::isfinite(spare);
+  }
+
+  std::mutex mutex_;
   std::mt19937_64 engine_;
   bool has_spare_ = false;
   double spare_ = 0.0;

@@ -2,6 +2,7 @@
 // Shape arithmetic shared by the CPU ops and the CUDA paths: broadcasting, and the operand
 // shapes of a batched matrix product. Pure functions of shapes; they throw ShapeError naming the op.
 #include <algorithm>
+#include <limits>
 #include <vector>
 #include "error.hpp"
 
@@ -10,6 +11,22 @@ namespace attn::detail {
 inline int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
   for (int64_t d : s) n *= d;
+  return n;
+}
+
+// Element count of a shape asked for by `op`, checked: no negative size, and a count that fits in
+// int64 (a zero size makes it 0 whatever the other sizes are, as in PyTorch).
+inline int64_t checked_numel(const Shape& s, const char* op) {
+  int64_t n = 1;
+  bool zero = false, overflow = false;
+  for (int64_t d : s) {
+    ATTN_CHECK(d >= 0, op, ": negative size in shape ", to_string(s));
+    if (d == 0) zero = true;
+    else if (n > std::numeric_limits<int64_t>::max() / d) overflow = true;
+    else n *= d;
+  }
+  if (zero) return 0;
+  ATTN_CHECK(!overflow, op, ": shape ", to_string(s), " has more than 2^63 - 1 elements");
   return n;
 }
 
@@ -23,6 +40,7 @@ inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
                " cannot be broadcast together");
     out[i] = da == 1 ? db : da;
   }
+  checked_numel(out, op);
   return out;
 }
 
@@ -64,6 +82,7 @@ inline BmmShape bmm_shape(const Shape& a, const Shape& b, bool ta, bool tb, cons
   s.out = s.batch;
   s.out.push_back(s.M);
   s.out.push_back(s.N);
+  checked_numel(s.out, op);
   return s;
 }
 

@@ -126,6 +126,10 @@ struct Storage {
   Device device = Device::CPU;
   // Releases device memory; set by whoever allocated it (the CUDA backend) when not CPU.
   std::function<void(void*)> deleter;
+  // Version counter (PyTorch's VariableVersion), shared by every view of this storage: each
+  // in-place write bumps it, and a backward checks that the tensors it saved are still at the
+  // version they had when the op was recorded.
+  std::atomic<uint64_t> version{0};
 
   explicit Storage(size_t bytes) : nbytes(bytes) {
     const size_t rounded = ((bytes + 63) / 64) * 64;
@@ -210,6 +214,8 @@ class Tensor {
   TensorImpl* unsafe_impl() const { return impl_.get(); }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
   bool is_same(const Tensor& o) const { return impl_ == o.impl_; }
+  // In-place writes to this tensor's storage so far (any view's), as PyTorch's `_version`.
+  int64_t _version() const { return impl().storage ? int64_t(impl().storage->version.load(std::memory_order_relaxed)) : 0; }
 
   // ---- data access ----
   template <class T> T* data() const;
@@ -236,7 +242,8 @@ class Tensor {
   Tensor clone() const;                    // deep copy, differentiable
   Tensor to(DType dtype) const;            // converted copy (differentiable between floats)
   Tensor to(Device device) const;          // copy on `device` (core/device.hpp; CUDA needs ATTN_WITH_CUDA)
-  Tensor& copy_(const Tensor& src);        // in-place, no autograd: use under NoGradGuard
+  // In-place writes (no autograd: use under NoGradGuard); each bumps _version().
+  Tensor& copy_(const Tensor& src);
   Tensor& fill_(double value);
   Tensor contiguous() const { return *this; }  // storage is always contiguous
 
@@ -305,12 +312,13 @@ class NoGradGuard {
 struct AnomalyError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-inline bool& anomaly_flag() {
-  static bool on = false;
+// A process-wide flag, read by every op: atomic, so it may be switched while other threads run ops.
+inline std::atomic<bool>& anomaly_flag() {
+  static std::atomic<bool> on{false};
   return on;
 }
-inline void set_detect_anomaly(bool on) { anomaly_flag() = on; }
-inline bool is_anomaly_enabled() { return anomaly_flag(); }
+inline void set_detect_anomaly(bool on) { anomaly_flag().store(on, std::memory_order_relaxed); }
+inline bool is_anomaly_enabled() { return anomaly_flag().load(std::memory_order_relaxed); }
 namespace detail {
 void check_finite(const Tensor& t, const std::string& op, const char* what);
 }
@@ -321,6 +329,23 @@ void check_finite(const Tensor& t, const std::string& op, const char* what);
 // what several consumers send to one tensor; the closures never accumulate themselves.
 using BackwardFn = std::function<std::vector<Tensor>(const std::vector<Tensor>& grad_outputs)>;
 
+namespace detail {
+// Marks an in-place write to t's storage (see Storage::version). Every in-place write calls it:
+// copy_, fill_, set, the optimizers' steps, clip_grad_norm_, nn::init; a kernel that writes
+// through data<T>() into an existing tensor must call it too.
+inline void bump_version(const Tensor& t) {
+  if (t.defined() && t.unsafe_impl()->storage) t.unsafe_impl()->storage->version.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace detail
+
+// A tensor a backward reads: its storage, the storage's version when the op was recorded, and
+// which input or output of the node it is (-1: neither, e.g. a mask), for the error message.
+struct SavedVersion {
+  std::shared_ptr<Storage> storage;
+  uint64_t version = 0;
+  int input = -1, output = -1;
+};
+
 struct Node {
   std::string name;
   std::vector<Tensor> inputs;
@@ -329,6 +354,7 @@ struct Node {
   std::vector<Shape> output_shapes;
   std::vector<DType> output_dtypes;
   std::vector<Tensor> grad_outputs;  // filled by the engine during a backward pass
+  std::vector<SavedVersion> saved;   // checked by the engine before `backward` runs
 
   Node() = default;
   Node(const Node&) = delete;
@@ -369,10 +395,9 @@ inline bool grad_needed(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-// Records `outputs` as produced by op `name` from `inputs`, when grad_needed(inputs). Saved
-// tensors captured by `fn` must not be the outputs themselves (a cycle): capture `out.detach()`.
-inline void record(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs,
-                   BackwardFn fn) {
+namespace detail {
+inline void record_node(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs,
+                        BackwardFn fn, const std::initializer_list<Tensor>* saved) {
   if (is_anomaly_enabled())
     for (Tensor* o : outputs) detail::check_finite(*o, name, "forward output");
   if (!grad_needed(inputs)) return;
@@ -381,6 +406,23 @@ inline void record(const char* name, const std::vector<Tensor*>& outputs, std::v
   node->inputs = std::move(inputs);
   node->backward = std::move(fn);
   node->num_outputs = int(outputs.size());
+  auto save = [&node, &outputs](const Tensor& t) {
+    const TensorImpl* s = t.unsafe_impl();
+    if (!s || !s->storage) return;
+    SavedVersion v{s->storage, s->storage->version.load(std::memory_order_relaxed)};
+    for (size_t i = 0; i < node->inputs.size() && v.input < 0; ++i)
+      if (node->inputs[i].unsafe_impl() == s) v.input = int(i);
+    for (size_t i = 0; i < outputs.size() && v.input < 0 && v.output < 0; ++i)
+      if (outputs[i]->unsafe_impl() == s) v.output = int(i);
+    node->saved.push_back(std::move(v));
+  };
+  if (saved) {
+    node->saved.reserve(saved->size());
+    for (const Tensor& t : *saved) save(t);
+  } else {
+    node->saved.reserve(node->inputs.size());
+    for (const Tensor& t : node->inputs) save(t);
+  }
   for (size_t i = 0; i < outputs.size(); ++i) {
     TensorImpl* o = outputs[i]->unsafe_impl();
     o->grad_fn = node;
@@ -389,8 +431,27 @@ inline void record(const char* name, const std::vector<Tensor*>& outputs, std::v
     node->output_dtypes.push_back(o->dtype);
   }
 }
+}  // namespace detail
+
+// Records `outputs` as produced by op `name` from `inputs`, when grad_needed(inputs). Saved
+// tensors captured by `fn` must not be the outputs themselves (a cycle): capture `out.detach()`.
+// `saved` lists every tensor `fn` reads (inputs, outputs, masks; undefined ones are skipped):
+// the engine refuses to run `fn` if one of them was written in place after the forward. Without
+// `saved`, `fn` is taken to read all of its inputs.
+inline void record(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs, BackwardFn fn,
+                   std::initializer_list<Tensor> saved) {
+  detail::record_node(name, outputs, std::move(inputs), std::move(fn), &saved);
+}
+inline void record(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs, BackwardFn fn) {
+  detail::record_node(name, outputs, std::move(inputs), std::move(fn), nullptr);
+}
+inline Tensor record(const char* name, Tensor out, std::vector<Tensor> inputs, BackwardFn fn,
+                     std::initializer_list<Tensor> saved) {
+  detail::record_node(name, {&out}, std::move(inputs), std::move(fn), &saved);
+  return out;
+}
 inline Tensor record(const char* name, Tensor out, std::vector<Tensor> inputs, BackwardFn fn) {
-  record(name, std::vector<Tensor*>{&out}, std::move(inputs), std::move(fn));
+  detail::record_node(name, {&out}, std::move(inputs), std::move(fn), nullptr);
   return out;
 }
 

@@ -6,6 +6,7 @@
 
 #include "parallel.hpp"
 #include "random.hpp"
+#include "shapes.hpp"
 #include "tensor.hpp"
 
 namespace attn {
@@ -19,13 +20,21 @@ void cuda_accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g);
 #endif
 
 namespace detail {
-inline void check_shape(const Shape& shape, const char* op) {
-  for (int64_t d : shape) ATTN_CHECK(d >= 0, op, ": negative size in shape ", attn::to_string(shape));
+// A shape for a new tensor: sizes >= 0, and an element count and a byte size that fit in int64.
+inline int64_t check_shape(const Shape& shape, const char* op, DType dtype = kFloat32) {
+  const int64_t n = checked_numel(shape, op);
+  ATTN_CHECK(n <= std::numeric_limits<int64_t>::max() / int64_t(dtype_size(dtype)), op, ": shape ",
+             attn::to_string(shape), " of ", dtype_name(dtype), " needs more than 2^63 - 1 bytes");
+  return n;
 }
 inline int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op, const Shape& shape) {
   const int64_t n = std::max<int64_t>(ndim, 1);
   ATTN_CHECK(dim >= -n && dim < n, op, ": dim ", dim, " out of range for shape ", attn::to_string(shape));
   return dim < 0 ? dim + n : dim;
+}
+// dst = src, same shape and dtype. Empty tensors have no buffer: memcpy must not see their null.
+inline void copy_bytes(const Tensor& dst, const Tensor& src) {
+  if (src.numel() > 0) std::memcpy(dst.raw_data(), src.raw_data(), size_t(src.numel()) * dtype_size(src.dtype()));
 }
 template <class T>
 void fill(T* p, int64_t n, T v) {
@@ -34,9 +43,9 @@ void fill(T* p, int64_t n, T v) {
 }  // namespace detail
 
 inline Tensor Tensor::empty(const Shape& shape, DType dtype) {
-  detail::check_shape(shape, "empty");
+  const int64_t n = detail::check_shape(shape, "empty", dtype);
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(size_t(numel_of(shape)) * dtype_size(dtype));
+  impl->storage = std::make_shared<Storage>(size_t(n) * dtype_size(dtype));
   impl->shape = shape;
   impl->dtype = dtype;
   return Tensor(std::move(impl));
@@ -44,44 +53,49 @@ inline Tensor Tensor::empty(const Shape& shape, DType dtype) {
 
 // Each factory checks the shape under its own name, so a negative size names the call made.
 inline Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
-  detail::check_shape(shape, "full");
+  detail::check_shape(shape, "full", dtype);
   Tensor t = empty(shape, dtype);
-  t.fill_(value);
+  ATTN_DISPATCH_ALL(dtype, "full", [&] { detail::fill(t.data<scalar_t>(), t.numel(), scalar_t(value)); });
   return t;
 }
 inline Tensor Tensor::zeros(const Shape& shape, DType dtype) {
-  detail::check_shape(shape, "zeros");
+  detail::check_shape(shape, "zeros", dtype);
   Tensor t = empty(shape, dtype);
   if (t.numel() > 0) std::memset(t.raw_data(), 0, size_t(t.numel()) * dtype_size(dtype));  // data is null when empty
   return t;
 }
 inline Tensor Tensor::ones(const Shape& shape, DType dtype) {
-  detail::check_shape(shape, "ones");
+  detail::check_shape(shape, "ones", dtype);
   return full(shape, 1.0, dtype);
 }
 
 inline Tensor Tensor::randn(const Shape& shape, DType dtype) {
-  detail::check_shape(shape, "randn");
+  detail::check_shape(shape, "randn", dtype);
   Tensor t = empty(shape, dtype);
   ATTN_DISPATCH_FLOATING(dtype, "randn", [&] {
     scalar_t* p = t.data<scalar_t>();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(default_generator().normal());
+    auto g = default_generator().lock();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.normal());
   });
   return t;
 }
 inline Tensor Tensor::rand(const Shape& shape, DType dtype) {
-  detail::check_shape(shape, "rand");
+  detail::check_shape(shape, "rand", dtype);
   Tensor t = empty(shape, dtype);
   ATTN_DISPATCH_FLOATING(dtype, "rand", [&] {
     scalar_t* p = t.data<scalar_t>();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(default_generator().uniform());
+    auto g = default_generator().lock();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.uniform());
   });
   return t;
 }
 inline Tensor Tensor::arange(double start, double end, double step, DType dtype) {
   ATTN_CHECK(step != 0.0 && (end - start) / step >= 0, "arange: bad range start=", start, " end=", end,
              " step=", step);
-  const int64_t n = int64_t(std::ceil((end - start) / step));
+  const double count = std::ceil((end - start) / step);
+  ATTN_CHECK(count < 0x1p63, "arange: start=", start, " end=", end, " step=", step, " gives ", count,
+             " elements, more than 2^63 - 1");
+  const int64_t n = int64_t(count);
   Tensor t = empty({n}, dtype);
   ATTN_DISPATCH_ALL(dtype, "arange", [&] {
     scalar_t* p = t.data<scalar_t>();
@@ -92,14 +106,14 @@ inline Tensor Tensor::arange(double start, double end, double step, DType dtype)
 
 template <class T>
 Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape) {
-  ATTN_CHECK(int64_t(values.size()) == numel_of(shape), "from_vector: ", values.size(),
+  ATTN_CHECK(int64_t(values.size()) == detail::check_shape(shape, "from_vector", dtype_of<T>::value), "from_vector: ", values.size(),
              " values do not fill shape ", attn::to_string(shape));
   Tensor t = empty(shape, dtype_of<T>::value);
   if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(T));
   return t;
 }
 inline Tensor Tensor::from_vector(const std::vector<bool>& values, const Shape& shape) {
-  ATTN_CHECK(int64_t(values.size()) == numel_of(shape), "from_vector: ", values.size(),
+  ATTN_CHECK(int64_t(values.size()) == detail::check_shape(shape, "from_vector", kBool), "from_vector: ", values.size(),
              " values do not fill shape ", attn::to_string(shape));
   Tensor t = empty(shape, kBool);
   uint8_t* p = t.data<uint8_t>();
@@ -159,10 +173,12 @@ inline double Tensor::at(std::initializer_list<int64_t> index) const {
 }
 inline void Tensor::set(std::initializer_list<int64_t> index, double value) {
   const int64_t i = detail::flat_index(shape(), index, "set");
+  detail::bump_version(*this);
   ATTN_DISPATCH_ALL(dtype(), "set", [&] { data<scalar_t>()[i] = scalar_t(value); });
 }
 
 inline Tensor& Tensor::fill_(double value) {
+  detail::bump_version(*this);
   ATTN_DISPATCH_ALL(dtype(), "fill_", [&] { detail::fill(data<scalar_t>(), numel(), scalar_t(value)); });
   return *this;
 }
@@ -190,11 +206,12 @@ inline Tensor& Tensor::copy_(const Tensor& src) {
              " differs from destination shape ", attn::to_string(shape()));
   ATTN_CHECK(!(is_grad_enabled() && requires_grad() && is_leaf()),
              "copy_: in-place write to a leaf that requires grad; wrap it in NoGradGuard");
+  detail::bump_version(*this);
 #ifdef ATTN_WITH_CUDA
   if (device() != Device::CPU || src.device() != Device::CPU) return detail::cuda_copy_(*this, src), *this;
 #endif
   if (src.dtype() == dtype()) {
-    std::memcpy(raw_data(), src.raw_data(), size_t(numel()) * dtype_size(dtype()));
+    detail::copy_bytes(*this, src);
   } else {
     ATTN_DISPATCH_ALL(dtype(), "copy_", [&] {
       using dst_t = scalar_t;
@@ -217,8 +234,8 @@ inline Tensor Tensor::clone() const {
   if (device() != Device::CPU) return detail::cuda_clone(*this);
 #endif
   Tensor out = empty(shape(), dtype());
-  std::memcpy(out.raw_data(), raw_data(), size_t(numel()) * dtype_size(dtype()));
-  return record("clone", out, {*this}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; });
+  detail::copy_bytes(out, *this);
+  return record("clone", out, {*this}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; }, {});
 }
 
 // to(x, dtype) = x converted; dL/dx = g converted back
@@ -231,7 +248,7 @@ inline Tensor Tensor::to(DType target) const {
   }
   if (!is_floating(target)) return out;
   const DType src = dtype();
-  return record("to", out, {*this}, [src](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0].to(src)}; });
+  return record("to", out, {*this}, [src](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0].to(src)}; }, {});
 }
 
 namespace detail {
@@ -249,6 +266,28 @@ inline void check_finite(const Tensor& t, const std::string& op, const char* wha
 
 // ---- backward engine ----
 namespace detail {
+// Refuses to run a node's backward when a tensor it saved was written in place after the forward
+// (its gradient would be silently wrong), with PyTorch's message.
+inline void check_saved_versions(const Node& n) {
+  for (const SavedVersion& s : n.saved) {
+    const uint64_t now = s.storage->version.load(std::memory_order_relaxed);
+    if (now == s.version) continue;
+    std::string which = "a tensor it saved (mask or intermediate)";
+    if (s.input >= 0) {
+      const Tensor& t = n.inputs[size_t(s.input)];
+      which = "input " + std::to_string(s.input) + " (" + dtype_name(t.dtype()) + " " + attn::to_string(t.shape()) + ")";
+    } else if (s.output >= 0) {
+      which = "output " + std::to_string(s.output) + " (" + dtype_name(n.output_dtypes[size_t(s.output)]) + " " +
+              attn::to_string(n.output_shapes[size_t(s.output)]) + ")";
+    }
+    throw std::runtime_error("backward of " + n.name + ": one of the variables needed for gradient computation has "
+                             "been modified by an inplace operation: " + which + " of " + n.name + " is at version " +
+                             std::to_string(now) + "; expected version " + std::to_string(s.version) +
+                             " instead. It was written in place (copy_, fill_, set, an optimizer step) after the "
+                             "forward; clone() it before the in-place write");
+  }
+}
+
 // Adds g into an accumulating slot (a node's grad_outputs entry or a leaf's grad).
 inline void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
 #ifdef ATTN_WITH_CUDA
@@ -266,13 +305,14 @@ inline void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
       return;
     }
     Tensor copy = Tensor::empty(g.shape(), g.dtype());
-    std::memcpy(copy.raw_data(), g.raw_data(), size_t(g.numel()) * dtype_size(g.dtype()));
+    copy_bytes(copy, g);
     slot = copy.impl_ptr();
     return;
   }
   Tensor acc(slot);
   ATTN_CHECK(acc.shape() == g.shape(), "backward: gradient of shape ", to_string(g.shape()),
              " does not match accumulated shape ", to_string(acc.shape()));
+  bump_version(acc);
   ATTN_DISPATCH_FLOATING(acc.dtype(), "backward", [&] {
     scalar_t* a = acc.data<scalar_t>();
     const scalar_t* b = g.data<scalar_t>();
@@ -339,7 +379,10 @@ inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const
     bool any = false;
     for (size_t i = 0; i < n->grad_outputs.size(); ++i) any = any || n->grad_outputs[i].defined();
     std::vector<Tensor> grads;
-    if (any) grads = n->backward(n->grad_outputs);
+    if (any) {
+      detail::check_saved_versions(*n);
+      grads = n->backward(n->grad_outputs);
+    }
     if (is_anomaly_enabled())
       for (const Tensor& g : grads)
         if (g.defined()) detail::check_finite(g, n->name, "backward gradient");
@@ -364,6 +407,7 @@ inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const
     if (!retain_graph) {
       n->backward = nullptr;
       n->inputs.clear();
+      n->saved.clear();
     }
   }
 }

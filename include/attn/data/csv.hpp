@@ -2,8 +2,10 @@
 // Labelled series from CSV, for running the task A model on your own data:
 //   one series per line: label,x_0,x_1,...,x_{T-1}   (label 0 or 1; '#' lines and blank lines skipped)
 // All series must have the same length. Anything malformed (a bad number, NaN or Inf, a ragged
-// line, a label other than 0/1, an empty file) raises std::invalid_argument naming the file,
-// the line and the column (the index of the first bad value), before any model sees the data.
+// line, a label other than exactly "0" or "1", a NUL byte, an empty file) raises
+// std::invalid_argument naming the file, the line and the column (the index of the first bad
+// value), before any model sees the data. A UTF-8 byte order mark at the start is skipped;
+// unprintable bytes in a quoted cell are shown as \xNN.
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -14,6 +16,22 @@
 
 namespace attn::data {
 
+namespace detail {
+// A cell as it appears in a message: bytes outside printable ASCII as \xNN (a NUL, a BOM).
+inline std::string shown_cell(const std::string& cell) {
+  std::string out;
+  for (unsigned char c : cell) {
+    if (c >= 0x20 && c < 0x7F) {
+      out += char(c);
+    } else {
+      const char* hex = "0123456789abcdef";
+      out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+    }
+  }
+  return out;
+}
+}  // namespace detail
+
 inline SineAnomalyDataset load_labeled_series_csv(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::invalid_argument("load_labeled_series_csv: cannot open '" + path + "'");
@@ -23,6 +41,7 @@ inline SineAnomalyDataset load_labeled_series_csv(const std::string& path) {
   int64_t line_no = 0;
   while (std::getline(in, line)) {
     ++line_no;
+    if (line_no == 1 && line.compare(0, 3, "\xEF\xBB\xBF") == 0) line.erase(0, 3);  // UTF-8 BOM
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos || line[0] == '#') continue;  // blank (or only spaces/tabs)
     const std::string where = path + ":" + std::to_string(line_no);
@@ -35,17 +54,19 @@ inline SineAnomalyDataset load_labeled_series_csv(const std::string& path) {
       const std::string cell = line.substr(pos, comma - pos);
       char* end = nullptr;
       const double v = std::strtod(cell.c_str(), &end);
-      if (cell.empty() || end == cell.c_str() || *end != '\0')
+      // The whole cell must be the number: a NUL inside it ends the C string early.
+      if (cell.empty() || end == cell.c_str() || end != cell.c_str() + cell.size())
         throw std::invalid_argument("load_labeled_series_csv: " + where + ": column " + std::to_string(column) +
-                                    " is not a number: '" + cell + "'");
+                                    " is not a number: '" + detail::shown_cell(cell) + "'");
       if (column == 0) {
-        if (v != 0.0 && v != 1.0)
-          throw std::invalid_argument("load_labeled_series_csv: " + where + ": label must be 0 or 1, got '" + cell + "'");
-        label = int(v);
+        if (cell != "0" && cell != "1")
+          throw std::invalid_argument("load_labeled_series_csv: " + where + ": label must be 0 or 1, got '" +
+                                      detail::shown_cell(cell) + "'");
+        label = cell == "1";
       } else {
         // Also finite as the float the model reads: 1e300 passes as a double but is Inf as a float.
         if (!std::isfinite(v) || std::fabs(v) > double(std::numeric_limits<float>::max()))
-          throw std::invalid_argument("load_labeled_series_csv: " + where + ": non-finite value '" + cell +
+          throw std::invalid_argument("load_labeled_series_csv: " + where + ": non-finite value '" + detail::shown_cell(cell) +
                                       "' at series index " + std::to_string(column - 1));
         values.push_back(float(v));
       }

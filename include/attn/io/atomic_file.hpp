@@ -5,19 +5,23 @@
 // is only atomic within one file system), are flushed and fsync'ed, and the temporary file is
 // then renamed over the target. A reader therefore sees either the old file or the complete new
 // one. On failure the temporary file is removed and std::runtime_error names the path and the
-// system's reason.
+// system's reason. A process killed mid-write (kill -9, power loss) cannot remove its temporary
+// file; the next successful write of the same target removes such leftovers (POSIX: those whose
+// writer process no longer exists).
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #define ATTN_IO_POSIX 1
@@ -53,6 +57,29 @@ inline std::string temp_name_for(const std::string& path, unsigned attempt) {
 }
 
 #if ATTN_IO_POSIX
+// Removes the temporary files that writers of `path` killed mid-write left behind: entries
+// "<name>.tmp.<pid>.*" next to it whose pid is not a running process (kill(pid, 0) says ESRCH).
+// This process's own and other live processes' temporaries are kept: they may be in use. Best
+// effort: errors are ignored. (A writer in another PID namespace sharing the directory would
+// look dead; atomic writes of one target from several containers are not supported.)
+inline void remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp.";
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const size_t dot = name.find('.', prefix.size());
+    const std::string pid_text = name.substr(prefix.size(), dot == std::string::npos ? dot : dot - prefix.size());
+    if (pid_text.empty() || pid_text.size() > 9 || pid_text.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
+    if (pid > 0 && pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH) (void)::unlink(it->path().c_str());
+  }
+}
+
 // Makes the rename itself durable. Best effort: some file systems refuse fsync on directories,
 // and the data is already safe in the renamed file.
 inline void sync_parent_directory(const std::string& path) {
@@ -107,6 +134,7 @@ inline void write_file_atomic(const std::string& path, const void* data, std::si
   if (closed != 0) fail("cannot close temporary file for", errno);
   if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename temporary file onto", errno);
   detail::sync_parent_directory(path);
+  detail::remove_stale_temporaries(path);
 #else
   // Portable fallback: no fsync and, on Windows, std::rename refuses an existing target, so the
   // old file is removed first; the window between the two calls is not atomic.

@@ -16,10 +16,13 @@
 // (std::runtime_error); a file whose names all match but whose shapes differ raises
 // attn::ShapeError (std::invalid_argument). Messages name the file, the tensor(s) and the
 // expected vs found shapes.
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <sstream>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -136,18 +139,19 @@ inline void apply(const std::vector<Copy>& plan) {
 }
 
 // Validates a Generator state string without touching the global generator.
-inline bool valid_rng_state(const std::string& s) {
-  std::istringstream is(s);
-  std::mt19937_64 e;
-  bool spare_flag = false;
-  std::string spare;
-  is >> e >> spare_flag >> spare;
-  return !is.fail() && !spare.empty();
-}
+inline bool valid_rng_state(const std::string& s) { return Generator::valid_state(s); }
 
 inline bool is_training_checkpoint(const io::SafetensorsFile& f) {
   auto it = f.metadata.find(kFormatKey);
   return it != f.metadata.end() && it->second == kTrainingFormat;
+}
+
+// The file's "optimizer.<name>" tensors, under <name>.
+inline std::vector<std::pair<std::string, Tensor>> optimizer_entries(const io::SafetensorsFile& f) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& [name, t] : f.tensors)
+    if (starts_with(name, kOptPrefix)) out.emplace_back(name.substr(kOptPrefix.size()), t);
+  return out;
 }
 
 // Validates `f` against the module (and optimizer) and returns the planned copies into the
@@ -167,6 +171,11 @@ inline std::vector<Copy> plan_load(const io::SafetensorsFile& f, const nn::Modul
     std::vector<Copy> unused;
     plan_copies(f, opt->state(), kOptPrefix, /*strict=*/true, "optimizer state",
                 [](const std::string&) { return false; }, unused, nullptr);
+    try {
+      opt->check_state(optimizer_entries(f));  // the values too: lr as set_lr checks it, step
+    } catch (const ShapeError& e) {
+      throw io::FormatError(f.path + ": cannot load optimizer state (tensors '" + kOptPrefix + "*'): " + e.what());
+    }
   }
   return plan;
 }
@@ -235,16 +244,87 @@ inline std::map<std::string, std::string> load_checkpoint(const std::string& pat
   if (rng == f.metadata.end() || !ckpt_detail::valid_rng_state(rng->second))
     throw io::FormatError(path + ": missing or unreadable '" + ckpt_detail::kRngKey + "' metadata");
   const auto plan = ckpt_detail::plan_load(f, m, opt, /*strict=*/true, nullptr);
-  // Everything is valid: apply. Names and shapes were checked, so nothing below can throw.
-  std::vector<std::pair<std::string, Tensor>> opt_state;
-  if (opt)
-    for (const auto& [name, t] : f.tensors)
-      if (ckpt_detail::starts_with(name, ckpt_detail::kOptPrefix))
-        opt_state.emplace_back(name.substr(ckpt_detail::kOptPrefix.size()), t);
+  // Everything is valid: apply. Names, shapes and values were checked, so nothing below can throw.
   ckpt_detail::apply(plan);
-  if (opt) opt->load_state(opt_state);
+  if (opt) opt->load_state(ckpt_detail::optimizer_entries(f));
   default_generator().set_state(rng->second);
   return f.metadata;
 }
+
+// Typed reads of a checkpoint's metadata (what load_checkpoint returns), for programs that keep
+// their progress there (epoch, batch, permutations, ...). Every value read from a file is checked
+// before use: a missing key, text that is not a number, a number outside the range the caller
+// gives raise io::FormatError naming the file and the key.
+class CheckpointMetadata {
+ public:
+  CheckpointMetadata(std::string path, std::map<std::string, std::string> values)
+      : path_(std::move(path)), values_(std::move(values)) {}
+
+  bool has(const std::string& key) const { return values_.count(key) > 0; }
+  const std::string& text(const std::string& key) const {
+    auto it = values_.find(key);
+    if (it == values_.end()) fail(key, "is missing (was the file written by this program?)");
+    return it->second;
+  }
+  // A whole number in [lo, hi].
+  int64_t integer(const std::string& key, int64_t lo, int64_t hi) const {
+    int64_t v = 0;
+    if (!parse_integer(text(key), v)) fail(key, "is not an integer: '" + shown(text(key)) + "'");
+    if (v < lo || v > hi) fail(key, "is " + std::to_string(v) + ", outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return v;
+  }
+  // A number in [lo, hi] (NaN never is; "inf" is when hi is infinite).
+  double number(const std::string& key, double lo, double hi) const {
+    double v = 0;
+    if (!parse_number(text(key), v)) fail(key, "is not a number: '" + shown(text(key)) + "'");
+    if (!(v >= lo && v <= hi)) fail(key, "is " + text(key) + ", outside [" + num(lo) + ", " + num(hi) + "]");
+    return v;
+  }
+  // Comma-separated whole numbers, each in [lo, hi] ("" is an empty list).
+  std::vector<int64_t> integers(const std::string& key, int64_t lo, int64_t hi) const {
+    std::vector<int64_t> out;
+    const std::string& s = text(key);
+    for (size_t pos = 0; !s.empty() && pos <= s.size();) {
+      const size_t comma = std::min(s.find(',', pos), s.size());
+      int64_t v = 0;
+      if (!parse_integer(s.substr(pos, comma - pos), v))
+        fail(key, "entry " + std::to_string(out.size()) + " is not an integer: '" + shown(s.substr(pos, comma - pos)) + "'");
+      if (v < lo || v > hi)
+        fail(key, "entry " + std::to_string(out.size()) + " is " + std::to_string(v) + ", outside [" +
+                      std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      out.push_back(v);
+      pos = comma + 1;
+    }
+    return out;
+  }
+  [[noreturn]] void fail(const std::string& key, const std::string& why) const {
+    throw io::FormatError(path_ + ": checkpoint metadata '" + key + "' " + why);
+  }
+
+  // The whole string is one decimal number ("inf" included): no spaces, no hex, nothing after it.
+  static bool parse_integer(const std::string& s, int64_t& v) {
+    const char* end = s.data() + s.size();
+    auto r = std::from_chars(s.data(), end, v);
+    return r.ec == std::errc() && r.ptr == end && !s.empty();
+  }
+  static bool parse_number(const std::string& s, double& v) {
+    if (s.empty() || std::isspace(static_cast<unsigned char>(s[0])) || s.find_first_of("xX") != std::string::npos)
+      return false;
+    char* end = nullptr;
+    v = std::strtod(s.c_str(), &end);
+    return end == s.c_str() + s.size();
+  }
+
+ private:
+  // At most 40 characters of a value, so a message stays one line.
+  static std::string shown(const std::string& v) { return v.size() <= 40 ? v : v.substr(0, 40) + "..."; }
+  static std::string num(double v) {
+    std::ostringstream os;
+    os << v;
+    return os.str();
+  }
+  std::string path_;
+  std::map<std::string, std::string> values_;
+};
 
 }  // namespace attn

@@ -1,5 +1,6 @@
 #pragma once
-// In-place initialisers (no autograd), drawing from the global generator (manual_seed).
+// In-place initialisers (no autograd; they bump the tensor's version), drawing from the global
+// generator (manual_seed) under one lock per tensor.
 #include <cmath>
 #include "../core/tensor.hpp"
 
@@ -8,15 +9,19 @@ namespace attn::nn::init {
 inline Tensor& uniform_(Tensor& t, double lo, double hi) {
   ATTN_DISPATCH_FLOATING(t.dtype(), "uniform_", [&] {
     scalar_t* p = t.data<scalar_t>();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(default_generator().uniform(lo, hi));
+    auto g = default_generator().lock();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.uniform(lo, hi));
   });
+  detail::bump_version(t);
   return t;
 }
 inline Tensor& normal_(Tensor& t, double mean = 0.0, double std = 1.0) {
   ATTN_DISPATCH_FLOATING(t.dtype(), "normal_", [&] {
     scalar_t* p = t.data<scalar_t>();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(mean + std * default_generator().normal());
+    auto g = default_generator().lock();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(mean + std * g.normal());
   });
+  detail::bump_version(t);
   return t;
 }
 inline Tensor& zeros_(Tensor& t) { return t.fill_(0.0); }

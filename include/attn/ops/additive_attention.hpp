@@ -216,7 +216,8 @@ inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& p
                                              gv.data<scalar_t>(), gval.data<scalar_t>());
            });
            return std::vector<Tensor>{gpq, gpk, gv, gval};
-         });
+         },
+         {pq, pk, v, values, mask, w});
   return {ctx, w};
 }
 
@@ -432,7 +433,8 @@ inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2,
            std::vector<Tensor> out{ga, narrow(gsum, 0, 0, H), gh};
            if (has_b2) out.push_back(narrow(gsum, 0, H, 1));
            return out;
-         });
+         },
+         {w2, h, w});
   return {ctx, w};
 }
 }  // namespace detail

@@ -707,7 +707,7 @@ inline Tensor fused_attention_tiled(const FusedAttnArgs& a, const char* op, cons
     });
     return gb.results();
   };
-  record(op, std::vector<Tensor*>{&out}, {a.q, a.k, a.v}, fn);
+  record(op, std::vector<Tensor*>{&out}, {a.q, a.k, a.v}, fn, {a.q, a.k, a.v, a.attn_mask, a.key_padding_mask, out});
   return out;
 }
 
@@ -784,11 +784,9 @@ inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const c
     }
     return res;
   };
-  if (a.need_weights) {
-    record(op, std::vector<Tensor*>{&out, &weights}, inputs, fn);
-  } else {
-    record(op, std::vector<Tensor*>{&out}, inputs, fn);
-  }
+  std::vector<Tensor*> outputs{&out};
+  if (a.need_weights) outputs.push_back(&weights);
+  record(op, outputs, inputs, fn, {q, k, v, a.attn_mask, a.key_padding_mask, W});
   return {out, weights};
 }
 

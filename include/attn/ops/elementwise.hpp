@@ -137,18 +137,28 @@ Tensor unary_backward(const Tensor& g, const Tensor& x, const Tensor& y, const D
   return out;
 }
 
+// Which of x and y a unary op's derivative df(x, y) reads: those are checked for in-place writes
+// before its backward runs (record's `saved`).
+enum class Reads { None, X, Y, XY };
+
 // Records an elementwise unary op y (computed already), dL/dx = g * df(x, y).
 template <class DF>
-Tensor record_unary(const Tensor& x, Tensor y, const char* op, const DF& df) {
-  return record(op, y, {x}, [x, yd = y.detach(), df](const std::vector<Tensor>& g) {
+Tensor record_unary(const Tensor& x, Tensor y, const char* op, Reads reads, const DF& df) {
+  BackwardFn fn = [x, yd = y.detach(), df](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{unary_backward(g[0], x, yd, df)};
-  });
+  };
+  switch (reads) {
+    case Reads::None: return record(op, y, {x}, std::move(fn), {});
+    case Reads::X: return record(op, y, {x}, std::move(fn), {x});
+    case Reads::Y: return record(op, y, {x}, std::move(fn), {y});
+    default: return record(op, y, {x}, std::move(fn), {x, y});
+  }
 }
 
 // Records an elementwise unary op: y = f(x), dL/dx = g * df(x, y).
 template <class F, class DF>
-Tensor unary_op(const Tensor& x, const char* op, const F& f, const DF& df) {
-  return record_unary(x, unary_forward(x, op, f), op, df);
+Tensor unary_op(const Tensor& x, const char* op, Reads reads, const F& f, const DF& df) {
+  return record_unary(x, unary_forward(x, op, f), op, reads, df);
 }
 
 template <class F>
@@ -170,7 +180,7 @@ inline Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = detail::binary_forward(a, b, "add", [](auto x, auto y) { return x + y; });
   return record("add", out, {a, b}, [sa = a.shape(), sb = b.shape()](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{sum_to(g[0], sa), sum_to(g[0], sb)};
-  });
+  }, {});
 }
 
 // sub(a, b) = a - b; dL/da = sum_to(g), dL/db = -sum_to(g)
@@ -178,7 +188,7 @@ inline Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = detail::binary_forward(a, b, "sub", [](auto x, auto y) { return x - y; });
   return record("sub", out, {a, b}, [sa = a.shape(), sb = b.shape()](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{sum_to(g[0], sa), neg(sum_to(g[0], sb))};
-  });
+  }, {});
 }
 
 // mul(a, b) = a * b; dL/da = sum_to(g * b), dL/db = sum_to(g * a)
@@ -187,7 +197,7 @@ inline Tensor mul(const Tensor& a, const Tensor& b) {
   return record("mul", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{a.requires_grad() ? sum_to(mul(g[0], b), a.shape()) : Tensor(),
                                b.requires_grad() ? sum_to(mul(g[0], a), b.shape()) : Tensor()};
-  });
+  }, {a, b});
 }
 
 // div(a, b) = a / b; dL/da = sum_to(g / b), dL/db = sum_to(-g * a / b^2)
@@ -198,7 +208,7 @@ inline Tensor div(const Tensor& a, const Tensor& b) {
     if (b.requires_grad()) gb_full = neg(div(mul(g[0], od), b));  // -g * (a/b) / b
     return std::vector<Tensor>{a.requires_grad() ? sum_to(div(g[0], b), a.shape()) : Tensor(),
                                b.requires_grad() ? sum_to(gb_full, b.shape()) : Tensor()};
-  });
+  }, {b, out});
 }
 
 namespace detail {
@@ -220,7 +230,7 @@ inline Tensor maximum(const Tensor& a, const Tensor& b) {
   return record("maximum", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{sum_to(detail::select_grad(g[0], a, b, true, true), a.shape()),
                                sum_to(detail::select_grad(g[0], a, b, false, true), b.shape())};
-  });
+  }, {a, b});
 }
 // minimum(a, b) = min(a, b) elementwise; dL/da = g where a < b (g/2 on ties)
 inline Tensor minimum(const Tensor& a, const Tensor& b) {
@@ -228,7 +238,7 @@ inline Tensor minimum(const Tensor& a, const Tensor& b) {
   return record("minimum", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{sum_to(detail::select_grad(g[0], a, b, true, false), a.shape()),
                                sum_to(detail::select_grad(g[0], a, b, false, false), b.shape())};
-  });
+  }, {a, b});
 }
 
 // Scalar forms: y = x + s (dy/dx = 1), y = x * s (dy/dx = s), y = s - x, y = s / x (dy/dx = -s/x^2)
@@ -236,20 +246,20 @@ inline Tensor add(const Tensor& x, double s) {
 #ifdef ATTN_WITH_CUDA
   if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::AddScalar, "add_scalar", s);
 #endif
-  return detail::unary_op(x, "add_scalar", [s](auto v) { return v + decltype(v)(s); }, [](auto, auto) { return 1; });
+  return detail::unary_op(x, "add_scalar", detail::Reads::None, [s](auto v) { return v + decltype(v)(s); }, [](auto, auto) { return 1; });
 }
 inline Tensor mul(const Tensor& x, double s) {
 #ifdef ATTN_WITH_CUDA
   if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::MulScalar, "mul_scalar", s);
 #endif
-  return detail::unary_op(x, "mul_scalar", [s](auto v) { return v * decltype(v)(s); },
+  return detail::unary_op(x, "mul_scalar", detail::Reads::None, [s](auto v) { return v * decltype(v)(s); },
                           [s](auto v, auto) { return decltype(v)(s); });
 }
 inline Tensor rsub(double s, const Tensor& x) {
-  return detail::unary_op(x, "rsub", [s](auto v) { return decltype(v)(s) - v; }, [](auto, auto) { return -1; });
+  return detail::unary_op(x, "rsub", detail::Reads::None, [s](auto v) { return decltype(v)(s) - v; }, [](auto, auto) { return -1; });
 }
 inline Tensor rdiv(double s, const Tensor& x) {
-  return detail::unary_op(x, "rdiv", [s](auto v) { return decltype(v)(s) / v; },
+  return detail::unary_op(x, "rdiv", detail::Reads::XY, [s](auto v) { return decltype(v)(s) / v; },
                           [](auto v, auto y) { return -y / v; });
 }
 // neg(x) = -x; dL/dx = -g
@@ -257,16 +267,16 @@ inline Tensor neg(const Tensor& x) {
 #ifdef ATTN_WITH_CUDA
   if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Neg, "neg");
 #endif
-  return detail::unary_op(x, "neg", [](auto v) { return -v; }, [](auto, auto) { return -1; });
+  return detail::unary_op(x, "neg", detail::Reads::None, [](auto v) { return -v; }, [](auto, auto) { return -1; });
 }
 // pow(x, e) = x^e; dL/dx = g * e * x^(e-1)
 inline Tensor pow(const Tensor& x, double e) {
-  return detail::unary_op(x, "pow", [e](auto v) { return decltype(v)(std::pow(v, e)); },
+  return detail::unary_op(x, "pow", detail::Reads::X, [e](auto v) { return decltype(v)(std::pow(v, e)); },
                           [e](auto v, auto) { return decltype(v)(e * std::pow(v, e - 1)); });
 }
 // sqrt(x); dL/dx = g / (2 sqrt(x))
 inline Tensor sqrt(const Tensor& x) {
-  return detail::unary_op(x, "sqrt", [](auto v) { return std::sqrt(v); }, [](auto, auto y) { return decltype(y)(0.5) / y; });
+  return detail::unary_op(x, "sqrt", detail::Reads::Y, [](auto v) { return std::sqrt(v); }, [](auto, auto y) { return decltype(y)(0.5) / y; });
 }
 // exp(x); dL/dx = g * exp(x)
 inline Tensor exp(const Tensor& x) {
@@ -275,32 +285,32 @@ inline Tensor exp(const Tensor& x) {
 #endif
   return detail::record_unary(
       x, detail::unary_forward_span(x, "exp", [](const auto* in, auto* out, int64_t n) { kernels::cpu::exp_n(in, out, n); }),
-      "exp", [](auto, auto y) { return y; });
+      "exp", detail::Reads::Y, [](auto, auto y) { return y; });
 }
 // log(x); dL/dx = g / x
 inline Tensor log(const Tensor& x) {
 #ifdef ATTN_WITH_CUDA
   if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Log, "log");
 #endif
-  return detail::unary_op(x, "log", [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
+  return detail::unary_op(x, "log", detail::Reads::X, [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
 }
 // abs(x); dL/dx = g * sign(x) (0 at 0, as PyTorch)
 inline Tensor abs(const Tensor& x) {
-  return detail::unary_op(x, "abs", [](auto v) { return std::abs(v); },
+  return detail::unary_op(x, "abs", detail::Reads::X, [](auto v) { return std::abs(v); },
                           [](auto v, auto) { return decltype(v)((v > 0) - (v < 0)); });
 }
 // sin(x); dL/dx = g cos(x)
 inline Tensor sin(const Tensor& x) {
-  return detail::unary_op(x, "sin", [](auto v) { return std::sin(v); }, [](auto v, auto) { return std::cos(v); });
+  return detail::unary_op(x, "sin", detail::Reads::X, [](auto v) { return std::sin(v); }, [](auto v, auto) { return std::cos(v); });
 }
 // cos(x); dL/dx = -g sin(x)
 inline Tensor cos(const Tensor& x) {
-  return detail::unary_op(x, "cos", [](auto v) { return std::cos(v); }, [](auto v, auto) { return -std::sin(v); });
+  return detail::unary_op(x, "cos", detail::Reads::X, [](auto v) { return std::cos(v); }, [](auto v, auto) { return -std::sin(v); });
 }
 // clamp(x, lo, hi); dL/dx = g where lo <= x <= hi, else 0
 inline Tensor clamp(const Tensor& x, double lo, double hi) {
   ATTN_CHECK(lo <= hi, "clamp: min ", lo, " > max ", hi, " for shape ", to_string(x.shape()));
-  return detail::unary_op(x, "clamp",
+  return detail::unary_op(x, "clamp", detail::Reads::X,
                           [lo, hi](auto v) { using T = decltype(v); return v < T(lo) ? T(lo) : (v > T(hi) ? T(hi) : v); },
                           [lo, hi](auto v, auto) { using T = decltype(v); return T(v >= T(lo) && v <= T(hi)); });
 }
@@ -311,7 +321,7 @@ inline Tensor tanh(const Tensor& x) {
 #endif
   return detail::record_unary(
       x, detail::unary_forward_span(x, "tanh", [](const auto* in, auto* out, int64_t n) { kernels::cpu::tanh_n(in, out, n); }),
-      "tanh", [](auto, auto y) { return 1 - y * y; });
+      "tanh", detail::Reads::Y, [](auto, auto y) { return 1 - y * y; });
 }
 // sigmoid(x) = 1 / (1 + e^-x); dL/dx = g y (1 - y)
 inline Tensor sigmoid(const Tensor& x) {
@@ -322,24 +332,24 @@ inline Tensor sigmoid(const Tensor& x) {
       x,
       detail::unary_forward_span(x, "sigmoid",
                                  [](const auto* in, auto* out, int64_t n) { kernels::cpu::sigmoid_n(in, out, n); }),
-      "sigmoid", [](auto, auto y) { return y * (1 - y); });
+      "sigmoid", detail::Reads::Y, [](auto, auto y) { return y * (1 - y); });
 }
 // relu(x) = max(x, 0); dL/dx = g [x > 0]
 inline Tensor relu(const Tensor& x) {
 #ifdef ATTN_WITH_CUDA
   if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Relu, "relu");
 #endif
-  return detail::unary_op(x, "relu", [](auto v) { return v > 0 ? v : decltype(v)(0); },
+  return detail::unary_op(x, "relu", detail::Reads::X, [](auto v) { return v > 0 ? v : decltype(v)(0); },
                           [](auto v, auto) { return decltype(v)(v > 0); });
 }
 // leaky_relu(x) = x if x > 0 else a x; dL/dx = g (1 or a)
 inline Tensor leaky_relu(const Tensor& x, double a) {
-  return detail::unary_op(x, "leaky_relu", [a](auto v) { return v > 0 ? v : decltype(v)(a) * v; },
+  return detail::unary_op(x, "leaky_relu", detail::Reads::X, [a](auto v) { return v > 0 ? v : decltype(v)(a) * v; },
                           [a](auto v, auto) { return v > 0 ? decltype(v)(1) : decltype(v)(a); });
 }
 // elu(x) = x if x > 0 else alpha (e^x - 1); dL/dx = g (1 or y + alpha)
 inline Tensor elu(const Tensor& x, double alpha) {
-  return detail::unary_op(x, "elu", [alpha](auto v) { return v > 0 ? v : decltype(v)(alpha) * std::expm1(v); },
+  return detail::unary_op(x, "elu", detail::Reads::XY, [alpha](auto v) { return v > 0 ? v : decltype(v)(alpha) * std::expm1(v); },
                           [alpha](auto v, auto y) { return v > 0 ? decltype(v)(1) : y + decltype(v)(alpha); });
 }
 // gelu(x) = x Phi(x) (exact, erf form); dL/dx = g (Phi(x) + x phi(x))
@@ -348,7 +358,7 @@ inline Tensor gelu(const Tensor& x) {
   if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Gelu, "gelu");
 #endif
   return detail::unary_op(
-      x, "gelu", [](auto v) { using T = decltype(v); return T(0.5) * v * (1 + std::erf(v * T(M_SQRT1_2))); },
+      x, "gelu", detail::Reads::X, [](auto v) { using T = decltype(v); return T(0.5) * v * (1 + std::erf(v * T(M_SQRT1_2))); },
       [](auto v, auto) {
         using T = decltype(v);
         const T cdf = T(0.5) * (1 + std::erf(v * T(M_SQRT1_2)));
@@ -359,7 +369,7 @@ inline Tensor gelu(const Tensor& x) {
 // softplus(x) = log(1 + e^(beta x)) / beta, linear above threshold; dL/dx = g sigmoid(beta x)
 inline Tensor softplus(const Tensor& x, double beta, double threshold) {
   return detail::unary_op(
-      x, "softplus",
+      x, "softplus", detail::Reads::X,
       [beta, threshold](auto v) {
         using T = decltype(v);
         return v * T(beta) > T(threshold) ? v : std::log1p(std::exp(v * T(beta))) / T(beta);
@@ -416,7 +426,7 @@ inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return record("where", out, {a, b}, [c, sa = a.shape(), sb = b.shape()](const std::vector<Tensor>& g) {
     Tensor zero = Tensor::zeros({}, g[0].dtype());
     return std::vector<Tensor>{sum_to(where(c, g[0], zero), sa), sum_to(where(c, zero, g[0]), sb)};
-  });
+  }, {c});
 }
 
 // masked_fill(x, m, v) = m ? v : x; dL/dx = g [!m]

@@ -227,7 +227,7 @@ inline Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v
                     });
                   });
                   return std::vector<Tensor>{gq, gk, gv};
-                });
+                }, {q, k, v, out});
 }
 
 }  // namespace attn

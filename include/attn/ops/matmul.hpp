@@ -147,7 +147,7 @@ inline Tensor matmul(const Tensor& a, const Tensor& b) {
       }
     }
     return std::vector<Tensor>{ga, gb};
-  });
+  }, {a, b});
 }
 
 // linear(x, W, b) = x W^T + b over the last dim of x; W: [out, in], b: [out] or undefined.
@@ -181,7 +181,7 @@ inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) 
       gs[1] = detail::bmm_raw(g2, reshape(x, {rows, in}), true, false, "linear_backward");
     if (has_bias) gs[2] = sum(g2, 0, false);
     return gs;
-  });
+  }, {x, weight});
 }
 
 }  // namespace attn

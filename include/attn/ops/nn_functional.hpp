@@ -64,7 +64,7 @@ inline Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tenso
   loss = record("binary_cross_entropy_with_logits", loss, {logits, target}, [logits, target, forward](const std::vector<Tensor>& g) {
     Tensor gx = forward(logits, target, true);
     return std::vector<Tensor>{mul(g[0], gx), target.requires_grad() ? mul(g[0], neg(logits)) : Tensor()};
-  });
+  }, {logits, target});
   return detail::reduce(loss, r);
 }
 
@@ -102,7 +102,7 @@ inline Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction 
       for (int64_t i = 0; i < N; ++i) o[i * C + t[size_t(i)]] = -pg[i];
     });
     return std::vector<Tensor>{gx};
-  });
+  }, {});
   return detail::reduce(loss, r);
 }
 
@@ -120,7 +120,8 @@ inline Tensor dropout(const Tensor& x, double p, bool training) {
   ATTN_DISPATCH_FLOATING(x.dtype(), "dropout", [&] {
     scalar_t* m = mask.data<scalar_t>();
     const scalar_t keep = scalar_t(1.0 / (1.0 - p));
-    for (int64_t i = 0, n = x.numel(); i < n; ++i) m[i] = default_generator().uniform() >= p ? keep : scalar_t(0);
+    auto g = default_generator().lock();
+    for (int64_t i = 0, n = x.numel(); i < n; ++i) m[i] = g.uniform() >= p ? keep : scalar_t(0);
   });
   return mul(x, mask.to(x.device()));
 }
@@ -207,7 +208,7 @@ inline Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const T
     if (weight.defined()) out.push_back(reshape(gw, weight.shape()));
     if (bias.defined()) out.push_back(reshape(gb, bias.shape()));
     return out;
-  });
+  }, {weight});
 }
 
 // embedding(W, idx) = W[idx]; dL/dW[idx[k]] += g[k]

@@ -87,7 +87,7 @@ inline Tensor apply_rotary(const Tensor& x, const std::vector<double>& positions
       detail::rope_apply<scalar_t>(g[0].data<scalar_t>(), gx.data<scalar_t>(), rows, L, E, c, s, -1.0);
     });
     return std::vector<Tensor>{gx};
-  });
+  }, {});
 }
 
 inline Tensor apply_rotary(const Tensor& x, int64_t offset = 0, double base = 10000.0) {

@@ -85,7 +85,7 @@ inline Tensor sum(const Tensor& x, int64_t dim, bool keepdim) {
     Shape kept = s;
     if (!kept.empty()) kept[size_t(dim)] = 1;
     return std::vector<Tensor>{expand(reshape(g[0], kept), s)};
-  });
+  }, {});
 }
 
 inline Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
@@ -110,7 +110,8 @@ inline Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepd
   for (int64_t d : dims) n *= x.shape()[size_t(detail::wrap_dim(d, x.dim(), "mean", x.shape()))];
   return mul(sum(x, dims, keepdim), 1.0 / double(n));
 }
-inline Tensor mean(const Tensor& x) { return mul(sum(x), 1.0 / double(std::max<int64_t>(x.numel(), 1))); }
+// mean of no elements is 0/0 = NaN, as in PyTorch (also for mean(x, dim) over an empty dim)
+inline Tensor mean(const Tensor& x) { return mul(sum(x), 1.0 / double(x.numel())); }
 
 // var(x, dim) = sum (x - mean)^2 / (n - unbiased)
 inline Tensor var(const Tensor& x, int64_t dim, bool unbiased, bool keepdim) {
@@ -157,7 +158,7 @@ inline std::pair<Tensor, Tensor> extreme(const Tensor& x, int64_t dim, bool keep
       }
     });
     return std::vector<Tensor>{gx};
-  });
+  }, {indices});
   return {values, indices};
 }
 }  // namespace detail
@@ -241,7 +242,7 @@ inline Tensor softmax(const Tensor& x, int64_t dim) {
   Tensor y = detail::softmax_forward<false>(x, dim);
   return record("softmax", y, {x}, [yd = y.detach(), dim](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{detail::softmax_backward<false>(g[0], yd, dim)};
-  });
+  }, {y});
 }
 inline Tensor log_softmax(const Tensor& x, int64_t dim) {
   dim = detail::wrap_dim(dim, x.dim(), "log_softmax", x.shape());
@@ -251,7 +252,7 @@ inline Tensor log_softmax(const Tensor& x, int64_t dim) {
   Tensor y = detail::softmax_forward<true>(x, dim);
   return record("log_softmax", y, {x}, [yd = y.detach(), dim](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{detail::softmax_backward<true>(g[0], yd, dim)};
-  });
+  }, {y});
 }
 // logsumexp(x, dim) = m + log sum exp(x - m), composed from differentiable pieces
 inline Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {

@@ -3,6 +3,7 @@
 // one strided-copy kernel, so the layout logic lives in a single place (on the GPU too: outputs
 // are allocated on the input's device and strided_copy runs the device kernel there).
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include "../core/tensor.hpp"
 
@@ -52,23 +53,24 @@ void strided_copy(const Tensor& src, int64_t src_off, const std::vector<int64_t>
 
 inline Shape infer_shape(const Shape& requested, int64_t numel, const Shape& from) {
   Shape s = requested;
-  int64_t known = 1, infer = -1;
+  int64_t infer = -1;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == -1) {
       ATTN_CHECK(infer < 0, "reshape: more than one -1 in ", to_string(requested));
       infer = int64_t(i);
+      s[i] = 1;
     } else {
       ATTN_CHECK(s[i] >= 0, "reshape: negative size in ", to_string(requested));
-      known *= s[i];
     }
   }
   if (infer >= 0) {
+    const int64_t known = checked_numel(s, "reshape");
     ATTN_CHECK(known > 0 && numel % known == 0, "reshape: shape ", to_string(from), " cannot be viewed as ",
                to_string(requested));
     s[size_t(infer)] = numel / known;
   }
-  ATTN_CHECK(numel_of(s) == numel, "reshape: shape ", to_string(from), " (", numel, " elements) cannot be viewed as ",
-             to_string(requested));
+  ATTN_CHECK(checked_numel(s, "reshape") == numel, "reshape: shape ", to_string(from), " (", numel,
+             " elements) cannot be viewed as ", to_string(requested));
   return s;
 }
 
@@ -82,7 +84,7 @@ inline Tensor reshape(const Tensor& x, const Shape& shape) {
   out.unsafe_impl()->shape = s;
   return record("reshape", out, {x}, [from = x.shape()](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{reshape(g[0], from)};
-  });
+  }, {});
 }
 
 inline Tensor flatten(const Tensor& x, int64_t start, int64_t end) {
@@ -135,7 +137,7 @@ inline Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
   }
   Tensor out = detail::empty_on(x.device(), s, x.dtype());
   detail::strided_copy(x, 0, src_st, out, 0, detail::contiguous_strides(s), s);
-  return record("permute", out, {x}, [inv](const std::vector<Tensor>& g) { return std::vector<Tensor>{permute(g[0], inv)}; });
+  return record("permute", out, {x}, [inv](const std::vector<Tensor>& g) { return std::vector<Tensor>{permute(g[0], inv)}; }, {});
 }
 
 inline Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
@@ -170,7 +172,7 @@ inline Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, in
     Tensor gx = detail::zeros_on(g[0].device(), xs, g[0].dtype());
     detail::strided_copy(g[0], 0, detail::contiguous_strides(s), gx, off, src_st, s);
     return std::vector<Tensor>{gx};
-  });
+  }, {});
 }
 
 inline Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
@@ -204,7 +206,10 @@ inline Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     for (int64_t i = 0; ok && i < f.dim(); ++i) ok = i == dim || x.shape()[size_t(i)] == f.shape()[size_t(i)];
     ATTN_CHECK(ok, "cat: shapes ", to_string(f.shape()), " and ", to_string(x.shape()), " (", dtype_name(f.dtype()),
                ", ", dtype_name(x.dtype()), ") do not match outside dim ", dim);
-    total += x.shape()[size_t(dim)];
+    const int64_t len = x.shape()[size_t(dim)];
+    ATTN_CHECK(total <= std::numeric_limits<int64_t>::max() - len, "cat: sizes along dim ", dim,
+               " add up to more than 2^63 - 1");
+    total += len;
   }
   s[size_t(dim)] = total;
   Tensor out = detail::empty_on(f.device(), s, f.dtype());
@@ -222,7 +227,7 @@ inline Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     std::vector<Tensor> gs;
     for (size_t k = 0; k < starts.size(); ++k) gs.push_back(narrow(g[0], dim, starts[k], lens[k]));
     return gs;
-  });
+  }, {});
 }
 
 inline Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
@@ -280,7 +285,7 @@ inline Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
     for (size_t k = 0; k < idx.size(); ++k)
       detail::strided_copy<true>(g[0], int64_t(k) * ost[size_t(dim)], ost, gx, idx[k] * xst[size_t(dim)], xst, s);
     return std::vector<Tensor>{gx};
-  });
+  }, {});
 }
 
 // flip(x, dims): reverses the order along dims; dL/dx = flip(g, dims)
@@ -294,7 +299,7 @@ inline Tensor flip(const Tensor& x, const std::vector<int64_t>& dims) {
   }
   Tensor out = detail::empty_on(x.device(), x.shape(), x.dtype());
   if (x.numel()) detail::strided_copy(x, off, st, out, 0, detail::contiguous_strides(x.shape()), x.shape());
-  return record("flip", out, {x}, [dims](const std::vector<Tensor>& g) { return std::vector<Tensor>{flip(g[0], dims)}; });
+  return record("flip", out, {x}, [dims](const std::vector<Tensor>& g) { return std::vector<Tensor>{flip(g[0], dims)}; }, {});
 }
 
 // expand(x, s): x broadcast to s (materialised); dL/dx = sum_to(g, x.shape)
@@ -309,6 +314,7 @@ inline Tensor expand(const Tensor& x, const Shape& shape) {
   }
   // New leading dims (and -1 there) must be sizes too; caught here rather than by Tensor::empty.
   for (int64_t d : s) ATTN_CHECK(d >= 0, "expand: shape ", to_string(x.shape()), " cannot expand to ", to_string(shape));
+  detail::checked_numel(s, "expand");
   if (s == x.shape()) return x;
   Tensor out = detail::empty_on(x.device(), s, x.dtype());
   std::vector<int64_t> st(s.size(), 0);
@@ -317,7 +323,7 @@ inline Tensor expand(const Tensor& x, const Shape& shape) {
   detail::strided_copy(x, 0, st, out, 0, detail::contiguous_strides(s), s);
   return record("expand", out, {x}, [xs = x.shape()](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{sum_to(g[0], xs)};
-  });
+  }, {});
 }
 inline Tensor broadcast_to(const Tensor& x, const Shape& shape) { return expand(x, shape); }
 

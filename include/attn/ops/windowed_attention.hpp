@@ -281,7 +281,8 @@ inline std::pair<Tensor, Tensor> band_attention(const char* op, const BandSpec& 
            std::vector<Tensor> grads{gq, gk, gv};
            if (bias.defined()) grads.push_back(gb);
            return grads;
-         });
+         },
+         {q, k, v, bias, key_padding_mask, P});
   return {out, P};
 }
 

@@ -18,7 +18,7 @@ class Optimizer {
   // `name` (SGD, Adam, AdamW) names the optimizer in error messages ("SGD optimizer: ...").
   Optimizer(std::vector<Tensor> params, double lr, const char* name = "custom")
       : params_(std::move(params)), lr_(lr), name_(name) {
-    ATTN_CHECK(lr >= 0.0, name_, " optimizer: learning rate must be non-negative, got ", lr);
+    check_lr(lr);
     for (size_t i = 0; i < params_.size(); ++i)
       ATTN_CHECK(params_[i].defined() && params_[i].is_floating_point(), name_, " optimizer: parameter ", i,
                  " is not a floating tensor");
@@ -30,9 +30,13 @@ class Optimizer {
   }
   double lr() const { return lr_; }
   void set_lr(double lr) {
-    ATTN_CHECK(lr >= 0.0, name_, " optimizer: learning rate must be non-negative, got ", lr);
+    check_lr(lr);
     lr_ = lr;
   }
+  void check_lr(double lr) const {
+    ATTN_CHECK(valid_lr(lr), name_, " optimizer: learning rate must be finite and non-negative, got ", lr);
+  }
+  static bool valid_lr(double lr) { return std::isfinite(lr) && lr >= 0.0; }
   const std::vector<Tensor>& params() const { return params_; }
   int64_t step_count() const { return int64_t(step_.defined() ? step_.item<double>() : 0); }
 
@@ -42,15 +46,27 @@ class Optimizer {
     for (auto& [name, t] : buffers_) out.emplace_back(name, t);
     return out;
   }
-  // Restores what state() returned (tensors with the same names and shapes).
+  // Throws ShapeError, changing nothing, for a state load_state refuses: an unknown entry or one of
+  // the wrong shape, a learning rate set_lr would refuse, a step count that is not a whole number >= 0.
+  void check_state(const std::vector<std::pair<std::string, Tensor>>& s) const {
+    for (auto& [name, t] : s) {
+      const Tensor* dst = name == "lr" ? nullptr : (name == "step" ? &step_ : find(name));
+      ATTN_CHECK(name == "lr" ? t.numel() == 1 : dst && dst->shape() == t.shape(), name_,
+                 " optimizer load_state: unknown or mismatched entry '", name, "' ", to_string(t.shape()));
+      const double v = t.numel() == 1 ? t.item<double>() : 0.0;
+      ATTN_CHECK(name != "lr" || valid_lr(v), name_, " optimizer load_state: entry 'lr' must be a learning rate that "
+                 "set_lr accepts (finite, >= 0), got ", v);
+      ATTN_CHECK(name != "step" || (v >= 0 && v <= 0x1p53 && v == std::floor(v)), name_,
+                 " optimizer load_state: entry 'step' must be a whole number >= 0, got ", v);
+    }
+  }
+  // Restores what state() returned (tensors with the same names and shapes), all or nothing.
   void load_state(const std::vector<std::pair<std::string, Tensor>>& s) {
+    check_state(s);
     NoGradGuard ng;
     for (auto& [name, t] : s) {
-      if (name == "lr") { lr_ = t.item<double>(); continue; }
-      Tensor* dst = name == "step" ? &step_ : find(name);
-      ATTN_CHECK(dst && dst->shape() == t.shape(), "optimizer load_state: unknown or mismatched entry '", name, "' ",
-                 to_string(t.shape()));
-      dst->copy_(t);
+      if (name == "lr") lr_ = t.item<double>();
+      else (name == "step" ? step_ : *find(name)).copy_(t);
     }
   }
 
@@ -81,16 +97,20 @@ class Optimizer {
       if (n == name) return &t;
     return nullptr;
   }
+  const Tensor* find(const std::string& name) const { return const_cast<Optimizer*>(this)->find(name); }
   Tensor lr_tensor() const { return Tensor::full({}, lr_, kFloat64); }
   std::vector<std::pair<std::string, Tensor>> buffers_;
 };
 
 // Applies f(i, param, grad) over the parameters that have a gradient, dispatching on dtype.
+// `writes` (the parameter or its gradient) is about to be written in place: its version is bumped.
+enum class Writes { Param, Grad, Nothing };
 template <class F>
-void for_each_param(const std::vector<Tensor>& params, const F& f) {
+void for_each_param(const std::vector<Tensor>& params, Writes writes, const F& f) {
   for (size_t i = 0; i < params.size(); ++i) {
     Tensor g = params[i].grad();
     if (!g.defined()) continue;
+    if (writes != Writes::Nothing) detail::bump_version(writes == Writes::Param ? params[i] : g);
     f(i, params[i], g);
   }
 }
@@ -118,7 +138,7 @@ class SGD : public Optimizer {
   void step() override {
     NoGradGuard ng;
     const bool first = next_step() == 1;
-    for_each_param(params_, [&](size_t i, const Tensor& p, const Tensor& g) {
+    for_each_param(params_, Writes::Param, [&](size_t i, const Tensor& p, const Tensor& g) {
       ATTN_DISPATCH_FLOATING(p.dtype(), "SGD", [&] {
         scalar_t* pp = p.data<scalar_t>();
         const scalar_t* pg = g.data<scalar_t>();
@@ -173,7 +193,7 @@ class Adam : public Optimizer {
     NoGradGuard ng;
     const int64_t t = next_step();
     const double bc1 = 1 - std::pow(o_.beta1_, double(t)), bc2 = 1 - std::pow(o_.beta2_, double(t));
-    for_each_param(params_, [&](size_t i, const Tensor& p, const Tensor& g) {
+    for_each_param(params_, Writes::Param, [&](size_t i, const Tensor& p, const Tensor& g) {
 #ifdef ATTN_WITH_CUDA
       if (p.device() == Device::CUDA)
         return cuda_ops::adam_step(p, g, buffer(i, "exp_avg"), buffer(i, "exp_avg_sq"),
@@ -223,13 +243,13 @@ class AdamW : public Adam {
 inline double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
   NoGradGuard ng;
   double total = 0;
-  for_each_param(params, [&](size_t, const Tensor&, const Tensor& g) {
+  for_each_param(params, Writes::Nothing, [&](size_t, const Tensor&, const Tensor& g) {
     for (double x : g.to_vector<double>()) total += x * x;  // (a gradient on the GPU is copied to the host)
   });
   total = std::sqrt(total);
   const double coef = max_norm / (total + 1e-6);
   if (coef < 1.0) {
-    for_each_param(params, [&](size_t, const Tensor&, const Tensor& g) {
+    for_each_param(params, Writes::Grad, [&](size_t, const Tensor&, const Tensor& g) {
 #ifdef ATTN_WITH_CUDA
       if (g.device() == Device::CUDA) {
         Tensor(g).copy_(cuda_ops::unary(g, kernels::cuda::Unary::MulScalar, "clip_grad_norm_", coef));
