@@ -676,3 +676,23 @@ TEST_CASE("cell ops reject bad arguments with ShapeError naming the op and shape
   REQUIRE_THROWS_WITH(gru_cell(x, Tensor(), Tensor::randn({12, 3}), wh), Contains("gru_cell") && Contains("[16, 4]"));
   REQUIRE_THROWS_AS(gru_cell(x, Tensor::zeros({2, 5}), Tensor::randn({12, 3}), Tensor::randn({12, 4})), ShapeError);
 }
+
+TEST_CASE("a cell's backward refuses saved tensors written in place after the forward", "[rnn][cell][version]") {
+  using Catch::Matchers::Contains;
+  nn::LSTMCell lc(3, 4);
+  Tensor x = Tensor::randn({2, 3}).requires_grad_();
+  auto [h, c] = lc.forward(x);
+  {
+    NoGradGuard ng;
+    Tensor(c).fill_(0.5);  // c' is read by the backward (tanh(c') is recomputed from it)
+  }
+  CHECK_THROWS_WITH(sum(h).backward(), Contains("lstm_cell") && Contains("output 1"));
+  nn::GRUCell gc(3, 4);
+  Tensor x2 = Tensor::randn({2, 3}).requires_grad_();
+  Tensor h2 = gc.forward(x2);
+  {
+    NoGradGuard ng;
+    Tensor(x2).fill_(1.0);
+  }
+  CHECK_THROWS_WITH(sum(h2).backward(), Contains("gru_cell") && Contains("input 0"));
+}

@@ -316,7 +316,8 @@ inline std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, co
              detail::linear_grads<scalar_t>(gpk.data<scalar_t>(), keys, W_k, b_k, gk, gwk, gbk);
            });
            return std::vector<Tensor>{gq, gk, gval, gwq, gwk, gv, gbq, gbk};
-         });
+         },
+         {query, keys, values, W_q, W_k, v, mask, w});
   return {ctx, w};
 }
 

@@ -521,7 +521,8 @@ inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tens
              detail::cell_param_grads<scalar_t>(pda, pda, x, h, w_ih, w_hh, b_ih, b_hh, r);
            });
            return std::vector<Tensor>{r.dx, r.dh, dc, r.dw_ih, r.dw_hh, r.db_ih, r.db_hh};
-         });
+         },
+         {x, hx.first, hx.second, w_ih, w_hh, c2});
   return {h2, c2};
 }
 
@@ -568,7 +569,8 @@ inline Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, co
                                                        b_ih, b_hh, r);
                   });
                   return std::vector<Tensor>{r.dx, r.dh, r.dw_ih, r.dw_hh, r.db_ih, r.db_hh};
-                });
+                },
+                {x, hx, w_ih, w_hh});
 }
 
 }  // namespace attn
