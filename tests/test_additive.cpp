@@ -305,9 +305,9 @@ TEST_CASE("additive_attention_step: one node, errors name the op, bit-identical 
   CHECK_THROWS_WITH(additive_attention_step(Tensor::randn({2, 4}), k, v, Wq, Wk, vv, Tensor::ones({2, 4}, kBool)),
                     Contains("additive_attention_step") && Contains("[2, 4]"));
   CHECK_THROWS_AS(additive_attention_step(Tensor::randn({2, 4}, kFloat64), k, v, Wq, Wk, vv), std::invalid_argument);
-  // threads: rows split over threads (S * H = 640 per row)
-  const Tensor q0 = Tensor::randn({64, 5}), k0 = Tensor::randn({64, 40, 5}), W5 = Tensor::randn({16, 5}),
-               v7 = Tensor::randn({16});
+  // threads: a step large enough (about 5e7 flops) for its products and rows to be split
+  const Tensor q0 = Tensor::randn({64, 32}), k0 = Tensor::randn({64, 200, 32}), W5 = Tensor::randn({64, 32}),
+               v7 = Tensor::randn({64});
   auto run = [&](int threads) {
     return with_threads(threads, [&] {
       Tensor q = leaf(q0), kk = leaf(k0), Wk = leaf(W5);

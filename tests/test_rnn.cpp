@@ -696,3 +696,58 @@ TEST_CASE("a cell's backward refuses saved tensors written in place after the fo
   }
   CHECK_THROWS_WITH(sum(h2).backward(), Contains("gru_cell") && Contains("input 0"));
 }
+
+TEST_CASE("vectorised tanh (the gate math's, and attn::tanh's) is within 2 ulp of std::tanh", "[rnn][tanh]") {
+  // double: packets of 8 lanes and the 1-lane tail, over [-20, 20] (both branches of the
+  // Cephes form, the switch at |x| = 0.625, tiny values) and the special values
+  std::vector<double> xs;
+  for (int i = -200000; i <= 200000; ++i) xs.push_back(i * 1e-4);
+  for (double v : {1e-300, -1e-300, 1e-20, 5e-9, 0.625, -0.625, std::nextafter(0.625, 1.0), 0.0, -0.0, 700.0, -800.0})
+    xs.push_back(v);
+  std::vector<double> ys(xs.size());
+  kernels::cpu::tanh_n(xs.data(), ys.data(), int64_t(xs.size()));
+  double worst = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double want = std::tanh(xs[i]);
+    const double ulp = std::abs(std::nextafter(want, want > 0 ? 2.0 : -2.0) - want);
+    worst = std::max(worst, std::abs(ys[i] - want) / std::max(ulp, 1e-320));
+  }
+  INFO("worst error " << worst << " ulp");
+  CHECK(worst <= 2.0);
+  double one[3] = {std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(),
+                   std::numeric_limits<double>::quiet_NaN()};
+  kernels::cpu::tanh_n(one, one, 3);
+  CHECK(one[0] == 1.0);
+  CHECK(one[1] == -1.0);
+  CHECK(std::isnan(one[2]));
+  CHECK(std::signbit(kernels::cpu::vtanh<double, 1>(Eigen::Array<double, 1, 1>(-0.0))(0)));
+}
+
+TEST_CASE("fused cells are bit-identical for 1 and 2 threads (small steps serial, large ones split)",
+          "[rnn][cell][threads]") {
+  // B 3 x H 8: products run on the calling thread; B 256 x H 128 (5e7 flops): split
+  for (int64_t B : {int64_t(3), int64_t(256)}) {
+    const int64_t I = B == 3 ? 2 : 64, H = B == 3 ? 8 : 128;
+    auto run = [&](int threads) {
+      return with_threads(threads, [&] {
+        manual_seed(51);
+        nn::LSTMCell lc(I, H);
+        nn::GRUCell gc(I, H);
+        Tensor x = Tensor::randn({B, I}).requires_grad_();
+        auto [h, c] = lc.forward(x);
+        auto [h2, c2] = lc.forward(x, {h, c});
+        Tensor g = gc.forward(x, gc.forward(x));
+        (sum(mul(h2, h2)) + sum(c2) + sum(mul(g, g))).backward();
+        std::vector<float> all;
+        for (const Tensor& t : {h2, c2, g, x.grad(), lc.weight_hh.grad(), lc.bias_ih.grad(), gc.weight_ih.grad(),
+                                gc.weight_hh.grad(), gc.bias_hh.grad()}) {
+          auto v = t.to_vector<float>();
+          all.insert(all.end(), v.begin(), v.end());
+        }
+        return all;
+      });
+    };
+    INFO("B " << B);
+    CHECK(run(1) == run(2));
+  }
+}

@@ -123,10 +123,11 @@ void additive_forward_rows(int64_t r0, int64_t r1, int64_t Lq, int64_t S, int64_
 template <class T>
 void additive_backward_raw(int64_t B, int64_t Lq, int64_t S, int64_t H, int64_t Dv, const T* Pq, const T* Pk,
                            const T* Pv, const T* Vv, const T* W, const T* Gc, const T* Gw, T* Gq, T* Gk, T* Gv,
-                           T* Gval) {
+                           T* Gval, bool parallel = true) {
   std::vector<T> ds(static_cast<size_t>(B * Lq * S)), gvpart(static_cast<size_t>(B * Lq * H), T(0));
   T *Ds = ds.data(), *Gvp = gvpart.data();
-  parallel_for(0, B * Lq, std::max<int64_t>(1, 2048 / std::max<int64_t>(S * H, 1)), [&](int64_t r0, int64_t r1) {
+  parallel_for(0, B * Lq, parallel ? std::max<int64_t>(1, 2048 / std::max<int64_t>(S * H, 1)) : B * Lq,
+               [&](int64_t r0, int64_t r1) {
     std::vector<T> tv(static_cast<size_t>(H));
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / Lq;
@@ -159,7 +160,8 @@ void additive_backward_raw(int64_t B, int64_t Lq, int64_t S, int64_t H, int64_t 
       }
     }
   });
-  parallel_for(0, B * S, std::max<int64_t>(1, 2048 / std::max<int64_t>(Lq * H, 1)), [&](int64_t r0, int64_t r1) {
+  parallel_for(0, B * S, parallel ? std::max<int64_t>(1, 2048 / std::max<int64_t>(Lq * H, 1)) : B * S,
+               [&](int64_t r0, int64_t r1) {
     std::vector<T> tv(static_cast<size_t>(H));
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / S, j = r % S;
@@ -284,12 +286,16 @@ inline std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, co
   const DType dt = query.dtype();
   Tensor pq = Tensor::empty({B, H}, dt), pk = Tensor::empty({B * S, H}, dt);
   Tensor ctx = Tensor::empty({B, Dv}, dt), w = Tensor::empty({B, S}, dt);
+  // flops of the op (projections, scores, context): small steps stay on the calling thread
+  const double flops = 2.0 * double(B) * double(H) * double(query.size(1) + S * keys.size(2)) +
+                       double(B) * double(S) * double(4 * H + 2 * Dv);
+  const bool par = detail::step_parallel(flops);
   ATTN_DISPATCH_FLOATING(dt, op, [&] {
     detail::fill_bias_rows<scalar_t>(pq.data<scalar_t>(), B, H, b_q);
-    detail::linear_product<scalar_t>(query, W_q, 1, pq.data<scalar_t>());
+    detail::linear_product<scalar_t>(query, W_q, 1, pq.data<scalar_t>(), par);
     detail::fill_bias_rows<scalar_t>(pk.data<scalar_t>(), B * S, H, b_k);
-    detail::linear_product<scalar_t>(keys, W_k, 1, pk.data<scalar_t>());
-    parallel_for(0, B, std::max<int64_t>(1, 4096 / std::max<int64_t>(S * H, 1)), [&](int64_t r0, int64_t r1) {
+    detail::linear_product<scalar_t>(keys, W_k, 1, pk.data<scalar_t>(), par);
+    parallel_for(0, B, par ? std::max<int64_t>(1, 4096 / std::max<int64_t>(S * H, 1)) : B, [&](int64_t r0, int64_t r1) {
       detail::additive_forward_rows<scalar_t>(r0, r1, 1, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
                                               v.data<scalar_t>(), values.data<scalar_t>(), mv, w.data<scalar_t>(),
                                               ctx.data<scalar_t>());
@@ -299,7 +305,7 @@ inline std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, co
   // projections: gquery = gpq W_q, gW_q = gpq^T query, gb_q = sum_rows gpq, and the same for the
   // keys with gpk, W_k, b_k.
   record(op, std::vector<Tensor*>{&ctx, &w}, {query, keys, values, W_q, W_k, v, b_q, b_k},
-         [query, keys, values, W_q, W_k, v, b_q, b_k, mv, mask, pq, pk, wd = w.detach()](const std::vector<Tensor>& g) {
+         [query, keys, values, W_q, W_k, v, b_q, b_k, mv, mask, pq, pk, wd = w.detach(), par](const std::vector<Tensor>& g) {
            (void)mask;  // keeps the mask's storage alive for mv
            const int64_t B = query.size(0), S = keys.size(1), H = W_q.size(0), Dv = values.size(2);
            const DType dt = query.dtype();
@@ -311,9 +317,9 @@ inline std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, co
              detail::additive_backward_raw<scalar_t>(B, 1, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
                                                      v.data<scalar_t>(), values.data<scalar_t>(), wd.data<scalar_t>(),
                                                      ptr(g[0]), ptr(g[1]), gpq.data<scalar_t>(), gpk.data<scalar_t>(),
-                                                     gv.data<scalar_t>(), gval.data<scalar_t>());
-             detail::linear_grads<scalar_t>(gpq.data<scalar_t>(), query, W_q, b_q, gq, gwq, gbq);
-             detail::linear_grads<scalar_t>(gpk.data<scalar_t>(), keys, W_k, b_k, gk, gwk, gbk);
+                                                     gv.data<scalar_t>(), gval.data<scalar_t>(), par);
+             detail::linear_grads<scalar_t>(gpq.data<scalar_t>(), query, W_q, b_q, gq, gwq, gbq, par);
+             detail::linear_grads<scalar_t>(gpk.data<scalar_t>(), keys, W_k, b_k, gk, gwk, gbk, par);
            });
            return std::vector<Tensor>{gq, gk, gval, gwq, gwk, gv, gbq, gbk};
          },

@@ -76,12 +76,31 @@ void fill_bias_rows(T* dst, int64_t rows, int64_t N, const Tensor& b1, const Ten
   for (int64_t r = 1; r < rows; ++r) std::copy(dst, dst + N, dst + r * N);
 }
 
-// out [rows, N] (+)= x W^T with x [rows, K] (the leading dims of x folded), W [N, K]; beta 0 or 1.
+// Products inside the per-step ops (a recurrent cell, an attention step) with fewer flops than
+// this run on the calling thread. Such an op takes tens of microseconds and a loop runs thousands
+// of them: a fork/join per product gains little on an idle machine, and when the cores are
+// shared each one can wait for a descheduled thread (a 2-thread sine-prediction training step
+// took 38 s instead of 1 s on a loaded 2-core machine). Results are the same either way.
+constexpr double kStepParallelFlops = 1e7;
+
+// C = alpha op(A) op(B) + beta C through gemm (parallel when large) or gemm_serial.
 template <class T>
-void linear_product(const Tensor& x, const Tensor& w, T beta, T* out) {
-  const int64_t N = w.size(0), K = w.size(1), rows = x.numel() / std::max<int64_t>(K, 1);
-  kernels::cpu::gemm<T>(false, true, rows, N, K, T(1), x.data<T>(), K, w.data<T>(), K, beta, out, N);
+void gemm_on(bool parallel, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+             const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (parallel) kernels::cpu::gemm<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else kernels::cpu::gemm_serial<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+// out [rows, N] (+)= x W^T with x [rows, K] (the leading dims of x folded), W [N, K]; beta 0 or 1.
+// parallel = false: on the calling thread (see kStepParallelFlops).
+template <class T>
+void linear_product(const Tensor& x, const Tensor& w, T beta, T* out, bool parallel = true) {
+  const int64_t N = w.size(0), K = w.size(1), rows = x.numel() / std::max<int64_t>(K, 1);
+  gemm_on<T>(parallel, false, true, rows, N, K, T(1), x.data<T>(), K, w.data<T>(), K, beta, out, N);
+}
+
+// Whether a per-step op doing about `flops` in its products should let them run in parallel.
+inline bool step_parallel(double flops) { return flops >= kStepParallelFlops; }
 
 // Column sums of d [rows, N] (rows added in order) as a new [N] tensor.
 template <class T>
@@ -97,16 +116,17 @@ Tensor column_sums(const T* d, int64_t rows, int64_t N, DType dt) {
 // already defined), dW = dy^T x, db = column sums of dy. Each only when its tensor requires
 // grad (b may be undefined).
 template <class T>
-void linear_grads(const T* dy, const Tensor& x, const Tensor& w, const Tensor& b, Tensor& dx, Tensor& dw, Tensor& db) {
+void linear_grads(const T* dy, const Tensor& x, const Tensor& w, const Tensor& b, Tensor& dx, Tensor& dw, Tensor& db,
+                  bool parallel = true) {
   const int64_t N = w.size(0), K = w.size(1), rows = x.numel() / std::max<int64_t>(K, 1);
   if (x.requires_grad()) {
     const bool add = dx.defined();
     if (!add) dx = Tensor::empty(x.shape(), x.dtype());
-    kernels::cpu::gemm<T>(false, false, rows, K, N, T(1), dy, N, w.data<T>(), K, add ? T(1) : T(0), dx.data<T>(), K);
+    gemm_on<T>(parallel, false, false, rows, K, N, T(1), dy, N, w.data<T>(), K, add ? T(1) : T(0), dx.data<T>(), K);
   }
   if (w.requires_grad()) {
     dw = Tensor::empty(w.shape(), w.dtype());
-    kernels::cpu::gemm<T>(true, false, N, K, rows, T(1), dy, N, x.data<T>(), K, T(0), dw.data<T>(), K);
+    gemm_on<T>(parallel, true, false, N, K, rows, T(1), dy, N, x.data<T>(), K, T(0), dw.data<T>(), K);
   }
   if (b.defined() && b.requires_grad()) db = column_sums<T>(dy, rows, N, w.dtype());
 }

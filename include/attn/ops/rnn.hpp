@@ -466,6 +466,28 @@ inline int64_t check_cell(const char* op, int64_t gates, const Tensor& x, const 
   return H;
 }
 
+// dst [B, G*H] = x W_ih^T + b_ih (+ b_hh when given): for a handful of input features (I <= 4,
+// e.g. a univariate series) the layers' direct loop (InputProjection), else a GEMM.
+template <class T>
+void cell_input_projection(int64_t gates, const Tensor& x, const Tensor& w_ih, const Tensor& b_ih, const Tensor& b_hh,
+                           T* dst, bool parallel) {
+  const int64_t B = x.size(0), GH = w_ih.size(0);
+  if (x.size(1) <= 4) {
+    kernels::cpu::RnnShape S;
+    S.T = 1;
+    S.B = B;
+    S.H = GH / gates;
+    std::vector<Tensor> bi, bh;
+    if (b_ih.defined()) bi.push_back(b_ih);
+    if (b_hh.defined()) bh.push_back(b_hh);
+    const InputProjection<T> proj(S, gates, x, {w_ih}, bi, bh, /*fold_hh=*/b_hh.defined());
+    proj.rows(0, B, 0, dst, GH);
+    return;
+  }
+  fill_bias_rows<T>(dst, B, GH, b_ih, b_hh);
+  linear_product<T>(x, w_ih, 1, dst, parallel);
+}
+
 // Gradients of a cell's inputs from the gate gradients of its input side (dGi) and hidden side
 // (dGh; the same pointer for the LSTM), two linear maps:
 //   dx = dGi W_ih,  dW_ih = dGi^T x,  db_ih = sum_rows dGi
@@ -475,9 +497,14 @@ struct CellGrads {
 };
 template <class T>
 void cell_param_grads(const T* dGi, const T* dGh, const Tensor& x, const Tensor& h, const Tensor& w_ih,
-                      const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, CellGrads& r) {
-  linear_grads<T>(dGi, x, w_ih, b_ih, r.dx, r.dw_ih, r.db_ih);
-  linear_grads<T>(dGh, h, w_hh, b_hh, r.dh, r.dw_hh, r.db_hh);
+                      const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, CellGrads& r, bool parallel) {
+  linear_grads<T>(dGi, x, w_ih, b_ih, r.dx, r.dw_ih, r.db_ih, parallel);
+  linear_grads<T>(dGh, h, w_hh, b_hh, r.dh, r.dw_hh, r.db_hh, parallel);
+}
+
+// The products' flops of one cell step (forward), for step_parallel.
+inline double cell_flops(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh) {
+  return 2.0 * double(x.size(0)) * double(w_ih.size(0)) * double(w_ih.size(1) + w_hh.size(1));
 }
 
 }  // namespace detail
@@ -499,9 +526,9 @@ inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tens
   Tensor gates = Tensor::empty({B, G4}, dt), h2 = Tensor::empty({B, H}, dt), c2 = Tensor::empty({B, H}, dt);
   ATTN_DISPATCH_FLOATING(dt, "lstm_cell", [&] {
     scalar_t* a = gates.data<scalar_t>();
-    detail::fill_bias_rows<scalar_t>(a, B, G4, b_ih, b_hh);
-    detail::linear_product<scalar_t>(x, w_ih, 1, a);
-    if (hx.first.defined()) detail::linear_product<scalar_t>(h, w_hh, 1, a);  // h = 0 adds nothing
+    const bool par = detail::step_parallel(detail::cell_flops(x, w_ih, w_hh));
+    detail::cell_input_projection<scalar_t>(4, x, w_ih, b_ih, b_hh, a, par);
+    if (hx.first.defined()) detail::linear_product<scalar_t>(h, w_hh, 1, a, par);  // h = 0 adds nothing
     kernels::cpu::lstm_cell_forward<scalar_t>(B, H, a, c.data<scalar_t>(), c2.data<scalar_t>(), h2.data<scalar_t>());
   });
   // Backward (kernels::cpu::lstm_cell_backward): with dh', dc' the output gradients
@@ -518,7 +545,8 @@ inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tens
                                                         c2d.data<scalar_t>(), ptr(g[0]), ptr(g[1]),
                                                         da.data<scalar_t>(), dc.data<scalar_t>());
              const scalar_t* pda = da.data<scalar_t>();
-             detail::cell_param_grads<scalar_t>(pda, pda, x, h, w_ih, w_hh, b_ih, b_hh, r);
+             detail::cell_param_grads<scalar_t>(pda, pda, x, h, w_ih, w_hh, b_ih, b_hh, r,
+                                                detail::step_parallel(2 * detail::cell_flops(x, w_ih, w_hh)));
            });
            return std::vector<Tensor>{r.dx, r.dh, dc, r.dw_ih, r.dw_hh, r.db_ih, r.db_hh};
          },
@@ -542,10 +570,10 @@ inline Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, co
   Tensor h2 = Tensor::empty({B, H}, dt);
   ATTN_DISPATCH_FLOATING(dt, "gru_cell", [&] {
     scalar_t *pi = gi.data<scalar_t>(), *ph = gates.data<scalar_t>();
-    detail::fill_bias_rows<scalar_t>(pi, B, G3, b_ih);
-    detail::linear_product<scalar_t>(x, w_ih, 1, pi);
+    const bool par = detail::step_parallel(detail::cell_flops(x, w_ih, w_hh));
+    detail::cell_input_projection<scalar_t>(3, x, w_ih, b_ih, Tensor(), pi, par);
     detail::fill_bias_rows<scalar_t>(ph, B, G3, b_hh);
-    if (hx.defined()) detail::linear_product<scalar_t>(h, w_hh, 1, ph);  // h = 0 adds nothing
+    if (hx.defined()) detail::linear_product<scalar_t>(h, w_hh, 1, ph, par);  // h = 0 adds nothing
     kernels::cpu::gru_cell_forward<scalar_t>(B, H, pi, ph, hn.data<scalar_t>(), h.data<scalar_t>(),
                                              h2.data<scalar_t>());
   });
@@ -566,7 +594,8 @@ inline Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, co
                                                               dgi.data<scalar_t>(), dgh.data<scalar_t>(),
                                                               r.dh.data<scalar_t>());
                     detail::cell_param_grads<scalar_t>(dgi.data<scalar_t>(), dgh.data<scalar_t>(), x, h, w_ih, w_hh,
-                                                       b_ih, b_hh, r);
+                                                       b_ih, b_hh, r,
+                                                       detail::step_parallel(2 * detail::cell_flops(x, w_ih, w_hh)));
                   });
                   return std::vector<Tensor>{r.dx, r.dh, r.dw_ih, r.dw_hh, r.db_ih, r.db_hh};
                 },

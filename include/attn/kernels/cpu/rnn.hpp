@@ -22,6 +22,7 @@
 #include <vector>
 #include "../../core/parallel.hpp"
 #include "gemm.hpp"
+#include "vmath.hpp"
 
 namespace attn::kernels::cpu {
 
@@ -79,14 +80,14 @@ template <class T, int L>
 inline void lstm_fwd_lanes(int64_t j, int64_t H, T* a, T* c, T* tc, T* h) {
   const V<T, L> i = vsig<T, L>(CVM<T, L>(a + j));
   const V<T, L> f = vsig<T, L>(CVM<T, L>(a + H + j));
-  const V<T, L> g = CVM<T, L>(a + 2 * H + j).tanh();
+  const V<T, L> g = vtanh<T, L>(CVM<T, L>(a + 2 * H + j));
   const V<T, L> o = vsig<T, L>(CVM<T, L>(a + 3 * H + j));
   VM<T, L>(a + j) = i;
   VM<T, L>(a + H + j) = f;
   VM<T, L>(a + 2 * H + j) = g;
   VM<T, L>(a + 3 * H + j) = o;
   const V<T, L> cn = f * CVM<T, L>(c + j) + i * g;
-  const V<T, L> t = cn.tanh();
+  const V<T, L> t = vtanh<T, L>(cn);
   VM<T, L>(c + j) = cn;
   VM<T, L>(tc + j) = t;
   VM<T, L>(h + j) = o * t;
@@ -125,7 +126,7 @@ inline void gru_fwd_lanes(int64_t j, int64_t H, T* a, const T* x, T* hn, T* h) {
   const V<T, L> hgn = CVM<T, L>(a + 2 * H + j);
   const V<T, L> r = vsig<T, L>(CVM<T, L>(a + j) + CVM<T, L>(x + j));
   const V<T, L> z = vsig<T, L>(CVM<T, L>(a + H + j) + CVM<T, L>(x + H + j));
-  const V<T, L> n = (CVM<T, L>(x + 2 * H + j) + r * hgn).tanh();
+  const V<T, L> n = vtanh<T, L>(CVM<T, L>(x + 2 * H + j) + r * hgn);
   VM<T, L>(hn + j) = hgn;
   VM<T, L>(a + j) = r;
   VM<T, L>(a + H + j) = z;
@@ -169,8 +170,8 @@ template <class T>
 inline void tanh_row(int64_t H, const T* x, T* y) {
   constexpr int L = lanes<T>();
   int64_t j = 0;
-  for (; j + L <= H; j += L) VM<T, L>(y + j) = CVM<T, L>(x + j).tanh();
-  for (; j < H; ++j) VM<T, 1>(y + j) = CVM<T, 1>(x + j).tanh();
+  for (; j + L <= H; j += L) VM<T, L>(y + j) = vtanh<T, L>(CVM<T, L>(x + j));
+  for (; j < H; ++j) VM<T, 1>(y + j) = vtanh<T, 1>(CVM<T, 1>(x + j));
 }
 }  // namespace rnn_detail
 
