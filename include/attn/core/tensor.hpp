@@ -179,12 +179,13 @@ class SmallBlockPool {
 // The small objects every op creates with their shared_ptr control blocks (TensorImpl, Storage,
 // Node: make_impl, make_storage, record) come from per-thread free lists of fixed-size blocks
 // through PoolAllocator, instead of one malloc and free each (a chain of tiny ops spent half its
-// time in the C allocator). At most kMaxFree blocks per size and thread are kept. Off under
-// AddressSanitizer.
+// time in the C allocator). At most kMaxFree blocks per size and thread are kept (a free list as
+// long as a big training graph's would hand out blocks scattered over its heap: a tiny-op chain
+// ran 2x slower after a sine-prediction training step with 65536). Off under AddressSanitizer.
 template <size_t Size>
 class FixedPool {
  public:
-  static constexpr size_t kMaxFree = 1 << 16;
+  static constexpr size_t kMaxFree = 1 << 12;
   static FixedPool* mine() {
     if (dead()) return nullptr;
     thread_local FixedPool pool;

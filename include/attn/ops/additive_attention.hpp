@@ -304,6 +304,7 @@ inline std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, co
   // Backward: gpq, gpk, gv, gvalues from detail::additive_backward_raw (formulas there), then the
   // projections: gquery = gpq W_q, gW_q = gpq^T query, gb_q = sum_rows gpq, and the same for the
   // keys with gpk, W_k, b_k.
+  if (!is_grad_enabled() && !is_anomaly_enabled()) return {ctx, w};  // nothing to record
   record(op, std::vector<Tensor*>{&ctx, &w}, {query, keys, values, W_q, W_k, v, b_q, b_k},
          [query, keys, values, W_q, W_k, v, b_q, b_k, mv, mask, pq, pk, wd = w.detach(), par](const std::vector<Tensor>& g) {
            (void)mask;  // keeps the mask's storage alive for mv

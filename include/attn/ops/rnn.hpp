@@ -451,18 +451,19 @@ inline int64_t check_cell(const char* op, int64_t gates, const Tensor& x, const 
   for (const Tensor* b : {&b_ih, &b_hh})
     if (b->defined())
       ATTN_CHECK(b->shape() == bs, op, ": biases must be ", to_string(bs), ", got ", to_string(b->shape()));
-  std::vector<const Tensor*> all{&w_ih, &w_hh, &b_ih, &b_hh};
+  auto same_kind = [&](const Tensor& t) {
+    if (t.defined())
+      ATTN_CHECK(t.dtype() == x.dtype() && t.device() == x.device(), op, ": input is ", dtype_name(x.dtype()), " on ",
+                 device_name(x.device()), " but the state or parameter of shape ", to_string(t.shape()), " is ",
+                 dtype_name(t.dtype()), " on ", device_name(t.device()));
+  };
+  for (const Tensor* t : {&w_ih, &w_hh, &b_ih, &b_hh}) same_kind(*t);
   for (const Tensor* s : states) {
-    all.push_back(s);
     if (s->defined())
       ATTN_CHECK(s->shape() == st, op, ": state must be ", to_string(st), " for input ", to_string(x.shape()),
                  " and hidden size ", H, ", got ", to_string(s->shape()));
+    same_kind(*s);
   }
-  for (const Tensor* t : all)
-    if (t->defined())
-      ATTN_CHECK(t->dtype() == x.dtype() && t->device() == x.device(), op, ": input is ", dtype_name(x.dtype()), " on ",
-                 device_name(x.device()), " but the state or parameter of shape ", to_string(t->shape()), " is ",
-                 dtype_name(t->dtype()), " on ", device_name(t->device()));
   return H;
 }
 
@@ -534,6 +535,7 @@ inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tens
   // Backward (kernels::cpu::lstm_cell_backward): with dh', dc' the output gradients
   //   dc_t = dc' + dh' o (1 - tanh^2 c');  da = (dc_t g i(1-i), dc_t c f(1-f), dc_t i (1-g^2), dh' tanh(c') o(1-o))
   //   dc = dc_t f;  dx = da W_ih;  dh = da W_hh;  dW_ih = da^T x;  dW_hh = da^T h;  db_ih = db_hh = sum_rows da
+  if (!is_grad_enabled() && !is_anomaly_enabled()) return {h2, c2};  // nothing to record (a free run)
   record("lstm_cell", std::vector<Tensor*>{&h2, &c2}, {x, hx.first, hx.second, w_ih, w_hh, b_ih, b_hh},
          [x, h, c, w_ih, w_hh, b_ih, b_hh, gates, c2d = c2.detach()](const std::vector<Tensor>& g) {
            const int64_t B = x.size(0), H = w_hh.size(1);
@@ -582,6 +584,7 @@ inline Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, co
   //   dGi = (dr r(1-r), dz z(1-z), dan),  dGh = (dr r(1-r), dz z(1-z), dan r)
   //   dx = dGi W_ih;  dh = dh' z + dGh W_hh;  dW_ih = dGi^T x;  dW_hh = dGh^T h;
   //   db_ih = sum_rows dGi;  db_hh = sum_rows dGh
+  if (!is_grad_enabled() && !is_anomaly_enabled()) return h2;  // nothing to record
   return record("gru_cell", h2, {x, hx, w_ih, w_hh, b_ih, b_hh},
                 [x, h, w_ih, w_hh, b_ih, b_hh, gates, hn](const std::vector<Tensor>& g) {
                   const int64_t B = x.size(0), H = w_hh.size(1);

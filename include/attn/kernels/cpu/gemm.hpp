@@ -192,12 +192,79 @@ inline void tile(int64_t kc, const T* Ap, int64_t as, const T* Bp, int64_t bs, T
 }
 
 // out[r * N + j] = sum_k A[r * lda + k] B[j * ldb + k] for r < R (R <= 4) and j < N: dot
-// products of contiguous rows in SIMD lanes (lane l sums k = l, l + W, ... below the last
-// multiple of W; the lanes are added by Eigen's fixed reduction tree; then the remaining k in
+// products of contiguous rows in SIMD lanes (lane l sums k = l, l + W, ...; the lanes are added by
+// a fixed reduction tree; without AVX-512 the k past the last multiple of W are added after, in
 // order). R rows of A and 4 rows of B at a time share their loads. Each result depends only on K
 // and the data, never on R, j or the thread.
+#if defined(__AVX512F__)
+// AVX-512: the same lanes, with the last partial chunk read through masked loads into the
+// accumulators (no scalar tail per dot product), and one horizontal sum per result.
+template <class T>
+struct Dot512;
+template <>
+struct Dot512<double> {
+  using V = __m512d;
+  using M = __mmask8;
+  static constexpr int W = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V load(const double* p) { return _mm512_loadu_pd(p); }
+  static V load(M m, const double* p) { return _mm512_maskz_loadu_pd(m, p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static double sum(V v) { return _mm512_reduce_add_pd(v); }
+};
+template <>
+struct Dot512<float> {
+  using V = __m512;
+  using M = __mmask16;
+  static constexpr int W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V load(M m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static float sum(V v) { return _mm512_reduce_add_ps(v); }
+};
+#endif
+
 template <class T, int R>
 void dot_rows(const T* A, int64_t lda, const T* B, int64_t ldb, int64_t N, int64_t K, T* out) {
+#if defined(__AVX512F__)
+  {
+    using D = Dot512<T>;
+    using V = typename D::V;
+    constexpr int W = D::W;
+    const int64_t Kv = K / W * W;
+    const typename D::M tail = typename D::M((1u << (K - Kv)) - 1u);
+    auto chunk = [&](const T* p, int64_t k) { return k < Kv ? D::load(p + k) : D::load(tail, p + k); };
+    int64_t j = 0;
+    for (; j + 4 <= N; j += 4) {
+      const T* b[4] = {B + j * ldb, B + (j + 1) * ldb, B + (j + 2) * ldb, B + (j + 3) * ldb};
+      V acc[R][4];
+      for (int r = 0; r < R; ++r)
+        for (int q = 0; q < 4; ++q) acc[r][q] = D::zero();
+      for (int64_t k = 0; k < K; k += W) {
+        const V b0 = chunk(b[0], k), b1 = chunk(b[1], k), b2 = chunk(b[2], k), b3 = chunk(b[3], k);
+        for (int r = 0; r < R; ++r) {
+          const V av = chunk(A + r * lda, k);
+          acc[r][0] = D::fma(av, b0, acc[r][0]);
+          acc[r][1] = D::fma(av, b1, acc[r][1]);
+          acc[r][2] = D::fma(av, b2, acc[r][2]);
+          acc[r][3] = D::fma(av, b3, acc[r][3]);
+        }
+      }
+      for (int r = 0; r < R; ++r)
+        for (int q = 0; q < 4; ++q) out[r * N + j + q] = D::sum(acc[r][q]);
+    }
+    for (; j < N; ++j) {
+      const T* bj = B + j * ldb;
+      for (int r = 0; r < R; ++r) {
+        V acc = D::zero();
+        for (int64_t k = 0; k < K; k += W) acc = D::fma(chunk(A + r * lda, k), chunk(bj, k), acc);
+        out[r * N + j] = D::sum(acc);
+      }
+    }
+    return;
+  }
+#endif
   constexpr int W = Eigen::internal::packet_traits<T>::size;
   using P = Eigen::Array<T, W, 1>;
   using CM = Eigen::Map<const P>;

@@ -431,10 +431,12 @@ void gru_backward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const T
 //   c_out = f c + i g,  h_out = o tanh(c_out)
 template <class T>
 void lstm_cell_forward(int64_t B, int64_t H, T* a, const T* c, T* c_out, T* h_out) {
-  std::vector<T> tc(static_cast<size_t>(H));
+  T stack_tc[256];
+  std::vector<T> heap_tc(H > 256 ? static_cast<size_t>(H) : 0);
+  T* tc = H > 256 ? heap_tc.data() : stack_tc;  // tanh(c_t) of one row (not needed after the row)
   for (int64_t b = 0; b < B; ++b) {
     std::copy(c + b * H, c + (b + 1) * H, c_out + b * H);
-    rnn_detail::lstm_fwd_row<T>(H, a + b * 4 * H, c_out + b * H, tc.data(), h_out + b * H);
+    rnn_detail::lstm_fwd_row<T>(H, a + b * 4 * H, c_out + b * H, tc, h_out + b * H);
   }
 }
 
