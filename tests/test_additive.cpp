@@ -184,3 +184,142 @@ TEST_CASE("additive family: bit-identical for 1 and 2 threads", "[additive][thre
   };
   CHECK(run(1) == run(2));
 }
+
+// ---- additive_attention_step: one decoder step as one node (projections included) ----
+
+TEST_CASE("additive_attention_step matches PyTorch, one query row at a time", "[additive][step]") {
+  // The fixture's query [B, Lq, Dq] and mask [B, Lq, S], run as Lq separate steps: the losses of
+  // the rows add up to the fixture's loss, so every gradient must match its total.
+  auto f = load_fixture("attnref_additive.safetensors");
+  Tensor q = leaf(f.at("query")), k = leaf(f.at("keys")), v = leaf(f.at("values"));
+  Tensor Wq = leaf(f.at("W_q")), Wk = leaf(f.at("W_k")), vv = leaf(f.at("v")), bq = leaf(f.at("b_q")),
+         bk = leaf(f.at("b_k"));
+  const Tensor mask = f.at("mask");
+  Tensor loss = Tensor::zeros({}, kFloat64);
+  for (int64_t i = 0; i < q.size(1); ++i) {
+    auto [ctx, w] = additive_attention_step(select(q, 1, i), k, v, Wq, Wk, vv, select(mask, 1, i), bq, bk);
+    CHECK(check_close(ctx, select(f.at("context"), 1, i), 1e-9, 1e-10, "context"));
+    CHECK(check_close(w, select(f.at("weights"), 1, i), 1e-9, 1e-10, "weights"));
+    loss = loss + sum(ctx * select(f.at("R_context"), 1, i)) + sum(w * select(f.at("R_weights"), 1, i));
+  }
+  loss.backward();
+  CHECK(check_close(q.grad(), f.at("g_query"), 1e-9, 1e-10, "g_query"));
+  CHECK(check_close(k.grad(), f.at("g_keys"), 1e-9, 1e-10, "g_keys"));
+  CHECK(check_close(v.grad(), f.at("g_values"), 1e-9, 1e-10, "g_values"));
+  CHECK(check_close(Wq.grad(), f.at("g_W_q"), 1e-9, 1e-10, "g_W_q"));
+  CHECK(check_close(Wk.grad(), f.at("g_W_k"), 1e-9, 1e-10, "g_W_k"));
+  CHECK(check_close(vv.grad(), f.at("g_v"), 1e-9, 1e-10, "g_v"));
+  CHECK(check_close(bq.grad(), f.at("g_b_q"), 1e-9, 1e-10, "g_b_q"));
+  CHECK(check_close(bk.grad(), f.at("g_b_k"), 1e-9, 1e-10, "g_b_k"));
+}
+
+TEST_CASE("additive_attention_step equals additive_attention with one query (values and gradients)",
+          "[additive][step]") {
+  manual_seed(17);
+  for (bool same_kv : {false, true})
+    for (bool with_mask : {false, true})
+      for (bool bias : {false, true}) {
+        INFO("keys == values " << same_kv << " mask " << with_mask << " bias " << bias);
+        const Tensor q0 = Tensor::randn({3, 5}, kFloat64), k0 = Tensor::randn({3, 7, 4}, kFloat64),
+                     v0 = Tensor::randn({3, 7, 4}, kFloat64), Wq0 = Tensor::randn({6, 5}, kFloat64),
+                     Wk0 = Tensor::randn({6, 4}, kFloat64), vv0 = Tensor::randn({1, 6}, kFloat64),
+                     bq0 = Tensor::randn({6}, kFloat64), bk0 = Tensor::randn({6}, kFloat64);
+        std::vector<bool> m(21, true);
+        m[3] = m[4] = m[10] = false;
+        for (int j = 0; j < 7; ++j) m[size_t(14 + j)] = j == 2;  // one allowed key
+        const Tensor mask = with_mask ? Tensor::from_vector(m, {3, 7}) : Tensor();
+        const Tensor Rc = Tensor::randn({3, 4}, kFloat64), Rw = Tensor::randn({3, 7}, kFloat64);
+        std::vector<Tensor> res[2];
+        for (int path = 0; path < 2; ++path) {
+          Tensor q = leaf(q0), k = leaf(k0), v = same_kv ? k : leaf(v0), Wq = leaf(Wq0), Wk = leaf(Wk0), vv = leaf(vv0);
+          Tensor bq = bias ? leaf(bq0) : Tensor(), bk = bias ? leaf(bk0) : Tensor();
+          Tensor c, w;
+          if (path == 0) {
+            std::tie(c, w) = additive_attention_step(q, k, v, Wq, Wk, vv, mask, bq, bk);
+          } else {
+            auto r = additive_attention(unsqueeze(q, 1), k, v, Wq, Wk, vv, mask, bq, bk);
+            c = squeeze(r.first, 1);
+            w = squeeze(r.second, 1);
+          }
+          (sum(c * Rc) + sum(w * Rw)).backward();
+          res[path] = {c, w, q.grad(), k.grad(), Wq.grad(), Wk.grad(), vv.grad()};
+          if (!same_kv) res[path].push_back(v.grad());
+          if (bias) {
+            res[path].push_back(bq.grad());
+            res[path].push_back(bk.grad());
+          }
+        }
+        for (size_t i = 0; i < res[0].size(); ++i) {
+          INFO("value " << i);
+          CHECK(check_close(res[0][i], res[1][i], 1e-12, 1e-13, "step vs additive_attention"));
+        }
+      }
+}
+
+TEST_CASE("additive_attention_step gradcheck (mask, biases, v as [H] and [1, H])", "[additive][step][gradcheck]") {
+  manual_seed(19);
+  Tensor q = rnd({2, 3}), k = rnd({2, 4, 2}), v = rnd({2, 4, 3}), Wq = rnd({5, 3}), Wk = rnd({5, 2}), bq = rnd({5}),
+         bk = rnd({5});
+  const Tensor mask = Tensor::from_vector(std::vector<bool>{true, false, true, true, true, true, false, true}, {2, 4});
+  const Tensor Rw = Tensor::randn({2, 4}, kFloat64);
+  for (const Shape& vs : {Shape{5}, Shape{1, 5}}) {
+    Tensor vv = rnd(vs);
+    auto r = testing::gradcheck(
+        [&](const std::vector<Tensor>& in) {
+          auto [c, w] = additive_attention_step(in[0], in[1], in[2], in[3], in[4], in[5], mask, in[6], in[7]);
+          return cat({reshape(c, {-1}), reshape(w * Rw, {-1})}, 0);
+        },
+        {q, k, v, Wq, Wk, vv, bq, bk});
+    INFO(r.message);
+    CHECK(r.ok);
+  }
+  // keys used as values too (the decoder's usual call): the two gradients add up
+  Tensor vv = rnd({5});
+  auto r = testing::gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        auto [c, w] = additive_attention_step(in[0], in[1], in[1], in[2], in[3], in[4]);
+        return cat({reshape(c, {-1}), reshape(w * Rw, {-1})}, 0);
+      },
+      {q, k, Wq, Wk, vv});
+  INFO(r.message);
+  CHECK(r.ok);
+}
+
+TEST_CASE("additive_attention_step: one node, errors name the op, bit-identical for 1 and 2 threads",
+          "[additive][step]") {
+  nn::AdditiveAttention att(6, 4, 8, true);
+  Tensor s = Tensor::randn({3, 6}).requires_grad_(), enc = Tensor::randn({3, 5, 4});
+  auto [c, w] = att.forward(s, enc);
+  CHECK(c.grad_fn() == w.grad_fn());
+  CHECK(c.grad_fn()->name == "additive_attention_step");
+  for (const Tensor& in : c.grad_fn()->inputs) CHECK((!in.defined() || !in.grad_fn()));  // nothing before it
+  using Catch::Matchers::Contains;
+  const Tensor k = Tensor::randn({2, 5, 4}), v = Tensor::randn({2, 5, 3}), Wq = Tensor::randn({6, 4}),
+               Wk = Tensor::randn({6, 4}), vv = Tensor::randn({6});
+  CHECK_THROWS_WITH(additive_attention_step(Tensor::randn({2, 1, 4}), k, v, Wq, Wk, vv),
+                    Contains("additive_attention_step") && Contains("[2, 1, 4]"));
+  CHECK_THROWS_WITH(additive_attention_step(Tensor::randn({3, 4}), k, v, Wq, Wk, vv),
+                    Contains("additive_attention_step") && Contains("[3, 4]") && Contains("[2, 5, 4]"));
+  CHECK_THROWS_WITH(additive_attention_step(Tensor::randn({2, 4}), k, v, Wq, Wk, vv, Tensor(), Tensor::randn({5})),
+                    Contains("additive_attention_step") && Contains("[5]"));
+  CHECK_THROWS_WITH(additive_attention_step(Tensor::randn({2, 4}), k, v, Wq, Wk, vv, Tensor::ones({2, 4}, kBool)),
+                    Contains("additive_attention_step") && Contains("[2, 4]"));
+  CHECK_THROWS_AS(additive_attention_step(Tensor::randn({2, 4}, kFloat64), k, v, Wq, Wk, vv), std::invalid_argument);
+  // threads: a step large enough (about 5e7 flops) for its products and rows to be split
+  const Tensor q0 = Tensor::randn({64, 32}), k0 = Tensor::randn({64, 200, 32}), W5 = Tensor::randn({64, 32}),
+               v7 = Tensor::randn({64});
+  auto run = [&](int threads) {
+    return with_threads(threads, [&] {
+      Tensor q = leaf(q0), kk = leaf(k0), Wk = leaf(W5);
+      auto [cc, ww] = additive_attention_step(q, kk, kk, W5, Wk, v7);
+      (sum(cc * cc) + sum(ww * ww)).backward();
+      std::vector<float> all;
+      for (const Tensor& t : {cc, ww, q.grad(), kk.grad(), Wk.grad()}) {
+        auto x = t.to_vector<float>();
+        all.insert(all.end(), x.begin(), x.end());
+      }
+      return all;
+    });
+  };
+  CHECK(run(1) == run(2));
+}

@@ -386,3 +386,22 @@ TEST_CASE("autograd: backward through zero-size tensors, clone and copy_ of empt
   s.backward();
   CHECK(x.grad().shape() == Shape({0, 3}));
 }
+
+TEST_CASE("autograd: a backward interrupted by an error leaves no stale dependency counts", "[autograd][engine]") {
+  // s is shared by two graphs; the first backward throws (b was overwritten) after counting s's
+  // dependencies; the second, over s again, must still reach s and its leaves.
+  Tensor a = Tensor::full({2}, 1.5).requires_grad_(), c = Tensor::full({2}, 0.5).requires_grad_();
+  Tensor b = Tensor::full({2}, 3.0).requires_grad_();
+  Tensor s = add(a, c);
+  Tensor loss1 = sum(mul(s, b));
+  {
+    NoGradGuard ng;
+    b.fill_(4.0);
+  }
+  CHECK_THROWS(loss1.backward(Tensor(), true));
+  Tensor loss2 = sum(mul(s, 3.0));
+  loss2.backward();
+  REQUIRE(a.grad().defined());
+  CHECK(a.grad().to_vector<float>() == std::vector<float>{3.0f, 3.0f});
+  CHECK(c.grad().to_vector<float>() == std::vector<float>{3.0f, 3.0f});
+}

@@ -219,3 +219,168 @@ TEST_CASE("schedules: ReduceLROnPlateau matches PyTorch's lr sequence", "[optim]
   check_lrs(lrs, want);
   CHECK(want.back() < want.front());  // the sequence really exercises reductions
 }
+
+// ---- LBFGS against torch.optim.LBFGS (tests/fixtures/gen_lbfgs.py, optim_lbfgs.safetensors) ----
+namespace {
+const io::SafetensorsFile& lbfgs_fixture() {
+  static const io::SafetensorsFile f = load_fixture("optim_lbfgs.safetensors");
+  return f;
+}
+
+// Same table as gen_lbfgs.py: CASES (quartic problem) and SINE_CASES.
+const std::map<std::string, optim::LBFGSOptions>& lbfgs_cases() {
+  using optim::LBFGSOptions;
+  static const std::map<std::string, LBFGSOptions> m = {
+      {"defaults_lr05", LBFGSOptions(0.5)},
+      {"history3_iter7", LBFGSOptions(0.5).history_size(3).max_iter(7)},
+      {"wolfe", LBFGSOptions(1.0).max_iter(10).history_size(5).line_search_fn("strong_wolfe")},
+      {"wolfe_max_eval", LBFGSOptions(1.0).max_iter(20).max_eval(9).line_search_fn("strong_wolfe")},
+      {"tolerance_change", LBFGSOptions(0.5).tolerance_change(1e-4)},
+      {"tolerance_grad", LBFGSOptions(1.0).tolerance_grad(0.3).line_search_fn("strong_wolfe")},
+      {"sine", LBFGSOptions(0.8).max_iter(5)},
+      {"sine_history4", LBFGSOptions(0.8).max_iter(8).history_size(4)},
+      {"sine_wolfe", LBFGSOptions(0.8).max_iter(5).line_search_fn("strong_wolfe")},
+  };
+  return m;
+}
+
+// PyTorch's time-sequence-prediction model, small (hidden 5), as in gen_lbfgs.py.
+struct SineSeq : nn::Module {
+  nn::LSTMCell lstm1{1, 5}, lstm2{5, 5};
+  nn::Linear linear{5, 1};
+  SineSeq() {
+    register_module("lstm1", lstm1);
+    register_module("lstm2", lstm2);
+    register_module("linear", linear);
+  }
+  Tensor forward(const Tensor& input) const {
+    const int64_t B = input.size(0);
+    Tensor h, c, h2, c2;
+    std::vector<Tensor> outputs;
+    for (const Tensor& x : split(input, 1, 1)) {
+      std::tie(h, c) = lstm1.forward(x, {h, c});
+      std::tie(h2, c2) = lstm2.forward(h, {h2, c2});
+      outputs.push_back(linear.forward(h2));
+    }
+    (void)B;
+    return cat(outputs, 1);
+  }
+};
+
+// Relative comparison: |a - e| <= 1e-9 (|e| + max |e| over the tensor), i.e. 1e-9 relative to
+// the tensor's scale, so entries near zero are not held to a tighter absolute bound than the
+// rest (PyTorch itself moves them by ~3e-12 of the scale when the start changes by 1e-15).
+void check_lbfgs_params(const std::vector<std::pair<std::string, Tensor>>& params, const std::string& name, int k) {
+  const auto& f = lbfgs_fixture();
+  for (const auto& [pname, p] : params) {
+    const std::string key = name + "." + pname + "." + std::to_string(k);
+    INFO(key);
+    double scale = 0;
+    for (double v : f.at(key).to_vector<double>()) scale = std::max(scale, std::abs(v));
+    CHECK(check_close(p, f.at(key), 1e-9, 1e-9 * scale, key));
+  }
+}
+}  // namespace
+
+TEST_CASE("LBFGS: the fixture lists the same cases as the test", "[optim][lbfgs]") {
+  std::stringstream ss(lbfgs_fixture().metadata.at("cases"));
+  size_t n = 0;
+  for (std::string s; std::getline(ss, s, ',');) {
+    INFO(s);
+    CHECK(lbfgs_cases().count(s) == 1);
+    ++n;
+  }
+  CHECK(n == lbfgs_cases().size());
+}
+
+TEST_CASE("LBFGS matches torch.optim.LBFGS step for step (fixed step, history, strong Wolfe, tolerances)",
+          "[optim][lbfgs]") {
+  const auto& f = lbfgs_fixture();
+  const int steps = std::stoi(f.metadata.at("steps"));
+  const Tensor X = f.at("quartic.X"), Y = f.at("quartic.Y");
+  for (const char* name : {"defaults_lr05", "history3_iter7", "wolfe", "wolfe_max_eval", "tolerance_change",
+                           "tolerance_grad"}) {
+    INFO("case " << name);
+    Tensor W = f.at("quartic.W0").clone().requires_grad_();
+    Tensor b = f.at("quartic.b0").clone().requires_grad_();
+    optim::LBFGS opt({W, b}, lbfgs_cases().at(name));
+    const auto losses = f.at(std::string(name) + ".loss").to_vector<double>();
+    for (int k = 1; k <= steps; ++k) {
+      INFO("step " << k);
+      const Tensor loss = opt.step([&] {
+        opt.zero_grad();
+        Tensor l = problem_loss(W, b, X, Y);
+        l.backward();
+        return l;
+      });
+      CHECK(loss.item<double>() == Approx(losses[size_t(k - 1)]).epsilon(1e-9));
+      check_lbfgs_params({{"W", W}, {"b", b}}, name, k);
+    }
+    CHECK(double(opt.func_evals()) == f.at(std::string(name) + ".func_evals").item<double>());
+    CHECK(opt.step_count() == steps);
+  }
+}
+
+TEST_CASE("LBFGS trains the sine-prediction model (LSTMCells) as torch.optim.LBFGS does", "[optim][lbfgs]") {
+  const auto& f = lbfgs_fixture();
+  const int steps = std::stoi(f.metadata.at("steps"));
+  const Tensor input = f.at("sine.input"), target = f.at("sine.target");
+  for (const char* name : {"sine", "sine_history4", "sine_wolfe"}) {
+    INFO("case " << name);
+    SineSeq seq;
+    seq.to(kFloat64);
+    {
+      NoGradGuard ng;
+      for (auto& [pname, p] : seq.named_parameters()) Tensor(p).copy_(f.at("sine.init." + pname));
+    }
+    optim::LBFGS opt(seq.parameters(), lbfgs_cases().at(name));
+    const auto losses = f.at(std::string(name) + ".loss").to_vector<double>();
+    for (int k = 1; k <= steps; ++k) {
+      INFO("step " << k);
+      const Tensor loss = opt.step([&] {
+        opt.zero_grad();
+        Tensor l = mse_loss(seq.forward(input), target);
+        l.backward();
+        return l;
+      });
+      CHECK(loss.item<double>() == Approx(losses[size_t(k - 1)]).epsilon(1e-9));
+      check_lbfgs_params(seq.named_parameters(), name, k);
+    }
+    CHECK(double(opt.func_evals()) == f.at(std::string(name) + ".func_evals").item<double>());
+  }
+}
+
+TEST_CASE("LBFGS: options, errors, float32, the closure runs with grad on", "[optim][lbfgs]") {
+  using Catch::Matchers::Contains;
+  const optim::LBFGSOptions d;
+  CHECK(d.lr() == 1.0);
+  CHECK(d.max_iter() == 20);
+  CHECK_FALSE(d.max_eval().has_value());
+  CHECK(d.tolerance_grad() == 1e-7);
+  CHECK(d.tolerance_change() == 1e-9);
+  CHECK(d.history_size() == 100);
+  CHECK_FALSE(d.line_search_fn().has_value());
+  Tensor w = Tensor::full({2}, 3.0).requires_grad_();
+  CHECK_THROWS_WITH(optim::LBFGS({w}, optim::LBFGSOptions(1).line_search_fn("backtracking")),
+                    Contains("LBFGS") && Contains("strong_wolfe"));
+  CHECK_THROWS_WITH(optim::LBFGS({w}, optim::LBFGSOptions(1).history_size(0)), Contains("LBFGS"));
+  optim::LBFGS opt({w}, optim::LBFGSOptions(1).line_search_fn("strong_wolfe"));
+  CHECK_THROWS_WITH(static_cast<optim::Optimizer&>(opt).step(), Contains("LBFGS") && Contains("closure"));
+  CHECK_THROWS_WITH(opt.step([&] { return w * 1.0; }), Contains("LBFGS") && Contains("[2]"));
+  // float32: minimises sum((w - 1)^2) to its minimum; the closure sees grad mode on even when
+  // step is called under NoGradGuard
+  bool grad_on = false;
+  NoGradGuard ng;
+  for (int k = 0; k < 3; ++k)
+    opt.step([&] {
+      grad_on = is_grad_enabled();
+      opt.zero_grad();
+      Tensor l = sum(pow(w - 1.0, 2.0));
+      l.backward();
+      return l;
+    });
+  CHECK(grad_on);
+  CHECK_FALSE(is_grad_enabled());
+  CHECK(w.dtype() == kFloat32);
+  for (float v : w.to_vector<float>()) CHECK(v == Approx(1.0f).margin(1e-5));
+}

@@ -127,9 +127,11 @@ TEST_CASE("GRU matches PyTorch (outputs, states, all gradients)", "[rnn][gru][go
 
 TEST_CASE("LSTMCell and GRUCell match PyTorch", "[rnn][cell][golden]") {
   const auto f = load_fixture("rnn_cells.safetensors");
+  // the fused cell (the module) and the composed reference, on the same weights
+  for (bool fused : {true, false})
   for (bool state : {false, true}) {
     const std::string p = std::string("lstmcell") + (state ? "_state" : "") + ".";
-    INFO(p);
+    INFO(p << (fused ? " fused" : " composed"));
     nn::LSTMCell cell(kI, kH);
     load_weights(cell, f, p);
     Tensor x = leaf(f.at(p + "x")), h0, c0;
@@ -137,7 +139,10 @@ TEST_CASE("LSTMCell and GRUCell match PyTorch", "[rnn][cell][golden]") {
       h0 = leaf(f.at(p + "h0"));
       c0 = leaf(f.at(p + "c0"));
     }
-    auto [h, c] = cell.forward(x, {h0, c0});
+    const Tensor z = Tensor::zeros({x.size(0), kH}, kFloat64);
+    auto [h, c] = fused ? cell.forward(x, {h0, c0})
+                        : nn::detail::lstm_cell_composed(x, state ? h0 : z, state ? c0 : z, cell.weight_ih,
+                                                         cell.weight_hh, cell.bias_ih, cell.bias_hh);
     CHECK(check_close(h, f.at(p + "h"), 1e-9, 1e-10, "h"));
     CHECK(check_close(c, f.at(p + "c"), 1e-9, 1e-10, "c"));
     (sum(mul(h, f.at(p + "r_h"))) + sum(mul(c, f.at(p + "r_c")))).backward();
@@ -148,14 +153,17 @@ TEST_CASE("LSTMCell and GRUCell match PyTorch", "[rnn][cell][golden]") {
     }
     check_grads(cell, f, p, 1e-9, 1e-10);
   }
+  for (bool fused : {true, false})
   for (bool state : {false, true}) {
     const std::string p = std::string("grucell") + (state ? "_state" : "") + ".";
-    INFO(p);
+    INFO(p << (fused ? " fused" : " composed"));
     nn::GRUCell cell(kI, kH);
     load_weights(cell, f, p);
     Tensor x = leaf(f.at(p + "x")), h0;
     if (state) h0 = leaf(f.at(p + "h0"));
-    Tensor h = cell.forward(x, h0);
+    Tensor h = fused ? cell.forward(x, h0)
+                     : nn::detail::gru_cell_composed(x, state ? h0 : Tensor::zeros({x.size(0), kH}, kFloat64),
+                                                     cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh);
     CHECK(check_close(h, f.at(p + "h"), 1e-9, 1e-10, "h"));
     sum(mul(h, f.at(p + "r_h"))).backward();
     CHECK(check_close(x.grad(), f.at(p + "grad.x"), 1e-9, 1e-10, "grad x"));
@@ -500,4 +508,246 @@ TEST_CASE("inference (no grad) saves nothing and gives the training path's bits"
   nn::LSTM lstm(nn::LSTMOptions(1, 4));
   NoGradGuard ng;
   CHECK_FALSE(lstm.forward(Tensor::randn({5, 2, 1})).first.requires_grad());
+}
+
+// ---- fused cells (lstm_cell / gru_cell: one node per step) against the composed step ----
+namespace {
+struct CellRun {
+  std::vector<Tensor> values;  // outputs then gradients of x, the states and every parameter
+};
+
+// A `steps`-step loop of the cell on the same weights, fused or composed; the loss weighs every
+// step's h (and the last c) so the state gradients flow through the whole chain.
+// which_out: 0 = h and c in the loss, 1 = only h, 2 = only c (LSTM).
+CellRun run_cell(bool lstm, bool fused, int64_t B, int64_t I, int64_t H, bool bias, bool state, int steps,
+                 int which_out, DType dt) {
+  manual_seed(41);
+  const int64_t G = lstm ? 4 : 3;
+  auto leaf_of = [&](const Shape& s) { return Tensor::randn(s, kFloat64).to(dt).requires_grad_(); };
+  Tensor w_ih = leaf_of({G * H, I}), w_hh = leaf_of({G * H, H});
+  Tensor b_ih = bias ? leaf_of({G * H}) : Tensor(), b_hh = bias ? leaf_of({G * H}) : Tensor();
+  Tensor h0 = leaf_of({B, H}), c0 = leaf_of({B, H});
+  std::vector<Tensor> xs;
+  for (int s = 0; s < steps; ++s) xs.push_back(leaf_of({B, I}));
+  const Tensor r = Tensor::randn({B, H}, kFloat64).to(dt), rc = Tensor::randn({B, H}, kFloat64).to(dt);
+  Tensor h = state ? h0 : Tensor(), c = state ? c0 : Tensor();
+  Tensor loss = Tensor::zeros({}, dt);
+  for (int s = 0; s < steps; ++s) {
+    if (lstm) {
+      if (fused) {
+        std::tie(h, c) = lstm_cell(xs[size_t(s)], {h, c}, w_ih, w_hh, b_ih, b_hh);
+      } else {
+        const Tensor hh = h.defined() ? h : Tensor::zeros({B, H}, dt), cc = c.defined() ? c : Tensor::zeros({B, H}, dt);
+        std::tie(h, c) = nn::detail::lstm_cell_composed(xs[size_t(s)], hh, cc, w_ih, w_hh, b_ih, b_hh);
+      }
+    } else {
+      const Tensor hh = h.defined() ? h : Tensor::zeros({B, H}, dt);
+      h = fused ? gru_cell(xs[size_t(s)], h, w_ih, w_hh, b_ih, b_hh)
+                : nn::detail::gru_cell_composed(xs[size_t(s)], hh, w_ih, w_hh, b_ih, b_hh);
+    }
+    if (which_out != 2 || s + 1 < steps) loss = loss + sum(mul(h, r)) * double(s + 1);
+  }
+  if (lstm && which_out != 1) loss = loss + sum(mul(c, rc));
+  loss.backward();
+  CellRun out;
+  out.values = {h, xs[0].grad(), w_ih.grad(), w_hh.grad()};
+  if (lstm) out.values.push_back(c);
+  if (state) {
+    out.values.push_back(h0.grad());
+    if (lstm) out.values.push_back(c0.grad());
+  }
+  if (bias) {
+    out.values.push_back(b_ih.grad());
+    out.values.push_back(b_hh.grad());
+  }
+  for (const Tensor& x : xs) out.values.push_back(x.grad());
+  return out;
+}
+}  // namespace
+
+TEST_CASE("fused LSTMCell / GRUCell equal the composed step (values and all gradients)", "[rnn][cell][fused]") {
+  // H = 11: SIMD lanes and a scalar tail; B = 70 and I = 1 (a univariate input) too.
+  struct Cfg {
+    int64_t B, I, H;
+    bool bias, state;
+    int steps, which;
+  };
+  const Cfg cfgs[] = {{3, 4, 11, true, true, 4, 0},  {3, 4, 11, false, true, 3, 0}, {5, 1, 8, true, false, 3, 0},
+                      {70, 6, 5, true, true, 2, 1},  {2, 3, 16, true, true, 3, 2},  {1, 2, 3, false, false, 1, 0},
+                      {97, 1, 51, true, true, 2, 0}, {4, 51, 51, true, true, 2, 0}};
+  for (bool lstm : {true, false})
+    for (const Cfg& c : cfgs) {
+      if (!lstm && c.which == 2) continue;
+      INFO((lstm ? "LSTM" : "GRU") << " B " << c.B << " I " << c.I << " H " << c.H << " bias " << c.bias << " state "
+                                   << c.state << " steps " << c.steps << " which " << c.which);
+      const CellRun f = run_cell(lstm, true, c.B, c.I, c.H, c.bias, c.state, c.steps, c.which, kFloat64);
+      const CellRun r = run_cell(lstm, false, c.B, c.I, c.H, c.bias, c.state, c.steps, c.which, kFloat64);
+      REQUIRE(f.values.size() == r.values.size());
+      for (size_t i = 0; i < f.values.size(); ++i) {
+        INFO("value " << i);
+        CHECK(check_close(f.values[i], r.values[i], 1e-12, 1e-13, "fused vs composed"));
+      }
+    }
+}
+
+TEST_CASE("fused cells in float32 agree with the composed step", "[rnn][cell][fused]") {
+  for (bool lstm : {true, false}) {
+    INFO((lstm ? "LSTM" : "GRU"));
+    const CellRun f = run_cell(lstm, true, 6, 5, 19, true, true, 3, 0, kFloat32);
+    const CellRun r = run_cell(lstm, false, 6, 5, 19, true, true, 3, 0, kFloat32);
+    REQUIRE(f.values.size() == r.values.size());
+    for (size_t i = 0; i < f.values.size(); ++i) {
+      INFO("value " << i);
+      CHECK(f.values[i].dtype() == kFloat32);
+      CHECK(check_close(f.values[i], r.values[i], 1e-4, 1e-5, "float32 fused vs composed"));
+    }
+  }
+}
+
+TEST_CASE("a cell step is one graph node; no graph without grad", "[rnn][cell][graph]") {
+  nn::LSTMCell lc(3, 4);
+  nn::GRUCell gc(3, 4);
+  Tensor x = Tensor::randn({2, 3});
+  auto [h, c] = lc.forward(x);
+  CHECK(count_nodes(h) == 1);
+  CHECK(h.grad_fn() == c.grad_fn());
+  CHECK(h.grad_fn()->name == "lstm_cell");
+  auto [h2, c2] = lc.forward(x, {h, c});
+  CHECK(count_nodes(c2) == 2);
+  CHECK(count_nodes(gc.forward(x, gc.forward(x))) == 2);
+  NoGradGuard ng;
+  CHECK_FALSE(lc.forward(x).first.requires_grad());
+  CHECK_FALSE(gc.forward(x).requires_grad());
+}
+
+TEST_CASE("gradcheck of the fused cell ops (float64)", "[rnn][cell][gradcheck]") {
+  manual_seed(13);
+  for (bool bias : {true, false}) {
+    INFO("bias " << bias);
+    Tensor x = randn64({3, 2}).requires_grad_(), h = randn64({3, 5}).requires_grad_(),
+           c = randn64({3, 5}).requires_grad_();
+    Tensor wi = randn64({20, 2}).requires_grad_(), wh = randn64({20, 5}).requires_grad_();
+    Tensor bi = bias ? randn64({20}).requires_grad_() : Tensor(), bh = bias ? randn64({20}).requires_grad_() : Tensor();
+    std::vector<Tensor> in{x, h, c, wi, wh};
+    if (bias) in.insert(in.end(), {bi, bh});
+    auto r = attn::testing::gradcheck([&](const std::vector<Tensor>&) {
+      auto [h2, c2] = lstm_cell(x, {h, c}, wi, wh, bi, bh);
+      return cat({flatten(h2), flatten(c2)});
+    }, in);
+    INFO(r.message);
+    CHECK(r.ok);
+    // only h' used (no gradient arrives at c'), and zero initial state
+    auto r1 = attn::testing::gradcheck([&](const std::vector<Tensor>&) {
+      return flatten(lstm_cell(x, {Tensor(), Tensor()}, wi, wh, bi, bh).first);
+    }, {x, wi, wh});
+    INFO(r1.message);
+    CHECK(r1.ok);
+    Tensor gwi = randn64({15, 2}).requires_grad_(), gwh = randn64({15, 5}).requires_grad_();
+    Tensor gbi = bias ? randn64({15}).requires_grad_() : Tensor(), gbh = bias ? randn64({15}).requires_grad_() : Tensor();
+    std::vector<Tensor> gin{x, h, gwi, gwh};
+    if (bias) gin.insert(gin.end(), {gbi, gbh});
+    auto r2 = attn::testing::gradcheck([&](const std::vector<Tensor>&) {
+      return flatten(gru_cell(x, h, gwi, gwh, gbi, gbh));
+    }, gin);
+    INFO(r2.message);
+    CHECK(r2.ok);
+    auto r3 = attn::testing::gradcheck([&](const std::vector<Tensor>&) {
+      return flatten(gru_cell(x, Tensor(), gwi, gwh, gbi, gbh));
+    }, {x, gwi, gwh});
+    INFO(r3.message);
+    CHECK(r3.ok);
+  }
+}
+
+TEST_CASE("cell ops reject bad arguments with ShapeError naming the op and shapes", "[rnn][cell][errors]") {
+  using Catch::Matchers::Contains;
+  const Tensor x = Tensor::randn({2, 3}), wi = Tensor::randn({16, 3}), wh = Tensor::randn({16, 4});
+  const Tensor b = Tensor::randn({16});
+  REQUIRE_THROWS_WITH(lstm_cell(Tensor::randn({2, 3, 1}), {}, wi, wh), Contains("lstm_cell") && Contains("[2, 3, 1]"));
+  REQUIRE_THROWS_WITH(lstm_cell(Tensor::randn({2, 5}), {}, wi, wh),
+                      Contains("lstm_cell") && Contains("[16, 5]") && Contains("[16, 3]"));
+  REQUIRE_THROWS_WITH(lstm_cell(x, {}, wi, Tensor::randn({12, 4})), Contains("lstm_cell") && Contains("[12, 4]"));
+  REQUIRE_THROWS_WITH(lstm_cell(x, {Tensor::zeros({3, 4}), Tensor()}, wi, wh),
+                      Contains("lstm_cell") && Contains("[2, 4]") && Contains("[3, 4]"));
+  REQUIRE_THROWS_WITH(lstm_cell(x, {}, wi, wh, b, Tensor()), Contains("lstm_cell") && Contains("both biases"));
+  REQUIRE_THROWS_WITH(lstm_cell(x, {}, wi, wh, Tensor::randn({4}), Tensor::randn({4})),
+                      Contains("lstm_cell") && Contains("[16]") && Contains("[4]"));
+  REQUIRE_THROWS_WITH(lstm_cell(x.to(kFloat64), {}, wi.to(kFloat64), wh), Contains("lstm_cell") && Contains("float32"));
+  REQUIRE_THROWS_WITH(gru_cell(x, Tensor(), Tensor::randn({12, 3}), wh), Contains("gru_cell") && Contains("[16, 4]"));
+  REQUIRE_THROWS_AS(gru_cell(x, Tensor::zeros({2, 5}), Tensor::randn({12, 3}), Tensor::randn({12, 4})), ShapeError);
+}
+
+TEST_CASE("a cell's backward refuses saved tensors written in place after the forward", "[rnn][cell][version]") {
+  using Catch::Matchers::Contains;
+  nn::LSTMCell lc(3, 4);
+  Tensor x = Tensor::randn({2, 3}).requires_grad_();
+  auto [h, c] = lc.forward(x);
+  {
+    NoGradGuard ng;
+    Tensor(c).fill_(0.5);  // c' is read by the backward (tanh(c') is recomputed from it)
+  }
+  CHECK_THROWS_WITH(sum(h).backward(), Contains("lstm_cell") && Contains("output 1"));
+  nn::GRUCell gc(3, 4);
+  Tensor x2 = Tensor::randn({2, 3}).requires_grad_();
+  Tensor h2 = gc.forward(x2);
+  {
+    NoGradGuard ng;
+    Tensor(x2).fill_(1.0);
+  }
+  CHECK_THROWS_WITH(sum(h2).backward(), Contains("gru_cell") && Contains("input 0"));
+}
+
+TEST_CASE("vectorised tanh (the gate math's, and attn::tanh's) is within 2 ulp of std::tanh", "[rnn][tanh]") {
+  // double: packets of 8 lanes and the 1-lane tail, over [-20, 20] (both branches of the
+  // Cephes form, the switch at |x| = 0.625, tiny values) and the special values
+  std::vector<double> xs;
+  for (int i = -200000; i <= 200000; ++i) xs.push_back(i * 1e-4);
+  for (double v : {1e-300, -1e-300, 1e-20, 5e-9, 0.625, -0.625, std::nextafter(0.625, 1.0), 0.0, -0.0, 700.0, -800.0})
+    xs.push_back(v);
+  std::vector<double> ys(xs.size());
+  kernels::cpu::tanh_n(xs.data(), ys.data(), int64_t(xs.size()));
+  double worst = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double want = std::tanh(xs[i]);
+    const double ulp = std::abs(std::nextafter(want, want > 0 ? 2.0 : -2.0) - want);
+    worst = std::max(worst, std::abs(ys[i] - want) / std::max(ulp, 1e-320));
+  }
+  INFO("worst error " << worst << " ulp");
+  CHECK(worst <= 2.0);
+  double one[3] = {std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(),
+                   std::numeric_limits<double>::quiet_NaN()};
+  kernels::cpu::tanh_n(one, one, 3);
+  CHECK(one[0] == 1.0);
+  CHECK(one[1] == -1.0);
+  CHECK(std::isnan(one[2]));
+  CHECK(std::signbit(kernels::cpu::vtanh<double, 1>(Eigen::Array<double, 1, 1>(-0.0))(0)));
+}
+
+TEST_CASE("fused cells are bit-identical for 1 and 2 threads (small steps serial, large ones split)",
+          "[rnn][cell][threads]") {
+  // B 3 x H 8: products run on the calling thread; B 256 x H 128 (5e7 flops): split
+  for (int64_t B : {int64_t(3), int64_t(256)}) {
+    const int64_t I = B == 3 ? 2 : 64, H = B == 3 ? 8 : 128;
+    auto run = [&](int threads) {
+      return with_threads(threads, [&] {
+        manual_seed(51);
+        nn::LSTMCell lc(I, H);
+        nn::GRUCell gc(I, H);
+        Tensor x = Tensor::randn({B, I}).requires_grad_();
+        auto [h, c] = lc.forward(x);
+        auto [h2, c2] = lc.forward(x, {h, c});
+        Tensor g = gc.forward(x, gc.forward(x));
+        (sum(mul(h2, h2)) + sum(c2) + sum(mul(g, g))).backward();
+        std::vector<float> all;
+        for (const Tensor& t : {h2, c2, g, x.grad(), lc.weight_hh.grad(), lc.bias_ih.grad(), gc.weight_ih.grad(),
+                                gc.weight_hh.grad(), gc.bias_hh.grad()}) {
+          auto v = t.to_vector<float>();
+          all.insert(all.end(), v.begin(), v.end());
+        }
+        return all;
+      });
+    };
+    INFO("B " << B);
+    CHECK(run(1) == run(2));
+  }
 }

@@ -2,6 +2,7 @@
 // op with exact expected values.
 #include <cmath>
 #include <cstdint>
+#include <thread>
 
 #include "test_util.hpp"
 
@@ -342,4 +343,46 @@ TEST_CASE("tensor: mean over no elements is NaN, over all and over an empty dim 
   for (float v : m0) CHECK(std::isnan(v));
   CHECK(attn::mean(x, 1).shape() == attn::Shape({0}));
   CHECK(std::isnan(attn::Tensor::zeros({2, 0}, attn::kFloat64).mean().item<double>()));
+}
+
+TEST_CASE("freed buffers are reused by size (cache and per-thread pool), empty_cache returns them", "[tensor][memory]") {
+  if (!attn::detail::BlockCache::kEnabled) return;  // off under AddressSanitizer
+  attn::empty_cache();
+  CHECK(attn::memory_stats().cached_bytes == 0);
+  const int64_t base = attn::memory_stats().current_bytes;
+  void* big = nullptr;
+  {
+    attn::Tensor a = attn::Tensor::empty({1 << 14});  // 64 KiB: the size-keyed cache
+    big = a.raw_data();
+  }
+  CHECK(attn::memory_stats().cached_bytes == int64_t(1) << 16);
+  CHECK(attn::memory_stats().current_bytes == base);  // cached bytes are not live bytes
+  {
+    attn::Tensor b = attn::Tensor::empty({1 << 14});
+    CHECK(b.raw_data() == big);  // the same block again, no fresh pages
+    CHECK(attn::memory_stats().cached_bytes == 0);
+    attn::Tensor c = attn::Tensor::empty({1 << 13});  // another size: a new block
+    CHECK(c.raw_data() != big);
+  }
+  attn::empty_cache();
+  CHECK(attn::memory_stats().cached_bytes == 0);
+  // small buffers: the calling thread's pool
+  void* small = nullptr;
+  {
+    attn::Tensor s = attn::Tensor::empty({3, 5});
+    small = s.raw_data();
+    CHECK(reinterpret_cast<uintptr_t>(small) % 64 == 0);
+  }
+  attn::Tensor s2 = attn::Tensor::empty({15});  // same rounded size (64 bytes)
+  CHECK(s2.raw_data() == small);
+  // a tensor made on a thread that has exited, freed here; and one made here, freed there
+  attn::Tensor from_thread, to_thread = attn::Tensor::ones({7});
+  std::thread th([&] {
+    from_thread = attn::Tensor::full({5, 5}, 2.0);
+    to_thread = attn::Tensor();
+  });
+  th.join();
+  CHECK(from_thread.sum().item<float>() == 50.0f);
+  from_thread = attn::Tensor();
+  CHECK(attn::memory_stats().current_bytes == base + 15 * 4);  // only s2 is alive
 }

@@ -24,6 +24,7 @@
 #include "nn/attention/transformer.hpp"
 #include "optim/optimizer.hpp"
 #include "optim/schedule.hpp"
+#include "optim/lbfgs.hpp"
 #include "io/safetensors.hpp"
 #include "io/checkpoint.hpp"
 #include "metrics/metrics.hpp"

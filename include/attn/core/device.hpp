@@ -48,8 +48,8 @@ inline Tensor cuda_empty(const Shape& shape, DType dtype) {
   if (!cuda_is_available()) throw std::runtime_error(cuda_unavailable_reason());
   const size_t bytes = size_t(n) * dtype_size(dtype);
   void* p = kernels::cuda::malloc_bytes(bytes);
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(p, bytes, Device::CUDA, [](void* q) { kernels::cuda::free_bytes(q); });
+  auto impl = detail::make_impl();
+  impl->storage = detail::make_storage(p, bytes, Device::CUDA, [](void* q) { kernels::cuda::free_bytes(q); });
   impl->shape = shape;
   impl->dtype = dtype;
   return Tensor(std::move(impl));

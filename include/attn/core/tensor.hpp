@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -36,15 +37,22 @@ namespace detail {
 #define ATTN_UNDER_ASAN 0
 #endif
 
-// Large buffers are reused by exact size: training calls the same ops with the same shapes every
-// step, and each fresh 4 KiB page costs a page fault (about 2 us on the VMs we measured, tens of
-// milliseconds per call for a recurrent layer's saved states). At most kMaxBlocks blocks and
-// kMaxBytes bytes are kept; buffers under kMinBytes use the allocator directly. Under
-// AddressSanitizer the cache is off, so a use after free of a large buffer is reported too.
+// Buffers from kMinBytes up are reused by exact size: training calls the same ops with the same
+// shapes every step, and each fresh 4 KiB page costs a page fault (about 2 us on the VMs we
+// measured). The C allocator returns big blocks (and the free top of its heap) to the system on
+// free, so without the cache every step of a training loop faults its buffers in again: tens of
+// milliseconds per call for a recurrent layer's saved states, seconds per training step of a
+// per-step loop that saves a few hundred MB (bench_cells). Freed blocks are kept per size, at
+// most kMaxBytes in all; when that is full, whole size classes go, least recently used first.
+// empty_cache() returns everything to the system. Under AddressSanitizer the cache is off, so a
+// use after free is reported for every buffer.
+#ifndef ATTN_BLOCK_CACHE_MIN_BYTES
+#define ATTN_BLOCK_CACHE_MIN_BYTES (size_t(16) << 10)
+#endif
 class BlockCache {
  public:
   static constexpr bool kEnabled = !ATTN_UNDER_ASAN;
-  static constexpr size_t kMinBytes = size_t(1) << 18, kMaxBytes = size_t(256) << 20, kMaxBlocks = 64;
+  static constexpr size_t kMinBytes = ATTN_BLOCK_CACHE_MIN_BYTES, kMaxBytes = size_t(1) << 30;
   static BlockCache& get() {
     static BlockCache* c = new BlockCache();  // never destroyed: tensors may outlive main()
     return *c;
@@ -52,38 +60,182 @@ class BlockCache {
   void* take(size_t bytes) {
     {
       std::lock_guard<std::mutex> lk(m_);
-      for (size_t i = free_.size(); i-- > 0;)
-        if (free_[i].second == bytes) {
-          void* p = free_[i].first;
-          free_.erase(free_.begin() + long(i));
-          held_ -= bytes;
-          return p;
-        }
+      auto it = free_.find(bytes);
+      if (it != free_.end() && !it->second.blocks.empty()) {
+        void* p = it->second.blocks.back();
+        it->second.blocks.pop_back();
+        it->second.last_use = ++tick_;
+        held_ -= bytes;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) {  // out of memory: give the cached blocks back and try once more
+      release();
+      p = std::aligned_alloc(64, bytes);
+      if (!p) throw std::bad_alloc();
+    }
+    return p;
+  }
+  void give(void* p, size_t bytes) {
+    std::vector<void*> drop;  // freed after the lock is released
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      Bucket& mine = free_[bytes];
+      mine.last_use = ++tick_;
+      while (held_ + bytes > kMaxBytes) {  // evict the least recently used other size class
+        auto lru = free_.end();
+        for (auto it = free_.begin(); it != free_.end(); ++it)
+          if (it->first != bytes && !it->second.blocks.empty() &&
+              (lru == free_.end() || it->second.last_use < lru->second.last_use))
+            lru = it;
+        if (lru == free_.end()) break;
+        held_ -= lru->first * lru->second.blocks.size();
+        drop.insert(drop.end(), lru->second.blocks.begin(), lru->second.blocks.end());
+        lru->second.blocks.clear();
+      }
+      if (held_ + bytes <= kMaxBytes) {
+        mine.blocks.push_back(p);
+        held_ += bytes;
+        p = nullptr;
+      }
+    }
+    for (void* q : drop) std::free(q);
+    std::free(p);
+  }
+  // Returns every cached block to the system.
+  void release() {
+    std::vector<void*> drop;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      for (auto& [bytes, b] : free_) drop.insert(drop.end(), b.blocks.begin(), b.blocks.end());
+      free_.clear();
+      held_ = 0;
+    }
+    for (void* q : drop) std::free(q);
+  }
+  size_t held() {
+    std::lock_guard<std::mutex> lk(m_);
+    return held_;
+  }
+
+ private:
+  struct Bucket {
+    std::vector<void*> blocks;
+    uint64_t last_use = 0;
+  };
+  std::mutex m_;
+  std::unordered_map<size_t, Bucket> free_;
+  size_t held_ = 0;
+  uint64_t tick_ = 0;
+};
+// Buffers under BlockCache::kMinBytes: a per-thread free list per 64-byte size class. A chain of
+// small ops allocates and frees a few buffers per op; the C allocator's aligned allocation
+// (memalign) takes its slow path every time and fragments the heap (malloc_consolidate was a
+// tenth of a tiny-op chain's time). At most kMaxHeld bytes are kept per thread; a block freed on
+// another thread joins that thread's lists. Off under AddressSanitizer.
+class SmallBlockPool {
+ public:
+  static constexpr size_t kClasses = BlockCache::kMinBytes / 64, kMaxHeld = size_t(8) << 20;
+  // The calling thread's pool, or null once it has been destroyed (thread exit, static teardown).
+  static SmallBlockPool* mine() {
+    if (dead()) return nullptr;
+    thread_local SmallBlockPool pool;
+    return &pool;
+  }
+  // bytes: a multiple of 64 in (0, BlockCache::kMinBytes).
+  void* take(size_t bytes) {
+    std::vector<void*>& l = lists_[bytes / 64];
+    if (!l.empty()) {
+      void* p = l.back();
+      l.pop_back();
+      held_ -= bytes;
+      return p;
     }
     void* p = std::aligned_alloc(64, bytes);
     if (!p) throw std::bad_alloc();
     return p;
   }
   void give(void* p, size_t bytes) {
-    if (bytes > kMaxBytes) {
-      std::free(p);
-      return;
-    }
-    std::lock_guard<std::mutex> lk(m_);
-    while (!free_.empty() && (free_.size() >= kMaxBlocks || held_ + bytes > kMaxBytes)) {
-      std::free(free_.front().first);
-      held_ -= free_.front().second;
-      free_.erase(free_.begin());
-    }
-    free_.emplace_back(p, bytes);
+    if (held_ + bytes > kMaxHeld) return std::free(p);
+    lists_[bytes / 64].push_back(p);
     held_ += bytes;
+  }
+  ~SmallBlockPool() {
+    dead() = true;
+    for (auto& l : lists_)
+      for (void* p : l) std::free(p);
   }
 
  private:
-  std::mutex m_;
-  std::vector<std::pair<void*, size_t>> free_;
+  static bool& dead() {
+    thread_local bool d = false;  // trivially destructible: readable after the pool is gone
+    return d;
+  }
+  std::vector<void*> lists_[kClasses];
   size_t held_ = 0;
 };
+
+// The small objects every op creates with their shared_ptr control blocks (TensorImpl, Storage,
+// Node: make_impl, make_storage, record) come from per-thread free lists of fixed-size blocks
+// through PoolAllocator, instead of one malloc and free each (a chain of tiny ops spent half its
+// time in the C allocator). At most kMaxFree blocks per size and thread are kept (a free list as
+// long as a big training graph's would hand out blocks scattered over its heap: a tiny-op chain
+// ran 2x slower after a sine-prediction training step with 65536). Off under AddressSanitizer.
+template <size_t Size>
+class FixedPool {
+ public:
+  static constexpr size_t kMaxFree = 1 << 12;
+  static FixedPool* mine() {
+    if (dead()) return nullptr;
+    thread_local FixedPool pool;
+    return &pool;
+  }
+  void* take() {
+    if (free_.empty()) return ::operator new(Size);
+    void* p = free_.back();
+    free_.pop_back();
+    return p;
+  }
+  void give(void* p) {
+    if (free_.size() < kMaxFree) free_.push_back(p);
+    else ::operator delete(p);
+  }
+  ~FixedPool() {
+    dead() = true;
+    for (void* p : free_) ::operator delete(p);
+  }
+
+ private:
+  static bool& dead() {
+    thread_local bool d = false;  // trivially destructible: readable after the pool is gone
+    return d;
+  }
+  std::vector<void*> free_;
+};
+
+template <class T>
+struct PoolAllocator {
+  using value_type = T;
+  PoolAllocator() = default;
+  template <class U>
+  PoolAllocator(const PoolAllocator<U>&) {}
+  T* allocate(size_t n) {
+    if (n == 1 && BlockCache::kEnabled)
+      if (FixedPool<sizeof(T)>* pool = FixedPool<sizeof(T)>::mine()) return static_cast<T*>(pool->take());
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, size_t n) {
+    if (n == 1 && BlockCache::kEnabled)
+      if (FixedPool<sizeof(T)>* pool = FixedPool<sizeof(T)>::mine()) return pool->give(p);
+    ::operator delete(p);
+  }
+  template <class U>
+  bool operator==(const PoolAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const PoolAllocator<U>&) const { return false; }
+};
+
 // Bytes of CPU tensor storage alive now and at most since the last reset.
 class MemoryCounter {
  public:
@@ -110,14 +262,17 @@ class MemoryCounter {
 // Memory held by CPU tensors (their storage buffers; kernels' small per-task scratch is not
 // counted): bytes alive now, and the most alive at once since reset_peak_memory() (or start-up).
 // Like torch.cuda.memory_allocated / max_memory_allocated, for the CPU.
+// cached_bytes: freed buffers kept for reuse (not counted in current_bytes), as PyTorch's
+// memory_reserved - memory_allocated; empty_cache() returns them to the system.
 struct MemoryStats {
-  int64_t current_bytes = 0, peak_bytes = 0;
+  int64_t current_bytes = 0, peak_bytes = 0, cached_bytes = 0;
 };
 inline MemoryStats memory_stats() {
   const auto& c = detail::MemoryCounter::get();
-  return {c.current(), c.peak()};
+  return {c.current(), c.peak(), int64_t(detail::BlockCache::get().held())};
 }
 inline void reset_peak_memory() { detail::MemoryCounter::get().reset_peak(); }
+inline void empty_cache() { detail::BlockCache::get().release(); }
 
 // Raw buffer, 64-byte aligned so Eigen maps and SIMD loads are aligned.
 struct Storage {
@@ -136,6 +291,10 @@ struct Storage {
     if (detail::BlockCache::kEnabled && rounded >= detail::BlockCache::kMinBytes) {
       data = detail::BlockCache::get().take(rounded);
       cached_bytes_ = rounded;
+    } else if (detail::SmallBlockPool* pool = detail::BlockCache::kEnabled && rounded ? detail::SmallBlockPool::mine()
+                                                                                   : nullptr) {
+      data = pool->take(rounded);
+      pooled_bytes_ = rounded;
     } else {
       data = rounded ? std::aligned_alloc(64, rounded) : nullptr;
       if (rounded && !data) throw std::bad_alloc();
@@ -152,12 +311,17 @@ struct Storage {
       return;
     }
     detail::MemoryCounter::get().sub(int64_t(nbytes));
-    if (cached_bytes_) detail::BlockCache::get().give(data, cached_bytes_);
-    else std::free(data);
+    if (cached_bytes_) {
+      detail::BlockCache::get().give(data, cached_bytes_);
+    } else if (detail::SmallBlockPool* pool = pooled_bytes_ ? detail::SmallBlockPool::mine() : nullptr) {
+      pool->give(data, pooled_bytes_);
+    } else {
+      std::free(data);
+    }
   }
 
  private:
-  size_t cached_bytes_ = 0;
+  size_t cached_bytes_ = 0, pooled_bytes_ = 0;
 };
 
 class Tensor;
@@ -173,6 +337,14 @@ struct TensorImpl {
   std::shared_ptr<Node> grad_fn;         // op that produced this tensor, if tracked
   int output_nr = 0;                     // which output of grad_fn this is
 };
+
+namespace detail {
+inline std::shared_ptr<TensorImpl> make_impl() { return std::allocate_shared<TensorImpl>(PoolAllocator<TensorImpl>()); }
+template <class... Args>
+std::shared_ptr<Storage> make_storage(Args&&... args) {
+  return std::allocate_shared<Storage>(PoolAllocator<Storage>(), std::forward<Args>(args)...);
+}
+}  // namespace detail
 
 inline int64_t numel_of(const Shape& s) {
   int64_t n = 1;
@@ -339,11 +511,14 @@ inline void bump_version(const Tensor& t) {
 }  // namespace detail
 
 // A tensor a backward reads: its storage, the storage's version when the op was recorded, and
-// which input or output of the node it is (-1: neither, e.g. a mask), for the error message.
+// which input or output of the node it is (-1: neither, e.g. a mask), for the error message (an
+// output's dtype and shape are kept here, as the node does not keep its outputs).
 struct SavedVersion {
   std::shared_ptr<Storage> storage;
   uint64_t version = 0;
   int input = -1, output = -1;
+  DType output_dtype = DType::Float32;
+  Shape output_shape;
 };
 
 struct Node {
@@ -351,10 +526,12 @@ struct Node {
   std::vector<Tensor> inputs;
   BackwardFn backward;
   int num_outputs = 1;
-  std::vector<Shape> output_shapes;
-  std::vector<DType> output_dtypes;
   std::vector<Tensor> grad_outputs;  // filled by the engine during a backward pass
   std::vector<SavedVersion> saved;   // checked by the engine before `backward` runs
+  // The engine's count of edges into this node from the graph of the current backward pass
+  // (valid while deps_pass is that pass's number): no hash map of nodes per pass.
+  int deps = 0;
+  uint64_t deps_pass = 0;
 
   Node() = default;
   Node(const Node&) = delete;
@@ -401,7 +578,7 @@ inline void record_node(const char* name, const std::vector<Tensor*>& outputs, s
   if (is_anomaly_enabled())
     for (Tensor* o : outputs) detail::check_finite(*o, name, "forward output");
   if (!grad_needed(inputs)) return;
-  auto node = std::make_shared<Node>();
+  auto node = std::allocate_shared<Node>(PoolAllocator<Node>());
   node->name = name;
   node->inputs = std::move(inputs);
   node->backward = std::move(fn);
@@ -409,11 +586,17 @@ inline void record_node(const char* name, const std::vector<Tensor*>& outputs, s
   auto save = [&node, &outputs](const Tensor& t) {
     const TensorImpl* s = t.unsafe_impl();
     if (!s || !s->storage) return;
-    SavedVersion v{s->storage, s->storage->version.load(std::memory_order_relaxed)};
+    SavedVersion v;
+    v.storage = s->storage;
+    v.version = s->storage->version.load(std::memory_order_relaxed);
     for (size_t i = 0; i < node->inputs.size() && v.input < 0; ++i)
       if (node->inputs[i].unsafe_impl() == s) v.input = int(i);
     for (size_t i = 0; i < outputs.size() && v.input < 0 && v.output < 0; ++i)
-      if (outputs[i]->unsafe_impl() == s) v.output = int(i);
+      if (outputs[i]->unsafe_impl() == s) {
+        v.output = int(i);
+        v.output_dtype = s->dtype;
+        v.output_shape = s->shape;
+      }
     node->saved.push_back(std::move(v));
   };
   if (saved) {
@@ -427,8 +610,6 @@ inline void record_node(const char* name, const std::vector<Tensor*>& outputs, s
     TensorImpl* o = outputs[i]->unsafe_impl();
     o->grad_fn = node;
     o->output_nr = int(i);
-    node->output_shapes.push_back(o->shape);
-    node->output_dtypes.push_back(o->dtype);
   }
 }
 }  // namespace detail

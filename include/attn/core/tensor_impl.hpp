@@ -44,8 +44,8 @@ void fill(T* p, int64_t n, T v) {
 
 inline Tensor Tensor::empty(const Shape& shape, DType dtype) {
   const int64_t n = detail::check_shape(shape, "empty", dtype);
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(size_t(n) * dtype_size(dtype));
+  auto impl = detail::make_impl();
+  impl->storage = detail::make_storage(size_t(n) * dtype_size(dtype));
   impl->shape = shape;
   impl->dtype = dtype;
   return Tensor(std::move(impl));
@@ -193,7 +193,7 @@ inline Tensor& Tensor::requires_grad_(bool on) {
 }
 
 inline Tensor Tensor::detach() const {
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = detail::make_impl();
   impl->storage = impl_->storage;
   impl->offset = impl_->offset;
   impl->shape = impl_->shape;
@@ -277,8 +277,8 @@ inline void check_saved_versions(const Node& n) {
       const Tensor& t = n.inputs[size_t(s.input)];
       which = "input " + std::to_string(s.input) + " (" + dtype_name(t.dtype()) + " " + attn::to_string(t.shape()) + ")";
     } else if (s.output >= 0) {
-      which = "output " + std::to_string(s.output) + " (" + dtype_name(n.output_dtypes[size_t(s.output)]) + " " +
-              attn::to_string(n.output_shapes[size_t(s.output)]) + ")";
+      which = "output " + std::to_string(s.output) + " (" + dtype_name(s.output_dtype) + " " +
+              attn::to_string(s.output_shape) + ")";
     }
     throw std::runtime_error("backward of " + n.name + ": one of the variables needed for gradient computation has "
                              "been modified by an inplace operation: " + which + " of " + n.name + " is at version " +
@@ -343,22 +343,25 @@ inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const
     detail::accumulate(impl_->grad, seed);
     return;
   }
-  // Count, for each node, how many edges from other nodes in this graph point to it.
-  std::unordered_map<Node*, int> deps;
+  // Count, for each node, how many edges from other nodes in this graph point to it (Node::deps,
+  // tagged with this pass's number so counts left by an earlier, interrupted pass are ignored).
+  static std::atomic<uint64_t> passes{0};
+  const uint64_t pass = passes.fetch_add(1, std::memory_order_relaxed) + 1;
   std::vector<Node*> stack{grad_fn().get()};
-  deps[grad_fn().get()] = 0;
+  grad_fn()->deps = 0;
+  grad_fn()->deps_pass = pass;
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
     for (const Tensor& in : n->inputs) {
       if (!in.defined() || !in.grad_fn()) continue;
       Node* m = in.grad_fn().get();
-      auto it = deps.find(m);
-      if (it == deps.end()) {
-        deps[m] = 1;
+      if (m->deps_pass != pass) {
+        m->deps_pass = pass;
+        m->deps = 1;
         stack.push_back(m);
       } else {
-        ++it->second;
+        ++m->deps;
       }
     }
   }
@@ -398,7 +401,7 @@ inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const
           detail::accumulate(slot, grads[i]);
           m->grad_outputs[size_t(in.unsafe_impl()->output_nr)] = Tensor(slot);
         }
-        if (--deps[m.get()] == 0) ready.push_back(m);
+        if (--m->deps == 0) ready.push_back(m);
       } else if (has_grad) {
         detail::accumulate(in.unsafe_impl()->grad, grads[i]);
       }

@@ -13,6 +13,8 @@
 //     backward through time;
 //   composed: step by step from attn's differentiable ops (linear, sigmoid, tanh, mul, add), the
 //     reference the fused path is tested against.
+// The cells are one node per step (lstm_cell / gru_cell in ops/rnn.hpp); their composed form,
+// detail::lstm_cell_composed / gru_cell_composed, is the reference in the tests.
 #include <cmath>
 #include <string>
 #include <tuple>
@@ -65,24 +67,10 @@ inline Tensor rnn_uniform(const Shape& s, int64_t hidden) {
   return t;
 }
 
-// One composed LSTM step: returns (h', c').
-inline std::pair<Tensor, Tensor> lstm_cell_composed(const Tensor& x, const Tensor& h, const Tensor& c,
-                                                    const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
-                                                    const Tensor& b_hh) {
-  const auto gs = chunk(add(linear(x, w_ih, b_ih), linear(h, w_hh, b_hh)), 4, 1);
-  const Tensor i = sigmoid(gs[0]), f = sigmoid(gs[1]), g = tanh(gs[2]), o = sigmoid(gs[3]);
-  const Tensor c2 = add(mul(f, c), mul(i, g));
-  return {mul(o, tanh(c2)), c2};
-}
-
-// One composed GRU step: h' = n + z (h - n), n = tanh(x_n + r (h W_hn^T + b_hn)).
-inline Tensor gru_cell_composed(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
-                                const Tensor& b_ih, const Tensor& b_hh) {
-  const auto gi = chunk(linear(x, w_ih, b_ih), 3, 1), gh = chunk(linear(h, w_hh, b_hh), 3, 1);
-  const Tensor r = sigmoid(add(gi[0], gh[0])), z = sigmoid(add(gi[1], gh[1]));
-  const Tensor n = tanh(add(gi[2], mul(r, gh[2])));
-  return add(n, mul(z, sub(h, n)));
-}
+// One step composed of basic ops (ops/rnn.hpp): the reference the fused cells are tested against,
+// and the step of the composed layers.
+using attn::detail::gru_cell_composed;
+using attn::detail::lstm_cell_composed;
 
 inline void check_cell_input(const char* op, const Tensor& x, int64_t input_size, const Tensor& w) {
   ATTN_CHECK(x.dim() == 2 && x.size(1) == input_size, op, ": expected input [B, ", input_size, "], got ",
@@ -273,7 +261,8 @@ class GRU : public detail::RNNBase {
   }
 };
 
-// One LSTM step: forward(x [B, I], (h, c) [B, H] each, undefined = zeros) -> (h', c').
+// One LSTM step: forward(x [B, I], (h, c) [B, H] each, undefined = zeros) -> (h', c'); one
+// autograd node (ops/rnn.hpp: lstm_cell).
 class LSTMCell : public Module {
  public:
   LSTMCell(int64_t input_size, int64_t hidden_size, bool bias = true) : in_(input_size), hidden_(hidden_size) {
@@ -295,9 +284,7 @@ class LSTMCell : public Module {
     const int64_t B = x.size(0);
     detail::check_cell_state("LSTMCell", "h", state.first, B, hidden_, x.dtype());
     detail::check_cell_state("LSTMCell", "c", state.second, B, hidden_, x.dtype());
-    const Tensor h = state.first.defined() ? state.first : Tensor::zeros({B, hidden_}, x.dtype());
-    const Tensor c = state.second.defined() ? state.second : Tensor::zeros({B, hidden_}, x.dtype());
-    return detail::lstm_cell_composed(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh);
+    return lstm_cell(x, state, weight_ih, weight_hh, bias_ih, bias_hh);
   }
   Tensor weight_ih, weight_hh, bias_ih, bias_hh;
 
@@ -305,7 +292,7 @@ class LSTMCell : public Module {
   int64_t in_, hidden_;
 };
 
-// One GRU step: forward(x [B, I], h [B, H] or undefined) -> h'.
+// One GRU step: forward(x [B, I], h [B, H] or undefined) -> h'; one autograd node (gru_cell).
 class GRUCell : public Module {
  public:
   GRUCell(int64_t input_size, int64_t hidden_size, bool bias = true) : in_(input_size), hidden_(hidden_size) {
@@ -326,8 +313,7 @@ class GRUCell : public Module {
     detail::check_cell_input("GRUCell", x, in_, weight_ih);
     const int64_t B = x.size(0);
     detail::check_cell_state("GRUCell", "h", h0, B, hidden_, x.dtype());
-    const Tensor h = h0.defined() ? h0 : Tensor::zeros({B, hidden_}, x.dtype());
-    return detail::gru_cell_composed(x, h, weight_ih, weight_hh, bias_ih, bias_hh);
+    return gru_cell(x, h0, weight_ih, weight_hh, bias_ih, bias_hh);
   }
   Tensor weight_ih, weight_hh, bias_ih, bias_hh;
 

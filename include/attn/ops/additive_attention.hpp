@@ -78,6 +78,117 @@ void tanh_of_sum(const T* q, const T* k, T* t, int64_t n) {
   kernels::cpu::tanh_n(t, t, n);
 }
 
+// Raw forward of additive attention for query rows r in [r0, r1) (r = b * Lq + i):
+// Pq [B*Lq, H], Pk [B*S, H] projected queries and keys, Pv [H], Vv [B*S, Dv] values;
+// writes the weights Pw [B*Lq, S] and contexts Pc [B*Lq, Dv].
+template <class T>
+void additive_forward_rows(int64_t r0, int64_t r1, int64_t Lq, int64_t S, int64_t H, int64_t Dv, const T* Pq,
+                           const T* Pk, const T* Pv, const T* Vv, const AddMaskView& mv, T* Pw, T* Pc) {
+  std::vector<uint8_t> allowed(static_cast<size_t>(S));
+  std::vector<T> t(static_cast<size_t>(H));
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t b = r / Lq, i = r % Lq;
+    const T* qi = Pq + r * H;
+    T* wr = Pw + r * S;
+    for (int64_t j = 0; j < S; ++j) {
+      allowed[size_t(j)] = mv.ok(b, i, j);
+      if (!allowed[size_t(j)]) continue;
+      tanh_of_sum(qi, Pk + (b * S + j) * H, t.data(), H);
+      T acc = 0;
+      for (int64_t h = 0; h < H; ++h) acc += Pv[h] * t[size_t(h)];
+      wr[j] = acc;
+    }
+    add_masked_softmax_row(wr, allowed.data(), S);
+    T* c = Pc + r * Dv;
+    std::fill(c, c + Dv, T(0));
+    for (int64_t j = 0; j < S; ++j) {
+      const T wj = wr[j];
+      if (wj == T(0)) continue;
+      const T* vj = Vv + (b * S + j) * Dv;
+      for (int64_t d = 0; d < Dv; ++d) c[d] += wj * vj[d];
+    }
+  }
+}
+
+// Raw backward of additive attention. With t_ijh = tanh(pq_ih + pk_jh), score_ij = sum_h v_h t_ijh,
+// w = softmax(score):
+//   gw~_ij  = gw_ij + gctx_i . values_j                 (weights used directly and through ctx)
+//   ds_ij   = w_ij (gw~_ij - sum_j' w_ij' gw~_ij')       (softmax; 0 where masked)
+//   gpq_ih  = sum_j ds_ij v_h (1 - t_ijh^2),  gpk_jh = sum_i ds_ij v_h (1 - t_ijh^2)
+//   gv_h    = sum_{b,i,j} ds_ij t_ijh,        gvalues_j = sum_i w_ij gctx_i
+// Pass 1 runs over query rows (ds, gpq, a per-row partial of gv); pass 2 over key rows
+// (gpk, gvalues); the gv partials are summed in row order. tanh is recomputed, never stored.
+// W [B*Lq, S] the weights; Gc [B*Lq, Dv] / Gw [B*Lq, S] the output gradients (either may be
+// null). Gq [B*Lq, H], Gk [B*S, H], Gval [B*S, Dv] and Gv [H] must be zero on entry.
+template <class T>
+void additive_backward_raw(int64_t B, int64_t Lq, int64_t S, int64_t H, int64_t Dv, const T* Pq, const T* Pk,
+                           const T* Pv, const T* Vv, const T* W, const T* Gc, const T* Gw, T* Gq, T* Gk, T* Gv,
+                           T* Gval, bool parallel = true) {
+  std::vector<T> ds(static_cast<size_t>(B * Lq * S)), gvpart(static_cast<size_t>(B * Lq * H), T(0));
+  T *Ds = ds.data(), *Gvp = gvpart.data();
+  parallel_for(0, B * Lq, parallel ? std::max<int64_t>(1, 2048 / std::max<int64_t>(S * H, 1)) : B * Lq,
+               [&](int64_t r0, int64_t r1) {
+    std::vector<T> tv(static_cast<size_t>(H));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / Lq;
+      const T* wr = W + r * S;
+      T* dr = Ds + r * S;
+      T dot = 0;
+      for (int64_t j = 0; j < S; ++j) {
+        T gt = Gw ? Gw[r * S + j] : T(0);
+        if (Gc) {
+          const T* vj = Vv + (b * S + j) * Dv;
+          const T* gc = Gc + r * Dv;
+          for (int64_t d = 0; d < Dv; ++d) gt += gc[d] * vj[d];
+        }
+        dr[j] = gt;
+        dot += wr[j] * gt;
+      }
+      const T* qi = Pq + r * H;
+      T* gq = Gq + r * H;
+      T* gvp = Gvp + r * H;
+      for (int64_t j = 0; j < S; ++j) {
+        dr[j] = wr[j] * (dr[j] - dot);
+        const T d = dr[j];
+        if (d == T(0)) continue;
+        tanh_of_sum(qi, Pk + (b * S + j) * H, tv.data(), H);
+        for (int64_t h = 0; h < H; ++h) {
+          const T t = tv[size_t(h)];
+          gq[h] += d * Pv[h] * (T(1) - t * t);
+          gvp[h] += d * t;
+        }
+      }
+    }
+  });
+  parallel_for(0, B * S, parallel ? std::max<int64_t>(1, 2048 / std::max<int64_t>(Lq * H, 1)) : B * S,
+               [&](int64_t r0, int64_t r1) {
+    std::vector<T> tv(static_cast<size_t>(H));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / S, j = r % S;
+      const T* kj = Pk + r * H;
+      T* gk = Gk + r * H;
+      T* gvl = Gval + r * Dv;
+      for (int64_t i = 0; i < Lq; ++i) {
+        const T d = Ds[(b * Lq + i) * S + j];
+        if (d != T(0)) {
+          tanh_of_sum(Pq + (b * Lq + i) * H, kj, tv.data(), H);
+          for (int64_t h = 0; h < H; ++h) {
+            const T t = tv[size_t(h)];
+            gk[h] += d * Pv[h] * (T(1) - t * t);
+          }
+        }
+        const T wij = W[(b * Lq + i) * S + j];
+        if (Gc && wij != T(0)) {
+          const T* gc = Gc + (b * Lq + i) * Dv;
+          for (int64_t d2 = 0; d2 < Dv; ++d2) gvl[d2] += wij * gc[d2];
+        }
+      }
+    }
+  });
+  for (int64_t r = 0; r < B * Lq; ++r)
+    for (int64_t h = 0; h < H; ++h) Gv[h] += Gvp[r * H + h];
+}
+
 // Fused core of additive attention. pq [B, Lq, H], pk [B, S, H], v [H], values [B, S, Dv].
 inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& pk, const Tensor& v,
                                                const Tensor& values, const AddMaskView& mv, const Tensor& mask) {
@@ -85,123 +196,53 @@ inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& p
   Tensor ctx = Tensor::empty({B, Lq, Dv}, pq.dtype());
   Tensor w = Tensor::empty({B, Lq, S}, pq.dtype());
   ATTN_DISPATCH_FLOATING(pq.dtype(), "additive_attention", [&] {
-    const scalar_t *Pq = pq.data<scalar_t>(), *Pk = pk.data<scalar_t>(), *Pv = v.data<scalar_t>(),
-                   *Vv = values.data<scalar_t>();
-    scalar_t *Pc = ctx.data<scalar_t>(), *Pw = w.data<scalar_t>();
     parallel_for(0, B * Lq, std::max<int64_t>(1, 4096 / std::max<int64_t>(S * H, 1)), [&](int64_t r0, int64_t r1) {
-      std::vector<uint8_t> allowed(static_cast<size_t>(S));
-      std::vector<scalar_t> t(static_cast<size_t>(H));
-      for (int64_t r = r0; r < r1; ++r) {
-        const int64_t b = r / Lq, i = r % Lq;
-        const scalar_t* qi = Pq + r * H;
-        scalar_t* wr = Pw + r * S;
-        for (int64_t j = 0; j < S; ++j) {
-          allowed[size_t(j)] = mv.ok(b, i, j);
-          if (!allowed[size_t(j)]) continue;
-          tanh_of_sum(qi, Pk + (b * S + j) * H, t.data(), H);
-          scalar_t acc = 0;
-          for (int64_t h = 0; h < H; ++h) acc += Pv[h] * t[size_t(h)];
-          wr[j] = acc;
-        }
-        add_masked_softmax_row(wr, allowed.data(), S);
-        scalar_t* c = Pc + r * Dv;
-        std::fill(c, c + Dv, scalar_t(0));
-        for (int64_t j = 0; j < S; ++j) {
-          const scalar_t wj = wr[j];
-          if (wj == scalar_t(0)) continue;
-          const scalar_t* vj = Vv + (b * S + j) * Dv;
-          for (int64_t d = 0; d < Dv; ++d) c[d] += wj * vj[d];
-        }
-      }
+      additive_forward_rows<scalar_t>(r0, r1, Lq, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
+                                      v.data<scalar_t>(), values.data<scalar_t>(), mv, w.data<scalar_t>(),
+                                      ctx.data<scalar_t>());
     });
   });
   std::vector<Tensor> inputs{pq, pk, v, values};
-  // Backward. With t_ijh = tanh(pq_ih + pk_jh), score_ij = sum_h v_h t_ijh, w = softmax(score):
-  //   gw~_ij  = gw_ij + gctx_i . values_j                 (weights used directly and through ctx)
-  //   ds_ij   = w_ij (gw~_ij - sum_j' w_ij' gw~_ij')       (softmax; 0 where masked)
-  //   gpq_ih  = sum_j ds_ij v_h (1 - t_ijh^2),  gpk_jh = sum_i ds_ij v_h (1 - t_ijh^2)
-  //   gv_h    = sum_{b,i,j} ds_ij t_ijh,        gvalues_j = sum_i w_ij gctx_i
-  // Pass 1 runs over query rows (ds, gpq, a per-row partial of gv); pass 2 over key rows
-  // (gpk, gvalues); the gv partials are summed in row order. tanh is recomputed, never stored.
+  // Backward: additive_backward_raw (formulas there).
   record("additive_attention", std::vector<Tensor*>{&ctx, &w}, inputs,
          [pq, pk, v, values, mv, mask, wd = w.detach()](const std::vector<Tensor>& g) {
            (void)mask;  // keeps the mask's storage alive for mv
            const int64_t B = pq.size(0), Lq = pq.size(1), H = pq.size(2), S = pk.size(1), Dv = values.size(2);
            Tensor gpq = Tensor::zeros(pq.shape(), pq.dtype()), gpk = Tensor::zeros(pk.shape(), pq.dtype());
            Tensor gv = Tensor::zeros(v.shape(), pq.dtype()), gval = Tensor::zeros(values.shape(), pq.dtype());
-           Tensor ds = Tensor::zeros({B, Lq, S}, pq.dtype()), gvpart = Tensor::zeros({B * Lq, H}, pq.dtype());
            ATTN_DISPATCH_FLOATING(pq.dtype(), "additive_attention_backward", [&] {
-             const scalar_t *Pq = pq.data<scalar_t>(), *Pk = pk.data<scalar_t>(), *Pv = v.data<scalar_t>(),
-                            *Vv = values.data<scalar_t>(), *W = wd.data<scalar_t>();
-             const scalar_t* Gc = g[0].defined() ? g[0].data<scalar_t>() : nullptr;
-             const scalar_t* Gw = g[1].defined() ? g[1].data<scalar_t>() : nullptr;
-             scalar_t *Ds = ds.data<scalar_t>(), *Gq = gpq.data<scalar_t>(), *Gk = gpk.data<scalar_t>(),
-                      *Gvp = gvpart.data<scalar_t>(), *Gval = gval.data<scalar_t>();
-             parallel_for(0, B * Lq, std::max<int64_t>(1, 2048 / std::max<int64_t>(S * H, 1)), [&](int64_t r0, int64_t r1) {
-               std::vector<scalar_t> tv(static_cast<size_t>(H));
-               for (int64_t r = r0; r < r1; ++r) {
-                 const int64_t b = r / Lq;
-                 const scalar_t* wr = W + r * S;
-                 scalar_t* dr = Ds + r * S;
-                 scalar_t dot = 0;
-                 for (int64_t j = 0; j < S; ++j) {
-                   scalar_t gt = Gw ? Gw[r * S + j] : scalar_t(0);
-                   if (Gc) {
-                     const scalar_t* vj = Vv + (b * S + j) * Dv;
-                     const scalar_t* gc = Gc + r * Dv;
-                     for (int64_t d = 0; d < Dv; ++d) gt += gc[d] * vj[d];
-                   }
-                   dr[j] = gt;
-                   dot += wr[j] * gt;
-                 }
-                 const scalar_t* qi = Pq + r * H;
-                 scalar_t* gq = Gq + r * H;
-                 scalar_t* gvp = Gvp + r * H;
-                 for (int64_t j = 0; j < S; ++j) {
-                   dr[j] = wr[j] * (dr[j] - dot);
-                   const scalar_t d = dr[j];
-                   if (d == scalar_t(0)) continue;
-                   tanh_of_sum(qi, Pk + (b * S + j) * H, tv.data(), H);
-                   for (int64_t h = 0; h < H; ++h) {
-                     const scalar_t t = tv[size_t(h)];
-                     gq[h] += d * Pv[h] * (scalar_t(1) - t * t);
-                     gvp[h] += d * t;
-                   }
-                 }
-               }
-             });
-             parallel_for(0, B * S, std::max<int64_t>(1, 2048 / std::max<int64_t>(Lq * H, 1)), [&](int64_t r0, int64_t r1) {
-               std::vector<scalar_t> tv(static_cast<size_t>(H));
-               for (int64_t r = r0; r < r1; ++r) {
-                 const int64_t b = r / S, j = r % S;
-                 const scalar_t* kj = Pk + r * H;
-                 scalar_t* gk = Gk + r * H;
-                 scalar_t* gvl = Gval + r * Dv;
-                 for (int64_t i = 0; i < Lq; ++i) {
-                   const scalar_t d = Ds[(b * Lq + i) * S + j];
-                   if (d != scalar_t(0)) {
-                     tanh_of_sum(Pq + (b * Lq + i) * H, kj, tv.data(), H);
-                     for (int64_t h = 0; h < H; ++h) {
-                       const scalar_t t = tv[size_t(h)];
-                       gk[h] += d * Pv[h] * (scalar_t(1) - t * t);
-                     }
-                   }
-                   const scalar_t wij = W[(b * Lq + i) * S + j];
-                   if (Gc && wij != scalar_t(0)) {
-                     const scalar_t* gc = Gc + (b * Lq + i) * Dv;
-                     for (int64_t d2 = 0; d2 < Dv; ++d2) gvl[d2] += wij * gc[d2];
-                   }
-                 }
-               }
-             });
-             scalar_t* Gv = gv.data<scalar_t>();
-             for (int64_t r = 0; r < B * Lq; ++r)
-               for (int64_t h = 0; h < H; ++h) Gv[h] += Gvp[r * H + h];
+             auto ptr = [](const Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
+             additive_backward_raw<scalar_t>(B, Lq, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
+                                             v.data<scalar_t>(), values.data<scalar_t>(), wd.data<scalar_t>(),
+                                             ptr(g[0]), ptr(g[1]), gpq.data<scalar_t>(), gpk.data<scalar_t>(),
+                                             gv.data<scalar_t>(), gval.data<scalar_t>());
            });
            return std::vector<Tensor>{gpq, gpk, gv, gval};
          },
          {pq, pk, v, values, mask, w});
   return {ctx, w};
+}
+
+// Checks the arguments shared by additive_attention and additive_attention_step (the query's
+// rank is checked by the caller); returns the hidden size H.
+inline int64_t check_additive_args(const char* op, const Tensor& query, const Tensor& keys, const Tensor& values,
+                                   const Tensor& W_q, const Tensor& W_k, const Tensor& v, const Tensor& b_q,
+                                   const Tensor& b_k) {
+  const int64_t B = query.size(0), S = keys.size(1);
+  ATTN_CHECK(keys.size(0) == B && values.size(0) == B && values.size(1) == S, op, ": batch/length mismatch: query ",
+             to_string(query.shape()), ", keys ", to_string(keys.shape()), ", values ", to_string(values.shape()));
+  ATTN_CHECK(W_q.dim() == 2 && W_k.dim() == 2 && W_q.size(1) == query.size(-1) && W_k.size(1) == keys.size(2) &&
+                 W_q.size(0) == W_k.size(0),
+             op, ": W_q ", to_string(W_q.shape()), " / W_k ", to_string(W_k.shape()), " do not match query ",
+             to_string(query.shape()), " / keys ", to_string(keys.shape()), " (need [H, Dq] and [H, Dk])");
+  const int64_t H = W_q.size(0);
+  ATTN_CHECK(v.numel() == H && (v.dim() == 1 || (v.dim() == 2 && v.size(0) == 1)), op, ": v ", to_string(v.shape()),
+             " must be [H] or [1, H] with H = ", H);
+  for (const Tensor* b : {&b_q, &b_k})
+    ATTN_CHECK(!b->defined() || b->shape() == Shape{H}, op, ": biases must be [", H, "], got ", to_string(b->shape()));
+  for (const Tensor* t : {&keys, &values, &W_q, &W_k, &v, &b_q, &b_k})
+    if (t->defined()) check_same_dtype(query, *t, op);
+  return H;
 }
 
 }  // namespace detail
@@ -219,20 +260,72 @@ inline std::pair<Tensor, Tensor> additive_attention(const Tensor& query, const T
   ATTN_CHECK(query.dim() == 3 && keys.dim() == 3 && values.dim() == 3, op, ": expected query [B, Lq, Dq], keys [B, S, Dk], values [B, S, Dv], got ",
              to_string(query.shape()), ", ", to_string(keys.shape()), ", ", to_string(values.shape()));
   const int64_t B = query.size(0), Lq = query.size(1), S = keys.size(1);
-  ATTN_CHECK(keys.size(0) == B && values.size(0) == B && values.size(1) == S, op, ": batch/length mismatch: query ",
-             to_string(query.shape()), ", keys ", to_string(keys.shape()), ", values ", to_string(values.shape()));
-  ATTN_CHECK(W_q.dim() == 2 && W_k.dim() == 2 && W_q.size(1) == query.size(2) && W_k.size(1) == keys.size(2) &&
-                 W_q.size(0) == W_k.size(0),
-             op, ": W_q ", to_string(W_q.shape()), " / W_k ", to_string(W_k.shape()), " do not match query ",
-             to_string(query.shape()), " / keys ", to_string(keys.shape()), " (need [H, Dq] and [H, Dk])");
-  const int64_t H = W_q.size(0);
-  ATTN_CHECK(v.numel() == H && (v.dim() == 1 || (v.dim() == 2 && v.size(0) == 1)), op, ": v ", to_string(v.shape()),
-             " must be [H] or [1, H] with H = ", H);
-  detail::check_same_dtype(query, keys, op);
-  detail::check_same_dtype(query, values, op);
+  const int64_t H = detail::check_additive_args(op, query, keys, values, W_q, W_k, v, b_q, b_k);
   const detail::AddMaskView mv = detail::additive_mask_view(mask, B, Lq, S, op, query.shape(), keys.shape());
   Tensor pq = linear(query, W_q, b_q), pk = linear(keys, W_k, b_k);
   return detail::additive_core(pq, pk, reshape(v, {H}), values, mv, mask);
+}
+
+// One step of additive attention for a decoder loop, as ONE autograd node with its projections:
+//   query [B, Dq] (e.g. the decoder state s_{t-1}), keys [B, S, Dk], values [B, S, Dv],
+//   W_q [H, Dq], W_k [H, Dk], v [H] or [1, H]; mask bool [B, S], true = may attend; b_q, b_k [H].
+//   pq = query W_q^T + b_q,  pk_j = keys_j W_k^T + b_k,  score_j = v . tanh(pq + pk_j)
+//   w = softmax_j(score) over allowed keys,  context = sum_j w_j values_j
+// Returns (context [B, Dv], weights [B, S]): additive_attention with Lq = 1, squeezed.
+inline std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, const Tensor& keys, const Tensor& values,
+                                                         const Tensor& W_q, const Tensor& W_k, const Tensor& v,
+                                                         const Tensor& mask = Tensor(), const Tensor& b_q = Tensor(),
+                                                         const Tensor& b_k = Tensor()) {
+  const char* op = "additive_attention_step";
+  ATTN_CHECK(query.dim() == 2 && keys.dim() == 3 && values.dim() == 3, op,
+             ": expected query [B, Dq], keys [B, S, Dk], values [B, S, Dv], got ", to_string(query.shape()), ", ",
+             to_string(keys.shape()), ", ", to_string(values.shape()));
+  const int64_t H = detail::check_additive_args(op, query, keys, values, W_q, W_k, v, b_q, b_k);
+  const int64_t B = query.size(0), S = keys.size(1), Dv = values.size(2);
+  const detail::AddMaskView mv = detail::additive_mask_view(mask, B, 1, S, op, query.shape(), keys.shape());
+  const DType dt = query.dtype();
+  Tensor pq = Tensor::empty({B, H}, dt), pk = Tensor::empty({B * S, H}, dt);
+  Tensor ctx = Tensor::empty({B, Dv}, dt), w = Tensor::empty({B, S}, dt);
+  // flops of the op (projections, scores, context): small steps stay on the calling thread
+  const double flops = 2.0 * double(B) * double(H) * double(query.size(1) + S * keys.size(2)) +
+                       double(B) * double(S) * double(4 * H + 2 * Dv);
+  const bool par = detail::step_parallel(flops);
+  ATTN_DISPATCH_FLOATING(dt, op, [&] {
+    detail::fill_bias_rows<scalar_t>(pq.data<scalar_t>(), B, H, b_q);
+    detail::linear_product<scalar_t>(query, W_q, 1, pq.data<scalar_t>(), par);
+    detail::fill_bias_rows<scalar_t>(pk.data<scalar_t>(), B * S, H, b_k);
+    detail::linear_product<scalar_t>(keys, W_k, 1, pk.data<scalar_t>(), par);
+    parallel_for(0, B, par ? std::max<int64_t>(1, 4096 / std::max<int64_t>(S * H, 1)) : B, [&](int64_t r0, int64_t r1) {
+      detail::additive_forward_rows<scalar_t>(r0, r1, 1, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
+                                              v.data<scalar_t>(), values.data<scalar_t>(), mv, w.data<scalar_t>(),
+                                              ctx.data<scalar_t>());
+    });
+  });
+  // Backward: gpq, gpk, gv, gvalues from detail::additive_backward_raw (formulas there), then the
+  // projections: gquery = gpq W_q, gW_q = gpq^T query, gb_q = sum_rows gpq, and the same for the
+  // keys with gpk, W_k, b_k.
+  if (!is_grad_enabled() && !is_anomaly_enabled()) return {ctx, w};  // nothing to record
+  record(op, std::vector<Tensor*>{&ctx, &w}, {query, keys, values, W_q, W_k, v, b_q, b_k},
+         [query, keys, values, W_q, W_k, v, b_q, b_k, mv, mask, pq, pk, wd = w.detach(), par](const std::vector<Tensor>& g) {
+           (void)mask;  // keeps the mask's storage alive for mv
+           const int64_t B = query.size(0), S = keys.size(1), H = W_q.size(0), Dv = values.size(2);
+           const DType dt = query.dtype();
+           Tensor gpq = Tensor::zeros({B, H}, dt), gpk = Tensor::zeros({B * S, H}, dt);
+           Tensor gv = Tensor::zeros(v.shape(), dt), gval = Tensor::zeros(values.shape(), dt);
+           Tensor gq, gwq, gbq, gk, gwk, gbk;
+           ATTN_DISPATCH_FLOATING(dt, "additive_attention_step_backward", [&] {
+             auto ptr = [](const Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
+             detail::additive_backward_raw<scalar_t>(B, 1, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
+                                                     v.data<scalar_t>(), values.data<scalar_t>(), wd.data<scalar_t>(),
+                                                     ptr(g[0]), ptr(g[1]), gpq.data<scalar_t>(), gpk.data<scalar_t>(),
+                                                     gv.data<scalar_t>(), gval.data<scalar_t>(), par);
+             detail::linear_grads<scalar_t>(gpq.data<scalar_t>(), query, W_q, b_q, gq, gwq, gbq, par);
+             detail::linear_grads<scalar_t>(gpk.data<scalar_t>(), keys, W_k, b_k, gk, gwk, gbk, par);
+           });
+           return std::vector<Tensor>{gq, gk, gval, gwq, gwk, gv, gbq, gbk};
+         },
+         {query, keys, values, W_q, W_k, v, mask, w});
+  return {ctx, w};
 }
 
 namespace detail {

@@ -56,10 +56,16 @@ struct BroadcastLoop {
 // out[i] = f(a[i'], b[i'']) with broadcasting; A, B, O are element types.
 template <class A, class B, class O, class F>
 void broadcast_binary(const Tensor& a, const Tensor& b, Tensor& out, const F& f) {
-  BroadcastLoop L(out.shape(), {a.shape(), b.shape()});
   const A* pa = a.data<A>();
   const B* pb = b.data<B>();
   O* po = out.data<O>();
+  if (a.shape() == b.shape()) {  // no broadcasting (the common case): one flat loop, no layout to build
+    parallel_for(0, out.numel(), 1 << 15, [&](int64_t b0, int64_t b1) {
+      for (int64_t i = b0; i < b1; ++i) po[i] = f(pa[i], pb[i]);
+    });
+    return;
+  }
+  BroadcastLoop L(out.shape(), {a.shape(), b.shape()});
   const int64_t sa = L.strides[0].back(), sb = L.strides[1].back(), inner = L.inner;
   auto run_rows = [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -97,7 +103,7 @@ Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op, const F&
   if (a.device() != Device::CPU || b.device() != Device::CPU) return cuda_ops::binary_forward(a, b, op);
 #endif
   check_same_dtype(a, b, op);
-  Tensor out = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), op), a.dtype());
+  Tensor out = Tensor::empty(a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), op), a.dtype());
   ATTN_DISPATCH_FLOATING(a.dtype(), op, [&] { broadcast_binary<scalar_t, scalar_t, scalar_t>(a, b, out, f); });
   return out;
 }
@@ -178,7 +184,11 @@ inline Tensor scalar_like(double s, const Tensor& like) { return Tensor::full({}
 // add(a, b) = a + b; dL/da = sum_to(g, a.shape), dL/db = sum_to(g, b.shape)
 inline Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = detail::binary_forward(a, b, "add", [](auto x, auto y) { return x + y; });
-  return record("add", out, {a, b}, [sa = a.shape(), sb = b.shape()](const std::vector<Tensor>& g) {
+  // the shapes are kept only when broadcasting (a closure without them allocates less)
+  const bool same = a.shape() == b.shape();
+  return record("add", out, {a, b}, [same, sa = same ? Shape() : a.shape(), sb = same ? Shape() : b.shape()](
+                                        const std::vector<Tensor>& g) {
+    if (same) return std::vector<Tensor>{g[0], g[0]};
     return std::vector<Tensor>{sum_to(g[0], sa), sum_to(g[0], sb)};
   }, {});
 }
@@ -186,7 +196,10 @@ inline Tensor add(const Tensor& a, const Tensor& b) {
 // sub(a, b) = a - b; dL/da = sum_to(g), dL/db = -sum_to(g)
 inline Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = detail::binary_forward(a, b, "sub", [](auto x, auto y) { return x - y; });
-  return record("sub", out, {a, b}, [sa = a.shape(), sb = b.shape()](const std::vector<Tensor>& g) {
+  const bool same = a.shape() == b.shape();
+  return record("sub", out, {a, b}, [same, sa = same ? Shape() : a.shape(), sb = same ? Shape() : b.shape()](
+                                        const std::vector<Tensor>& g) {
+    if (same) return std::vector<Tensor>{g[0], neg(g[0])};
     return std::vector<Tensor>{sum_to(g[0], sa), neg(sum_to(g[0], sb))};
   }, {});
 }

@@ -61,6 +61,76 @@ inline Tensor bmm_raw(const Tensor& a, const Tensor& b, bool ta, bool tb, const 
   return out;
 }
 
+// Raw pieces of y = x W^T + b for fused nodes that run projections inside themselves (and for
+// linear below). No autograd.
+// dst [rows, N]: every row b1 + b2, or zeros when b1 is undefined (b2 may be undefined).
+template <class T>
+void fill_bias_rows(T* dst, int64_t rows, int64_t N, const Tensor& b1, const Tensor& b2 = Tensor()) {
+  if (!b1.defined()) {
+    std::fill(dst, dst + rows * N, T(0));
+    return;
+  }
+  const T* p1 = b1.data<T>();
+  const T* p2 = b2.defined() ? b2.data<T>() : nullptr;
+  for (int64_t j = 0; j < N; ++j) dst[j] = p2 ? p1[j] + p2[j] : p1[j];
+  for (int64_t r = 1; r < rows; ++r) std::copy(dst, dst + N, dst + r * N);
+}
+
+// Products inside the per-step ops (a recurrent cell, an attention step) with fewer flops than
+// this run on the calling thread. Such an op takes tens of microseconds and a loop runs thousands
+// of them: a fork/join per product gains little on an idle machine, and when the cores are
+// shared each one can wait for a descheduled thread (a 2-thread sine-prediction training step
+// took 38 s instead of 1 s on a loaded 2-core machine). Results are the same either way.
+constexpr double kStepParallelFlops = 1e7;
+
+// C = alpha op(A) op(B) + beta C through gemm (parallel when large) or gemm_serial.
+template <class T>
+void gemm_on(bool parallel, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+             const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (parallel) kernels::cpu::gemm<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  else kernels::cpu::gemm_serial<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// out [rows, N] (+)= x W^T with x [rows, K] (the leading dims of x folded), W [N, K]; beta 0 or 1.
+// parallel = false: on the calling thread (see kStepParallelFlops).
+template <class T>
+void linear_product(const Tensor& x, const Tensor& w, T beta, T* out, bool parallel = true) {
+  const int64_t N = w.size(0), K = w.size(1), rows = x.numel() / std::max<int64_t>(K, 1);
+  gemm_on<T>(parallel, false, true, rows, N, K, T(1), x.data<T>(), K, w.data<T>(), K, beta, out, N);
+}
+
+// Whether a per-step op doing about `flops` in its products should let them run in parallel.
+inline bool step_parallel(double flops) { return flops >= kStepParallelFlops; }
+
+// Column sums of d [rows, N] (rows added in order) as a new [N] tensor.
+template <class T>
+Tensor column_sums(const T* d, int64_t rows, int64_t N, DType dt) {
+  Tensor out = Tensor::zeros({N}, dt);
+  T* o = out.data<T>();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < N; ++j) o[j] += d[r * N + j];
+  return out;
+}
+
+// Gradients of y = x W^T + b from dy [rows, N]: dx = dy W (x's shape; added into dx when dx is
+// already defined), dW = dy^T x, db = column sums of dy. Each only when its tensor requires
+// grad (b may be undefined).
+template <class T>
+void linear_grads(const T* dy, const Tensor& x, const Tensor& w, const Tensor& b, Tensor& dx, Tensor& dw, Tensor& db,
+                  bool parallel = true) {
+  const int64_t N = w.size(0), K = w.size(1), rows = x.numel() / std::max<int64_t>(K, 1);
+  if (x.requires_grad()) {
+    const bool add = dx.defined();
+    if (!add) dx = Tensor::empty(x.shape(), x.dtype());
+    gemm_on<T>(parallel, false, false, rows, K, N, T(1), dy, N, w.data<T>(), K, add ? T(1) : T(0), dx.data<T>(), K);
+  }
+  if (w.requires_grad()) {
+    dw = Tensor::empty(w.shape(), w.dtype());
+    gemm_on<T>(parallel, true, false, N, K, rows, T(1), dy, N, x.data<T>(), K, T(0), dw.data<T>(), K);
+  }
+  if (b.defined() && b.requires_grad()) db = column_sums<T>(dy, rows, N, w.dtype());
+}
+
 }  // namespace detail
 
 // matmul(a, b) = a @ b;  dL/da = sum_to(g @ b^T, a.shape),  dL/db = sum_to(a^T @ g, b.shape)
@@ -118,12 +188,8 @@ inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) 
   Tensor out = Tensor::empty(os, x.dtype());
   ATTN_DISPATCH_FLOATING(x.dtype(), "linear", [&] {
     scalar_t* po = out.data<scalar_t>();
-    if (bias.defined()) {
-      const scalar_t* pb = bias.data<scalar_t>();
-      for (int64_t r = 0; r < rows; ++r) std::copy(pb, pb + outf, po + r * outf);
-    }
-    kernels::cpu::gemm<scalar_t>(false, true, rows, outf, in, 1, x.data<scalar_t>(), in, weight.data<scalar_t>(), in,
-                                 bias.defined() ? 1 : 0, po, outf);
+    if (bias.defined()) detail::fill_bias_rows<scalar_t>(po, rows, outf, bias);
+    detail::linear_product<scalar_t>(x, weight, bias.defined() ? 1 : 0, po);
   });
   std::vector<Tensor> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);

@@ -23,6 +23,15 @@
 // lengths: empty (every series has T steps) or B values in [1, T]: steps t >= len_b leave the
 // state of series b unchanged and give zero output, the reverse direction starts at len_b - 1,
 // and h_n / c_n are the states after each series' last valid step (PyTorch's packed sequences).
+//
+// One step of a cell, also one node (nn::LSTMCell / nn::GRUCell; PyTorch's lstm_cell / gru_cell):
+//
+//   lstm_cell(x, {h, c}, w_ih, w_hh, b_ih, b_hh) -> {h', c'}
+//   gru_cell (x, h,      w_ih, w_hh, b_ih, b_hh) -> h'
+//
+// The same gate math as the layers (kernels/cpu/rnn.hpp), between two products in the forward
+// and four in the backward. detail::lstm_cell_composed / gru_cell_composed build the same step
+// from basic differentiable ops: the reference in the tests, and the path for tensors on a GPU.
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -30,6 +39,9 @@
 #include "../core/tensor.hpp"
 #include "../kernels/cpu/gemm.hpp"
 #include "../kernels/cpu/rnn.hpp"
+#include "elementwise.hpp"
+#include "matmul.hpp"
+#include "shape.hpp"
 #ifdef ATTN_WITH_CUDA
 #include "cuda_dispatch.hpp"
 #endif
@@ -399,6 +411,198 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
            return gs;
          });
   return {out, hn};
+}
+
+namespace detail {
+
+// One LSTM step composed of basic ops: returns (h', c'). The reference for lstm_cell.
+inline std::pair<Tensor, Tensor> lstm_cell_composed(const Tensor& x, const Tensor& h, const Tensor& c,
+                                                    const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
+                                                    const Tensor& b_hh) {
+  const auto gs = chunk(add(linear(x, w_ih, b_ih), linear(h, w_hh, b_hh)), 4, 1);
+  const Tensor i = sigmoid(gs[0]), f = sigmoid(gs[1]), g = tanh(gs[2]), o = sigmoid(gs[3]);
+  const Tensor c2 = add(mul(f, c), mul(i, g));
+  return {mul(o, tanh(c2)), c2};
+}
+
+// One GRU step composed of basic ops: h' = n + z (h - n), n = tanh(x_n + r (h W_hn^T + b_hn)).
+inline Tensor gru_cell_composed(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
+                                const Tensor& b_ih, const Tensor& b_hh) {
+  const auto gi = chunk(linear(x, w_ih, b_ih), 3, 1), gh = chunk(linear(h, w_hh, b_hh), 3, 1);
+  const Tensor r = sigmoid(add(gi[0], gh[0])), z = sigmoid(add(gi[1], gh[1]));
+  const Tensor n = tanh(add(gi[2], mul(r, gh[2])));
+  return add(n, mul(z, sub(h, n)));
+}
+
+// Checks the arguments of lstm_cell / gru_cell (G = 4 or 3 gates); returns H.
+inline int64_t check_cell(const char* op, int64_t gates, const Tensor& x, const std::vector<const Tensor*>& states,
+                          const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh) {
+  ATTN_CHECK(x.defined() && w_ih.defined() && w_hh.defined(), op, ": input, w_ih and w_hh must be defined");
+  ATTN_CHECK(x.dim() == 2, op, ": input must be 2-D [B, I], got ", to_string(x.shape()));
+  ATTN_CHECK(w_hh.dim() == 2 && w_hh.size(0) == gates * w_hh.size(1) && w_hh.size(1) > 0, op, ": w_hh must be [",
+             gates, "*H, H], got ", to_string(w_hh.shape()));
+  const int64_t H = w_hh.size(1), B = x.size(0), I = x.size(1);
+  const Shape wi{gates * H, I}, bs{gates * H}, st{B, H};
+  ATTN_CHECK(w_ih.shape() == wi, op, ": w_ih must be ", to_string(wi), " for input ", to_string(x.shape()),
+             " and hidden size ", H, ", got ", to_string(w_ih.shape()));
+  ATTN_CHECK(b_ih.defined() == b_hh.defined(), op, ": give both biases or none (b_ih ",
+             b_ih.defined() ? to_string(b_ih.shape()) : std::string("undefined"), ", b_hh ",
+             b_hh.defined() ? to_string(b_hh.shape()) : std::string("undefined"), ")");
+  for (const Tensor* b : {&b_ih, &b_hh})
+    if (b->defined())
+      ATTN_CHECK(b->shape() == bs, op, ": biases must be ", to_string(bs), ", got ", to_string(b->shape()));
+  auto same_kind = [&](const Tensor& t) {
+    if (t.defined())
+      ATTN_CHECK(t.dtype() == x.dtype() && t.device() == x.device(), op, ": input is ", dtype_name(x.dtype()), " on ",
+                 device_name(x.device()), " but the state or parameter of shape ", to_string(t.shape()), " is ",
+                 dtype_name(t.dtype()), " on ", device_name(t.device()));
+  };
+  for (const Tensor* t : {&w_ih, &w_hh, &b_ih, &b_hh}) same_kind(*t);
+  for (const Tensor* s : states) {
+    if (s->defined())
+      ATTN_CHECK(s->shape() == st, op, ": state must be ", to_string(st), " for input ", to_string(x.shape()),
+                 " and hidden size ", H, ", got ", to_string(s->shape()));
+    same_kind(*s);
+  }
+  return H;
+}
+
+// dst [B, G*H] = x W_ih^T + b_ih (+ b_hh when given): for a handful of input features (I <= 4,
+// e.g. a univariate series) the layers' direct loop (InputProjection), else a GEMM.
+template <class T>
+void cell_input_projection(int64_t gates, const Tensor& x, const Tensor& w_ih, const Tensor& b_ih, const Tensor& b_hh,
+                           T* dst, bool parallel) {
+  const int64_t B = x.size(0), GH = w_ih.size(0);
+  if (x.size(1) <= 4) {
+    kernels::cpu::RnnShape S;
+    S.T = 1;
+    S.B = B;
+    S.H = GH / gates;
+    std::vector<Tensor> bi, bh;
+    if (b_ih.defined()) bi.push_back(b_ih);
+    if (b_hh.defined()) bh.push_back(b_hh);
+    const InputProjection<T> proj(S, gates, x, {w_ih}, bi, bh, /*fold_hh=*/b_hh.defined());
+    proj.rows(0, B, 0, dst, GH);
+    return;
+  }
+  fill_bias_rows<T>(dst, B, GH, b_ih, b_hh);
+  linear_product<T>(x, w_ih, 1, dst, parallel);
+}
+
+// Gradients of a cell's inputs from the gate gradients of its input side (dGi) and hidden side
+// (dGh; the same pointer for the LSTM), two linear maps:
+//   dx = dGi W_ih,  dW_ih = dGi^T x,  db_ih = sum_rows dGi
+//   dh (+)= dGh W_hh (added to a defined dh, e.g. the GRU's dh' z),  dW_hh = dGh^T h,  db_hh = sum_rows dGh
+struct CellGrads {
+  Tensor dx, dh, dw_ih, dw_hh, db_ih, db_hh;
+};
+template <class T>
+void cell_param_grads(const T* dGi, const T* dGh, const Tensor& x, const Tensor& h, const Tensor& w_ih,
+                      const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh, CellGrads& r, bool parallel) {
+  linear_grads<T>(dGi, x, w_ih, b_ih, r.dx, r.dw_ih, r.db_ih, parallel);
+  linear_grads<T>(dGh, h, w_hh, b_hh, r.dh, r.dw_hh, r.db_hh, parallel);
+}
+
+// The products' flops of one cell step (forward), for step_parallel.
+inline double cell_flops(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh) {
+  return 2.0 * double(x.size(0)) * double(w_ih.size(0)) * double(w_ih.size(1) + w_hh.size(1));
+}
+
+}  // namespace detail
+
+// One LSTM step as one autograd node. x [B, I]; hx = (h, c), each [B, H] or undefined (zeros);
+// w_ih [4H, I], w_hh [4H, H], b_ih, b_hh [4H] (both or neither). Returns (h', c').
+//   a = x W_ih^T + b_ih + h W_hh^T + b_hh;  i = s(a_i), f = s(a_f), g = tanh(a_g), o = s(a_o)
+//   c' = f c + i g;  h' = o tanh(c')
+// Saved: the activated gates [B, 4H] (tanh(c') is recomputed from c' in the backward).
+inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tensor, Tensor>& hx, const Tensor& w_ih,
+                                           const Tensor& w_hh, const Tensor& b_ih = Tensor(),
+                                           const Tensor& b_hh = Tensor()) {
+  const int64_t H = detail::check_cell("lstm_cell", 4, x, {&hx.first, &hx.second}, w_ih, w_hh, b_ih, b_hh);
+  const int64_t B = x.size(0), G4 = 4 * H;
+  const DType dt = x.dtype();
+  const Tensor h = hx.first.defined() ? hx.first : Tensor::zeros({B, H}, dt).to(x.device());
+  const Tensor c = hx.second.defined() ? hx.second : Tensor::zeros({B, H}, dt).to(x.device());
+  if (x.device() != Device::CPU) return detail::lstm_cell_composed(x, h, c, w_ih, w_hh, b_ih, b_hh);
+  Tensor gates = Tensor::empty({B, G4}, dt), h2 = Tensor::empty({B, H}, dt), c2 = Tensor::empty({B, H}, dt);
+  ATTN_DISPATCH_FLOATING(dt, "lstm_cell", [&] {
+    scalar_t* a = gates.data<scalar_t>();
+    const bool par = detail::step_parallel(detail::cell_flops(x, w_ih, w_hh));
+    detail::cell_input_projection<scalar_t>(4, x, w_ih, b_ih, b_hh, a, par);
+    if (hx.first.defined()) detail::linear_product<scalar_t>(h, w_hh, 1, a, par);  // h = 0 adds nothing
+    kernels::cpu::lstm_cell_forward<scalar_t>(B, H, a, c.data<scalar_t>(), c2.data<scalar_t>(), h2.data<scalar_t>());
+  });
+  // Backward (kernels::cpu::lstm_cell_backward): with dh', dc' the output gradients
+  //   dc_t = dc' + dh' o (1 - tanh^2 c');  da = (dc_t g i(1-i), dc_t c f(1-f), dc_t i (1-g^2), dh' tanh(c') o(1-o))
+  //   dc = dc_t f;  dx = da W_ih;  dh = da W_hh;  dW_ih = da^T x;  dW_hh = da^T h;  db_ih = db_hh = sum_rows da
+  if (!is_grad_enabled() && !is_anomaly_enabled()) return {h2, c2};  // nothing to record (a free run)
+  record("lstm_cell", std::vector<Tensor*>{&h2, &c2}, {x, hx.first, hx.second, w_ih, w_hh, b_ih, b_hh},
+         [x, h, c, w_ih, w_hh, b_ih, b_hh, gates, c2d = c2.detach()](const std::vector<Tensor>& g) {
+           const int64_t B = x.size(0), H = w_hh.size(1);
+           Tensor da = Tensor::empty({B, 4 * H}, x.dtype()), dc = Tensor::empty({B, H}, x.dtype());
+           detail::CellGrads r;
+           ATTN_DISPATCH_FLOATING(x.dtype(), "lstm_cell_backward", [&] {
+             auto ptr = [](const Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
+             kernels::cpu::lstm_cell_backward<scalar_t>(B, H, gates.data<scalar_t>(), c.data<scalar_t>(),
+                                                        c2d.data<scalar_t>(), ptr(g[0]), ptr(g[1]),
+                                                        da.data<scalar_t>(), dc.data<scalar_t>());
+             const scalar_t* pda = da.data<scalar_t>();
+             detail::cell_param_grads<scalar_t>(pda, pda, x, h, w_ih, w_hh, b_ih, b_hh, r,
+                                                detail::step_parallel(2 * detail::cell_flops(x, w_ih, w_hh)));
+           });
+           return std::vector<Tensor>{r.dx, r.dh, dc, r.dw_ih, r.dw_hh, r.db_ih, r.db_hh};
+         },
+         {x, hx.first, hx.second, w_ih, w_hh, c2});
+  return {h2, c2};
+}
+
+// One GRU step as one autograd node. x [B, I]; hx [B, H] or undefined (zeros); w_ih [3H, I],
+// w_hh [3H, H], b_ih, b_hh [3H] (both or neither). Returns h'.
+//   gi = x W_ih^T + b_ih, gh = h W_hh^T + b_hh
+//   r = s(gi_r + gh_r), z = s(gi_z + gh_z), n = tanh(gi_n + r gh_n), h' = n + z (h - n)
+// Saved: the gates (r, z, n) [B, 3H] and gh_n [B, H].
+inline Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
+                       const Tensor& b_ih = Tensor(), const Tensor& b_hh = Tensor()) {
+  const int64_t H = detail::check_cell("gru_cell", 3, x, {&hx}, w_ih, w_hh, b_ih, b_hh);
+  const int64_t B = x.size(0), G3 = 3 * H;
+  const DType dt = x.dtype();
+  const Tensor h = hx.defined() ? hx : Tensor::zeros({B, H}, dt).to(x.device());
+  if (x.device() != Device::CPU) return detail::gru_cell_composed(x, h, w_ih, w_hh, b_ih, b_hh);
+  Tensor gi = Tensor::empty({B, G3}, dt), gates = Tensor::empty({B, G3}, dt), hn = Tensor::empty({B, H}, dt);
+  Tensor h2 = Tensor::empty({B, H}, dt);
+  ATTN_DISPATCH_FLOATING(dt, "gru_cell", [&] {
+    scalar_t *pi = gi.data<scalar_t>(), *ph = gates.data<scalar_t>();
+    const bool par = detail::step_parallel(detail::cell_flops(x, w_ih, w_hh));
+    detail::cell_input_projection<scalar_t>(3, x, w_ih, b_ih, Tensor(), pi, par);
+    detail::fill_bias_rows<scalar_t>(ph, B, G3, b_hh);
+    if (hx.defined()) detail::linear_product<scalar_t>(h, w_hh, 1, ph, par);  // h = 0 adds nothing
+    kernels::cpu::gru_cell_forward<scalar_t>(B, H, pi, ph, hn.data<scalar_t>(), h.data<scalar_t>(),
+                                             h2.data<scalar_t>());
+  });
+  // Backward (kernels::cpu::gru_cell_backward): with dh' the output gradient
+  //   dn = dh' (1 - z), dz = dh' (h - n), dan = dn (1 - n^2), dr = dan gh_n
+  //   dGi = (dr r(1-r), dz z(1-z), dan),  dGh = (dr r(1-r), dz z(1-z), dan r)
+  //   dx = dGi W_ih;  dh = dh' z + dGh W_hh;  dW_ih = dGi^T x;  dW_hh = dGh^T h;
+  //   db_ih = sum_rows dGi;  db_hh = sum_rows dGh
+  if (!is_grad_enabled() && !is_anomaly_enabled()) return h2;  // nothing to record
+  return record("gru_cell", h2, {x, hx, w_ih, w_hh, b_ih, b_hh},
+                [x, h, w_ih, w_hh, b_ih, b_hh, gates, hn](const std::vector<Tensor>& g) {
+                  const int64_t B = x.size(0), H = w_hh.size(1);
+                  Tensor dgi = Tensor::empty({B, 3 * H}, x.dtype()), dgh = Tensor::empty({B, 3 * H}, x.dtype());
+                  detail::CellGrads r;
+                  r.dh = Tensor::empty({B, H}, x.dtype());
+                  ATTN_DISPATCH_FLOATING(x.dtype(), "gru_cell_backward", [&] {
+                    kernels::cpu::gru_cell_backward<scalar_t>(B, H, gates.data<scalar_t>(), hn.data<scalar_t>(),
+                                                              h.data<scalar_t>(), g[0].data<scalar_t>(),
+                                                              dgi.data<scalar_t>(), dgh.data<scalar_t>(),
+                                                              r.dh.data<scalar_t>());
+                    detail::cell_param_grads<scalar_t>(dgi.data<scalar_t>(), dgh.data<scalar_t>(), x, h, w_ih, w_hh,
+                                                       b_ih, b_hh, r,
+                                                       detail::step_parallel(2 * detail::cell_flops(x, w_ih, w_hh)));
+                  });
+                  return std::vector<Tensor>{r.dx, r.dh, r.dw_ih, r.dw_hh, r.db_ih, r.db_hh};
+                },
+                {x, hx, w_ih, w_hh});
 }
 
 }  // namespace attn

@@ -67,6 +67,15 @@ constexpr int64_t kPackA = int64_t(1) << 21;    // packed op(A) row-group cap (e
 
 // Products with M*N*K below this (or M == 1, or N == 1) use the direct path.
 constexpr int64_t kDirectMNK = 4096;
+// So do products with at most this many rows and B transposed, A not (x W^T for a small batch,
+// e.g. one step of a recurrent cell): packing W^T would cost more than the product itself, so
+// each C(i, j) is a dot product of two contiguous rows (dot_rows).
+constexpr int64_t kDotRows = 4;
+
+// The shapes gemm_dispatch computes on the direct path (gemm_prepacked applies the same rule).
+inline bool direct_shape(bool ta, bool tb, int64_t M, int64_t N, int64_t K) {
+  return M == 1 || N == 1 || double(M) * double(N) * double(K) < double(kDirectMNK) || (tb && !ta && M <= kDotRows);
+}
 // Below this many flops a call stays on one thread (results are identical either way).
 constexpr double kParallelFlops = 1.5e6;
 
@@ -182,11 +191,142 @@ inline void tile(int64_t kc, const T* Ap, int64_t as, const T* Bp, int64_t bs, T
   for (int64_t i = 0; i < h; ++i) std::memcpy(C + i * ldc, t + i * NR, sizeof(T) * w);
 }
 
-// Direct path: C(i, j) = alpha * sum_k op(A)(i, k) op(B)(k, j) + beta * C(i, j), k ascending,
-// one accumulator per element; rows [r0, r1).
+// out[r * N + j] = sum_k A[r * lda + k] B[j * ldb + k] for r < R (R <= 4) and j < N: dot
+// products of contiguous rows in SIMD lanes (lane l sums k = l, l + W, ...; the lanes are added by
+// a fixed reduction tree; without AVX-512 the k past the last multiple of W are added after, in
+// order). R rows of A and 4 rows of B at a time share their loads. Each result depends only on K
+// and the data, never on R, j or the thread.
+#if defined(__AVX512F__)
+// AVX-512: the same lanes, with the last partial chunk read through masked loads into the
+// accumulators (no scalar tail per dot product), and one horizontal sum per result.
+template <class T>
+struct Dot512;
+template <>
+struct Dot512<double> {
+  using V = __m512d;
+  using M = __mmask8;
+  static constexpr int W = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V load(const double* p) { return _mm512_loadu_pd(p); }
+  static V load(M m, const double* p) { return _mm512_maskz_loadu_pd(m, p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static double sum(V v) { return _mm512_reduce_add_pd(v); }
+};
+template <>
+struct Dot512<float> {
+  using V = __m512;
+  using M = __mmask16;
+  static constexpr int W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V load(M m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static float sum(V v) { return _mm512_reduce_add_ps(v); }
+};
+#endif
+
+template <class T, int R>
+void dot_rows(const T* A, int64_t lda, const T* B, int64_t ldb, int64_t N, int64_t K, T* out) {
+#if defined(__AVX512F__)
+  {
+    using D = Dot512<T>;
+    using V = typename D::V;
+    constexpr int W = D::W;
+    const int64_t Kv = K / W * W;
+    const typename D::M tail = typename D::M((1u << (K - Kv)) - 1u);
+    auto chunk = [&](const T* p, int64_t k) { return k < Kv ? D::load(p + k) : D::load(tail, p + k); };
+    int64_t j = 0;
+    for (; j + 4 <= N; j += 4) {
+      const T* b[4] = {B + j * ldb, B + (j + 1) * ldb, B + (j + 2) * ldb, B + (j + 3) * ldb};
+      V acc[R][4];
+      for (int r = 0; r < R; ++r)
+        for (int q = 0; q < 4; ++q) acc[r][q] = D::zero();
+      for (int64_t k = 0; k < K; k += W) {
+        const V b0 = chunk(b[0], k), b1 = chunk(b[1], k), b2 = chunk(b[2], k), b3 = chunk(b[3], k);
+        for (int r = 0; r < R; ++r) {
+          const V av = chunk(A + r * lda, k);
+          acc[r][0] = D::fma(av, b0, acc[r][0]);
+          acc[r][1] = D::fma(av, b1, acc[r][1]);
+          acc[r][2] = D::fma(av, b2, acc[r][2]);
+          acc[r][3] = D::fma(av, b3, acc[r][3]);
+        }
+      }
+      for (int r = 0; r < R; ++r)
+        for (int q = 0; q < 4; ++q) out[r * N + j + q] = D::sum(acc[r][q]);
+    }
+    for (; j < N; ++j) {
+      const T* bj = B + j * ldb;
+      for (int r = 0; r < R; ++r) {
+        V acc = D::zero();
+        for (int64_t k = 0; k < K; k += W) acc = D::fma(chunk(A + r * lda, k), chunk(bj, k), acc);
+        out[r * N + j] = D::sum(acc);
+      }
+    }
+    return;
+  }
+#endif
+  constexpr int W = Eigen::internal::packet_traits<T>::size;
+  using P = Eigen::Array<T, W, 1>;
+  using CM = Eigen::Map<const P>;
+  const int64_t Kv = K / W * W;
+  auto finish = [&](const P& acc, const T* a, const T* b) {
+    T s = acc.sum();
+    for (int64_t k = Kv; k < K; ++k) s += a[k] * b[k];
+    return s;
+  };
+  int64_t j = 0;
+  for (; j + 4 <= N; j += 4) {
+    const T* b[4] = {B + j * ldb, B + (j + 1) * ldb, B + (j + 2) * ldb, B + (j + 3) * ldb};
+    P acc[R][4];
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < 4; ++q) acc[r][q] = P::Zero();
+    for (int64_t k = 0; k < Kv; k += W) {
+      const P b0 = CM(b[0] + k), b1 = CM(b[1] + k), b2 = CM(b[2] + k), b3 = CM(b[3] + k);
+      for (int r = 0; r < R; ++r) {
+        const P av = CM(A + r * lda + k);
+        acc[r][0] += av * b0;
+        acc[r][1] += av * b1;
+        acc[r][2] += av * b2;
+        acc[r][3] += av * b3;
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < 4; ++q) out[r * N + j + q] = finish(acc[r][q], A + r * lda, b[q]);
+  }
+  for (; j < N; ++j) {
+    const T* bj = B + j * ldb;
+    for (int r = 0; r < R; ++r) {
+      P acc = P::Zero();
+      for (int64_t k = 0; k < Kv; k += W) acc += CM(A + r * lda + k) * CM(bj + k);
+      out[r * N + j] = finish(acc, A + r * lda, bj);
+    }
+  }
+}
+
+// Direct path: C(i, j) = alpha * sum_k op(A)(i, k) op(B)(k, j) + beta * C(i, j), one accumulator
+// per element (k ascending; with B transposed and A not, dot_rows' lanes); rows [r0, r1).
 template <class T>
 void direct_rows(bool ta, bool tb, int64_t r0, int64_t r1, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc, T* acc) {
+  auto store = [&](int64_t i, const T* a) {
+    T* c = C + i * ldc;
+    if (beta == T(0))
+      for (int64_t j = 0; j < N; ++j) c[j] = alpha * a[j];
+    else
+      for (int64_t j = 0; j < N; ++j) c[j] = alpha * a[j] + beta * c[j];
+  };
+  if (tb && !ta) {  // dot products, up to 4 rows at a time (acc holds 4 N)
+    for (int64_t i = r0; i < r1; i += 4) {
+      const int64_t R = std::min<int64_t>(4, r1 - i);
+      const T* a = A + i * lda;
+      if (R == 4) dot_rows<T, 4>(a, lda, B, ldb, N, K, acc);
+      else if (R == 3) dot_rows<T, 3>(a, lda, B, ldb, N, K, acc);
+      else if (R == 2) dot_rows<T, 2>(a, lda, B, ldb, N, K, acc);
+      else dot_rows<T, 1>(a, lda, B, ldb, N, K, acc);
+      for (int64_t r = 0; r < R; ++r) store(i + r, acc + r * N);
+    }
+    return;
+  }
   for (int64_t i = r0; i < r1; ++i) {
     for (int64_t j = 0; j < N; ++j) acc[j] = T(0);
     if (!tb) {
@@ -199,18 +339,11 @@ void direct_rows(bool ta, bool tb, int64_t r0, int64_t r1, int64_t N, int64_t K,
       for (int64_t j = 0; j < N; ++j) {
         const T* b = B + j * ldb;
         T s = T(0);
-        if (ta)
-          for (int64_t k = 0; k < K; ++k) s += A[k * lda + i] * b[k];
-        else
-          for (int64_t k = 0; k < K; ++k) s += A[i * lda + k] * b[k];
+        for (int64_t k = 0; k < K; ++k) s += A[k * lda + i] * b[k];
         acc[j] = s;
       }
     }
-    T* c = C + i * ldc;
-    if (beta == T(0))
-      for (int64_t j = 0; j < N; ++j) c[j] = alpha * acc[j];
-    else
-      for (int64_t j = 0; j < N; ++j) c[j] = alpha * acc[j] + beta * c[j];
+    store(i, acc);
   }
 }
 
@@ -220,7 +353,7 @@ void gemm_direct(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, con
   const double row_flops = 2.0 * double(N) * double(std::max<int64_t>(K, 1));
   const int64_t grain = std::max<int64_t>(1, int64_t(kParallelFlops / row_flops));
   auto body = [&](int64_t r0, int64_t r1) {
-    T* acc = scratch<T, 2>(size_t(std::max<int64_t>(N, 1)));
+    T* acc = scratch<T, 2>(size_t(4 * std::max<int64_t>(N, 1)));
     direct_rows<T>(ta, tb, r0, r1, N, K, alpha, A, lda, B, ldb, beta, C, ldc, acc);
   };
   if (allow_parallel && M > grain) parallel_for(0, M, grain, body);
@@ -338,7 +471,7 @@ void gemm_dispatch(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, c
   }
   const double flops = 2.0 * double(M) * double(N) * double(K);
   const bool par = allow_parallel && flops >= kParallelFlops && get_num_threads() > 1 && !in_parallel_region();
-  if (M == 1 || N == 1 || double(M) * double(N) * double(K) < double(kDirectMNK)) {
+  if (direct_shape(ta, tb, M, N, K)) {
     gemm_direct<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, par);
     return;
   }
@@ -405,7 +538,7 @@ void gemm_prepacked(int64_t M, T alpha, const T* A, int64_t lda, const PackedB<T
   const int64_t K = B.K(), N = B.N(), kcb = B.slice_depth();
   if (M <= 0 || N <= 0) return;
   // shapes that gemm_dispatch does not send through the packed path (same rule as there)
-  if (K <= 0 || M == 1 || N == 1 || double(M) * double(N) * double(K) < double(kDirectMNK) || K > kKSup) {
+  if (K <= 0 || direct_shape(false, B.transposed(), M, N, K) || K > kKSup) {
     gemm_serial<T>(false, B.transposed(), M, N, K, alpha, A, lda, B.source(), B.source_ld(), beta, C, ldc);
     return;
   }

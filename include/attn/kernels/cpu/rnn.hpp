@@ -22,6 +22,7 @@
 #include <vector>
 #include "../../core/parallel.hpp"
 #include "gemm.hpp"
+#include "vmath.hpp"
 
 namespace attn::kernels::cpu {
 
@@ -79,14 +80,14 @@ template <class T, int L>
 inline void lstm_fwd_lanes(int64_t j, int64_t H, T* a, T* c, T* tc, T* h) {
   const V<T, L> i = vsig<T, L>(CVM<T, L>(a + j));
   const V<T, L> f = vsig<T, L>(CVM<T, L>(a + H + j));
-  const V<T, L> g = CVM<T, L>(a + 2 * H + j).tanh();
+  const V<T, L> g = vtanh<T, L>(CVM<T, L>(a + 2 * H + j));
   const V<T, L> o = vsig<T, L>(CVM<T, L>(a + 3 * H + j));
   VM<T, L>(a + j) = i;
   VM<T, L>(a + H + j) = f;
   VM<T, L>(a + 2 * H + j) = g;
   VM<T, L>(a + 3 * H + j) = o;
   const V<T, L> cn = f * CVM<T, L>(c + j) + i * g;
-  const V<T, L> t = cn.tanh();
+  const V<T, L> t = vtanh<T, L>(cn);
   VM<T, L>(c + j) = cn;
   VM<T, L>(tc + j) = t;
   VM<T, L>(h + j) = o * t;
@@ -125,7 +126,7 @@ inline void gru_fwd_lanes(int64_t j, int64_t H, T* a, const T* x, T* hn, T* h) {
   const V<T, L> hgn = CVM<T, L>(a + 2 * H + j);
   const V<T, L> r = vsig<T, L>(CVM<T, L>(a + j) + CVM<T, L>(x + j));
   const V<T, L> z = vsig<T, L>(CVM<T, L>(a + H + j) + CVM<T, L>(x + H + j));
-  const V<T, L> n = (CVM<T, L>(x + 2 * H + j) + r * hgn).tanh();
+  const V<T, L> n = vtanh<T, L>(CVM<T, L>(x + 2 * H + j) + r * hgn);
   VM<T, L>(hn + j) = hgn;
   VM<T, L>(a + j) = r;
   VM<T, L>(a + H + j) = z;
@@ -161,6 +162,16 @@ inline void gru_bwd_row(int64_t H, const T* a, const T* hn, const T* hp, T* dh, 
   int64_t j = 0;
   for (; j + L <= H; j += L) gru_bwd_lanes<T, L>(j, H, a, hn, hp, dh, dx, dhg);
   for (; j < H; ++j) gru_bwd_lanes<T, 1>(j, H, a, hn, hp, dh, dx, dhg);
+}
+
+// tanh of one row with the lanes of lstm_fwd_row, so a value recomputed here has the bits the
+// forward computed (the cell's backward recomputes tanh(c_t) instead of saving it).
+template <class T>
+inline void tanh_row(int64_t H, const T* x, T* y) {
+  constexpr int L = lanes<T>();
+  int64_t j = 0;
+  for (; j + L <= H; j += L) VM<T, L>(y + j) = vtanh<T, L>(CVM<T, L>(x + j));
+  for (; j < H; ++j) VM<T, 1>(y + j) = vtanh<T, 1>(CVM<T, 1>(x + j));
 }
 }  // namespace rnn_detail
 
@@ -409,6 +420,70 @@ void gru_backward(const RnnShape& S, const std::vector<PackedB<T>>& whh, const T
     gemm_prepacked<T>(nb, T(1), dHG + r0 * LDG + d * G3, LDG, whh[size_t(d)], T(1), dh + (d * S.B + b0) * H, H);
     wgrads.step(d, bk, t, nb, dX + r0 * LDG + d * G3, dHG + r0 * LDG + d * G3, LDG);
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// One step of a cell for B rows (nn::LSTMCell / nn::GRUCell as one autograd node, ops/rnn.hpp):
+// the layers' fused gate math (lstm_fwd_row, ...), the products around it are the caller's.
+//
+// LSTM forward. a [B, 4H]: x W_ih^T + b_ih + h W_hh^T + b_hh in, activated gates (i, f, g, o)
+// out; c [B, H] the state before (read only); c_out, h_out [B, H] the new state.
+//   c_out = f c + i g,  h_out = o tanh(c_out)
+template <class T>
+void lstm_cell_forward(int64_t B, int64_t H, T* a, const T* c, T* c_out, T* h_out) {
+  T stack_tc[256];
+  std::vector<T> heap_tc(H > 256 ? static_cast<size_t>(H) : 0);
+  T* tc = H > 256 ? heap_tc.data() : stack_tc;  // tanh(c_t) of one row (not needed after the row)
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy(c + b * H, c + (b + 1) * H, c_out + b * H);
+    rnn_detail::lstm_fwd_row<T>(H, a + b * 4 * H, c_out + b * H, tc, h_out + b * H);
+  }
+}
+
+// LSTM backward of one step. a: the activated gates; c, c_out: the states before and after;
+// dh, dc [B, H]: dL/dh_out, dL/dc_out (either may be null: zero). Out: da [B, 4H] = dL/da and
+// dc_prev [B, H] = dL/dc. tanh(c_out) is recomputed (same bits as the forward's).
+//   dc_t = dc + dh o (1 - tanh^2 c_out);  da = (dc_t g i(1-i), dc_t c f(1-f), dc_t i (1-g^2),
+//   dh tanh(c_out) o(1-o));  dc_prev = dc_t f
+template <class T>
+void lstm_cell_backward(int64_t B, int64_t H, const T* a, const T* c, const T* c_out, const T* dh, const T* dc, T* da,
+                        T* dc_prev) {
+  std::vector<T> tc(static_cast<size_t>(H)), zero(dh ? 0 : static_cast<size_t>(H), T(0));
+  for (int64_t b = 0; b < B; ++b) {
+    T* dcb = dc_prev + b * H;
+    if (dc) std::copy(dc + b * H, dc + (b + 1) * H, dcb);
+    else std::fill(dcb, dcb + H, T(0));
+    rnn_detail::tanh_row<T>(H, c_out + b * H, tc.data());
+    rnn_detail::lstm_bwd_row<T>(H, a + b * 4 * H, tc.data(), c + b * H, dh ? dh + b * H : zero.data(), dcb,
+                                da + b * 4 * H);
+  }
+}
+
+// GRU forward of one step. gi [B, 3H] = x W_ih^T + b_ih (read); gh [B, 3H] = h W_hh^T + b_hh in,
+// gates (r, z, n) out; hn [B, H] out: hg_n (saved for the backward); h [B, H] the state before;
+// h_out [B, H] the new state.
+//   r = s(gi_r + gh_r), z = s(gi_z + gh_z), n = tanh(gi_n + r gh_n), h_out = n + z (h - n)
+template <class T>
+void gru_cell_forward(int64_t B, int64_t H, const T* gi, T* gh, T* hn, const T* h, T* h_out) {
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy(h + b * H, h + (b + 1) * H, h_out + b * H);
+    rnn_detail::gru_fwd_row<T>(H, gh + b * 3 * H, gi + b * 3 * H, hn + b * H, h_out + b * H);
+  }
+}
+
+// GRU backward of one step. g: gates (r, z, n), hn: hg_n, h: the state before; dh [B, H]
+// dL/dh_out (not null). Out: dx [B, 3H] = dL/dgi, dhg [B, 3H] = dL/dgh, dh_prev [B, H] = dh z
+// (the part of dL/dh not through W_hh; the caller adds dhg W_hh).
+//   dn = dh (1 - z), dz = dh (h - n), dan = dn (1 - n^2), dr = dan hg_n
+//   dx = (dr r(1-r), dz z(1-z), dan),  dhg = (dr r(1-r), dz z(1-z), dan r)
+template <class T>
+void gru_cell_backward(int64_t B, int64_t H, const T* g, const T* hn, const T* h, const T* dh, T* dx, T* dhg,
+                       T* dh_prev) {
+  for (int64_t b = 0; b < B; ++b) {
+    T* d = dh_prev + b * H;
+    std::copy(dh + b * H, dh + (b + 1) * H, d);
+    rnn_detail::gru_bwd_row<T>(H, g + b * 3 * H, hn + b * H, h + b * H, d, dx + b * 3 * H, dhg + b * 3 * H);
+  }
 }
 
 }  // namespace attn::kernels::cpu

@@ -28,12 +28,8 @@ class AdditiveAttention : public Module {
                                     const Tensor& mask = Tensor()) const {
     ATTN_CHECK(query.dim() == 2 || query.dim() == 3, "AdditiveAttention: query must be [B, Dq] or [B, Lq, Dq], got ",
                to_string(query.shape()));
-    if (query.dim() == 2) {
-      Tensor m = mask;
-      auto [c, w] = additive_attention(unsqueeze(query, 1), keys, values, W_q.weight, W_k.weight, v.weight, m,
-                                       W_q.bias, W_k.bias);
-      return {squeeze(c, 1), squeeze(w, 1)};
-    }
+    if (query.dim() == 2)  // one decoder step: one node with the projections
+      return additive_attention_step(query, keys, values, W_q.weight, W_k.weight, v.weight, mask, W_q.bias, W_k.bias);
     return additive_attention(query, keys, values, W_q.weight, W_k.weight, v.weight, mask, W_q.bias, W_k.bias);
   }
   // keys = values (the usual encoder outputs).
