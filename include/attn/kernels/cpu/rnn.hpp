@@ -13,16 +13,15 @@
 // Series never interact inside a recurrence, so each unit runs all of its time steps on its own:
 // one fork/join per layer (e.g. the two directions of task A's layer on two threads, or the 16
 // row blocks of a batch of 980 split over the threads), never a barrier per step. The pointwise
-// gate math of a row is one fused pass (each gate element loaded once, SIMD lanes of Eigen
-// fixed-size arrays), and nothing is allocated inside the time loop.
-#include <Eigen/Core>
+// gate math of a row is one fused pass (each gate element loaded once, SIMD lanes of the kernel
+// path in use: rnn.inc), and nothing is allocated inside the time loop.
 #include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
 #include "../../core/parallel.hpp"
 #include "gemm.hpp"
-#include "vmath.hpp"
+#include "simd.hpp"
 
 namespace attn::kernels::cpu {
 
@@ -55,124 +54,29 @@ void rnn_schedule(const RnnShape& S, double flops_per_unit_step, const F& unit) 
   else run(0, units);
 }
 
+}  // namespace attn::kernels::cpu
+
+#define ATTN_ISA_INC "rnn.inc"
+#include "isa_expand.inc"
+#undef ATTN_ISA_INC
+
+namespace attn::kernels::cpu {
 namespace rnn_detail {
-// Fused pointwise gate math of one row, L lanes at a time (L = the SIMD width, then 1 for the
-// tail): each element is loaded once and everything stays in registers. The lane layout depends
-// only on H, so results never depend on the thread count.
+// The gate math of one row (rnn.inc) on the kernel path in use.
 template <class T>
-constexpr int lanes() {
-  return Eigen::internal::packet_traits<T>::size;
-}
-template <class T, int L>
-using V = Eigen::Array<T, L, 1>;
-template <class T, int L>
-using VM = Eigen::Map<V<T, L>>;
-template <class T, int L>
-using CVM = Eigen::Map<const V<T, L>>;
-template <class T, int L>
-V<T, L> vsig(const V<T, L>& x) {
-  return (T(1) + (-x).exp()).inverse();
-}
-
-// a [4H]: pre-activations (x W_ih^T + b + h W_hh^T) in, activated (i, f, g, o) out;
-// c [H] in/out; tc = tanh(c_t); h [H] out.
-template <class T, int L>
-inline void lstm_fwd_lanes(int64_t j, int64_t H, T* a, T* c, T* tc, T* h) {
-  const V<T, L> i = vsig<T, L>(CVM<T, L>(a + j));
-  const V<T, L> f = vsig<T, L>(CVM<T, L>(a + H + j));
-  const V<T, L> g = vtanh<T, L>(CVM<T, L>(a + 2 * H + j));
-  const V<T, L> o = vsig<T, L>(CVM<T, L>(a + 3 * H + j));
-  VM<T, L>(a + j) = i;
-  VM<T, L>(a + H + j) = f;
-  VM<T, L>(a + 2 * H + j) = g;
-  VM<T, L>(a + 3 * H + j) = o;
-  const V<T, L> cn = f * CVM<T, L>(c + j) + i * g;
-  const V<T, L> t = vtanh<T, L>(cn);
-  VM<T, L>(c + j) = cn;
-  VM<T, L>(tc + j) = t;
-  VM<T, L>(h + j) = o * t;
-}
-template <class T>
-inline void lstm_fwd_row(int64_t H, T* a, T* c, T* tc, T* h) {
-  constexpr int L = lanes<T>();
-  int64_t j = 0;
-  for (; j + L <= H; j += L) lstm_fwd_lanes<T, L>(j, H, a, c, tc, h);
-  for (; j < H; ++j) lstm_fwd_lanes<T, 1>(j, H, a, c, tc, h);
-}
-
-// dh, dc [H]: gradients of h_t (dout already added) and c_t in; dc_{t-1} out in dc.
-template <class T, int L>
-inline void lstm_bwd_lanes(int64_t j, int64_t H, const T* a, const T* tc, const T* cp, const T* dh, T* dc, T* da) {
-  const V<T, L> i = CVM<T, L>(a + j), f = CVM<T, L>(a + H + j), g = CVM<T, L>(a + 2 * H + j),
-                o = CVM<T, L>(a + 3 * H + j), t = CVM<T, L>(tc + j), dhv = CVM<T, L>(dh + j);
-  const V<T, L> dct = CVM<T, L>(dc + j) + dhv * o * (T(1) - t * t);
-  VM<T, L>(da + j) = dct * g * i * (T(1) - i);
-  VM<T, L>(da + H + j) = dct * CVM<T, L>(cp + j) * f * (T(1) - f);
-  VM<T, L>(da + 2 * H + j) = dct * i * (T(1) - g * g);
-  VM<T, L>(da + 3 * H + j) = dhv * t * o * (T(1) - o);
-  VM<T, L>(dc + j) = dct * f;
-}
+inline void lstm_fwd_row(int64_t H, T* a, T* c, T* tc, T* h) { ATTN_ISA_DISPATCH(lstm_fwd_row<T>(H, a, c, tc, h)); }
 template <class T>
 inline void lstm_bwd_row(int64_t H, const T* a, const T* tc, const T* cp, const T* dh, T* dc, T* da) {
-  constexpr int L = lanes<T>();
-  int64_t j = 0;
-  for (; j + L <= H; j += L) lstm_bwd_lanes<T, L>(j, H, a, tc, cp, dh, dc, da);
-  for (; j < H; ++j) lstm_bwd_lanes<T, 1>(j, H, a, tc, cp, dh, dc, da);
-}
-
-// GRU: a [3H]: h W_hh^T (+ b_hh) in, (r, z, n) out; hn = hg_n saved; h [H] in/out.
-template <class T, int L>
-inline void gru_fwd_lanes(int64_t j, int64_t H, T* a, const T* x, T* hn, T* h) {
-  const V<T, L> hgn = CVM<T, L>(a + 2 * H + j);
-  const V<T, L> r = vsig<T, L>(CVM<T, L>(a + j) + CVM<T, L>(x + j));
-  const V<T, L> z = vsig<T, L>(CVM<T, L>(a + H + j) + CVM<T, L>(x + H + j));
-  const V<T, L> n = vtanh<T, L>(CVM<T, L>(x + 2 * H + j) + r * hgn);
-  VM<T, L>(hn + j) = hgn;
-  VM<T, L>(a + j) = r;
-  VM<T, L>(a + H + j) = z;
-  VM<T, L>(a + 2 * H + j) = n;
-  VM<T, L>(h + j) = n + z * (CVM<T, L>(h + j) - n);
+  ATTN_ISA_DISPATCH(lstm_bwd_row<T>(H, a, tc, cp, dh, dc, da));
 }
 template <class T>
-inline void gru_fwd_row(int64_t H, T* a, const T* x, T* hn, T* h) {
-  constexpr int L = lanes<T>();
-  int64_t j = 0;
-  for (; j + L <= H; j += L) gru_fwd_lanes<T, L>(j, H, a, x, hn, h);
-  for (; j < H; ++j) gru_fwd_lanes<T, 1>(j, H, a, x, hn, h);
-}
-// dh [H]: gradient of h_t (dout added) in, dh z out (the part of dh_{t-1} not through W_hh).
-template <class T, int L>
-inline void gru_bwd_lanes(int64_t j, int64_t H, const T* a, const T* hn, const T* hp, T* dh, T* dx, T* dhg) {
-  const V<T, L> r = CVM<T, L>(a + j), z = CVM<T, L>(a + H + j), n = CVM<T, L>(a + 2 * H + j),
-                d = CVM<T, L>(dh + j);
-  const V<T, L> dan = d * (T(1) - z) * (T(1) - n * n);
-  const V<T, L> dar = dan * CVM<T, L>(hn + j) * r * (T(1) - r);
-  const V<T, L> daz = d * (CVM<T, L>(hp + j) - n) * z * (T(1) - z);
-  VM<T, L>(dx + j) = dar;
-  VM<T, L>(dx + H + j) = daz;
-  VM<T, L>(dx + 2 * H + j) = dan;
-  VM<T, L>(dhg + j) = dar;
-  VM<T, L>(dhg + H + j) = daz;
-  VM<T, L>(dhg + 2 * H + j) = dan * r;
-  VM<T, L>(dh + j) = d * z;
-}
+inline void gru_fwd_row(int64_t H, T* a, const T* x, T* hn, T* h) { ATTN_ISA_DISPATCH(gru_fwd_row<T>(H, a, x, hn, h)); }
 template <class T>
 inline void gru_bwd_row(int64_t H, const T* a, const T* hn, const T* hp, T* dh, T* dx, T* dhg) {
-  constexpr int L = lanes<T>();
-  int64_t j = 0;
-  for (; j + L <= H; j += L) gru_bwd_lanes<T, L>(j, H, a, hn, hp, dh, dx, dhg);
-  for (; j < H; ++j) gru_bwd_lanes<T, 1>(j, H, a, hn, hp, dh, dx, dhg);
+  ATTN_ISA_DISPATCH(gru_bwd_row<T>(H, a, hn, hp, dh, dx, dhg));
 }
-
-// tanh of one row with the lanes of lstm_fwd_row, so a value recomputed here has the bits the
-// forward computed (the cell's backward recomputes tanh(c_t) instead of saving it).
 template <class T>
-inline void tanh_row(int64_t H, const T* x, T* y) {
-  constexpr int L = lanes<T>();
-  int64_t j = 0;
-  for (; j + L <= H; j += L) VM<T, L>(y + j) = vtanh<T, L>(CVM<T, L>(x + j));
-  for (; j < H; ++j) VM<T, 1>(y + j) = vtanh<T, 1>(CVM<T, 1>(x + j));
-}
+inline void tanh_row(int64_t H, const T* x, T* y) { ATTN_ISA_DISPATCH(tanh_row<T>(H, x, y)); }
 }  // namespace rnn_detail
 
 // ---------------------------------------------------------------------------------------------
