@@ -20,9 +20,15 @@ demo: deps
 	@cmake --build $(BUILD) -j $(JOBS) --target sine_anomaly
 	@./$(BUILD)/examples/sine_anomaly --out-dir out/sine_anomaly
 
-# Whole test suite through CTest.
+# Whole test suite through CTest, then again with each other kernel path this CPU can run forced
+# (ATTN_ISA; scripts/isa-paths.sh lists them): every op against the goldens on every path. The
+# consumer builds compile attn anew and do not depend on the path, so they run once.
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@for isa in $$(bash scripts/isa-paths.sh --forced); do \
+	  echo "== ctest with ATTN_ISA=$$isa"; \
+	  (cd $(BUILD) && ATTN_ISA=$$isa ctest --output-on-failure -j $(JOBS) -LE consumer) || exit 1; \
+	done
 
 # Test suite under AddressSanitizer + UndefinedBehaviorSanitizer (Debug, separate build dir).
 asan: deps

@@ -23,6 +23,7 @@
 #include <attn/nn/attention/multihead.hpp>
 #include <attn/ops/attention.hpp>
 #include <benchmark/benchmark.h>
+#include "bench_context.hpp"
 #include <cstdio>
 #include <cstring>
 #include <fstream>

@@ -14,6 +14,7 @@
 //   cmake --build build-bench --target bench_attention_efficient -j2
 //   OMP_NUM_THREADS=2 ./build-bench/bench/bench_attention_efficient
 #include <benchmark/benchmark.h>
+#include "bench_context.hpp"
 #include <attn/attn.hpp>
 #include <attn/nn/attention/additive.hpp>
 #include <attn/ops/linear_attention.hpp>

@@ -11,6 +11,7 @@
 //                          backward; the counter per_op is the time per op.
 // Side by side with PyTorch: /usr/bin/python3 bench/compare_cells.py --build build (docs/benchmarks.md).
 #include <benchmark/benchmark.h>
+#include "bench_context.hpp"
 #include <attn/attn.hpp>
 
 #include <cmath>

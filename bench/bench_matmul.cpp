@@ -4,6 +4,7 @@
 // given here), OpenBLAS follows OPENBLAS_NUM_THREADS / OMP_NUM_THREADS.
 //   OPENBLAS_CORETYPE=SkylakeX OMP_NUM_THREADS=2 ./bench_matmul --benchmark_repetitions=3
 #include <benchmark/benchmark.h>
+#include "bench_context.hpp"
 
 #include <Eigen/Core>
 #include <attn/core/parallel.hpp>
@@ -168,7 +169,6 @@ int main(int argc, char** argv) {
   int n = int(args.size());
   benchmark::Initialize(&n, args.data());
   if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
-  benchmark::AddCustomContext("attn_gemm_isa", attn::kernels::cpu::gemm_isa());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

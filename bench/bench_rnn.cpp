@@ -3,6 +3,7 @@
 //   B: 2-layer LSTM(1 -> 64), batch 980 x 20 steps (task B)
 // items/s = sequences per second. PyTorch's side: bench/torch_rnn.py. Results: docs/recurrent.md.
 #include <benchmark/benchmark.h>
+#include "bench_context.hpp"
 #include <attn/attn.hpp>
 #include <attn/nn/rnn.hpp>
 

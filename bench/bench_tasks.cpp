@@ -5,6 +5,7 @@
 // bench/torch_tasks.py --device cuda): the model lives on the GPU, each batch is copied there,
 // and every timed iteration ends with a device synchronize.
 #include <benchmark/benchmark.h>
+#include "bench_context.hpp"
 
 #include <attn/data/sine.hpp>
 

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """PyTorch side of bench/bench_attention_dense.cpp: the same SDPA and MHA workloads, float32.
 
-Run:  OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/torch_attention.py [--quick]
+Run:  /usr/bin/python3 bench/torch_attention.py [--quick]
 PyTorch 1.13 has no F.scaled_dot_product_attention, so SDPA is softmax(q k^T * scale) v written
 out with torch ops (what users of 1.13 write); MHA is torch.nn.MultiheadAttention(batch_first=True).
 """
 import math
 import sys
 import time
+
+import os
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openblas_core  # noqa: E402
+
+OPENBLAS = openblas_core.configure()  # before torch loads OpenBLAS
 
 import torch
 

@@ -2,8 +2,8 @@
 
   /usr/bin/python3 bench/torch_cells.py --threads 2 [--json out.json]
 
-(On a CPU with AVX-512, Debian's OpenBLAS picks its fast kernels only when told:
-prefix OPENBLAS_CORETYPE=SkylakeX. Nothing here sets it.)
+(OPENBLAS_CORETYPE is set only where bench/openblas_core.py finds Debian's OpenBLAS misdetecting
+an AVX-512 CPU.)
 
 Workloads (the data and the models are the same as in bench_cells.cpp):
   sine_train_{f64,f32}: PyTorch's time-sequence-prediction example with Adam: two stacked
@@ -22,6 +22,13 @@ import json
 import math
 import statistics
 import time
+
+import os
+import sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openblas_core  # noqa: E402
+
+OPENBLAS = openblas_core.configure()  # before torch loads OpenBLAS
 
 import torch
 import torch.nn as nn

@@ -1,12 +1,19 @@
 """PyTorch side of bench/bench_rnn.cpp: forward + backward of the reference tasks' LSTMs, float32.
 
-Run:  OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/torch_rnn.py [--reps 7] [--threads 2] [--inner 3] [--fwd-only]
+Run:  /usr/bin/python3 bench/torch_rnn.py [--reps 7] [--threads 2] [--inner 3] [--fwd-only]
 Prints the median time per iteration and sequences/s for each config (median of --reps
 repetitions, each the mean of a few timed iterations after warm-up).
 """
 import argparse
 import statistics
 import time
+
+import os
+import sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openblas_core  # noqa: E402
+
+OPENBLAS = openblas_core.configure()  # before torch loads OpenBLAS
 
 import torch
 

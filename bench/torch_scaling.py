@@ -1,6 +1,6 @@
 """PyTorch at the shape of bench_attention_efficient ([1, 1, L, 32], float32), written as Google
 Benchmark JSON so bench/plot_bench_json can draw attn and PyTorch on one plot:
-  OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/torch_scaling.py --threads 2 --json torch.json
+  /usr/bin/python3 bench/torch_scaling.py --threads 2 --json torch.json
 PyTorch 1.13 has no fused SDPA: dense attention is softmax(q k^T / sqrt(E)) v; linear attention
 is the elu+1 form; windowed attention is dense attention with the band mask (what one writes in
 PyTorch without a custom kernel).
@@ -9,6 +9,13 @@ import argparse
 import json
 import math
 import time
+
+import os
+import sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openblas_core  # noqa: E402
+
+OPENBLAS = openblas_core.configure()  # before torch loads OpenBLAS
 
 import torch
 

@@ -3,12 +3,19 @@
 batch 32, 15 epochs, early stopping (patience 5) on validation loss, best weights restored,
 test ROC-AUC. Data drawn as in the seed (numpy-free, torch RNG), so runs differ from attn's data
 draw; compare the range over seeds, not single runs.
-  OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/torch_task_a_seed.py --seeds 42 1 2 --threads 1
+  /usr/bin/python3 bench/torch_task_a_seed.py --seeds 42 1 2 --threads 1
 """
 import argparse
 import copy
 import math
 import time
+
+import os
+import sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openblas_core  # noqa: E402
+
+OPENBLAS = openblas_core.configure()  # before torch loads OpenBLAS
 
 import torch
 

@@ -1,7 +1,7 @@
 """PyTorch side of bench/bench_tasks.cpp: the same reference-task work, timed the same way.
 
 Run with Debian's PyTorch and the fair OpenBLAS kernel (see DESIGN.md section 6):
-  OPENBLAS_CORETYPE=SkylakeX /usr/bin/python3 bench/torch_tasks.py --threads 2 --json out.json
+  /usr/bin/python3 bench/torch_tasks.py --threads 2 --json out.json
 On a GPU (bench_tasks' *_CUDA cases): python3 bench/torch_tasks.py --device cuda (the models and
 the data live on the GPU, cuDNN's fused LSTM runs them, every timed call ends with a synchronize).
 Task A: BiLSTM(2 -> 32) + attention pooling, 3500 series x 500 steps, batch 32, Adam 5e-3,
@@ -12,6 +12,13 @@ import argparse
 import json
 import math
 import time
+
+import os
+import sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openblas_core  # noqa: E402
+
+OPENBLAS = openblas_core.configure()  # before torch loads OpenBLAS
 
 import torch
 import torch.nn as nn

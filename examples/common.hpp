@@ -101,6 +101,12 @@ inline attn::Device device_of(const CommonOptions& o) {
 // "<program>: error: --out-dir ..." (an existing file, /dev/null, /proc/x, a read-only place).
 inline int apply_common(const CommonOptions& o, const char* program) {
   if (o.threads > 0) attn::set_num_threads(o.threads);
+  try {  // the CPU and the kernel path (ATTN_ISA may force one; a path the CPU lacks is an error)
+    std::printf("cpu: %s\n", attn::cpu_info().summary().c_str());
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 1;
+  }
   attn::manual_seed(o.seed);
   std::error_code ec;
   std::filesystem::create_directories(o.out_dir, ec);

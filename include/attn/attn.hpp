@@ -2,6 +2,7 @@
 // attn: header-only tensors, reverse-mode autograd and sequence models for time series.
 // This umbrella header is the public entry point: #include <attn/attn.hpp>.
 #include "config.hpp"
+#include "core/cpu_info.hpp"
 #include "core/tensor.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/reduce.hpp"

@@ -49,6 +49,30 @@ struct CpuInfo {
 
 namespace detail {
 
+// info with its path set from the ATTN_ISA value `want` (null or empty: the best path).
+inline CpuInfo choose_path(CpuInfo info, const char* want_env) {
+  info.path = info.best;
+  info.forced = false;
+  if (want_env == nullptr || *want_env == '\0') return info;
+  const std::string want = want_env;
+  Isa isa;
+  if (want == "baseline") isa = Isa::baseline;
+  else if (want == "avx2") isa = Isa::avx2;
+  else if (want == "avx512") isa = Isa::avx512;
+  else throw std::invalid_argument("ATTN_ISA=" + want + ": unknown kernel path; use baseline, avx2 or avx512");
+  if (int(isa) > int(info.best)) {
+    const std::string has = ATTN_X86_DISPATCH
+                                ? std::string("avx2 ") + (info.avx2 ? "yes" : "no") + ", fma " + (info.fma ? "yes" : "no") +
+                                      ", avx512f/bw/dq/vl " + (info.avx512 ? "yes" : "no")
+                                : std::string("not x86-64: only the portable path");
+    throw std::invalid_argument("ATTN_ISA=" + want + ": this CPU (" + info.model + ") cannot run that path (" + has +
+                                "); the best it can run is " + isa_name(info.best));
+  }
+  info.path = isa;
+  info.forced = true;
+  return info;
+}
+
 inline CpuInfo detect_cpu() {
   CpuInfo info;
 #if ATTN_X86_DISPATCH
@@ -73,28 +97,7 @@ inline CpuInfo detect_cpu() {
 #else
   info.model = "non-x86 CPU (portable kernels)";
 #endif
-  info.path = info.best;
-  if (const char* env = std::getenv("ATTN_ISA"); env != nullptr && *env != '\0') {
-    const std::string want = env;
-    Isa isa;
-    if (want == "baseline") isa = Isa::baseline;
-    else if (want == "avx2") isa = Isa::avx2;
-    else if (want == "avx512") isa = Isa::avx512;
-    else
-      throw std::invalid_argument("ATTN_ISA=" + want + ": unknown kernel path; use baseline, avx2 or avx512");
-    if (int(isa) > int(info.best)) {
-      std::string has = std::string("avx2 ") + (info.avx2 ? "yes" : "no") + ", fma " + (info.fma ? "yes" : "no") +
-                        ", avx512f/bw/dq/vl " + (info.avx512 ? "yes" : "no");
-#if !ATTN_X86_DISPATCH
-      has = "no x86 vector paths: this build has only the portable path";
-#endif
-      throw std::invalid_argument("ATTN_ISA=" + want + ": this CPU (" + info.model + ") cannot run it (" + has +
-                                  "); the paths it can run go up to " + isa_name(info.best));
-    }
-    info.path = isa;
-    info.forced = true;
-  }
-  return info;
+  return choose_path(info, std::getenv("ATTN_ISA"));
 }
 
 }  // namespace detail
