@@ -19,6 +19,13 @@
 #define ATTN_TARGET_POP ATTN_PRAGMA(GCC pop_options)
 #endif
 
+// Vec-returning helpers of simd.inc (see there why they must be inlined).
+#if defined(__GNUC__) || defined(__clang__)
+#define ATTN_SIMD_INLINE inline __attribute__((always_inline))
+#else
+#define ATTN_SIMD_INLINE inline
+#endif
+
 // return <path namespace>::call for the path in use, e.g. ATTN_ISA_DISPATCH(tanh_n<T>(x, y, n)).
 #if ATTN_X86_DISPATCH
 #define ATTN_ISA_DISPATCH(call)                                                   \
