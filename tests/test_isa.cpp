@@ -43,7 +43,7 @@ static std::vector<T> random_vector(size_t n, unsigned seed) {
   return v;
 }
 
-TEST_CASE("cpu_info names the CPU and the kernel path; ATTN_ISA forces one", "[isa]") {
+TEST_CASE("cpu_info names the CPU and the kernel path, and ATTN_ISA forces one", "[isa]") {
   const attn::CpuInfo& info = attn::cpu_info();
   INFO(info.summary());
   CHECK(!info.model.empty());
