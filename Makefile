@@ -2,6 +2,10 @@
 JOBS    ?= $(shell nproc)
 BUILD   ?= build
 CMAKE_FLAGS ?=
+# attn::distributed and its mpirun tests: on in the main build (`make deps` installs Open MPI);
+# the sanitizer and CUDA builds leave it off, so the build without MPI is tested too.
+# `make test MPI_FLAGS=-DATTN_WITH_MPI=OFF` builds and tests without it.
+MPI_FLAGS ?= -DATTN_WITH_MPI=ON
 
 .PHONY: deps configure build demo test asan tsan bench cuda-build clean
 
@@ -9,18 +13,19 @@ deps:
 	@bash scripts/install-deps.sh
 
 configure: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(MPI_FLAGS) $(CMAKE_FLAGS) >/dev/null
 
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Main job: train the sine-anomaly classifier at its default settings.
 demo: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(MPI_FLAGS) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target sine_anomaly
 	@./$(BUILD)/examples/sine_anomaly --out-dir out/sine_anomaly
 
-# Whole test suite through CTest.
+# Whole test suite through CTest (with MPI: the distributed_* tests run mpirun -np 2; as root
+# Open MPI needs OMPI_ALLOW_RUN_AS_ROOT=1 and OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1, set by the tests).
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
