@@ -17,6 +17,7 @@
 #include <cstring>
 #include <exception>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../core/tensor.hpp"
@@ -66,6 +67,7 @@ inline void wait(MPI_Request& request, const char* op) {
     int done = 0;
     check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), op);
     if (done) return;
+    std::this_thread::yield();  // on an oversubscribed machine the rank we wait for needs this core
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (waited > timeout_seconds()) {
       int r = -1;
