@@ -242,6 +242,10 @@ struct DistributedDataParallelOptions {
 // are waited for and the sums, divided by world_size(), are written back. Each bucket also
 // carries one count per parameter of the ranks that produced a gradient: a parameter no rank
 // used keeps an undefined grad(), as in a one-process run.
+//
+// Construct it after the module has its final dtype and device (the buckets are laid out then).
+// An exception out of a backward leaves allreduces in flight that cannot be cancelled: treat it
+// as fatal for the job (distributed::abort), as the examples do.
 class DistributedDataParallel {
  public:
   struct Stats {
