@@ -297,33 +297,6 @@ inline void shuffle(std::vector<int64_t>& v) {
   }
 }
 
-// One pass over the samples in `order`, in minibatches of `batch`: loss_of(rows) builds the batch
-// of those sample indices and returns its mean loss; then backward, gradient clipping (clip > 0),
-// the optimizer step, the progress line and --stop-after counting. Returns the mean loss over
-// the samples (each batch weighted by its size).
-template <class LossFn>
-double train_epoch(attn::optim::Optimizer& opt, const std::vector<attn::Tensor>& params, double clip,
-                   const std::vector<int64_t>& order, int64_t batch, int epoch, const CommonOptions& co,
-                   Progress& progress, const LossFn& loss_of) {
-  const int64_t N = int64_t(order.size()), batches = (N + batch - 1) / batch;
-  double loss_sum = 0;
-  for (int64_t b = 0; b < N; b += batch) {
-    const int64_t e = std::min(N, b + batch);
-    const std::vector<int64_t> rows(order.begin() + b, order.begin() + e);
-    opt.zero_grad();
-    attn::Tensor loss = loss_of(rows);
-    check_loss(loss.item<double>(), epoch, b / batch);
-    loss.backward();
-    if (clip > 0) attn::optim::clip_grad_norm_(params, clip);
-    opt.step();
-    loss_sum += loss.item<double>() * double(e - b);
-    progress.update(epoch + 1, co.epochs, b / batch + 1, batches, loss.item<double>());
-    count_batch(co);  // --stop-after: stops (like Ctrl-C) at the end of this epoch
-  }
-  progress.clear();
-  return loss_sum / double(N);
-}
-
 // ---- data-parallel runs over MPI (docs/distributed.md) ----
 // Every rank runs the whole program on the same data and the same shuffled order; each global
 // batch is split between the ranks, DistributedDataParallel averages the gradients, so every rank
@@ -331,6 +304,7 @@ double train_epoch(attn::optim::Optimizer& opt, const std::vector<attn::Tensor>&
 // Rank 0 alone prints, plots and writes checkpoints. A one-process run does none of this.
 class Parallel {
  public:
+  Parallel() = default;  // one process
   // Starts MPI when asked (--distributed) or when launched by mpirun; throws when that needs MPI
   // and this build has none.
   explicit Parallel(bool requested) {
@@ -401,6 +375,40 @@ class Parallel {
 inline void add_distributed_flag(CLI::App& app, bool& distributed) {
   app.add_flag("--distributed", distributed,
                "data-parallel over MPI (automatic under mpirun): each rank trains on its share of every batch");
+}
+
+// One pass over the samples in `order`, in minibatches of `batch`: loss_of(rows) builds the batch
+// of those sample indices and returns its mean loss; then backward, gradient clipping (clip > 0),
+// the optimizer step, the progress line and --stop-after counting. Returns the mean loss over
+// the samples (each batch weighted by its size). With `par` in a parallel run, each rank takes
+// its share of every batch (a rank with none runs one row with weight 0, see Parallel) and the
+// returned mean covers all ranks.
+template <class LossFn>
+double train_epoch(attn::optim::Optimizer& opt, const std::vector<attn::Tensor>& params, double clip,
+                   const std::vector<int64_t>& order, int64_t batch, int epoch, const CommonOptions& co,
+                   Progress& progress, const LossFn& loss_of, const Parallel* par = nullptr) {
+  const int64_t N = int64_t(order.size()), batches = (N + batch - 1) / batch;
+  const Parallel one_process;
+  if (!par) par = &one_process;
+  double loss_sum = 0;
+  for (int64_t b = 0; b < N; b += batch) {
+    const int64_t e = std::min(N, b + batch);
+    const auto [lo, hi] = par->share(size_t(b), size_t(e));
+    const std::vector<int64_t> rows(order.begin() + int64_t(lo < hi ? lo : size_t(b)),
+                                    order.begin() + int64_t(lo < hi ? hi : size_t(b) + 1));
+    opt.zero_grad();
+    attn::Tensor loss = loss_of(rows);
+    check_loss(loss.item<double>(), epoch, b / batch);
+    const double weight = par->loss_weight(hi - lo, size_t(e - b));
+    (weight == 1.0 ? loss : attn::mul(loss, weight)).backward();
+    if (clip > 0) attn::optim::clip_grad_norm_(params, clip);
+    opt.step();
+    loss_sum += loss.item<double>() * double(hi - lo);
+    progress.update(epoch + 1, co.epochs, b / batch + 1, batches, loss.item<double>());
+    count_batch(co);  // --stop-after: stops (like Ctrl-C) at the end of this epoch
+  }
+  progress.clear();
+  return par->sum(loss_sum) / double(N);
 }
 
 // Copies every parameter/buffer of `from` into `to` (same architecture): used to keep the best
