@@ -4,8 +4,9 @@
 // this header and link the CMake target attn::distributed (configure with -DATTN_WITH_MPI=ON).
 // How to launch, what is exchanged and what it costs: docs/distributed.md.
 //
-// Every rank runs the same program on its share of the data. All calls below are collective
-// (every rank must make them, in the same order) except rank(), world_size() and abort().
+// Every rank runs the same program on its share of the data. init/finalize, allreduce,
+// broadcast, barrier, broadcast_parameters, the DistributedDataParallel constructor and every
+// backward through a module it watches are collective: every rank makes them, in the same order.
 // Calls are made from one thread (MPI_THREAD_FUNNELED); OpenMP kernels are unaffected.
 #include <mpi.h>
 
