@@ -2,6 +2,10 @@
 JOBS    ?= $(shell nproc)
 BUILD   ?= build
 CMAKE_FLAGS ?=
+# attn::distributed and its mpirun tests: on in the main build (`make deps` installs Open MPI);
+# the sanitizer and CUDA builds leave it off, so the build without MPI is tested too.
+# `make test MPI_FLAGS=-DATTN_WITH_MPI=OFF` builds and tests without it.
+MPI_FLAGS ?= -DATTN_WITH_MPI=ON
 
 .PHONY: deps configure build demo test asan tsan bench cuda-build clean
 
@@ -9,25 +13,27 @@ deps:
 	@bash scripts/install-deps.sh
 
 configure: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(MPI_FLAGS) $(CMAKE_FLAGS) >/dev/null
 
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # Main job: train the sine-anomaly classifier at its default settings.
 demo: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(MPI_FLAGS) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target sine_anomaly
 	@./$(BUILD)/examples/sine_anomaly --out-dir out/sine_anomaly
 
-# Whole test suite through CTest, then again with each other kernel path this CPU can run forced
-# (ATTN_ISA; scripts/isa-paths.sh lists them): every op against the goldens on every path. The
-# consumer builds compile attn anew and do not depend on the path, so they run once.
+# Whole test suite through CTest (with MPI: the distributed_* tests run mpirun -np 2; as root
+# Open MPI needs OMPI_ALLOW_RUN_AS_ROOT=1 and OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1, set by the tests),
+# then again with each other kernel path this CPU can run forced (ATTN_ISA; scripts/isa-paths.sh
+# lists them): every op against the goldens on every path. The consumer builds compile attn anew
+# and the MPI tests do not depend on the path, so they run once.
 test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	@for isa in $$(bash scripts/isa-paths.sh --forced); do \
 	  echo "== ctest with ATTN_ISA=$$isa"; \
-	  (cd $(BUILD) && ATTN_ISA=$$isa ctest --output-on-failure -j $(JOBS) -LE consumer) || exit 1; \
+	  (cd $(BUILD) && ATTN_ISA=$$isa ctest --output-on-failure -j $(JOBS) -LE 'consumer|distributed') || exit 1; \
 	done
 
 # Test suite under AddressSanitizer + UndefinedBehaviorSanitizer (Debug, separate build dir).

@@ -6,6 +6,9 @@
 #include <attn/io/checkpoint.hpp>
 #include <CLI/CLI.hpp>
 #include <unistd.h>
+#ifdef ATTN_WITH_MPI
+#include <attn/distributed/distributed.hpp>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -300,31 +303,118 @@ inline void shuffle(std::vector<int64_t>& v) {
   }
 }
 
+// ---- data-parallel runs over MPI (docs/distributed.md) ----
+// Every rank runs the whole program on the same data and the same shuffled order; each global
+// batch is split between the ranks, DistributedDataParallel averages the gradients, so every rank
+// takes the same optimizer step and a run on p ranks trains like one process (up to rounding).
+// Rank 0 alone prints, plots and writes checkpoints. A one-process run does none of this.
+class Parallel {
+ public:
+  Parallel() = default;  // one process
+  // Starts MPI when asked (--distributed) or when launched by mpirun; throws when that needs MPI
+  // and this build has none.
+  explicit Parallel(bool requested) {
+#ifdef ATTN_WITH_MPI
+    if (!requested && !attn::distributed::launched_by_mpirun()) return;
+    env_ = std::make_unique<attn::distributed::Environment>();
+    rank_ = attn::distributed::rank();
+    size_ = attn::distributed::world_size();
+#else
+    if (requested || std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE"))
+      throw std::invalid_argument("--distributed (or a launch by mpirun): this build has no MPI; configure with "
+                                  "-DATTN_WITH_MPI=ON (Open MPI: libopenmpi-dev)");
+#endif
+  }
+  bool active() const { return size_ > 1; }
+  bool is_root() const { return rank_ == 0; }
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  // Averages the gradients of `model` across ranks in every backward (no-op in one process).
+  void attach(attn::nn::Module& model) {
+#ifdef ATTN_WITH_MPI
+    if (active()) ddp_ = std::make_unique<attn::distributed::DistributedDataParallel>(model);
+#else
+    (void)model;
+#endif
+  }
+  // This rank's rows [lo, hi) of the global batch [begin, end): contiguous, sizes differing by at most one.
+  std::pair<size_t, size_t> share(size_t begin, size_t end) const {
+    const size_t n = end - begin, base = n / size_t(size_), extra = n % size_t(size_), r = size_t(rank_);
+    const size_t lo = begin + r * base + std::min(r, extra);
+    return {lo, lo + base + (r < extra ? 1 : 0)};
+  }
+  // The factor for this rank's mean loss over `mine` of `total` rows: DDP averages over ranks, so
+  // mean_loss * mine * size / total makes the average the mean over the whole batch.
+  double loss_weight(size_t mine, size_t total) const {
+    return active() ? double(mine) * double(size_) / double(total) : 1.0;
+  }
+  double sum(double v) const {
+#ifdef ATTN_WITH_MPI
+    if (active()) {
+      attn::Tensor t = attn::Tensor::scalar(v, attn::kFloat64);
+      attn::distributed::allreduce(t);
+      return t.item<double>();
+    }
+#endif
+    return v;
+  }
+  // True on every rank when `flag` is true on one (a Ctrl-C that reached one rank only).
+  bool any(bool flag) const { return sum(flag ? 1.0 : 0.0) > 0; }
+  // Ends the program after an error: prints it and, in a parallel run, ends every rank.
+  int fail(const char* program, const std::string& message) const {
+#ifdef ATTN_WITH_MPI
+    if (env_) attn::distributed::abort(std::string(program) + ": error: " + message);
+#endif
+    std::fprintf(stderr, "%s: error: %s\n", program, message.c_str());
+    return 1;
+  }
+
+ private:
+  int rank_ = 0, size_ = 1;
+#ifdef ATTN_WITH_MPI
+  std::unique_ptr<attn::distributed::Environment> env_;
+  std::unique_ptr<attn::distributed::DistributedDataParallel> ddp_;
+#endif
+};
+
+inline void add_distributed_flag(CLI::App& app, bool& distributed) {
+  app.add_flag("--distributed", distributed,
+               "data-parallel over MPI (automatic under mpirun): each rank trains on its share of every batch");
+}
+
 // One pass over the samples in `order`, in minibatches of `batch`: loss_of(rows) builds the batch
 // of those sample indices and returns its mean loss; then backward, gradient clipping (clip > 0),
 // the optimizer step, the progress line and --stop-after counting. Returns the mean loss over
-// the samples (each batch weighted by its size).
+// the samples (each batch weighted by its size). With `par` in a parallel run, each rank takes
+// its share of every batch (a rank with none runs one row with weight 0, see Parallel) and the
+// returned mean covers all ranks.
 template <class LossFn>
 double train_epoch(attn::optim::Optimizer& opt, const std::vector<attn::Tensor>& params, double clip,
                    const std::vector<int64_t>& order, int64_t batch, int epoch, const CommonOptions& co,
-                   Progress& progress, const LossFn& loss_of) {
+                   Progress& progress, const LossFn& loss_of, const Parallel* par = nullptr) {
   const int64_t N = int64_t(order.size()), batches = (N + batch - 1) / batch;
+  const Parallel one_process;
+  if (!par) par = &one_process;
   double loss_sum = 0;
   for (int64_t b = 0; b < N; b += batch) {
     const int64_t e = std::min(N, b + batch);
-    const std::vector<int64_t> rows(order.begin() + b, order.begin() + e);
+    const auto [lo, hi] = par->share(size_t(b), size_t(e));
+    const std::vector<int64_t> rows(order.begin() + int64_t(lo < hi ? lo : size_t(b)),
+                                    order.begin() + int64_t(lo < hi ? hi : size_t(b) + 1));
     opt.zero_grad();
     attn::Tensor loss = loss_of(rows);
     check_loss(loss.item<double>(), epoch, b / batch);
-    loss.backward();
+    const double weight = par->loss_weight(hi - lo, size_t(e - b));
+    (weight == 1.0 ? loss : attn::mul(loss, weight)).backward();
     if (clip > 0) attn::optim::clip_grad_norm_(params, clip);
     opt.step();
-    loss_sum += loss.item<double>() * double(e - b);
+    loss_sum += loss.item<double>() * double(hi - lo);
     progress.update(epoch + 1, co.epochs, b / batch + 1, batches, loss.item<double>());
     count_batch(co);  // --stop-after: stops (like Ctrl-C) at the end of this epoch
   }
   progress.clear();
-  return loss_sum / double(N);
+  return par->sum(loss_sum) / double(N);
 }
 
 // Copies every parameter/buffer of `from` into `to` (same architecture): used to keep the best

@@ -1,6 +1,7 @@
 // Reference task A: sine-wave anomaly classification with a BiLSTM and attention pooling.
 // `--preset seed` reproduces the seed's exact settings; the defaults are settings that learn.
 // Writes metrics.csv, loss.svg, roc.svg and attention.svg into --out-dir.
+// Under mpirun (or with --distributed) it trains data-parallel: docs/distributed.md.
 #include <attn/attn.hpp>
 #include <attn/data/csv.hpp>
 #include <attn/data/sine.hpp>
@@ -110,6 +111,8 @@ int main(int argc, char** argv) {
   CLI::App app{"attn example, reference task A: sine-wave anomaly classification (BiLSTM + attention pooling)"};
   examples::add_common_flags(app, co);
   examples::add_device_flag(app, co);
+  bool distributed = false;
+  examples::add_distributed_flag(app, distributed);
   app.add_option("--samples", to.samples, "number of series")->check(CLI::Range(int64_t(10), int64_t(10000000)));
   app.add_option("--length", to.length, "points per series")->check(CLI::Range(int64_t(8), int64_t(1000000)));
   app.add_option("--anomaly", to.anomaly, "anomaly kind")->check(CLI::IsMember({"flat", "zero", "noise", "spike", "mix"}));
@@ -144,7 +147,16 @@ int main(int argc, char** argv) {
     if (!given("--schedule")) to.schedule = "none";
   }
   (void)preset;
-  if (int rc = examples::apply_common(co, "sine_anomaly"); rc >= 0) return rc;
+  std::unique_ptr<examples::Parallel> par_owner;
+  try {
+    par_owner = std::make_unique<examples::Parallel>(distributed);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sine_anomaly: error: %s\n", e.what());
+    return 1;
+  }
+  const examples::Parallel& par = *par_owner;
+  if (!par.is_root()) co.quiet = true;  // rank 0 alone prints
+  if (int rc = examples::apply_common(co, "sine_anomaly"); rc >= 0) return par.active() ? par.fail("sine_anomaly", "--out-dir") : rc;
   examples::install_sigint_handler();
   examples::Timer total;
 
@@ -197,6 +209,7 @@ int main(int argc, char** argv) {
     const Device device = examples::device_of(co);
     model.to(device);
     best.to(device);
+    par_owner->attach(model);  // from here on, backward averages the gradients across ranks
     optim::Adam opt(model.parameters(), optim::AdamOptions(co.lr));
     // Closed form per epoch, so a resumed run sets the same rate as an uninterrupted one.
     optim::CosineAnnealingLR cosine(opt, std::max(co.epochs, 1));
@@ -220,6 +233,10 @@ int main(int argc, char** argv) {
       bad_epochs = int(meta.integer("bad_epochs", 0, 100000));
       done = meta.integer("done", 0, 1) == 1;
       resumed_loss_sum = meta.number("loss_sum", 0, std::numeric_limits<double>::max());
+      if (meta.integer("ranks", 1, 1 << 20) != par.size())
+        meta.fail("ranks", "is " + meta.text("ranks") + ": the run was saved with that many MPI ranks; resume with "
+                           "the same number (this run has " + std::to_string(par.size()) + ")");
+      if (!par.is_root()) resumed_loss_sum = 0;  // the saved sum covers all ranks; rank 0 carries it
       if (start_batch > 0) perm = examples::read_ordering(meta, "perm", split.train, ds.samples, "training series");
       load(best, co.load + ".best");
       if (!co.quiet)
@@ -234,7 +251,7 @@ int main(int argc, char** argv) {
       return std::string(buf);
     };
     auto save_progress = [&](int epoch, size_t batch, double loss_sum) {
-      if (co.save.empty()) return;
+      if (co.save.empty() || !par.is_root()) return;
       save(best, co.save + ".best");
       save_checkpoint(co.save, model, &opt,
                       examples::progress_metadata("sine_anomaly", epoch, hist, data_id,
@@ -243,17 +260,18 @@ int main(int argc, char** argv) {
                                                    {"bad_epochs", std::to_string(bad_epochs)},
                                                    {"done", done ? "1" : "0"},
                                                    {"loss_sum", exact(loss_sum)},
+                                                   {"ranks", std::to_string(par.size())},
                                                    {"perm", batch > 0 ? examples::join_ints(perm) : ""}}));
     };
 
     if (!co.quiet)
       std::printf("sine_anomaly: %lld series x %lld points, %s anomalies, %d channel(s), features %s, preset %s, schedule %s\n"
                   "  train/val/test %zu/%zu/%zu, BiLSTM(%lld -> %lld) + %s attention, %lld parameters, lr %g, "
-                  "batch %lld, threads %d, device %s\n",
+                  "batch %lld, threads %d, device %s, ranks %d\n",
                   (long long)ds.samples, (long long)T, to.anomaly.c_str(), to.channels, to.features.c_str(),
                   to.preset.c_str(), to.schedule.c_str(), split.train.size(), split.val.size(), split.test.size(), (long long)F,
                   (long long)co.hidden, to.attention.c_str(), (long long)model.num_parameters(), co.lr,
-                  (long long)co.batch_size, get_num_threads(), co.device.c_str());
+                  (long long)co.batch_size, get_num_threads(), co.device.c_str(), par.size());
 
     examples::Progress progress(co.quiet);
     for (int epoch = start_epoch; epoch < co.epochs && !done; ++epoch) {
@@ -269,21 +287,28 @@ int main(int argc, char** argv) {
       model.train();
       for (size_t b = start_batch; b < nb; ++b) {
         const size_t lo = b * size_t(co.batch_size), hi = std::min(perm.size(), lo + size_t(co.batch_size));
-        Tensor x = gather_batch(feats, T, F, perm, lo, hi).to(device), y = gather_labels(ds.labels, perm, lo, hi).to(device);
+        // This rank's share of the batch (all of it in one process). A rank whose share is empty
+        // still runs one row with weight 0: its backward must take part in the allreduce.
+        const auto [mlo, mhi] = par.share(lo, hi);
+        const size_t rlo = mlo < mhi ? mlo : lo, rhi = mlo < mhi ? mhi : lo + 1;
+        Tensor x = gather_batch(feats, T, F, perm, rlo, rhi).to(device), y = gather_labels(ds.labels, perm, rlo, rhi).to(device);
         opt.zero_grad();
         Tensor loss = binary_cross_entropy_with_logits(model.forward(x).first, y);
         examples::check_loss(loss.item<double>(), epoch, int64_t(b));
-        loss.backward();
+        const double weight = par.loss_weight(mhi - mlo, hi - lo);
+        (weight == 1.0 ? loss : mul(loss, weight)).backward();
         if (to.clip > 0) optim::clip_grad_norm_(model.parameters(), to.clip);
         opt.step();
-        loss_sum += loss.item<double>() * double(hi - lo);
+        loss_sum += loss.item<double>() * double(mhi - mlo);
         progress.update(epoch + 1, co.epochs, int64_t(b + 1), int64_t(nb), loss.item<double>());
         examples::count_batch(co);
-        if (examples::stop_requested()) {
+        if (par.active() ? par.any(examples::stop_requested().load()) : examples::stop_requested().load()) {
+          loss_sum = par.sum(loss_sum);
           progress.clear();
           save_progress(epoch, b + 1, loss_sum);
-          std::printf("interrupted in epoch %d after batch %zu%s\n", epoch + 1, b + 1,
-                      co.save.empty() ? "" : ("; progress saved to " + co.save).c_str());
+          if (par.is_root())
+            std::printf("interrupted in epoch %d after batch %zu%s\n", epoch + 1, b + 1,
+                        co.save.empty() ? "" : ("; progress saved to " + co.save).c_str());
           return 130;
         }
       }
@@ -294,7 +319,7 @@ int main(int argc, char** argv) {
       std::vector<int> val_labels;
       for (int64_t i : split.val) val_labels.push_back(ds.labels[size_t(i)]);
       const double val_auc = metrics::roc_auc(val_labels, val.probs), val_acc = metrics::accuracy(val_labels, val.probs);
-      const double train_loss = loss_sum / double(split.train.size());
+      const double train_loss = par.sum(loss_sum) / double(split.train.size());
       hist.add({double(epoch + 1), train_loss, val.loss, val_acc, val_auc, opt.lr(), et.seconds()});
       if (val.loss < best_val) {
         best_val = val.loss;
@@ -308,7 +333,7 @@ int main(int argc, char** argv) {
                     co.epochs, train_loss, val.loss, val_acc, val_auc, et.seconds(),
                     done ? "  (early stop)" : (bad_epochs == 0 ? "  *" : ""));
       save_progress(epoch + 1, 0, 0.0);
-      hist.save(co.out_dir + "/metrics.csv");
+      if (par.is_root()) hist.save(co.out_dir + "/metrics.csv");
     }
 
     // ---- test with the best weights ----
@@ -331,6 +356,7 @@ int main(int argc, char** argv) {
     coverage /= std::max(anomalous, 1);
     peak_inside /= std::max(anomalous, 1);
 
+    if (!par.is_root()) return 0;
     // ---- plots ----
     const auto epochs_col = hist.column("epoch");
     plot::Figure loss_fig(800, 450);
@@ -376,8 +402,7 @@ int main(int argc, char** argv) {
         (long long)cm.fn, (long long)cm.tp, 100 * peak_inside, (long long)radius, coverage, total.seconds(),
         co.out_dir.c_str());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "sine_anomaly: error: %s\n", e.what());
-    return 1;
+    return par.fail("sine_anomaly", e.what());
   }
   return 0;
 }

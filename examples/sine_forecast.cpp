@@ -2,6 +2,7 @@
 // Training is the seed's (sin(linspace(0, 50, 1000)), windows of 20, full batch, 100 epochs);
 // beyond the seed, the continuation of the same sine is held out and forecast one step at a
 // time and free-running. Writes metrics.csv, loss.svg, forecast.svg, attention.svg.
+// Under mpirun (or with --distributed) it trains data-parallel: docs/distributed.md.
 #include <attn/attn.hpp>
 #include <attn/data/sine.hpp>
 #include <attn/io/checkpoint.hpp>
@@ -40,6 +41,8 @@ int main(int argc, char** argv) {
   CLI::App app{"attn example, reference task B: sine forecasting with LSTM + attention"};
   examples::add_common_flags(app, co);
   examples::add_device_flag(app, co);
+  bool distributed = false;
+  examples::add_distributed_flag(app, distributed);
   // 0 = full batch: switch off the common flag's range check (>= 1), which would reject it.
   app.get_option("--batch-size")->get_validator()->active(false);
   app.get_option("--batch-size")->check(CLI::Range(int64_t(0), int64_t(1) << 30))->description("mini-batch size (0 = full batch, the seed's)");
@@ -52,6 +55,16 @@ int main(int argc, char** argv) {
   if (int rc = examples::apply_common(co, "sine_forecast"); rc >= 0) return rc;
   examples::install_sigint_handler();
   examples::Timer total;
+
+  std::unique_ptr<examples::Parallel> par_owner;
+  try {
+    par_owner = std::make_unique<examples::Parallel>(distributed);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sine_forecast: error: %s\n", e.what());
+    return 1;
+  }
+  const examples::Parallel& par = *par_owner;
+  if (!par.is_root()) co.quiet = true;  // rank 0 alone prints
 
   try {
     // The series and its continuation share one time grid: t_i = i * t_end / (points - 1).
@@ -69,6 +82,7 @@ int main(int argc, char** argv) {
     ForecastModel model(co.hidden, layers);
     const Device device = examples::device_of(co);
     model.to(device);
+    par_owner->attach(model);  // from here on, backward averages the gradients across ranks
     optim::Adam opt(model.parameters(), optim::AdamOptions(co.lr));
     examples::History hist;
     hist.columns = {"epoch", "train_mse", "seconds"};
@@ -85,9 +99,10 @@ int main(int argc, char** argv) {
     }
     if (!co.quiet)
       std::printf("sine_forecast: %lld windows of %lld points, LSTM(1 -> %lld) x %lld layers + attention, %lld "
-                  "parameters, lr %g, batch %lld, threads %d, device %s\n",
+                  "parameters, lr %g, batch %lld, threads %d, device %s, ranks %d\n",
                   (long long)N, (long long)window, (long long)co.hidden, (long long)layers,
-                  (long long)model.num_parameters(), co.lr, (long long)batch, get_num_threads(), co.device.c_str());
+                  (long long)model.num_parameters(), co.lr, (long long)batch, get_num_threads(), co.device.c_str(),
+                  par.size());
 
     examples::Progress progress(co.quiet);
     for (int epoch = start_epoch; epoch < co.epochs; ++epoch) {
@@ -104,21 +119,23 @@ int main(int argc, char** argv) {
             const int64_t n = int64_t(rows.size());
             return mse_loss(model.forward(Tensor::from_vector(x, {n, window, 1}).to(device)).first,
                             Tensor::from_vector(y, {n, 1}).to(device));
-          });
+          },
+          &par);
       hist.add({double(epoch + 1), loss, et.seconds()});
       if (!co.quiet && ((epoch + 1) % 10 == 0 || epoch + 1 == co.epochs))
         std::printf("Epoch [%d/%d], Loss: %.4f  (%.3fs)\n", epoch + 1, co.epochs, loss, et.seconds());
-      if (!co.save.empty())
+      if (!co.save.empty() && par.is_root())
         save_checkpoint(co.save, model, &opt,
                         examples::progress_metadata("sine_forecast", epoch + 1, hist, data_id,
                                                     {{"order", batch < N ? examples::join_ints(order) : ""}}));
-      hist.save(co.out_dir + "/metrics.csv");
-      if (examples::stop_requested()) {
-        std::printf("interrupted after epoch %d%s\n", epoch + 1, co.save.empty() ? "" : ("; saved to " + co.save).c_str());
+      if (par.is_root()) hist.save(co.out_dir + "/metrics.csv");
+      if (par.any(examples::stop_requested().load())) {
+        if (par.is_root()) std::printf("interrupted after epoch %d%s\n", epoch + 1, co.save.empty() ? "" : ("; saved to " + co.save).c_str());
         return 130;
       }
     }
 
+    if (!par.is_root()) return 0;  // the others have the same model: rank 0 reports
     // ---- in-sample fit and attention ----
     model.eval();
     Tensor weights;
@@ -177,8 +194,7 @@ int main(int argc, char** argv) {
     std::printf("total time %.1fs; plots and metrics in %s (loss.svg, forecast.svg, attention.svg, metrics.csv)\n",
                 total.seconds(), co.out_dir.c_str());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "sine_forecast: error: %s\n", e.what());
-    return 1;
+    return par.fail("sine_forecast", e.what());
   }
   return 0;
 }

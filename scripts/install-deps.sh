@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages attn needs to build its tests, examples and benchmarks,
 # only when something is missing. Set ATTN_WITH_TORCH=1 to add python3-torch (goldens, comparisons).
+# Open MPI (libopenmpi-dev, openmpi-bin) is for attn::distributed and its mpirun tests (ATTN_WITH_MPI).
 set -euo pipefail
-pkgs=(g++ cmake make libeigen3-dev catch2 libbenchmark-dev nlohmann-json3-dev libcli11-dev)
+pkgs=(g++ cmake make libeigen3-dev catch2 libbenchmark-dev nlohmann-json3-dev libcli11-dev
+      libopenmpi-dev openmpi-bin)
 [[ "${ATTN_WITH_TORCH:-0}" == 1 ]] && pkgs+=(python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -302,6 +302,9 @@ anomaly_bad_checkpoint)
   damaged history_text history "epoch,train_loss
 1,zz" "row 1 holds 'zz', not a number"
   damaged task_other task sine_forecast "is 'sine_forecast', not 'sine_anomaly'"
+  damaged ranks_zero ranks 0 "is 0, outside [1, 1048576]"
+  damaged ranks_missing ranks --delete "is missing"
+  damaged ranks_other ranks 3 "is 3: the run was saved with that many MPI ranks"
   cp mid.ck rng.ck && cp mid.ck.best rng.ck.best && "$EDIT" rng.ck rng_state "1 2 3"
   run_exit rng_state_garbage 1 "unreadable 'rng_state'" "${ARGS[@]}" --load rng.ck
   ;;

@@ -336,6 +336,9 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;      // accumulated gradient of a leaf
   std::shared_ptr<Node> grad_fn;         // op that produced this tensor, if tracked
   int output_nr = 0;                     // which output of grad_fn this is
+  // Leaf hooks run by the engine once this leaf's gradient for the current backward pass is
+  // complete (register_post_accumulate_grad_hook); a removed hook is left as an empty slot.
+  std::vector<std::function<void(Tensor&)>> post_accumulate_grad_hooks;
 };
 
 namespace detail {
@@ -408,6 +411,11 @@ class Tensor {
   void zero_grad() { impl_->grad.reset(); }
   const std::shared_ptr<Node>& grad_fn() const { return impl().grad_fn; }
   void backward(const Tensor& grad_output = Tensor(), bool retain_graph = false) const;
+  // Runs hook(leaf) during backward once every gradient this pass sends to this leaf has been
+  // added into grad() (PyTorch's register_post_accumulate_grad_hook); not run for a leaf that gets
+  // no gradient in a pass. Returns a handle for remove_post_accumulate_grad_hook.
+  unsigned register_post_accumulate_grad_hook(std::function<void(Tensor&)> hook);
+  void remove_post_accumulate_grad_hook(unsigned handle);
   Tensor detach() const;  // shares storage, no history
 
   // ---- copies and conversions ----

@@ -323,6 +323,62 @@ inline void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
 }
 }  // namespace detail
 
+inline unsigned Tensor::register_post_accumulate_grad_hook(std::function<void(Tensor&)> hook) {
+  ATTN_CHECK(is_leaf() && requires_grad(), "register_post_accumulate_grad_hook: only a leaf that requires grad has "
+             "an accumulated gradient; this tensor is ", is_leaf() ? "a leaf without requires_grad" : "not a leaf");
+  ATTN_CHECK(bool(hook), "register_post_accumulate_grad_hook: empty hook");
+  impl_->post_accumulate_grad_hooks.push_back(std::move(hook));
+  return unsigned(impl_->post_accumulate_grad_hooks.size() - 1);
+}
+inline void Tensor::remove_post_accumulate_grad_hook(unsigned handle) {
+  auto& hooks = impl().post_accumulate_grad_hooks;
+  ATTN_CHECK(handle < hooks.size() && hooks[handle], "remove_post_accumulate_grad_hook: no hook with handle ", handle);
+  hooks[handle] = nullptr;
+}
+
+namespace autograd {
+namespace detail {
+// Callbacks queued during the current backward pass of this thread (see queue_callback).
+inline std::vector<std::function<void()>>*& queued_callbacks() {
+  thread_local std::vector<std::function<void()>>* queue = nullptr;
+  return queue;
+}
+}  // namespace detail
+// Runs fn once the backward pass now running on this thread has finished (all gradients
+// accumulated, all hooks run), like PyTorch's Variable._execution_engine.queue_callback. Call it
+// from a hook; outside a backward it throws. Callbacks do not run if the pass throws.
+inline void queue_callback(std::function<void()> fn) {
+  ATTN_CHECK(detail::queued_callbacks() != nullptr, "queue_callback: no backward pass is running on this thread");
+  detail::queued_callbacks()->push_back(std::move(fn));
+}
+}  // namespace autograd
+
+namespace detail {
+inline void run_post_accumulate_grad_hooks(const Tensor& leaf) {
+  Tensor t = leaf;
+  // By index: a hook may register further hooks on the same leaf (they run from the next pass).
+  const size_t n = leaf.unsafe_impl()->post_accumulate_grad_hooks.size();
+  for (size_t i = 0; i < n; ++i)
+    if (auto hook = leaf.unsafe_impl()->post_accumulate_grad_hooks[i]) hook(t);
+}
+// Installs this pass's callback queue for the backward's scope (restoring an outer pass's queue,
+// if a hook itself runs a backward) and runs the callbacks in order at finish().
+class CallbackScope {
+ public:
+  CallbackScope() : outer_(autograd::detail::queued_callbacks()) { autograd::detail::queued_callbacks() = &queue_; }
+  ~CallbackScope() { autograd::detail::queued_callbacks() = outer_; }
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
+  void finish() {
+    for (size_t i = 0; i < queue_.size(); ++i) queue_[i]();  // a callback may queue another
+  }
+
+ private:
+  std::vector<std::function<void()>> queue_;
+  std::vector<std::function<void()>>* outer_;
+};
+}  // namespace detail
+
 // Runs backward from this tensor. The graph is walked iteratively in topological order (Kahn's
 // algorithm on dependency counts), so depth is bounded by memory, not by the call stack.
 inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
@@ -339,8 +395,11 @@ inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const
   if (seed.device() != device()) seed = seed.detach().to(device());  // the seed lives where the output does
 #endif
   NoGradGuard no_grad;
+  detail::CallbackScope callbacks;
   if (is_leaf()) {
     detail::accumulate(impl_->grad, seed);
+    if (!impl_->post_accumulate_grad_hooks.empty()) detail::run_post_accumulate_grad_hooks(*this);
+    callbacks.finish();
     return;
   }
   // Count, for each node, how many edges from other nodes in this graph point to it (Node::deps,
@@ -350,10 +409,19 @@ inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const
   std::vector<Node*> stack{grad_fn().get()};
   grad_fn()->deps = 0;
   grad_fn()->deps_pass = pass;
+  // Leaves with post-accumulate hooks: edges into each still to be processed, and whether one of
+  // them brought a gradient. Empty (no allocation) when no leaf has hooks.
+  struct LeafDeps {
+    int edges = 0;
+    bool got_grad = false;
+  };
+  std::unordered_map<const TensorImpl*, LeafDeps> hooked_leaves;
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
     for (const Tensor& in : n->inputs) {
+      if (in.defined() && !in.grad_fn() && !in.unsafe_impl()->post_accumulate_grad_hooks.empty())
+        ++hooked_leaves[in.unsafe_impl()].edges;
       if (!in.defined() || !in.grad_fn()) continue;
       Node* m = in.grad_fn().get();
       if (m->deps_pass != pass) {
@@ -402,8 +470,15 @@ inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const
           m->grad_outputs[size_t(in.unsafe_impl()->output_nr)] = Tensor(slot);
         }
         if (--m->deps == 0) ready.push_back(m);
-      } else if (has_grad) {
-        detail::accumulate(in.unsafe_impl()->grad, grads[i]);
+      } else {
+        if (has_grad) detail::accumulate(in.unsafe_impl()->grad, grads[i]);
+        if (!hooked_leaves.empty()) {
+          auto it = hooked_leaves.find(in.unsafe_impl());
+          if (it != hooked_leaves.end()) {
+            it->second.got_grad = it->second.got_grad || has_grad;
+            if (--it->second.edges == 0 && it->second.got_grad) detail::run_post_accumulate_grad_hooks(in);
+          }
+        }
       }
     }
     n->grad_outputs.clear();
@@ -413,6 +488,7 @@ inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const
       n->saved.clear();
     }
   }
+  callbacks.finish();
 }
 
 // ---- method forms ----
