@@ -5,8 +5,10 @@
 // Each step feeds the decoder's last output row back as the next input.
 //   Generate/cache:1/steps:n  forward_step on the newest position: O(n) work per step
 //   Generate/cache:0/steps:n  forward(prefix, memory, tgt_is_causal) and keep the last row: O(n^2)
-// Counter us_per_step = wall time / n. The no-cache run at 4,000 steps takes minutes; it is one
-// iteration. Compare with PyTorch: /usr/bin/python3 bench/torch_decoding.py (docs/benchmarks.md).
+// Counters: us_per_step = wall time / n, last10_us_per_step = the mean of the final 10 steps.
+//   RecomputeStep/prefix:n   one no-cache step at a prefix of n (a whole no-cache run of 4,000
+//                            steps would take about half an hour on 2 cores).
+// Compare with PyTorch: /usr/bin/python3 bench/torch_decoding.py (docs/benchmarks.md).
 #include <benchmark/benchmark.h>
 #include <attn/attn.hpp>
 
@@ -35,33 +37,53 @@ void Generate(benchmark::State& state) {
   const int64_t steps = state.range(1);
   static Setup s;
   NoGradGuard ng;
-  double checksum = 0, seconds = 0;
+  using clock = std::chrono::steady_clock;
+  double checksum = 0, seconds = 0, last = 0;  // last: the final 10 steps of each run
   for (auto _ : state) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = clock::now();
+    auto tl = t0;
     Tensor x = s.start;
-    if (cached) {
-      nn::TransformerDecoderCache cache;
-      for (int64_t t = 0; t < steps; ++t) x = s.dec.forward_step(x, s.memory, cache);
-    } else {
-      std::vector<Tensor> prefix{s.start};
-      for (int64_t t = 0; t < steps; ++t) {
+    nn::TransformerDecoderCache cache;
+    std::vector<Tensor> prefix{s.start};
+    for (int64_t t = 0; t < steps; ++t) {
+      if (t == steps - 10) tl = clock::now();
+      if (cached) {
+        x = s.dec.forward_step(x, s.memory, cache);
+      } else {
         Tensor y = s.dec.forward(cat(prefix, 1), s.memory, Tensor(), Tensor(), Tensor(), Tensor(), true);
         x = narrow(y, 1, t, 1);
         prefix.push_back(x);
       }
     }
     checksum += x.sum().item();
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const auto t1 = clock::now();
+    seconds += std::chrono::duration<double>(t1 - t0).count();
+    last += std::chrono::duration<double>(t1 - tl).count();
   }
   benchmark::DoNotOptimize(checksum);
   state.counters["us_per_step"] = 1e6 * seconds / (double(steps) * double(state.iterations()));
+  state.counters["last10_us_per_step"] = 1e6 * last / (10.0 * double(state.iterations()));
+}
+
+// One step without a cache at a prefix of n positions: the decoder over [1, n, d_model] (what
+// the n-th step of Generate/cache:0 costs), for n where a whole no-cache run takes too long.
+void RecomputeStep(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  static Setup s;
+  NoGradGuard ng;
+  manual_seed(1);
+  const Tensor prefix = Tensor::randn({1, n, kModel});
+  for (auto _ : state) {
+    Tensor y = s.dec.forward(prefix, s.memory, Tensor(), Tensor(), Tensor(), Tensor(), true);
+    benchmark::DoNotOptimize(y.data<float>());
+  }
 }
 
 }  // namespace
 
 BENCHMARK(Generate)->ArgNames({"cache", "steps"})->Args({1, 100})->Args({1, 1000})->Args({1, 4000})
     ->Args({0, 100})->Args({0, 1000})->Unit(benchmark::kMillisecond)->MeasureProcessCPUTime()->UseRealTime();
-BENCHMARK(Generate)->ArgNames({"cache", "steps"})->Args({0, 4000})->Iterations(1)->Unit(benchmark::kMillisecond)
+BENCHMARK(RecomputeStep)->ArgName("prefix")->Arg(100)->Arg(1000)->Arg(4000)->Unit(benchmark::kMillisecond)
     ->MeasureProcessCPUTime()->UseRealTime();
 
 int main(int argc, char** argv) {

@@ -82,7 +82,7 @@ Tensor fused_offset_causal(const Tensor& q, const Tensor& k, const Tensor& v, in
   a.p.E = a.p.Ev = E;
   a.p.scale = 1.0 / std::sqrt(double(E));
   a.p.causal = true;
-  a.p.causal_offset = offset;
+  a.p.q_offset = offset;
   a.p.kv_group = H / Hkv;
   a.lq = a.lo = {0, H * L * E, L * E, E};
   a.lk = a.lv = {0, Hkv * S * E, S * E, E};

@@ -46,16 +46,22 @@ struct AttnLayout {
 struct AttnProblem {
   int64_t B = 1, H = 1, L = 0, S = 0, E = 0, Ev = 0;
   double scale = 1.0;
-  bool causal = false;       // key j visible to query i iff j <= i + causal_offset
-  // 0: top-left aligned (like tril, is_causal); S - L: aligned to the end of the keys, so the L
-  // newest queries of a KV cache see the whole cache up to themselves. Never negative.
-  int64_t causal_offset = 0;
+  bool causal = false;       // key j visible to query i iff j <= i + q_offset
+  // Query row i sits at key position i + q_offset (the causal mask and ALiBi use it). 0: top-left
+  // aligned (like tril, is_causal); S - L: aligned to the end of the keys, so the L newest
+  // queries of a KV cache see the whole cache up to themselves. Never negative.
+  int64_t q_offset = 0;
+  // ALiBi (Press et al., 2022): when non-null, H slopes m_h, and the score of query i, key j in
+  // head h gets -m_h * |i + q_offset - j| (the paper's -m_h (i - j) on the keys a causal mask
+  // leaves, and symmetric without one), computed in the kernels, so no [H, L, S] bias is stored
+  // and the tiled path stays available.
+  const double* alibi = nullptr;
   // Query heads per key/value head (grouped-query attention): head h reads K/V head h / kv_group,
   // straight from the K/V tensors with H / kv_group heads (no copy). 1: one K/V head per head.
   int64_t kv_group = 1;
   int64_t kv_head(int64_t h) const { return h / kv_group; }
   // Last key (exclusive) query row i sees before masks: [0, causal_end(i)).
-  int64_t causal_end(int64_t i) const { return causal ? std::clamp<int64_t>(i + causal_offset + 1, 0, S) : S; }
+  int64_t causal_end(int64_t i) const { return causal ? std::clamp<int64_t>(i + q_offset + 1, 0, S) : S; }
   double dropout_p = 0.0;
   uint64_t dropout_seed = 0;
 };
@@ -120,8 +126,8 @@ inline AttnMaskView make_mask_view(const Tensor& m, const Shape& scores_shape, c
 template <class T>
 bool mask_scores(const AttnProblem& p, const AttnMaskView& mask, const AttnMaskView& kpm, int64_t it, int64_t r0,
                       int64_t m, int64_t s0, int64_t n, T* z, int64_t ldz) {
-  const bool diag = p.causal && s0 + n - 1 > r0 + p.causal_offset;  // some key of the block lies above some row's diagonal
-  if (!mask.data && !kpm.data && !diag) return false;
+  const bool diag = p.causal && s0 + n - 1 > r0 + p.q_offset;  // some key of the block lies above some row's diagonal
+  if (!mask.data && !kpm.data && !diag && !p.alibi) return false;
   const T neg_inf = -std::numeric_limits<T>::infinity();
   for (int64_t r = 0; r < m; ++r) {
     const int64_t i = r0 + r;
@@ -130,6 +136,14 @@ bool mask_scores(const AttnProblem& p, const AttnMaskView& mask, const AttnMaskV
     if (p.causal) {
       jend = std::clamp<int64_t>(p.causal_end(i) - s0, 0, n);
       for (int64_t j = jend; j < n; ++j) zr[j] = neg_inf;
+    }
+    if (p.alibi) {  // z += -m_h * distance(query position, key position)
+      const double slope = p.alibi[it % p.H];
+      const int64_t qpos = i + p.q_offset - s0;
+      for (int64_t j = 0; j < jend; ++j) {
+        const int64_t d = qpos - j;
+        zr[j] -= T(slope * double(d < 0 ? -d : d));
+      }
     }
     if (mask.data) {
       const int64_t base = mask.item_off[size_t(it)] + i * mask.sl + s0 * mask.ss;
@@ -297,8 +311,8 @@ void attn_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t kvi = t / sblk, blk = t % sblk, b = kvi / (p.H / G), kh = kvi % (p.H / G);
       const int64_t s0 = blk * kAttnRowBlock, m = std::min(kAttnRowBlock, S - s0);
-      // causal: key s is seen only by queries i >= s - causal_offset
-      const int64_t i0 = p.causal ? std::clamp<int64_t>(s0 - p.causal_offset, 0, L) : 0, rows = L - i0;
+      // causal: key s is seen only by queries i >= s - q_offset
+      const int64_t i0 = p.causal ? std::clamp<int64_t>(s0 - p.q_offset, 0, L) : 0, rows = L - i0;
       for (int64_t g = 0; g < G; ++g) {
         const int64_t h = kh * G + g, it = b * p.H + h;
         const T beta = g == 0 ? T(0) : T(1);
@@ -611,9 +625,9 @@ void flash_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, cons
     if (drop) sc.zd.resize(size_t(BQ * ldz));
     return sc;
   };
-  // first query block that sees key block kb (causal: rows i >= s0 - causal_offset)
+  // first query block that sees key block kb (causal: rows i >= s0 - q_offset)
   auto first_qb = [&](int64_t kb) {
-    return p.causal ? std::min(nq, std::max<int64_t>(0, kb * BK - p.causal_offset) / BQ) : int64_t(0);
+    return p.causal ? std::min(nq, std::max<int64_t>(0, kb * BK - p.q_offset) / BQ) : int64_t(0);
   };
   // key blocks seen by query block qb
   auto key_blocks = [&](int64_t qb) {
@@ -669,6 +683,7 @@ struct FusedAttnArgs {
   Shape out_shape, scores_shape;
   AttnProblem p;
   Tensor attn_mask, key_padding_mask;
+  Tensor alibi_slopes;  // float64 [H] or undefined; fused_attention points p.alibi at it
   bool need_weights = false;
 };
 
@@ -734,7 +749,14 @@ inline Tensor fused_attention_tiled(const FusedAttnArgs& a, const char* op, cons
   return out;
 }
 
-inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const char* op) {
+inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& args, const char* op) {
+  FusedAttnArgs a = args;  // the backward keeps this copy: its p.alibi points into its alibi_slopes
+  if (a.alibi_slopes.defined()) {
+    ATTN_CHECK(a.alibi_slopes.dtype() == kFloat64 && a.alibi_slopes.dim() == 1 && a.alibi_slopes.size(0) == a.p.H, op,
+               ": ALiBi slopes ", to_string(a.alibi_slopes.shape()), " (", dtype_name(a.alibi_slopes.dtype()),
+               ") must be float64 [H] with H = ", a.p.H);
+    a.p.alibi = a.alibi_slopes.data<double>();
+  }
 #ifdef ATTN_WITH_CUDA
   if (a.q.device() != Device::CPU || a.k.device() != Device::CPU || a.v.device() != Device::CPU)
     return cuda_ops::fused_attention(a, op);

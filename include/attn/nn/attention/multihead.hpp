@@ -13,6 +13,9 @@
 // Incremental decoding: forward_cached appends the projected keys/values of new positions to a
 // KVCache and attends over the whole cache with the causal mask aligned to its end; memory
 // attention caches the memory's projections once (see KVCache).
+// ALiBi (alibi(true)): score(i, j) of head h gets -m_h |i - j| (query positions continue the
+// cache's in forward_cached), added inside the attention kernels: no [H, L, S] tensor, the tiled
+// path stays available. Use it with a causal mask for the paper's form.
 // Mask conventions: attn_mask bool = true where the query MAY attend (attn's and
 // F.scaled_dot_product_attention's convention, the OPPOSITE of torch.nn.MultiheadAttention's bool
 // attn_mask), float = added to the scores (same as PyTorch). key_padding_mask bool [B, S]:
@@ -20,8 +23,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <memory>
 #include <utility>
 #include "../../ops/attention.hpp"
+#include "../../ops/positional.hpp"
+#include "../positional.hpp"
 #include "../layers.hpp"
 
 namespace attn::nn {
@@ -42,9 +49,13 @@ struct MultiheadAttentionOptions {
   ATTN_MHA_OPTION(int64_t, vdim)  // 0 = embed_dim
   ATTN_MHA_OPTION(bool, batch_first)
   ATTN_MHA_OPTION(int64_t, num_kv_heads)  // 0 = num_heads; else divides num_heads (grouped-query)
+  ATTN_MHA_OPTION(bool, alibi)            // add ALiBi biases (alibi_slopes(num_heads)) in the kernels
+  ATTN_MHA_OPTION(int64_t, relative_positions)  // > 0: Shaw et al.'s relative vectors, clipped at this offset
 #undef ATTN_MHA_OPTION
  private:
   int64_t embed_dim_, num_heads_, num_kv_heads_ = 0;
+  bool alibi_ = false;
+  int64_t relative_positions_ = 0;
   double dropout_ = 0.0;
   bool bias_ = true;
   int64_t kdim_ = 0, vdim_ = 0;
@@ -149,6 +160,15 @@ class MultiheadAttention : public Module {
       init::zeros_(out_proj.bias);
     }
     register_module("out_proj", out_proj);
+    if (o.alibi()) alibi_slopes_ = alibi_slopes(H_);
+    ATTN_CHECK(o.relative_positions() >= 0, "MultiheadAttention: relative_positions must be >= 0, got ",
+               o.relative_positions());
+    if (o.relative_positions() > 0) {
+      relative_key = std::make_shared<RelativePositionalEncoding>(E_ / H_, o.relative_positions());
+      relative_value = std::make_shared<RelativePositionalEncoding>(E_ / H_, o.relative_positions());
+      register_module("relative_key", relative_key);
+      register_module("relative_value", relative_value);
+    }
   }
 
   // query [B, L, E] (batch_first) or [L, B, E], or unbatched [L, E]; key [.., S, kdim];
@@ -268,6 +288,9 @@ class MultiheadAttention : public Module {
   const MultiheadAttentionOptions& options() const { return opt_; }
 
   Tensor in_proj_weight, q_proj_weight, k_proj_weight, v_proj_weight, in_proj_bias;
+  // relative_positions(k) > 0: the key and value vectors of Shaw et al. (head_dim each, shared by
+  // the heads); names relative_key.rel_pos_embedding.weight, relative_value.rel_pos_embedding.weight
+  std::shared_ptr<RelativePositionalEncoding> relative_key, relative_value;
 
  private:
   static Tensor rows(const Tensor& t, int64_t start, int64_t n) { return t.defined() ? narrow(t, 0, start, n) : t; }
@@ -297,11 +320,11 @@ class MultiheadAttention : public Module {
     check_query(query, op);
   }
   // The fused attention over projections tq (query heads at column oq) and K/V at layouts lk/lv
-  // (Hkv heads), then out_proj. causal_offset: see detail::AttnProblem.
+  // (Hkv heads), then out_proj. q_offset: see detail::AttnProblem.
   std::pair<Tensor, Tensor> attend(const Tensor& tq, int64_t oq, const Tensor& tk, ::attn::detail::AttnLayout lk,
                                    const Tensor& tv, ::attn::detail::AttnLayout lv, int64_t B, int64_t L, int64_t S,
                                    const Tensor& key_padding_mask, bool need_weights, const Tensor& attn_mask,
-                                   bool average_attn_weights, bool is_causal, int64_t causal_offset) const {
+                                   bool average_attn_weights, bool is_causal, int64_t q_offset) const {
     const char* op = "MultiheadAttention";
     const bool bf = opt_.batch_first();
     const int64_t Dh = E_ / H_;
@@ -323,8 +346,9 @@ class MultiheadAttention : public Module {
     a.p.Ev = Dh;
     a.p.scale = 1.0 / std::sqrt(double(Dh));
     a.p.causal = is_causal;
-    a.p.causal_offset = causal_offset;
+    a.p.q_offset = q_offset;
     a.p.kv_group = H_ / Hkv_;
+    a.alibi_slopes = alibi_slopes_;
     a.p.dropout_p = is_training() ? opt_.dropout() : 0.0;
     if (a.p.dropout_p > 0.0) a.p.dropout_seed = default_generator().next_u64();
     a.attn_mask = mha_mask(attn_mask, B, L, S);
@@ -333,10 +357,42 @@ class MultiheadAttention : public Module {
       ATTN_CHECK(key_padding_mask.dim() == 2 && key_padding_mask.size(0) == B && key_padding_mask.size(1) == S, op,
                  ": key_padding_mask ", to_string(key_padding_mask.shape()), " must be [B, S] = [", B, ", ", S, "]");
     a.need_weights = need_weights;
+    if (relative_key) return attend_relative(a, oq, need_weights, average_attn_weights, op);
     auto [attn_out, w] = ::attn::detail::fused_attention(a, op);
     Tensor out = out_proj.forward(attn_out);
     if (need_weights && average_attn_weights) w = mean(w, 1, false);
     return {out, w};
+  }
+  // Shaw et al.'s relative positions on top of the fused attention a (query i at key position
+  // i + q_offset, offsets bucketed by the one-hot table OH [L, S, R], R = 2 k + 1):
+  //   score_ij += scale q_i . aK[b(i, j)]: the table scale Q aK^T [B, H, L, R] gathered through OH
+  //               into an additive mask (so this takes the weights-storing path, the mask needs a
+  //               gradient);
+  //   out_i    += sum_j w'_ij aV[b(i, j)] = sum_r P_ir aV[r],  P = w' OH (weights summed per offset).
+  // All of it is composed of differentiable ops; memory O(L S R) for the one-hot table.
+  std::pair<Tensor, Tensor> attend_relative(::attn::detail::FusedAttnArgs a, int64_t oq, bool need_weights,
+                                            bool average_attn_weights, const char* op) const {
+    const bool bf = opt_.batch_first();
+    const int64_t B = a.p.B, L = a.p.L, S = a.p.S, Dh = E_ / H_;
+    const Tensor oh = relative_key->one_hot(L, S, a.p.q_offset, a.q.dtype());                      // [L, S, R]
+    Tensor qh = narrow(a.q, 2, oq, E_);                                                             // [B, L, E] or [L, B, E]
+    qh = permute(reshape(qh, bf ? Shape{B, L, H_, Dh} : Shape{L, B, H_, Dh}), bf ? std::vector<int64_t>{0, 2, 1, 3}
+                                                                                   : std::vector<int64_t>{1, 2, 0, 3});
+    const Tensor rk = mul(matmul(qh, transpose(relative_key->weight(), 0, 1)), a.p.scale);       // [B, H, L, R]
+    Tensor bias = squeeze(matmul(unsqueeze(rk, 3), transpose(oh, 1, 2)), 3);                      // [B, H, L, S]
+    if (a.attn_mask.defined())
+      bias = a.attn_mask.dtype() == kBool ? masked_fill(bias, logical_not(a.attn_mask), -std::numeric_limits<double>::infinity())
+                                          : add(bias, a.attn_mask);
+    a.attn_mask = bias;
+    a.need_weights = true;
+    auto [attn_out, w] = ::attn::detail::fused_attention(a, op);                                  // w [B, H, L, S]
+    const Tensor prel = squeeze(matmul(unsqueeze(w, 3), oh), 3);                                   // [B, H, L, R]
+    Tensor orel = matmul(prel, relative_value->weight());                                          // [B, H, L, Dh]
+    orel = reshape(permute(orel, bf ? std::vector<int64_t>{0, 2, 1, 3} : std::vector<int64_t>{2, 0, 1, 3}),
+                   a.out_shape);
+    Tensor out = out_proj.forward(add(attn_out, orel));
+    if (!need_weights) return {out, Tensor()};
+    return {out, average_attn_weights ? mean(w, 1, false) : w};
   }
   // Accepts PyTorch's [L, S] and [B*H, L, S], plus [B, H, L, S], [B, 1, L, S] and [H, L, S].
   Tensor mha_mask(const Tensor& m, int64_t B, int64_t L, int64_t S) const {
@@ -355,6 +411,7 @@ class MultiheadAttention : public Module {
   MultiheadAttentionOptions opt_;
   int64_t E_, H_, Hkv_, kdim_, vdim_, Ckv_ = 0;
   bool packed_ = true;
+  Tensor alibi_slopes_;  // float64 [H] when options().alibi()
 
  public:
   Linear out_proj;

@@ -32,6 +32,8 @@ struct TransformerEncoderLayerOptions {
   ATTN_TEL_OPTION(double, layer_norm_eps)
   ATTN_TEL_OPTION(bool, norm_first)
   ATTN_TEL_OPTION(bool, batch_first)
+  ATTN_TEL_OPTION(bool, alibi)  // ALiBi biases in the self-attention (not in PyTorch)
+  ATTN_TEL_OPTION(int64_t, relative_positions)  // > 0: Shaw et al.'s relative vectors in the self-attention
 #undef ATTN_TEL_OPTION
  private:
   int64_t d_model_, nhead_, dim_feedforward_ = 2048;
@@ -40,13 +42,19 @@ struct TransformerEncoderLayerOptions {
   double layer_norm_eps_ = 1e-5;
   bool norm_first_ = false;
   bool batch_first_ = true;  // note: PyTorch's default is false
+  bool alibi_ = false;
+  int64_t relative_positions_ = 0;
 };
 
 class TransformerEncoderLayer : public Module {
  public:
   explicit TransformerEncoderLayer(const TransformerEncoderLayerOptions& o)
       : opt_(check(o)),
-        self_attn(MultiheadAttentionOptions(o.d_model(), o.nhead()).dropout(o.dropout()).batch_first(o.batch_first())),
+        self_attn(MultiheadAttentionOptions(o.d_model(), o.nhead())
+                      .dropout(o.dropout())
+                      .batch_first(o.batch_first())
+                      .alibi(o.alibi())
+                      .relative_positions(o.relative_positions())),
         linear1(o.d_model(), o.dim_feedforward()),
         dropout(o.dropout()),
         linear2(o.dim_feedforward(), o.d_model()),
@@ -173,7 +181,7 @@ class TransformerDecoderLayer : public Module {
  public:
   explicit TransformerDecoderLayer(const TransformerDecoderLayerOptions& o)
       : opt_(check(o)),
-        self_attn(mha_options(o)),
+        self_attn(mha_options(o).alibi(o.alibi()).relative_positions(o.relative_positions())),
         multihead_attn(mha_options(o)),
         linear1(o.d_model(), o.dim_feedforward()),
         dropout(o.dropout()),
