@@ -374,20 +374,21 @@ class MultiheadAttention : public Module {
                                             bool average_attn_weights, const char* op) const {
     const bool bf = opt_.batch_first();
     const int64_t B = a.p.B, L = a.p.L, S = a.p.S, Dh = E_ / H_;
-    const Tensor oh = relative_key->one_hot(L, S, a.p.q_offset, a.q.dtype());                      // [L, S, R]
-    Tensor qh = narrow(a.q, 2, oq, E_);                                                             // [B, L, E] or [L, B, E]
-    qh = permute(reshape(qh, bf ? Shape{B, L, H_, Dh} : Shape{L, B, H_, Dh}), bf ? std::vector<int64_t>{0, 2, 1, 3}
-                                                                                   : std::vector<int64_t>{1, 2, 0, 3});
-    const Tensor rk = mul(matmul(qh, transpose(relative_key->weight(), 0, 1)), a.p.scale);       // [B, H, L, R]
-    Tensor bias = squeeze(matmul(unsqueeze(rk, 3), transpose(oh, 1, 2)), 3);                      // [B, H, L, S]
-    if (a.attn_mask.defined())
-      bias = a.attn_mask.dtype() == kBool ? masked_fill(bias, logical_not(a.attn_mask), -std::numeric_limits<double>::infinity())
-                                          : add(bias, a.attn_mask);
+    const std::vector<int64_t> to_bhld = bf ? std::vector<int64_t>{0, 2, 1, 3} : std::vector<int64_t>{1, 2, 0, 3};
+    const Tensor oh = relative_key->one_hot(L, S, a.p.q_offset, a.q.dtype());               // [L, S, R]
+    Tensor qh = narrow(a.q, 2, oq, E_);                                                      // [B, L, E] / [L, B, E]
+    qh = permute(reshape(qh, bf ? Shape{B, L, H_, Dh} : Shape{L, B, H_, Dh}), to_bhld);      // [B, H, L, Dh]
+    const Tensor rk = mul(matmul(qh, transpose(relative_key->weight(), 0, 1)), a.p.scale);  // [B, H, L, R]
+    Tensor bias = squeeze(matmul(unsqueeze(rk, 3), transpose(oh, 1, 2)), 3);                 // [B, H, L, S]
+    if (a.attn_mask.defined() && a.attn_mask.dtype() == kBool)
+      bias = masked_fill(bias, logical_not(a.attn_mask), -std::numeric_limits<double>::infinity());
+    else if (a.attn_mask.defined())
+      bias = add(bias, a.attn_mask);
     a.attn_mask = bias;
     a.need_weights = true;
-    auto [attn_out, w] = ::attn::detail::fused_attention(a, op);                                  // w [B, H, L, S]
-    const Tensor prel = squeeze(matmul(unsqueeze(w, 3), oh), 3);                                   // [B, H, L, R]
-    Tensor orel = matmul(prel, relative_value->weight());                                          // [B, H, L, Dh]
+    auto [attn_out, w] = ::attn::detail::fused_attention(a, op);        // w [B, H, L, S]
+    const Tensor prel = squeeze(matmul(unsqueeze(w, 3), oh), 3);         // [B, H, L, R]
+    Tensor orel = matmul(prel, relative_value->weight());                // [B, H, L, Dh]
     orel = reshape(permute(orel, bf ? std::vector<int64_t>{0, 2, 1, 3} : std::vector<int64_t>{2, 0, 1, 3}),
                    a.out_shape);
     Tensor out = out_proj.forward(add(attn_out, orel));
