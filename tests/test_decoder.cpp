@@ -91,16 +91,6 @@ Tensor fused_offset_causal(const Tensor& q, const Tensor& k, const Tensor& v, in
   return detail::fused_attention(a, "test").first;
 }
 
-// Runs fn with the tiled path forced on (true) or off (false).
-template <class F>
-auto with_path(bool tiled, const F& fn) {
-  auto& cfg = detail::flash_attn_config();
-  const int64_t prev = cfg.min_weight_bytes;
-  cfg.min_weight_bytes = tiled ? 0 : std::numeric_limits<int64_t>::max();
-  auto r = fn();
-  cfg.min_weight_bytes = prev;
-  return r;
-}
 
 }  // namespace
 
@@ -195,8 +185,11 @@ TEST_CASE("End-aligned causal mask: both kernel paths, forward and backward, wit
   // (L, S, offset): the KV-cache case S - L, a partial offset, and L > 64 rows with several key blocks
   for (auto [L, S, off] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{3, 7, 4}, {5, 9, 2}, {70, 300, 230}}) {
     for (int64_t Hkv : {int64_t(2), int64_t(1)}) {
-      for (bool tiled : {false, true}) {
-        DYNAMIC_SECTION("L " << L << " S " << S << " offset " << off << " Hkv " << Hkv << (tiled ? " tiled" : " weights")) {
+      // weights-storing path; tiled path with its two backward schedules
+      for (int path : {0, 1, 2}) {
+        const bool tiled = path > 0;
+        DYNAMIC_SECTION("L " << L << " S " << S << " offset " << off << " Hkv " << Hkv
+                             << (tiled ? " tiled, schedule " : " weights") << (tiled ? std::to_string(path) : "")) {
           Tensor q = rnd({2, 2, L, 4}, kFloat64, true), k = rnd({2, Hkv, S, 4}, kFloat64, true),
                  v = rnd({2, Hkv, S, 4}, kFloat64, true);
           Tensor r = rnd({2, 2, L, 4});
@@ -208,7 +201,7 @@ TEST_CASE("End-aligned causal mask: both kernel paths, forward and backward, wit
           with_path(tiled, [&] {
             sum(mul(o, r)).backward();
             return 0;
-          });
+          }, path);
           sum(mul(ref, r)).backward();
           CHECK(check_close(q.grad(), ref_q.grad(), 1e-11, 1e-12, "gq"));
           CHECK(check_close(k.grad(), ref_k.grad(), 1e-11, 1e-12, "gk"));
@@ -239,20 +232,24 @@ TEST_CASE("Grouped-query sdpa == repeated K/V heads, gradcheck, thread-invariant
           INFO(gc.message);
           CHECK(gc.ok);
         }
-        // thread invariance of forward and backward (the K/V gradient sums over the group's heads)
-        auto grads = [&](int threads) {
+        // the same bits for 1 and 2 threads and both backward schedules of the tiled path (the
+        // K/V gradient sums over the group's heads inside one task)
+        auto grads = [&](int threads, int schedule) {
           return with_threads(threads, [&] {
             Tensor qq = q.detach().clone().requires_grad_(), kk = k.detach().clone().requires_grad_(),
                    vv = v.detach().clone().requires_grad_();
             with_path(tiled, [&] {
               sum(sin(scaled_dot_product_attention(qq, kk, vv, Tensor(), true))).backward();
               return 0;
-            });
+            }, schedule);
             return std::vector<std::vector<double>>{qq.grad().to_vector<double>(), kk.grad().to_vector<double>(),
                                                     vv.grad().to_vector<double>()};
           });
         };
-        CHECK(grads(1) == grads(2));
+        const auto g1 = grads(1, 1);
+        CHECK(g1 == grads(2, 1));
+        CHECK(g1 == grads(2, 2));
+        CHECK(g1 == grads(1, 2));
       }
     }
   }

@@ -13,16 +13,6 @@ using namespace attn;
 
 namespace {
 
-// Runs fn with the tiled attention path forced on (true) or off (false).
-template <class F>
-auto with_path(bool tiled, const F& fn) {
-  auto& cfg = detail::flash_attn_config();
-  const int64_t prev = cfg.min_weight_bytes;
-  cfg.min_weight_bytes = tiled ? 0 : std::numeric_limits<int64_t>::max();
-  auto r = fn();
-  cfg.min_weight_bytes = prev;
-  return r;
-}
 
 void copy_params(nn::Module& dst, nn::Module& src) {
   NoGradGuard ng;
