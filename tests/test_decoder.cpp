@@ -323,11 +323,13 @@ TEST_CASE("MultiheadAttention num_kv_heads == MHA with K/V projections repeated 
 TEST_CASE("KV cache: decoding step by step == the full causal forward", "[kvcache]") {
   manual_seed(7);
   for (bool nf : {false, true}) {
-    {
-      DYNAMIC_SECTION((nf ? "pre-norm" : "post-norm")) {
+    for (int64_t kv : {int64_t(0), int64_t(2)}) {  // 0: one K/V head per head; 2: grouped-query
+      DYNAMIC_SECTION((nf ? "pre-norm" : "post-norm") << " num_kv_heads " << kv) {
         const int64_t E = 16, H = 4, B = 2, T = 9, S = 6;
-        auto lo = nn::TransformerDecoderLayerOptions(E, H).dim_feedforward(32).dropout(0.1).norm_first(nf);
+        auto lo = nn::TransformerDecoderLayerOptions(E, H).dim_feedforward(32).dropout(0.1).norm_first(nf)
+                      .num_kv_heads(kv);
         nn::TransformerDecoder dec(lo, 2, true);
+        CHECK(dec.layer(0).multihead_attn.num_kv_heads() == (kv ? kv : H));
         dec.eval();
         Tensor tgt = Tensor::randn({B, T, E}), mem = Tensor::randn({B, S, E});
         Tensor mkpm = Tensor::zeros({B, S}, kBool);

@@ -34,6 +34,7 @@ struct TransformerEncoderLayerOptions {
   ATTN_TEL_OPTION(bool, batch_first)
   ATTN_TEL_OPTION(bool, alibi)  // ALiBi biases in the self-attention (not in PyTorch)
   ATTN_TEL_OPTION(int64_t, relative_positions)  // > 0: Shaw et al.'s relative vectors in the self-attention
+  ATTN_TEL_OPTION(int64_t, num_kv_heads)        // 0 = nhead; else grouped-query attention in every attention
 #undef ATTN_TEL_OPTION
  private:
   int64_t d_model_, nhead_, dim_feedforward_ = 2048;
@@ -44,6 +45,7 @@ struct TransformerEncoderLayerOptions {
   bool batch_first_ = true;  // note: PyTorch's default is false
   bool alibi_ = false;
   int64_t relative_positions_ = 0;
+  int64_t num_kv_heads_ = 0;
 };
 
 class TransformerEncoderLayer : public Module {
@@ -54,7 +56,8 @@ class TransformerEncoderLayer : public Module {
                       .dropout(o.dropout())
                       .batch_first(o.batch_first())
                       .alibi(o.alibi())
-                      .relative_positions(o.relative_positions())),
+                      .relative_positions(o.relative_positions())
+                      .num_kv_heads(o.num_kv_heads())),
         linear1(o.d_model(), o.dim_feedforward()),
         dropout(o.dropout()),
         linear2(o.dim_feedforward(), o.d_model()),
@@ -248,7 +251,10 @@ class TransformerDecoderLayer : public Module {
     return o;
   }
   static MultiheadAttentionOptions mha_options(const TransformerDecoderLayerOptions& o) {
-    return MultiheadAttentionOptions(o.d_model(), o.nhead()).dropout(o.dropout()).batch_first(o.batch_first());
+    return MultiheadAttentionOptions(o.d_model(), o.nhead())
+        .dropout(o.dropout())
+        .batch_first(o.batch_first())
+        .num_kv_heads(o.num_kv_heads());
   }
   template <class SA, class CA>
   Tensor blocks(const Tensor& tgt, const SA& sa, const CA& ca) const {
