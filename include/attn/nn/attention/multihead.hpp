@@ -81,8 +81,8 @@ class KVCache {
 
  private:
   friend class MultiheadAttention;
-  // Appends T positions: element (b, t, c) of the keys is kp[b*kb + t*kt + c] (values likewise),
-  // i.e. columns [off, off + C) of a projection [B, T, *] or [T, B, *].
+  // Appends T positions: their keys are columns [koff, koff + C) of the projection kproj, their
+  // values columns [voff, voff + C) of vproj, both [B, T, W] (batch_first) or [T, B, W].
   void append(const Tensor& kproj, int64_t koff, const Tensor& vproj, int64_t voff, int64_t B, int64_t T, int64_t C,
               bool batch_first) {
     const char* op = "KVCache";
