@@ -16,16 +16,6 @@ namespace {
 
 const double kInf = std::numeric_limits<double>::infinity();
 
-// Sets the tiled path's knobs for one scope.
-struct FlashKnobs {
-  detail::FlashAttnConfig saved = detail::flash_attn_config();
-  FlashKnobs(int64_t min_weight_bytes, int schedule = 0) {
-    detail::flash_attn_config().min_weight_bytes = min_weight_bytes;
-    detail::flash_attn_config().backward_schedule = schedule;
-  }
-  ~FlashKnobs() { detail::flash_attn_config() = saved; }
-};
-
 Tensor rnd(const Shape& s, DType dt = kFloat64) { return Tensor::randn(s, dt).requires_grad_(); }
 
 // Weighted sum of the output so every element gets a different cotangent.

@@ -56,6 +56,24 @@ auto with_threads(int n, const F& fn) {
   return r;
 }
 
+// Sets the tiled attention path's knobs for one scope (detail::FlashAttnConfig): min_weight_bytes
+// 0 = always the tiled path, INT64_MAX = never; schedule 0 = auto, 1 = per item, 2 = two passes.
+struct FlashKnobs {
+  attn::detail::FlashAttnConfig saved = attn::detail::flash_attn_config();
+  FlashKnobs(int64_t min_weight_bytes, int schedule = 0) {
+    attn::detail::flash_attn_config().min_weight_bytes = min_weight_bytes;
+    attn::detail::flash_attn_config().backward_schedule = schedule;
+  }
+  ~FlashKnobs() { attn::detail::flash_attn_config() = saved; }
+};
+
+// fn() on the tiled attention path (tiled = true) or the weights-storing one.
+template <class F>
+auto with_path(bool tiled, const F& fn, int schedule = 0) {
+  FlashKnobs k(tiled ? 0 : std::numeric_limits<int64_t>::max(), schedule);
+  return fn();
+}
+
 // softmax(q k^T / sqrt(E) + mask) v with causal masking (query i sees keys j <= i), built from
 // basic differentiable ops: the reference the fused attention kernels are checked against.
 inline attn::Tensor composed_causal_sdpa(const attn::Tensor& q, const attn::Tensor& k, const attn::Tensor& v,

@@ -24,6 +24,9 @@
 #                      (PROGRAMs: sine_anomaly sine_forecast seq2seq_forecast transformer_forecast)
 #   out_dir            --out-dir naming a file, /dev/null or /proc/x, in every example (same PROGRAMs)
 #   seq2seq_bad_input  seq2seq_forecast: --tail shorter than --horizon, a resume on other data
+#   encdec_runs_and_bad_input  encoder_decoder_forecast: both modes on the sine and on CO2 (PROGRAM
+#                      argument: the CO2 file) with a few epochs, then a CO2 file with a bad value,
+#                      a missing file, too short a series and bad flags
 set -u
 CASE=$1
 BIN=$2
@@ -374,6 +377,25 @@ seq2seq_bad_input)
   run_exit other_points 1 "s.ck: checkpoint metadata 'data'" --points 120 --window 10 --epochs 2 --hidden 4 --quiet \
     --tail 10 --horizon 5 --out-dir o --load s.ck
   run resumed 0 --points 100 --window 10 --epochs 2 --hidden 4 --quiet --tail 10 --horizon 5 --out-dir o --load s.ck
+  ;;
+
+encdec_runs_and_bad_input)
+  CO2=${MORE[0]}
+  run sine 0 --epochs 2 --points 200 --tail 30 --out-dir o --quiet
+  grep -q '^onepass .*free-running' sine.out || fail "sine: no onepass report"
+  grep -q '^autoregressive .*free-running' sine.out || fail "sine: no autoregressive report"
+  [ -s o/forecast.svg ] && [ -s o/metrics.csv ] || fail "sine: forecast.svg or metrics.csv missing"
+  run co2 0 --data co2 --csv "$CO2" --epochs 1 --mode onepass --out-dir o2 --quiet
+  grep -q '^seasonal+drift ' co2.out || fail "co2: no baseline report"
+  sed '5s/,317\.24,/,nan,/' "$CO2" >bad.csv
+  grep -q ',nan,' bad.csv || fail "bad.csv: the edit did not apply"
+  run_exit co2_nan 1 "bad.csv:5: column 4 (average) holds 'nan'" --data co2 --csv bad.csv --epochs 1 --out-dir o3
+  head -50 "$CO2" >short.csv
+  run_exit co2_short 1 "short.csv: only 49 monthly values" --data co2 --csv short.csv --epochs 1 --out-dir o3
+  run_exit co2_missing 2 "no.csv" --data co2 --csv no.csv --out-dir o3
+  run_exit label_len 2 "--label-len <= --window" --window 5 --label-len 6 --out-dir o3
+  run_exit heads 2 "--heads dividing --d-model" --d-model 10 --heads 4 --out-dir o3
+  run_exit short_series 2 "too few" --points 10 --window 20 --out-dir o3
   ;;
 
 *)

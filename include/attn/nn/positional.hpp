@@ -6,6 +6,7 @@
 #include "../ops/positional.hpp"
 #include "../ops/shape.hpp"
 #include "init.hpp"
+#include "layers.hpp"
 #include "module.hpp"
 
 namespace attn::nn {
@@ -112,6 +113,55 @@ class RotaryEmbedding : public Module {
 
  private:
   double base_;
+};
+
+// Vector-form relative positions (Shaw, Uszkoreit and Vaswani, 2018; the seed's
+// RelativePositionalEncoding): one learned vector per clipped offset
+// d = clamp(j - i, -max_rel_pos, max_rel_pos) of key j from query i,
+//   a[i, j] = rel_pos_embedding.weight[d + max_rel_pos],   weight [2 max_rel_pos + 1, dim]
+// forward(Lq, Lk) gives the seed's [Lq, Lk, dim] table. MultiheadAttention's
+// relative_positions(k) option holds two of these (keys and values, dim = head_dim) and applies
+//   score_ij = q_i . (k_j + aK[i, j]) / sqrt(dh),    out_i = sum_j w_ij (v_j + aV[i, j]).
+class RelativePositionalEncoding : public Module {
+ public:
+  explicit RelativePositionalEncoding(int64_t dim, int64_t max_rel_pos = 128)
+      : max_(check(dim, max_rel_pos)), rel_pos_embedding(2 * max_rel_pos + 1, dim) {
+    register_module("rel_pos_embedding", rel_pos_embedding);
+  }
+  // [Lq, Lk, dim]: the vector of (i, j) for queries at q_offset + i and keys at j.
+  Tensor forward(int64_t Lq, int64_t Lk, int64_t q_offset = 0) const {
+    Tensor idx = Tensor::empty({Lq, Lk}, kInt64);
+    int64_t* p = idx.data<int64_t>();
+    for (int64_t i = 0; i < Lq; ++i)
+      for (int64_t j = 0; j < Lk; ++j) p[i * Lk + j] = bucket(i + q_offset, j);
+    return rel_pos_embedding.forward(idx);
+  }
+  // [Lq, Lk, 2 max_rel_pos + 1]: 1 at the offset bucket of (i, j). Products with it gather the
+  // per-offset terms into [.., Lq, Lk] and sum weights per offset (used by MultiheadAttention).
+  Tensor one_hot(int64_t Lq, int64_t Lk, int64_t q_offset, DType dtype) const {
+    const int64_t R = 2 * max_ + 1;
+    Tensor oh = Tensor::zeros({Lq, Lk, R}, dtype);
+    ATTN_DISPATCH_FLOATING(dtype, "RelativePositionalEncoding", [&] {
+      scalar_t* p = oh.data<scalar_t>();
+      for (int64_t i = 0; i < Lq; ++i)
+        for (int64_t j = 0; j < Lk; ++j) p[(i * Lk + j) * R + bucket(i + q_offset, j)] = scalar_t(1);
+    });
+    return oh;
+  }
+  const Tensor& weight() const { return rel_pos_embedding.weight; }
+  int64_t max_rel_pos() const { return max_; }
+
+ private:
+  static int64_t check(int64_t dim, int64_t m) {
+    ATTN_CHECK(dim > 0 && m >= 0, "RelativePositionalEncoding: need dim > 0 and max_rel_pos >= 0, got ", dim, " and ",
+               m);
+    return m;
+  }
+  int64_t bucket(int64_t qpos, int64_t j) const { return std::clamp(j - qpos, -max_, max_) + max_; }
+  int64_t max_;
+
+ public:
+  Embedding rel_pos_embedding;
 };
 
 }  // namespace attn::nn

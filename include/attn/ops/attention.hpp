@@ -46,7 +46,22 @@ struct AttnLayout {
 struct AttnProblem {
   int64_t B = 1, H = 1, L = 0, S = 0, E = 0, Ev = 0;
   double scale = 1.0;
-  bool causal = false;       // key j visible to query i iff j <= i (top-left aligned, like tril)
+  bool causal = false;       // key j visible to query i iff j <= i + q_offset
+  // Query row i sits at key position i + q_offset (the causal mask and ALiBi use it). 0: top-left
+  // aligned (like tril, is_causal); S - L: aligned to the end of the keys, so the L newest
+  // queries of a KV cache see the whole cache up to themselves. Never negative.
+  int64_t q_offset = 0;
+  // ALiBi (Press et al., 2022): when non-null, H slopes m_h, and the score of query i, key j in
+  // head h gets -m_h * |i + q_offset - j| (the paper's -m_h (i - j) on the keys a causal mask
+  // leaves, and symmetric without one), computed in the kernels, so no [H, L, S] bias is stored
+  // and the tiled path stays available.
+  const double* alibi = nullptr;
+  // Query heads per key/value head (grouped-query attention): head h reads K/V head h / kv_group,
+  // straight from the K/V tensors with H / kv_group heads (no copy). 1: one K/V head per head.
+  int64_t kv_group = 1;
+  int64_t kv_head(int64_t h) const { return h / kv_group; }
+  // Last key (exclusive) query row i sees before masks: [0, causal_end(i)).
+  int64_t causal_end(int64_t i) const { return causal ? std::clamp<int64_t>(i + q_offset + 1, 0, S) : S; }
   double dropout_p = 0.0;
   uint64_t dropout_seed = 0;
 };
@@ -111,16 +126,24 @@ inline AttnMaskView make_mask_view(const Tensor& m, const Shape& scores_shape, c
 template <class T>
 bool mask_scores(const AttnProblem& p, const AttnMaskView& mask, const AttnMaskView& kpm, int64_t it, int64_t r0,
                       int64_t m, int64_t s0, int64_t n, T* z, int64_t ldz) {
-  const bool diag = p.causal && s0 + n - 1 > r0;  // some key of the block lies above some row's diagonal
-  if (!mask.data && !kpm.data && !diag) return false;
+  const bool diag = p.causal && s0 + n - 1 > r0 + p.q_offset;  // some key of the block lies above some row's diagonal
+  if (!mask.data && !kpm.data && !diag && !p.alibi) return false;
   const T neg_inf = -std::numeric_limits<T>::infinity();
   for (int64_t r = 0; r < m; ++r) {
     const int64_t i = r0 + r;
     T* zr = z + r * ldz;
     int64_t jend = n;
     if (p.causal) {
-      jend = std::clamp<int64_t>(i + 1 - s0, 0, n);
+      jend = std::clamp<int64_t>(p.causal_end(i) - s0, 0, n);
       for (int64_t j = jend; j < n; ++j) zr[j] = neg_inf;
+    }
+    if (p.alibi) {  // z += -m_h * distance(query position, key position)
+      const double slope = p.alibi[it % p.H];
+      const int64_t qpos = i + p.q_offset - s0;
+      for (int64_t j = 0; j < jend; ++j) {
+        const int64_t d = qpos - j;
+        zr[j] -= T(slope * double(d < 0 ? -d : d));
+      }
     }
     if (mask.data) {
       const int64_t base = mask.item_off[size_t(it)] + i * mask.sl + s0 * mask.ss;
@@ -165,8 +188,8 @@ void attn_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const 
       const int64_t it = t / nblk, blk = t % nblk, b = it / p.H, h = it % p.H;
       const int64_t r0 = blk * kAttnRowBlock, m = std::min(kAttnRowBlock, L - r0);
       const T* q = Q + lq.off + b * lq.sb + h * lq.sh + r0 * lq.ld;
-      const T* k = K + lk.off + b * lk.sb + h * lk.sh;
-      const T* v = V + lv.off + b * lv.sb + h * lv.sh;
+      const T* k = K + lk.off + b * lk.sb + p.kv_head(h) * lk.sh;
+      const T* v = V + lv.off + b * lv.sb + p.kv_head(h) * lv.sh;
       T* o = O + lo.off + b * lo.sb + h * lo.sh + r0 * lo.ld;
       T* w;
       if (W) {
@@ -180,7 +203,7 @@ void attn_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const 
       mask_scores(p, mask, kpm, it, r0, m, 0, S, w, S);
       for (int64_t r = 0; r < m; ++r) {
         T* z = w + r * S;
-        const int64_t jend = p.causal ? std::min<int64_t>(S, r0 + r + 1) : S;
+        const int64_t jend = p.causal_end(r0 + r);
         // stable softmax over the visible prefix [0, jend); -inf entries get exactly 0
         using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
         ArrMap zv(z, jend), ev(ebuf.data(), jend);
@@ -211,8 +234,8 @@ void attn_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const 
           }
         wv = wd;
       }
-      // O = W' V (causal: only the first r0 + m columns can be non-zero)
-      const int64_t kc = p.causal ? std::min<int64_t>(S, r0 + m) : S;
+      // O = W' V (causal: only the keys the last row of the block sees can be non-zero)
+      const int64_t kc = p.causal_end(r0 + m - 1);
       kernels::cpu::gemm_serial<T>(false, false, m, p.Ev, kc, T(1), wv, S, v, lv.ld, T(0), o, lo.ld);
     }
   });
@@ -240,7 +263,7 @@ void attn_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
       const int64_t it = t / lblk, blk = t % lblk, b = it / p.H, h = it % p.H;
       const int64_t r0 = blk * kAttnRowBlock, m = std::min(kAttnRowBlock, L - r0);
       const T* dout = dO + ldo.off + b * ldo.sb + h * ldo.sh + r0 * ldo.ld;
-      const T* v = V + lv.off + b * lv.sb + h * lv.sh;
+      const T* v = V + lv.off + b * lv.sb + p.kv_head(h) * lv.sh;
       const T* w = W + (it * L + r0) * S;
       T* dz = dZbuf + (it * L + r0) * S;
       kernels::cpu::gemm_serial<T>(false, true, m, S, p.Ev, T(1), dout, ldo.ld, v, lv.ld, T(0), dz, S);
@@ -264,14 +287,15 @@ void attn_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
         dv = wv * (dv - dot);
       }
       if (dQ) {
-        const T* k = K + lk.off + b * lk.sb + h * lk.sh;
+        const T* k = K + lk.off + b * lk.sb + p.kv_head(h) * lk.sh;
         T* dq = dQ + lq.off + b * lq.sb + h * lq.sh + r0 * lq.ld;
-        const int64_t kc = p.causal ? std::min<int64_t>(S, r0 + m) : S;
+        const int64_t kc = p.causal_end(r0 + m - 1);
         kernels::cpu::gemm_serial<T>(false, false, m, p.E, kc, T(p.scale), dz, S, k, lk.ld, T(0), dq, lq.ld);
       }
     }
   });
-  // Phase 2: per (item, block of key rows): dK and dV rows (sums over all query rows).
+  // Phase 2: per (K/V item, block of key rows): dK and dV rows, sums over all query rows of the
+  // kv_group heads that read them (added head after head, so the order is fixed).
   if (!dK && !dV) return;
   std::vector<T> wdrop;
   if (drop && dV) {
@@ -282,23 +306,28 @@ void attn_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
     });
   }
   const T* Wv = drop ? wdrop.data() : W;
-  parallel_for(0, items * sblk, 1, [&](int64_t t0, int64_t t1) {
+  const int64_t G = p.kv_group, kv_items = items / G;
+  parallel_for(0, kv_items * sblk, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t it = t / sblk, blk = t % sblk, b = it / p.H, h = it % p.H;
+      const int64_t kvi = t / sblk, blk = t % sblk, b = kvi / (p.H / G), kh = kvi % (p.H / G);
       const int64_t s0 = blk * kAttnRowBlock, m = std::min(kAttnRowBlock, S - s0);
-      // causal: key s is seen only by queries i >= s
-      const int64_t i0 = p.causal ? std::min<int64_t>(L, s0) : 0, rows = L - i0;
-      if (dV) {
-        T* dv = dV + lv.off + b * lv.sb + h * lv.sh + s0 * lv.ld;
-        const T* dout = dO + ldo.off + b * ldo.sb + h * ldo.sh + i0 * ldo.ld;
-        kernels::cpu::gemm_serial<T>(true, false, m, p.Ev, rows, T(1), Wv + (it * L + i0) * S + s0, S, dout, ldo.ld,
-                                     T(0), dv, lv.ld);
-      }
-      if (dK) {
-        T* dk = dK + lk.off + b * lk.sb + h * lk.sh + s0 * lk.ld;
-        const T* q = Q + lq.off + b * lq.sb + h * lq.sh + i0 * lq.ld;
-        kernels::cpu::gemm_serial<T>(true, false, m, p.E, rows, T(p.scale), dZbuf + (it * L + i0) * S + s0, S, q,
-                                     lq.ld, T(0), dk, lk.ld);
+      // causal: key s is seen only by queries i >= s - q_offset
+      const int64_t i0 = p.causal ? std::clamp<int64_t>(s0 - p.q_offset, 0, L) : 0, rows = L - i0;
+      for (int64_t g = 0; g < G; ++g) {
+        const int64_t h = kh * G + g, it = b * p.H + h;
+        const T beta = g == 0 ? T(0) : T(1);
+        if (dV) {
+          T* dv = dV + lv.off + b * lv.sb + kh * lv.sh + s0 * lv.ld;
+          const T* dout = dO + ldo.off + b * ldo.sb + h * ldo.sh + i0 * ldo.ld;
+          kernels::cpu::gemm_serial<T>(true, false, m, p.Ev, rows, T(1), Wv + (it * L + i0) * S + s0, S, dout, ldo.ld,
+                                       beta, dv, lv.ld);
+        }
+        if (dK) {
+          T* dk = dK + lk.off + b * lk.sb + kh * lk.sh + s0 * lk.ld;
+          const T* q = Q + lq.off + b * lq.sb + h * lq.sh + i0 * lq.ld;
+          kernels::cpu::gemm_serial<T>(true, false, m, p.E, rows, T(p.scale), dZbuf + (it * L + i0) * S + s0, S, q,
+                                       lq.ld, beta, dk, lk.ld);
+        }
       }
     }
   });
@@ -369,12 +398,12 @@ inline int64_t flash_ld(int64_t n) { return std::max<int64_t>(16, (n + 15) / 16 
 
 // Keys a query block [r0, r0 + m) can see at all: [0, flash_key_end).
 inline int64_t flash_key_end(const AttnProblem& p, int64_t r0, int64_t m) {
-  return p.causal ? std::min<int64_t>(p.S, r0 + m) : p.S;
+  return p.causal_end(r0 + m - 1);
 }
 
 // Keys of a block [s0, s0 + n) that query row i can see before masks: [s0, s0 + result).
 inline int64_t flash_visible(const AttnProblem& p, int64_t i, int64_t s0, int64_t n) {
-  return p.causal ? std::clamp<int64_t>(i + 1 - s0, 0, n) : n;
+  return std::clamp<int64_t>(p.causal_end(i) - s0, 0, n);
 }
 
 // zd[j] = w[j] * D / (1 - p) for keys s0 + j of one row, D = attn_dropout_keep(seed, base + j).
@@ -384,17 +413,18 @@ void flash_dropout_row(const AttnProblem& p, T keep_scale, uint64_t base, const 
     zd[j] = attn_dropout_keep(p.dropout_seed, base + uint64_t(j), p.dropout_p) ? w[j] * keep_scale : T(0);
 }
 
-// K^T [E, S] (and V^T [Ev, S]) of one (batch, head) item, transposed once per task chunk so the
-// products Q K^T and dO V^T read their right operand row by row (the GEMM packs it with plain
-// copies instead of a strided gather). Reloaded only when the item changes.
+// K^T [E, S] (and V^T [Ev, S]) of one (batch, K/V head) item, transposed once per task chunk so
+// the products Q K^T and dO V^T read their right operand row by row (the GEMM packs it with plain
+// copies instead of a strided gather). Reloaded only when the K/V item changes (the heads of a
+// group share it).
 template <class T>
 struct FlashTransposed {
   std::vector<T> kt, vt;
   int64_t item = -1;
   void load(const AttnProblem& p, const T* K, AttnLayout lk, const T* V, AttnLayout lv, int64_t it, bool with_v) {
-    if (it == item) return;
-    item = it;
-    const int64_t b = it / p.H, h = it % p.H, S = p.S;
+    const int64_t b = it / p.H, h = p.kv_head(it % p.H), S = p.S, kvi = b * (p.H / p.kv_group) + h;
+    if (kvi == item) return;
+    item = kvi;
     auto tr = [S](const T* src, int64_t ld, int64_t cols, std::vector<T>& dst) {
       dst.resize(size_t(cols * S));
       for (int64_t j = 0; j < S; ++j)
@@ -427,8 +457,8 @@ void flash_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
       const int64_t it = t / nq, qb = t % nq, b = it / p.H, h = it % p.H;
       const int64_t r0 = qb * BQ, m = std::min(BQ, L - r0);
       const T* q = Q + lq.off + b * lq.sb + h * lq.sh + r0 * lq.ld;
-      const T* k = K + lk.off + b * lk.sb + h * lk.sh;
-      const T* v = V + lv.off + b * lv.sb + h * lv.sh;
+      const T* k = K + lk.off + b * lk.sb + p.kv_head(h) * lk.sh;
+      const T* v = V + lv.off + b * lv.sb + p.kv_head(h) * lv.sh;
       T* o = O + lo.off + b * lo.sb + h * lo.sh + r0 * lo.ld;
       const int64_t send = flash_key_end(p, r0, m);
       if (send <= BK) {
@@ -545,7 +575,7 @@ void flash_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, cons
     const int64_t n = std::min(BK, flash_key_end(p, r0, m) - s0);
     const bool want_dv = kv && dV, want_dz = (kv && dK) || (qd && dQ);
     const T* q = Q + lq.off + b * lq.sb + h * lq.sh + r0 * lq.ld;
-    const T* k = K + lk.off + b * lk.sb + h * lk.sh + s0 * lk.ld;
+    const T* k = K + lk.off + b * lk.sb + p.kv_head(h) * lk.sh + s0 * lk.ld;
     const T* dout = dO + lo.off + b * lo.sb + h * lo.sh + r0 * lo.ld;
     T *z = sc.z.data(), *dz = sc.dz.data(), *zd = sc.zd.data();
     sc.tr.load(p, K, lk, V, lv, it, true);
@@ -578,8 +608,8 @@ void flash_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, cons
       }
     }
     if (kv) {
-      T* dv = dV ? dV + lv.off + b * lv.sb + h * lv.sh + s0 * lv.ld : nullptr;
-      T* dk = dK ? dK + lk.off + b * lk.sb + h * lk.sh + s0 * lk.ld : nullptr;
+      T* dv = dV ? dV + lv.off + b * lv.sb + p.kv_head(h) * lv.sh + s0 * lv.ld : nullptr;
+      T* dk = dK ? dK + lk.off + b * lk.sb + p.kv_head(h) * lk.sh + s0 * lk.ld : nullptr;
       if (dv) kernels::cpu::gemm_serial<T>(true, false, n, Ev, m, T(1), drop ? zd : z, ldz, dout, lo.ld, T(1), dv, lv.ld);
       if (dk) kernels::cpu::gemm_serial<T>(true, false, n, E, m, T(p.scale), dz, ldz, q, lq.ld, T(1), dk, lk.ld);
     }
@@ -595,33 +625,40 @@ void flash_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, cons
     if (drop) sc.zd.resize(size_t(BQ * ldz));
     return sc;
   };
-  // first query block that sees key block kb (causal: rows i >= s0)
-  auto first_qb = [&](int64_t kb) { return p.causal ? std::min(nq, kb * BK / BQ) : int64_t(0); };
+  // first query block that sees key block kb (causal: rows i >= s0 - q_offset)
+  auto first_qb = [&](int64_t kb) {
+    return p.causal ? std::min(nq, std::max<int64_t>(0, kb * BK - p.q_offset) / BQ) : int64_t(0);
+  };
   // key blocks seen by query block qb
   auto key_blocks = [&](int64_t qb) {
     const int64_t r0 = qb * BQ;
     return (flash_key_end(p, r0, std::min(BQ, L - r0)) + BK - 1) / BK;
   };
+  // dK/dV of a K/V head sum over the kv_group query heads that read it: one task owns a K/V item
+  // (or a key block of it) and adds the heads of its group in order.
+  const int64_t G = p.kv_group, kv_items = items / G;
   int schedule = flash_attn_config().backward_schedule;
   if (schedule != 1 && schedule != 2) {
     const int64_t nt = in_parallel_region() ? 1 : get_num_threads();
-    schedule = (items % nt == 0 || items >= 4 * nt) ? 1 : 2;
+    schedule = (kv_items % nt == 0 || kv_items >= 4 * nt) ? 1 : 2;
   }
   if (schedule == 1) {
-    parallel_for(0, items, 1, [&](int64_t t0, int64_t t1) {
+    parallel_for(0, kv_items, 1, [&](int64_t t0, int64_t t1) {
       Scratch sc = make_scratch();
-      for (int64_t it = t0; it < t1; ++it)
-        for (int64_t kb = 0; kb < nk; ++kb)
-          for (int64_t qb = first_qb(kb); qb < nq; ++qb) pair(sc, it, qb, kb, true, true);
+      for (int64_t kvi = t0; kvi < t1; ++kvi)
+        for (int64_t it = kvi * G; it < (kvi + 1) * G; ++it)
+          for (int64_t kb = 0; kb < nk; ++kb)
+            for (int64_t qb = first_qb(kb); qb < nq; ++qb) pair(sc, it, qb, kb, true, true);
     });
     return;
   }
   if (dK || dV)
-    parallel_for(0, items * nk, 1, [&](int64_t t0, int64_t t1) {
+    parallel_for(0, kv_items * nk, 1, [&](int64_t t0, int64_t t1) {
       Scratch sc = make_scratch();
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t it = t / nk, kb = t % nk;
-        for (int64_t qb = first_qb(kb); qb < nq; ++qb) pair(sc, it, qb, kb, true, false);
+        const int64_t kvi = t / nk, kb = t % nk;
+        for (int64_t it = kvi * G; it < (kvi + 1) * G; ++it)
+          for (int64_t qb = first_qb(kb); qb < nq; ++qb) pair(sc, it, qb, kb, true, false);
       }
     });
   if (dQ)
@@ -646,6 +683,7 @@ struct FusedAttnArgs {
   Shape out_shape, scores_shape;
   AttnProblem p;
   Tensor attn_mask, key_padding_mask;
+  Tensor alibi_slopes;  // float64 [H] or undefined; fused_attention points p.alibi at it
   bool need_weights = false;
 };
 
@@ -711,7 +749,14 @@ inline Tensor fused_attention_tiled(const FusedAttnArgs& a, const char* op, cons
   return out;
 }
 
-inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& a, const char* op) {
+inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& args, const char* op) {
+  FusedAttnArgs a = args;  // the backward keeps this copy: its p.alibi points into its alibi_slopes
+  if (a.alibi_slopes.defined()) {
+    ATTN_CHECK(a.alibi_slopes.dtype() == kFloat64 && a.alibi_slopes.dim() == 1 && a.alibi_slopes.size(0) == a.p.H, op,
+               ": ALiBi slopes ", to_string(a.alibi_slopes.shape()), " (", dtype_name(a.alibi_slopes.dtype()),
+               ") must be float64 [H] with H = ", a.p.H);
+    a.p.alibi = a.alibi_slopes.data<double>();
+  }
 #ifdef ATTN_WITH_CUDA
   if (a.q.device() != Device::CPU || a.k.device() != Device::CPU || a.v.device() != Device::CPU)
     return cuda_ops::fused_attention(a, op);
@@ -801,9 +846,16 @@ inline std::pair<Tensor, Tensor> sdpa_impl(const Tensor& q, const Tensor& k, con
   ATTN_CHECK(k.size(-2) == v.size(-2), op, ": k ", to_string(k.shape()), " and v ", to_string(v.shape()),
              " must have the same number of keys S (dim -2)");
   ATTN_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, op, ": dropout_p must be in [0, 1), got ", dropout_p);
+  // Grouped-query / multi-query attention: q [B, H, L, E], k [B, Hkv, S, E], v [B, Hkv, S, Ev]
+  // with H a multiple of Hkv (PyTorch 2.5's enable_gqa): query head h reads K/V head
+  // h / (H / Hkv) in place, no expanded copy of K and V (a plain broadcast would copy them through
+  // expand). CUDA tensors keep the broadcasting copy (its kernels read one K/V head per head).
+  const bool gqa = q.device() == Device::CPU && q.dim() == 4 && k.dim() == 4 && v.dim() == 4 &&
+                   q.size(0) == k.size(0) && k.size(0) == v.size(0) && k.size(1) == v.size(1) && k.size(1) > 0 &&
+                   k.size(1) != q.size(1) && q.size(1) % k.size(1) == 0;
   const Shape bq(q.shape().begin(), q.shape().end() - 2), bk(k.shape().begin(), k.shape().end() - 2),
       bv(v.shape().begin(), v.shape().end() - 2);
-  const Shape bs = broadcast_shapes(broadcast_shapes(bq, bk, op), bv, op);
+  const Shape bs = gqa ? bq : broadcast_shapes(broadcast_shapes(bq, bk, op), bv, op);
   auto full = [&](const Tensor& t, const Shape& tb) {
     if (tb == bs) return t;
     Shape s = bs;
@@ -811,15 +863,24 @@ inline std::pair<Tensor, Tensor> sdpa_impl(const Tensor& q, const Tensor& k, con
     s.push_back(t.size(-1));
     return expand(t, s);  // differentiable: its backward sums over the broadcast dims
   };
-  const Tensor Q = full(q, bq), K = full(k, bk), V = full(v, bv);
   const int64_t L = q.size(-2), S = k.size(-2), E = q.size(-1), Ev = v.size(-1);
   FusedAttnArgs a;
-  a.q = Q;
-  a.k = K;
-  a.v = V;
-  a.p.B = bs.empty() ? 1 : bs[0];
-  a.p.H = numel_of(bs) / std::max<int64_t>(a.p.B, 1);
-  if (numel_of(bs) == 0) a.p.H = 0;
+  if (gqa) {
+    a.q = q;
+    a.k = k;
+    a.v = v;
+    a.p.B = q.size(0);
+    a.p.H = q.size(1);
+    a.p.kv_group = q.size(1) / k.size(1);
+  } else {
+    a.q = full(q, bq);
+    a.k = full(k, bk);
+    a.v = full(v, bv);
+    a.p.B = bs.empty() ? 1 : bs[0];
+    a.p.H = numel_of(bs) / std::max<int64_t>(a.p.B, 1);
+    if (numel_of(bs) == 0) a.p.H = 0;
+  }
+  const int64_t Hkv = a.p.H / a.p.kv_group;
   a.p.L = L;
   a.p.S = S;
   a.p.E = E;
@@ -830,8 +891,8 @@ inline std::pair<Tensor, Tensor> sdpa_impl(const Tensor& q, const Tensor& k, con
   if (dropout_p > 0.0) a.p.dropout_seed = default_generator().next_u64();
   // contiguous [B, H, rows, cols] layouts (H = product of the remaining batch dims)
   a.lq = {0, a.p.H * L * E, L * E, E};
-  a.lk = {0, a.p.H * S * E, S * E, E};
-  a.lv = {0, a.p.H * S * Ev, S * Ev, Ev};
+  a.lk = {0, Hkv * S * E, S * E, E};
+  a.lv = {0, Hkv * S * Ev, S * Ev, Ev};
   a.lo = {0, a.p.H * L * Ev, L * Ev, Ev};
   a.out_shape = bs;
   a.out_shape.push_back(L);
@@ -854,9 +915,12 @@ inline std::pair<Tensor, Tensor> sdpa_impl(const Tensor& q, const Tensor& k, con
 constexpr double kDefaultAttnScale = std::numeric_limits<double>::quiet_NaN();
 
 // softmax(q k^T * scale + mask) v over q [..., L, E], k [..., S, E], v [..., S, Ev] -> [..., L, Ev].
-// Leading dims broadcast as in PyTorch. attn_mask: bool (true = may attend) or additive float,
-// broadcastable to [..., L, S]. is_causal: query i sees keys j <= i. key_padding_mask: bool [B, S]
-// (true = padded key, PyTorch's nn.MultiheadAttention convention), B = the first leading dim.
+// Leading dims broadcast as in PyTorch. Grouped-query attention: 4-D q [B, H, L, E] with k, v
+// [B, Hkv, S, .] where Hkv divides H (Hkv = 1: multi-query) shares each K/V head among H / Hkv
+// consecutive query heads without copying K and V (PyTorch 2.5's enable_gqa = true).
+// attn_mask: bool (true = may attend) or additive float, broadcastable to [..., L, S]. is_causal:
+// query i sees keys j <= i. key_padding_mask: bool [B, S] (true = padded key, PyTorch's
+// nn.MultiheadAttention convention), B = the first leading dim.
 // scale NaN means 1/sqrt(E). dropout_p > 0 applies dropout to the weights (this functional form
 // always applies it when p > 0; modules pass p only in training). Queries that see no key at all
 // get zero output and zero gradient.

@@ -246,6 +246,10 @@ std::pair<Tensor, Tensor> fused_attention(const Args& a, const char* op) {
   const Tensor &q = a.q, &k = a.k, &v = a.v;
   check_pair(q, k, op);
   check_pair(q, v, op);
+  ATTN_CHECK(a.p.kv_group == 1 && a.p.q_offset == 0 && !a.p.alibi, op, ": grouped-query attention (", a.p.H,
+             " query heads over ", a.p.H / std::max<int64_t>(a.p.kv_group, 1), " key/value heads), ALiBi and the",
+             " end-aligned causal mask of a KV cache are CPU-only for now; q ", to_string(q.shape()), ", k ",
+             to_string(k.shape()));
   kc::AttnParams p;
   p.B = a.p.B;
   p.H = a.p.H;

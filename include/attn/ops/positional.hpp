@@ -1,5 +1,5 @@
 #pragma once
-// Functional positional encodings: the sinusoidal table and rotary embeddings (RoPE).
+// Functional positional encodings: the sinusoidal table, rotary embeddings (RoPE) and ALiBi.
 #include <cmath>
 #include <vector>
 #include "../core/tensor.hpp"
@@ -101,6 +101,42 @@ inline Tensor apply_rotary(const Tensor& x, int64_t offset = 0, double base = 10
 inline Tensor apply_rotary(const Tensor& x, const Tensor& positions, double base = 10000.0) {
   ATTN_CHECK(positions.dim() == 1, "apply_rotary: positions ", to_string(positions.shape()), " must be 1-D [L]");
   return apply_rotary(x, positions.to(kFloat64).to_vector<double>(), base);
+}
+
+// ALiBi slopes (Press et al., 2022, "Train short, test long"), float64 [H]: for H a power of two
+// m_h = 2^(-8 (h + 1) / H); otherwise the slopes of the nearest lower power of two n followed by
+// every other slope of 2n (the reference implementation's rule).
+inline Tensor alibi_slopes(int64_t num_heads) {
+  ATTN_CHECK(num_heads > 0, "alibi_slopes: num_heads must be positive, got ", num_heads);
+  auto pow2 = [](int64_t n) {
+    std::vector<double> m(static_cast<size_t>(n));
+    for (int64_t h = 0; h < n; ++h) m[size_t(h)] = std::pow(2.0, -8.0 * double(h + 1) / double(n));
+    return m;
+  };
+  int64_t n = 1;
+  while (n * 2 <= num_heads) n *= 2;
+  std::vector<double> m = pow2(n);
+  const std::vector<double> extra = pow2(2 * n);
+  for (int64_t h = 0; int64_t(m.size()) < num_heads; h += 2) m.push_back(extra[size_t(h)]);
+  return Tensor::from_vector(m, {num_heads});
+}
+
+// The ALiBi bias as a tensor [H, L, S]: bias[h, i, j] = -m_h |i + q_offset - j| (query i at
+// position i + q_offset; on the keys a causal mask leaves this is the paper's -m_h (i - j), and
+// without a causal mask it is the symmetric form). Pass it as an additive attn_mask, or let
+// MultiheadAttention (MultiheadAttentionOptions::alibi) add it inside the attention kernels
+// without storing it.
+inline Tensor alibi_bias(int64_t num_heads, int64_t L, int64_t S, int64_t q_offset = 0, DType dtype = kFloat32) {
+  ATTN_CHECK(L >= 0 && S >= 0, "alibi_bias: sizes must be non-negative, got ", L, " x ", S);
+  const std::vector<double> m = alibi_slopes(num_heads).to_vector<double>();
+  std::vector<double> b(size_t(num_heads * L * S));
+  for (int64_t h = 0; h < num_heads; ++h)
+    for (int64_t i = 0; i < L; ++i)
+      for (int64_t j = 0; j < S; ++j) {
+        const double d = double(i + q_offset - j);
+        b[size_t((h * L + i) * S + j)] = -m[size_t(h)] * std::abs(d);
+      }
+  return Tensor::from_vector(b, {num_heads, L, S}).to(dtype);
 }
 
 }  // namespace attn
