@@ -604,7 +604,7 @@ TEST_CASE("fused cells in float32 agree with the composed step", "[rnn][cell][fu
   }
 }
 
-TEST_CASE("a cell step is one graph node; no graph without grad", "[rnn][cell][graph]") {
+TEST_CASE("a cell step is one graph node, and no graph without grad", "[rnn][cell][graph]") {
   nn::LSTMCell lc(3, 4);
   nn::GRUCell gc(3, 4);
   Tensor x = Tensor::randn({2, 3});
