@@ -3,9 +3,8 @@ in one run on one machine with one thread count.
 
   /usr/bin/python3 bench/compare_cells.py --build build --threads 2 [--markdown out.md]
 
-Build first: cmake --build build --target bench_cells. On a CPU with AVX-512, prefix
-OPENBLAS_CORETYPE=SkylakeX so Debian's OpenBLAS (under PyTorch) uses its AVX-512 kernels; this
-script passes the environment through and sets nothing itself.
+Build first: cmake --build build --target bench_cells. OPENBLAS_CORETYPE is set only where
+bench/openblas_core.py finds Debian's OpenBLAS misdetecting an AVX-512 CPU (DESIGN.md section 6).
 """
 import argparse
 import json
@@ -14,6 +13,10 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import openblas_core  # noqa: E402
+
+OPENBLAS = openblas_core.configure()  # before torch loads OpenBLAS
 
 import torch  # noqa: E402
 
@@ -50,8 +53,7 @@ def main():
     torch.set_num_threads(args.threads)
     attn = run_attn(os.path.join(args.build, "bench", "bench_cells"), args.threads, args.min_time)
     pt = torch_cells.measure(args.min_time)
-    core = os.environ.get("OPENBLAS_CORETYPE", "unset")
-    lines = [f"attn vs PyTorch {torch.__version__}, {args.threads} thread(s), OPENBLAS_CORETYPE={core}", "",
+    lines = [f"attn vs PyTorch {torch.__version__}, {args.threads} thread(s), {OPENBLAS}", "",
              "| workload | attn | PyTorch | attn / PyTorch | goal |", "|---|---:|---:|---:|---:|"]
     for label, name, key, goal in ROWS:
         a = attn[name]["real_time"] * UNIT[attn[name]["time_unit"]]

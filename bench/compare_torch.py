@@ -3,7 +3,8 @@
 Builds nothing: point it at a build directory that has the bench binaries (make bench, or
 cmake --build build --target bench_tasks bench_rnn bench_attention_dense bench_matmul).
 Runs each attn benchmark (Google Benchmark, JSON) and the same work in PyTorch (Debian's
-python3-torch; OPENBLAS_CORETYPE=SkylakeX is set for both, see DESIGN.md section 6), then prints
+python3-torch; OPENBLAS_CORETYPE is set only where bench/openblas_core.py finds it needed, see
+DESIGN.md section 6), then prints
 one table with attn time, PyTorch time and their ratio, plus sgemm against OpenBLAS.
 
   /usr/bin/python3 bench/compare_torch.py --build build --threads 2 [--markdown docs/compare.md]
@@ -18,7 +19,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+
+import openblas_core  # noqa: E402
+
+OPENBLAS = openblas_core.configure()  # before torch loads OpenBLAS
 
 import torch  # noqa: E402
 
@@ -99,7 +103,7 @@ def main():
     key = next(k for k in dense if "#" not in k)
     rows.append(("MHA fwd+bwd B=8 L=512 E=64 H=4", dense[key], torch_mha(8, 512, 64, 4), 0.25))
 
-    lines = [f"attn vs PyTorch {torch.__version__}, {args.threads} thread(s), OPENBLAS_CORETYPE=SkylakeX", "",
+    lines = [f"attn vs PyTorch {torch.__version__}, {args.threads} thread(s), {OPENBLAS}", "",
              "| workload | attn | PyTorch | attn / PyTorch | goal |", "|---|---:|---:|---:|---:|"]
     for label, a, t, goal in rows:
         lines.append(f"| {label} | {a * 1e3:.1f} ms | {t * 1e3:.1f} ms | {a / t:.3f} | <= {goal} |")
