@@ -14,6 +14,8 @@
 #include "ops/additive_attention.hpp"
 #include "ops/linear_attention.hpp"
 #include "ops/windowed_attention.hpp"
+#include "ops/block_sparse_attention.hpp"
+#include "ops/activation_checkpoint.hpp"
 #include "nn/module.hpp"
 #include "nn/init.hpp"
 #include "nn/layers.hpp"

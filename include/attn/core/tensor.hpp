@@ -486,6 +486,19 @@ class NoGradGuard {
   bool prev_;
 };
 
+// Turns graph recording on in its scope, inside a NoGradGuard or a backward (torch.enable_grad):
+// activation checkpointing recomputes its forward this way during backward.
+class EnableGradGuard {
+ public:
+  EnableGradGuard() : prev_(grad_mode_enabled_flag()) { grad_mode_enabled_flag() = true; }
+  ~EnableGradGuard() { grad_mode_enabled_flag() = prev_; }
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
 // ---- anomaly detection ----
 // When on, every recorded op checks its outputs and every backward step checks the gradients
 // it produces for NaN/Inf, and throws AnomalyError naming the op where they first appeared.

@@ -7,6 +7,13 @@
 //   causal:     the same with KV_i, z_i summed over j <= i only (prefix sums / running state).
 //
 // q [..., L, E], k [..., S, E], v [..., S, Ev] (leading dims equal); causal needs L == S.
+// Key padding and dropout enter as per-key factors a_j (numerator) and b_j (denominator):
+//   KV = sum_j a_j phi(k_j) v_j^T,  z = sum_j b_j phi(k_j)
+// a padded key has a_j = b_j = 0 (it is ignored); dropout keeps key j of item n with probability
+// 1 - p, a_j = keep_nj / (1 - p), b_j = 1: the columns of the implicit weight matrix
+// w_ij = phi(q_i).phi(k_j) / (phi(q_i).z + eps) are dropped after normalisation, as softmax
+// attention drops weights (E[out] is the output without dropout). The mask is one draw per
+// (item, key), shared by all queries of that item, since the weights are never formed.
 // Time O(N (L + S) E Ev), extra memory O((L + S) E) per batch item in flight; the L x S matrix is
 // never formed. The causal backward recomputes the running state by a forward scan and gets
 // the key/value gradients by a reverse scan, so no per-step state is stored.
@@ -16,6 +23,7 @@
 #include <cmath>
 #include <vector>
 #include "../core/parallel.hpp"
+#include "../core/random.hpp"
 #include "../core/tensor.hpp"
 #include "../kernels/cpu/gemm.hpp"
 #include "elementwise.hpp"
@@ -33,21 +41,35 @@ void la_phi(const T* x, T* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = la_elu1(x[i]);
 }
 
-// One batch item, forward. Writes out [L, Ev].
+// Rows of x [n, E] scaled by a (a == nullptr: x itself, nothing written); else written to buf.
+template <class T>
+const T* la_scaled_rows(const T* x, const T* a, T* buf, int64_t n, int64_t E) {
+  if (!a) return x;
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t e = 0; e < E; ++e) buf[j * E + e] = a[j] * x[j * E + e];
+  return buf;
+}
+
+// One batch item, forward. Writes out [L, Ev]. A, Bd: the per-key factors a_j, b_j, or nullptr (all 1).
 template <class T>
 void la_forward_one(const T* Q, const T* K, const T* V, T* O, int64_t L, int64_t S, int64_t E, int64_t Ev,
-                    bool causal, T eps, std::vector<T>& qf, std::vector<T>& kf, std::vector<T>& st) {
+                    bool causal, T eps, const T* A, const T* Bd, std::vector<T>& qf, std::vector<T>& kf,
+                    std::vector<T>& st) {
   qf.resize(size_t(L * E));
-  kf.resize(size_t(S * E));
+  kf.resize(size_t(S * E * (A ? 2 : 1)));
   la_phi(Q, qf.data(), L * E);
   la_phi(K, kf.data(), S * E);
+  // ka = a_j phi(k_j) (the numerator's keys); without per-key factors ka is kf itself.
+  const T* ka = la_scaled_rows(kf.data(), A, kf.data() + S * E, S, E);
   st.assign(size_t(E * Ev + E), T(0));
   T* KV = st.data();
   T* z = KV + E * Ev;
   if (!causal) {
-    kernels::cpu::gemm_serial<T>(true, false, E, Ev, S, T(1), kf.data(), E, V, Ev, T(0), KV, Ev);
-    for (int64_t j = 0; j < S; ++j)
-      for (int64_t e = 0; e < E; ++e) z[e] += kf[size_t(j * E + e)];
+    kernels::cpu::gemm_serial<T>(true, false, E, Ev, S, T(1), ka, E, V, Ev, T(0), KV, Ev);
+    for (int64_t j = 0; j < S; ++j) {
+      const T bj = Bd ? Bd[j] : T(1);
+      for (int64_t e = 0; e < E; ++e) z[e] += bj * kf[size_t(j * E + e)];
+    }
     kernels::cpu::gemm_serial<T>(false, false, L, Ev, E, T(1), qf.data(), E, KV, Ev, T(0), O, Ev);
     for (int64_t i = 0; i < L; ++i) {
       const T* q = qf.data() + i * E;
@@ -61,6 +83,8 @@ void la_forward_one(const T* Q, const T* K, const T* V, T* O, int64_t L, int64_t
   // Causal: S_i = S_{i-1} + phi(k_i) v_i^T, z_i = z_{i-1} + phi(k_i); out_i = S_i^T phi(q_i) / (phi(q_i).z_i + eps)
   for (int64_t i = 0; i < L; ++i) {
     const T* kr = kf.data() + i * E;
+    const T* kar = ka + i * E;
+    const T bi = Bd ? Bd[i] : T(1);
     const T* vr = V + i * Ev;
     const T* q = qf.data() + i * E;
     T* o = O + i * Ev;
@@ -68,12 +92,12 @@ void la_forward_one(const T* Q, const T* K, const T* V, T* O, int64_t L, int64_t
     T den = eps;
     for (int64_t e = 0; e < E; ++e) {
       T* row = KV + e * Ev;
-      const T ke = kr[e], qe = q[e];
+      const T ke = kar[e], qe = q[e];
       for (int64_t d = 0; d < Ev; ++d) {
         row[d] += ke * vr[d];
         o[d] += qe * row[d];
       }
-      z[e] += ke;
+      z[e] += bi * kr[e];
       den += qe * z[e];
     }
     const T inv = T(1) / den;
@@ -86,16 +110,18 @@ void la_forward_one(const T* Q, const T* K, const T* V, T* O, int64_t L, int64_t
 //   gnum_i = g_i / den_i,  gden_i = -(g_i . out_i) / den_i
 //   gqf_i  = KV gnum_i + gden_i z
 //   gKV    = sum_i qf_i gnum_i^T,  gz = sum_i gden_i qf_i          (causal: sums over i >= j)
-//   gkf_j  = gKV v_j + gz,  gv_j = gKV^T kf_j
+//   gkf_j  = a_j gKV v_j + b_j gz,  gv_j = gKV^T (a_j kf_j)
 //   gq = gqf * phi'(q), gk = gkf * phi'(k),  phi'(x) = 1 (x > 0), exp(x) (x <= 0)
 template <class T>
 void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G, T* gQ, T* gK, T* gV, int64_t L,
-                     int64_t S, int64_t E, int64_t Ev, bool causal, T eps, std::vector<T>& qf, std::vector<T>& kf,
-                     std::vector<T>& st, std::vector<T>& gnum, std::vector<T>& gden) {
+                     int64_t S, int64_t E, int64_t Ev, bool causal, T eps, const T* A, const T* Bd,
+                     std::vector<T>& qf, std::vector<T>& kf, std::vector<T>& st, std::vector<T>& gnum,
+                     std::vector<T>& gden) {
   qf.resize(size_t(L * E));
-  kf.resize(size_t(S * E));
+  kf.resize(size_t(S * E * (A ? 2 : 1)));
   la_phi(Q, qf.data(), L * E);
   la_phi(K, kf.data(), S * E);
+  const T* ka = la_scaled_rows(kf.data(), A, kf.data() + S * E, S, E);
   st.assign(size_t(2 * (E * Ev + E)), T(0));
   T* KV = st.data();
   T* z = KV + E * Ev;
@@ -116,9 +142,11 @@ void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G,
     gden[size_t(i)] = -go * inv;
   };
   if (!causal) {
-    kernels::cpu::gemm_serial<T>(true, false, E, Ev, S, T(1), kf.data(), E, V, Ev, T(0), KV, Ev);
-    for (int64_t j = 0; j < S; ++j)
-      for (int64_t e = 0; e < E; ++e) z[e] += kf[size_t(j * E + e)];
+    kernels::cpu::gemm_serial<T>(true, false, E, Ev, S, T(1), ka, E, V, Ev, T(0), KV, Ev);
+    for (int64_t j = 0; j < S; ++j) {
+      const T bj = Bd ? Bd[j] : T(1);
+      for (int64_t e = 0; e < E; ++e) z[e] += bj * kf[size_t(j * E + e)];
+    }
     for (int64_t i = 0; i < L; ++i) row_grads(i);
     // gqf = gnum KV^T + gden z^T  (written into gQ, then scaled by phi')
     kernels::cpu::gemm_serial<T>(false, true, L, E, Ev, T(1), gnum.data(), Ev, KV, Ev, T(0), gQ, E);
@@ -128,18 +156,22 @@ void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G,
     for (int64_t i = 0; i < L; ++i)
       for (int64_t e = 0; e < E; ++e) gz[e] += gden[size_t(i)] * qf[size_t(i * E + e)];
     kernels::cpu::gemm_serial<T>(false, true, S, E, Ev, T(1), V, Ev, gKV, Ev, T(0), gK, E);
-    for (int64_t j = 0; j < S; ++j)
-      for (int64_t e = 0; e < E; ++e) gK[j * E + e] += gz[e];
-    kernels::cpu::gemm_serial<T>(false, false, S, Ev, E, T(1), kf.data(), E, gKV, Ev, T(0), gV, Ev);
+    for (int64_t j = 0; j < S; ++j) {
+      const T aj = A ? A[j] : T(1), bj = Bd ? Bd[j] : T(1);
+      for (int64_t e = 0; e < E; ++e) gK[j * E + e] = aj * gK[j * E + e] + bj * gz[e];
+    }
+    kernels::cpu::gemm_serial<T>(false, false, S, Ev, E, T(1), ka, E, gKV, Ev, T(0), gV, Ev);
   } else {
     // Forward re-scan: rebuild S_i, z_i step by step; gqf_i = S_i gnum_i + gden_i z_i.
     for (int64_t i = 0; i < L; ++i) {
       const T* kr = kf.data() + i * E;
+      const T* kar = ka + i * E;
+      const T bi = Bd ? Bd[i] : T(1);
       const T* vr = V + i * Ev;
       for (int64_t e = 0; e < E; ++e) {
         T* row = KV + e * Ev;
-        for (int64_t d = 0; d < Ev; ++d) row[d] += kr[e] * vr[d];
-        z[e] += kr[e];
+        for (int64_t d = 0; d < Ev; ++d) row[d] += kar[e] * vr[d];
+        z[e] += bi * kr[e];
       }
       row_grads(i);
       const T* gn = gnum.data() + i * Ev;
@@ -154,7 +186,8 @@ void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G,
     for (int64_t j = L - 1; j >= 0; --j) {
       const T* q = qf.data() + j * E;
       const T* gn = gnum.data() + j * Ev;
-      const T* kr = kf.data() + j * E;
+      const T* kar = ka + j * E;
+      const T aj = A ? A[j] : T(1), bj = Bd ? Bd[j] : T(1);
       const T* vr = V + j * Ev;
       T* gv = gV + j * Ev;
       std::fill(gv, gv + Ev, T(0));
@@ -164,10 +197,10 @@ void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G,
         for (int64_t d = 0; d < Ev; ++d) {
           row[d] += q[e] * gn[d];
           acc += row[d] * vr[d];
-          gv[d] += row[d] * kr[e];
+          gv[d] += row[d] * kar[e];
         }
         gz[e] += gden[size_t(j)] * q[e];
-        gK[j * E + e] = acc + gz[e];
+        gK[j * E + e] = aj * acc + bj * gz[e];
       }
     }
   }
@@ -178,8 +211,13 @@ void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G,
 }  // namespace detail
 
 // Linear attention with phi = elu + 1. q [..., L, E], k [..., S, E], v [..., S, Ev] -> [..., L, Ev].
+// key_padding_mask: bool [B, S] with B = q.size(0) (or [S] for 2-D q), true = padded key (ignored).
+// dropout_p > 0: key dropout as described at the top (one draw per item and key from the global
+// generator, in order item by item, key by key: uniform() >= p keeps), as in F.dropout on the
+// weights of softmax attention; pass 0 in evaluation.
 inline Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = false,
-                               double eps = 1e-6) {
+                               double eps = 1e-6, const Tensor& key_padding_mask = Tensor(),
+                               double dropout_p = 0.0) {
   const char* op = "linear_attention";
   ATTN_CHECK(q.dim() >= 2 && k.dim() == q.dim() && v.dim() == q.dim(), op, ": expected q [..., L, E], k [..., S, E], v [..., S, Ev] with equal ranks, got ",
              to_string(q.shape()), ", ", to_string(k.shape()), ", ", to_string(v.shape()));
@@ -193,36 +231,72 @@ inline Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v
   ATTN_CHECK(!causal || L == S, op, ": causal needs L == S, got q ", to_string(q.shape()), ", k ",
              to_string(k.shape()));
   ATTN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  ATTN_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, op, ": dropout_p must be in [0, 1), got ", dropout_p, " for q ",
+             to_string(q.shape()));
   detail::check_same_dtype(q, k, op);
   detail::check_same_dtype(q, v, op);
   const int64_t N = q.numel() / std::max<int64_t>(L * E, 1);
+  // Per-key factors [N, S] (a: numerator, b: denominator), only when a mask or dropout is given.
+  Tensor fa, fb;
+  if (key_padding_mask.defined() || dropout_p > 0.0) {
+    const Shape want{nd > 2 ? q.size(0) : 1, S};
+    if (key_padding_mask.defined())
+      ATTN_CHECK(key_padding_mask.dtype() == kBool &&
+                     (key_padding_mask.shape() == want || (nd == 2 && key_padding_mask.shape() == Shape{S})),
+                 op, ": key_padding_mask ", to_string(key_padding_mask.shape()), " (",
+                 dtype_name(key_padding_mask.dtype()), ") must be bool ", to_string(want), " for q ",
+                 to_string(q.shape()), ", k ", to_string(k.shape()));
+    fa = Tensor::empty({N, S}, q.dtype());
+    fb = Tensor::empty({N, S}, q.dtype());
+    ATTN_DISPATCH_FLOATING(q.dtype(), op, [&] {
+      const uint8_t* pad = key_padding_mask.defined() ? key_padding_mask.data<uint8_t>() : nullptr;
+      const int64_t div = N / std::max<int64_t>(want[0], 1);
+      scalar_t *a = fa.data<scalar_t>(), *b = fb.data<scalar_t>();
+      const scalar_t keep = scalar_t(1.0 / (1.0 - dropout_p));
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t j = 0; j < S; ++j) {
+          const scalar_t live = pad && pad[(n / div) * S + j] ? scalar_t(0) : scalar_t(1);
+          a[n * S + j] = b[n * S + j] = live;
+        }
+      if (dropout_p > 0.0) {
+        auto gen = default_generator().lock();
+        for (int64_t i = 0; i < N * S; ++i) a[i] *= gen.uniform() >= dropout_p ? keep : scalar_t(0);
+      }
+    });
+  }
   Shape os = q.shape();
   os.back() = Ev;
   Tensor out = Tensor::empty(os, q.dtype());
   ATTN_DISPATCH_FLOATING(q.dtype(), op, [&] {
     const scalar_t *Q = q.data<scalar_t>(), *K = k.data<scalar_t>(), *V = v.data<scalar_t>();
     scalar_t* O = out.data<scalar_t>();
+    const scalar_t* A = fa.defined() ? fa.data<scalar_t>() : nullptr;
+    const scalar_t* Bd = fb.defined() ? fb.data<scalar_t>() : nullptr;
     parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
       std::vector<scalar_t> qf, kf, st;
       for (int64_t n = n0; n < n1; ++n)
         detail::la_forward_one<scalar_t>(Q + n * L * E, K + n * S * E, V + n * S * Ev, O + n * L * Ev, L, S, E, Ev,
-                                         causal, scalar_t(eps), qf, kf, st);
+                                         causal, scalar_t(eps), A ? A + n * S : nullptr, Bd ? Bd + n * S : nullptr,
+                                         qf, kf, st);
     });
   });
   return record(causal ? "linear_attention_causal" : "linear_attention", out, {q, k, v},
-                [q, k, v, od = out.detach(), causal, eps, N, L, S, E, Ev](const std::vector<Tensor>& g) {
+                [q, k, v, od = out.detach(), fa, fb, causal, eps, N, L, S, E, Ev](const std::vector<Tensor>& g) {
                   Tensor gq = Tensor::empty(q.shape(), q.dtype()), gk = Tensor::empty(k.shape(), q.dtype()),
                          gv = Tensor::empty(v.shape(), q.dtype());
                   ATTN_DISPATCH_FLOATING(q.dtype(), "linear_attention_backward", [&] {
                     const scalar_t *Q = q.data<scalar_t>(), *K = k.data<scalar_t>(), *V = v.data<scalar_t>(),
                                    *O = od.data<scalar_t>(), *G = g[0].data<scalar_t>();
                     scalar_t *GQ = gq.data<scalar_t>(), *GK = gk.data<scalar_t>(), *GV = gv.data<scalar_t>();
+                    const scalar_t* A = fa.defined() ? fa.data<scalar_t>() : nullptr;
+                    const scalar_t* Bd = fb.defined() ? fb.data<scalar_t>() : nullptr;
                     parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
                       std::vector<scalar_t> qf, kf, st, gnum, gden;
                       for (int64_t n = n0; n < n1; ++n)
                         detail::la_backward_one<scalar_t>(Q + n * L * E, K + n * S * E, V + n * S * Ev, O + n * L * Ev,
                                                           G + n * L * Ev, GQ + n * L * E, GK + n * S * E,
-                                                          GV + n * S * Ev, L, S, E, Ev, causal, scalar_t(eps), qf, kf,
+                                                          GV + n * S * Ev, L, S, E, Ev, causal, scalar_t(eps),
+                                                          A ? A + n * S : nullptr, Bd ? Bd + n * S : nullptr, qf, kf,
                                                           st, gnum, gden);
                     });
                   });

@@ -1,0 +1,401 @@
+#pragma once
+// Block-sparse attention: one kernel for the sparse patterns of the Sparse Transformer (strided),
+// Longformer (dilated sliding window, global tokens + sliding window) and BigBird (global +
+// window + random blocks).
+//
+// The sequence is cut into blocks of `block` positions (the last one may be shorter). A
+// BlockSparseLayout lists, for every query block, the key blocks it attends (CSR: row_ptr, cols).
+// Query i attends key j when block(j) is kept for block(i) (and j <= i when causal, and key j is
+// not padded):
+//   s_ij = scale * q_i . k_j,   w_i = softmax over the kept keys,   out_i = sum_j w_ij v_j
+// This is dense attention with layout.to_mask() as a bool mask (the reference of the tests).
+//
+// Storage: the weights of every kept block, [N, nnz, block, block] (N = product of the leading
+// dims, nnz = kept blocks), and the same again in backward for dW; time O(N nnz block^2 E).
+// Nothing of size L x S is ever allocated, so time and memory grow with the number of kept
+// blocks. Forward and dQ: one task per (item, query block); dK, dV: one task per (item, key
+// block) that gathers from the query blocks attending it in ascending order (the transposed
+// layout), so every result is computed by one thread in a fixed order: bit-identical results for
+// any thread count. Products go through the dispatched GEMM (kernels/cpu/gemm.hpp).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+#include "../core/parallel.hpp"
+#include "../core/random.hpp"
+#include "../core/tensor.hpp"
+#include "../kernels/cpu/gemm.hpp"
+#include "elementwise.hpp"
+
+namespace attn {
+
+// Which key blocks each query block attends. Build it with one of the pattern factories below or
+// from explicit lists (from_rows); it is validated on construction and immutable afterwards.
+class BlockSparseLayout {
+ public:
+  // rows[qb] = key blocks of query block qb (any order, duplicates removed). L, S: query and key
+  // lengths; block: positions per block; causal: blocks above the diagonal are dropped and the
+  // kernel masks j > i inside the diagonal blocks (needs L == S).
+  static BlockSparseLayout from_rows(int64_t L, int64_t S, int64_t block, std::vector<std::vector<int64_t>> rows,
+                                     bool causal = false) {
+    ATTN_CHECK(L >= 1 && S >= 1 && block >= 1, "BlockSparseLayout: L, S and block must be >= 1, got L=", L, " S=", S,
+               " block=", block);
+    ATTN_CHECK(!causal || L == S, "BlockSparseLayout: causal needs L == S, got L=", L, " S=", S);
+    BlockSparseLayout t;
+    t.L_ = L;
+    t.S_ = S;
+    t.block_ = block;
+    t.causal_ = causal;
+    const int64_t nq = t.num_query_blocks(), nk = t.num_key_blocks();
+    ATTN_CHECK(int64_t(rows.size()) == nq, "BlockSparseLayout: ", rows.size(), " rows given, expected ", nq,
+               " query blocks (L=", L, ", block=", block, ")");
+    t.row_ptr_.assign(size_t(nq + 1), 0);
+    for (int64_t qb = 0; qb < nq; ++qb) {
+      auto& r = rows[size_t(qb)];
+      for (int64_t kb : r)
+        ATTN_CHECK(kb >= 0 && kb < nk, "BlockSparseLayout: query block ", qb, " lists key block ", kb,
+                   ", outside [0, ", nk, ") (S=", S, ", block=", block, ")");
+      std::sort(r.begin(), r.end());
+      r.erase(std::unique(r.begin(), r.end()), r.end());
+      for (int64_t kb : r)
+        if (!causal || kb <= qb) t.cols_.push_back(kb);
+      t.row_ptr_[size_t(qb + 1)] = int64_t(t.cols_.size());
+    }
+    // Transposed layout: for key block kb, the entries (indices into cols_) that attend it, in
+    // ascending query block order.
+    t.col_ptr_.assign(size_t(nk + 1), 0);
+    for (int64_t kb : t.cols_) ++t.col_ptr_[size_t(kb + 1)];
+    for (int64_t kb = 0; kb < nk; ++kb) t.col_ptr_[size_t(kb + 1)] += t.col_ptr_[size_t(kb)];
+    t.col_entries_.resize(t.cols_.size());
+    t.entry_row_.resize(t.cols_.size());
+    std::vector<int64_t> fill(t.col_ptr_.begin(), t.col_ptr_.end() - 1);
+    for (int64_t qb = 0; qb < nq; ++qb)
+      for (int64_t e = t.row_ptr_[size_t(qb)]; e < t.row_ptr_[size_t(qb + 1)]; ++e) {
+        t.entry_row_[size_t(e)] = qb;
+        t.col_entries_[size_t(fill[size_t(t.cols_[size_t(e)])]++)] = e;
+      }
+    return t;
+  }
+
+  // Longformer's (dilated) sliding window over blocks: query block qb attends key blocks
+  // qb + dilation * t for t in [-window, window] (causal: t <= 0).
+  static BlockSparseLayout sliding_window(int64_t L, int64_t block, int64_t window, int64_t dilation = 1,
+                                          bool causal = false) {
+    check_pattern("sliding_window", L, block, window >= 0 && dilation >= 1, "window >= 0 and dilation >= 1", window,
+                  dilation);
+    return pattern(L, block, causal, [&](int64_t qb, std::vector<int64_t>& r) { add_window(r, qb, window, dilation); });
+  }
+
+  // Sparse Transformer's strided pattern at block level: the `local` previous blocks (and the next
+  // `local` ones when not causal) plus every block kb with (qb - kb) % stride == 0.
+  static BlockSparseLayout strided(int64_t L, int64_t block, int64_t local, int64_t stride, bool causal = false) {
+    check_pattern("strided", L, block, local >= 0 && stride >= 1, "local >= 0 and stride >= 1", local, stride);
+    const int64_t nb = ceil_div(L, block);
+    return pattern(L, block, causal, [&](int64_t qb, std::vector<int64_t>& r) {
+      add_window(r, qb, local, 1);
+      for (int64_t kb = qb % stride; kb < nb; kb += stride) r.push_back(kb);
+    });
+  }
+
+  // Longformer's global tokens + sliding window: the first `global` blocks attend every block and
+  // every block attends them; the others attend their window of +-window blocks.
+  static BlockSparseLayout global_window(int64_t L, int64_t block, int64_t window, int64_t global,
+                                         bool causal = false) {
+    check_pattern("global_window", L, block, window >= 0 && global >= 0, "window >= 0 and global >= 0", window,
+                  global);
+    return bigbird_rows("global_window", L, block, window, global, 0, nullptr, causal);
+  }
+
+  // BigBird: global blocks + sliding window + `random` random key blocks per query block, drawn
+  // from gen (default: the global generator) so a seeded run repeats. random = 0 gives
+  // global_window; window = global = 0 gives purely random blocks (plus the diagonal block, so no
+  // row is empty).
+  static BlockSparseLayout bigbird(int64_t L, int64_t block, int64_t window, int64_t global, int64_t random,
+                                   Generator* gen = nullptr, bool causal = false) {
+    check_pattern("bigbird", L, block, window >= 0 && global >= 0 && random >= 0,
+                  "window, global and random >= 0", window, global);
+    return bigbird_rows("bigbird", L, block, window, global, random, gen ? gen : &default_generator(), causal);
+  }
+
+  int64_t L() const { return L_; }
+  int64_t S() const { return S_; }
+  int64_t block() const { return block_; }
+  bool causal() const { return causal_; }
+  int64_t num_query_blocks() const { return ceil_div(L_, block_); }
+  int64_t num_key_blocks() const { return ceil_div(S_, block_); }
+  int64_t nnz() const { return int64_t(cols_.size()); }  // kept blocks
+  const std::vector<int64_t>& row_ptr() const { return row_ptr_; }
+  const std::vector<int64_t>& cols() const { return cols_; }
+  const std::vector<int64_t>& col_ptr() const { return col_ptr_; }
+  const std::vector<int64_t>& col_entries() const { return col_entries_; }
+  const std::vector<int64_t>& entry_row() const { return entry_row_; }
+  // Share of the L x S score matrix that is computed (kept blocks x block^2 / (L S)).
+  double density() const { return double(nnz()) * double(block_) * double(block_) / (double(L_) * double(S_)); }
+
+  // The pattern as a dense bool mask [L, S], true = may attend (for tests and plots; O(L S)).
+  Tensor to_mask() const {
+    Tensor m = Tensor::zeros({L_, S_}, kBool);
+    uint8_t* p = m.data<uint8_t>();
+    for (int64_t qb = 0; qb < num_query_blocks(); ++qb)
+      for (int64_t e = row_ptr_[size_t(qb)]; e < row_ptr_[size_t(qb + 1)]; ++e) {
+        const int64_t kb = cols_[size_t(e)];
+        for (int64_t i = qb * block_; i < std::min(L_, (qb + 1) * block_); ++i)
+          for (int64_t j = kb * block_; j < std::min(S_, (kb + 1) * block_); ++j)
+            if (!causal_ || j <= i) p[i * S_ + j] = 1;
+      }
+    return m;
+  }
+
+ private:
+  static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+  static void check_pattern(const char* name, int64_t L, int64_t block, bool ok, const char* rule, int64_t a,
+                            int64_t b) {
+    ATTN_CHECK(L >= 1 && block >= 1, "BlockSparseLayout::", name, ": L and block must be >= 1, got L=", L,
+               " block=", block);
+    ATTN_CHECK(ok, "BlockSparseLayout::", name, ": needs ", rule, ", got ", a, ", ", b, " (L=", L, ", block=", block,
+               ")");
+  }
+  static void add_window(std::vector<int64_t>& r, int64_t qb, int64_t window, int64_t dilation) {
+    for (int64_t t = -window; t <= window; ++t) {
+      const int64_t kb = qb + t * dilation;
+      if (kb >= 0) r.push_back(kb);  // too large ones are cut by pattern()
+    }
+  }
+  template <class F>
+  static BlockSparseLayout pattern(int64_t L, int64_t block, bool causal, F&& rows_of) {
+    const int64_t nb = ceil_div(L, block);
+    std::vector<std::vector<int64_t>> rows(static_cast<size_t>(nb));
+    for (int64_t qb = 0; qb < nb; ++qb) {
+      auto& r = rows[size_t(qb)];
+      rows_of(qb, r);
+      r.erase(std::remove_if(r.begin(), r.end(), [nb](int64_t kb) { return kb < 0 || kb >= nb; }), r.end());
+    }
+    return from_rows(L, L, block, std::move(rows), causal);
+  }
+  static BlockSparseLayout bigbird_rows(const char*, int64_t L, int64_t block, int64_t window, int64_t global,
+                                        int64_t random, Generator* gen, bool causal) {
+    const int64_t nb = ceil_div(L, block), g = std::min(global, nb);
+    std::vector<std::vector<int64_t>> rows(static_cast<size_t>(nb));
+    for (int64_t qb = 0; qb < nb; ++qb) {
+      auto& r = rows[size_t(qb)];
+      if (qb < g) {  // a global block attends everything
+        for (int64_t kb = 0; kb < nb; ++kb) r.push_back(kb);
+        continue;
+      }
+      for (int64_t kb = 0; kb < g; ++kb) r.push_back(kb);
+      add_window(r, qb, window, 1);
+      r.push_back(qb);
+    }
+    if (random > 0 && gen) {  // drawn in a fixed order (query block by query block) so a seed repeats
+      auto lk = gen->lock();
+      for (int64_t qb = g; qb < nb; ++qb) {
+        const int64_t span = causal ? qb + 1 : nb;  // causal: only blocks at or before qb
+        for (int64_t t = 0; t < random; ++t)
+          rows[size_t(qb)].push_back(int64_t(lk.next_u64() % uint64_t(span)));
+      }
+    }
+    for (auto& r : rows)
+      r.erase(std::remove_if(r.begin(), r.end(), [nb](int64_t kb) { return kb < 0 || kb >= nb; }), r.end());
+    return from_rows(L, L, block, std::move(rows), causal);
+  }
+
+  int64_t L_ = 0, S_ = 0, block_ = 1;
+  bool causal_ = false;
+  std::vector<int64_t> row_ptr_, cols_;           // CSR over query blocks
+  std::vector<int64_t> col_ptr_, col_entries_;    // CSC: entries per key block, ascending query block
+  std::vector<int64_t> entry_row_;                // query block of each entry
+};
+
+namespace detail {
+
+struct BsaDims {
+  int64_t N, L, S, E, Ev, B;  // items, lengths, widths, block
+  const uint8_t* kpm = nullptr;  // key padding mask [B0, S], true = padded
+  int64_t kpm_div = 1;           // item n uses mask row n / kpm_div
+};
+
+// Forward, one task per (item n, query block qb). P holds the weights of every entry of the
+// layout: P[n, e] is a block x block tile (rows: queries of qb, cols: keys of cols[e]).
+//   Z_e = scale Q_qb K_e^T (-inf where j > i when causal, or key padded)
+//   W = softmax over the row of all tiles;  O_qb = sum_e W_e V_e
+template <class T>
+void bsa_forward(const BlockSparseLayout& lay, const BsaDims& d, T scale, const T* Q, const T* K, const T* V, T* O,
+                 T* P) {
+  const int64_t B = d.B, nq = lay.num_query_blocks(), nnz = lay.nnz(), BB = B * B;
+  const auto &rp = lay.row_ptr(), &cols = lay.cols();
+  const T ninf = -std::numeric_limits<T>::infinity();
+  parallel_for(0, d.N * nq, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<T> mx, sum;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / nq, qb = t % nq, i0 = qb * B, m = std::min(d.L, i0 + B) - i0;
+      const T* Qb = Q + (n * d.L + i0) * d.E;
+      T* Ob = O + (n * d.L + i0) * d.Ev;
+      const uint8_t* pad = d.kpm ? d.kpm + (n / d.kpm_div) * d.S : nullptr;
+      mx.assign(size_t(m), ninf);
+      sum.assign(size_t(m), T(0));
+      for (int64_t e = rp[size_t(qb)]; e < rp[size_t(qb + 1)]; ++e) {
+        const int64_t j0 = cols[size_t(e)] * B, w = std::min(d.S, j0 + B) - j0;
+        T* Pe = P + (n * nnz + e) * BB;
+        std::fill(Pe, Pe + BB, T(0));
+        kernels::cpu::gemm_serial<T>(false, true, m, w, d.E, scale, Qb, d.E, K + (n * d.S + j0) * d.E, d.E, T(0), Pe,
+                                     B);
+        for (int64_t r = 0; r < m; ++r) {
+          T* z = Pe + r * B;
+          for (int64_t c = 0; c < w; ++c)
+            if ((lay.causal() && j0 + c > i0 + r) || (pad && pad[j0 + c])) z[c] = ninf;
+          for (int64_t c = 0; c < w; ++c) mx[size_t(r)] = std::max(mx[size_t(r)], z[c]);
+        }
+      }
+      for (int64_t e = rp[size_t(qb)]; e < rp[size_t(qb + 1)]; ++e) {
+        const int64_t j0 = cols[size_t(e)] * B, w = std::min(d.S, j0 + B) - j0;
+        T* Pe = P + (n * nnz + e) * BB;
+        for (int64_t r = 0; r < m; ++r) {
+          T* z = Pe + r * B;
+          const T mr = mx[size_t(r)];
+          for (int64_t c = 0; c < w; ++c) {
+            z[c] = mr == ninf ? T(0) : std::exp(z[c] - mr);  // a row with nothing to attend: zeros
+            sum[size_t(r)] += z[c];
+          }
+        }
+      }
+      std::fill(Ob, Ob + m * d.Ev, T(0));
+      for (int64_t e = rp[size_t(qb)]; e < rp[size_t(qb + 1)]; ++e) {
+        const int64_t j0 = cols[size_t(e)] * B, w = std::min(d.S, j0 + B) - j0;
+        T* Pe = P + (n * nnz + e) * BB;
+        for (int64_t r = 0; r < m; ++r) {
+          const T inv = sum[size_t(r)] > T(0) ? T(1) / sum[size_t(r)] : T(0);
+          for (int64_t c = 0; c < w; ++c) Pe[r * B + c] *= inv;
+        }
+        kernels::cpu::gemm_serial<T>(false, false, m, d.Ev, w, T(1), Pe, B, V + (n * d.S + j0) * d.Ev, d.Ev, T(1), Ob,
+                                     d.Ev);
+      }
+    }
+  });
+}
+
+// Backward. With W the saved weights, G = dL/dO:
+//   dW_e = G_qb V_e^T;  dZ_e = W_e * (dW_e - D),  D_i = g_i . o_i  (= sum_j W_ij dW_ij)
+//   dQ_qb = scale sum_e dZ_e K_e;  dK_kb = scale sum_{e -> kb} dZ_e^T Q_qb(e);  dV_kb = sum_{e -> kb} W_e^T G_qb(e)
+// Pass 1 (per item, query block) writes dZ into DZ (same layout as P) and dQ; pass 2 (per item,
+// key block) gathers dK and dV over the entries of the transposed layout in ascending order.
+template <class T>
+void bsa_backward(const BlockSparseLayout& lay, const BsaDims& d, T scale, const T* Q, const T* K, const T* V,
+                  const T* O, const T* P, const T* G, T* gQ, T* gK, T* gV, T* DZ) {
+  const int64_t B = d.B, nq = lay.num_query_blocks(), nk = lay.num_key_blocks(), nnz = lay.nnz(), BB = B * B;
+  const auto &rp = lay.row_ptr(), &cols = lay.cols();
+  parallel_for(0, d.N * nq, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<T> D;
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / nq, qb = t % nq, i0 = qb * B, m = std::min(d.L, i0 + B) - i0;
+      const T* Gb = G + (n * d.L + i0) * d.Ev;
+      const T* Ob = O + (n * d.L + i0) * d.Ev;
+      T* gq = gQ + (n * d.L + i0) * d.E;
+      D.assign(size_t(m), T(0));
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < d.Ev; ++c) D[size_t(r)] += Gb[r * d.Ev + c] * Ob[r * d.Ev + c];
+      std::fill(gq, gq + m * d.E, T(0));
+      for (int64_t e = rp[size_t(qb)]; e < rp[size_t(qb + 1)]; ++e) {
+        const int64_t j0 = cols[size_t(e)] * B, w = std::min(d.S, j0 + B) - j0;
+        const T* Pe = P + (n * nnz + e) * BB;
+        T* Ze = DZ + (n * nnz + e) * BB;
+        std::fill(Ze, Ze + BB, T(0));
+        kernels::cpu::gemm_serial<T>(false, true, m, w, d.Ev, T(1), Gb, d.Ev, V + (n * d.S + j0) * d.Ev, d.Ev, T(0),
+                                     Ze, B);
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t c = 0; c < w; ++c) Ze[r * B + c] = Pe[r * B + c] * (Ze[r * B + c] - D[size_t(r)]);
+        kernels::cpu::gemm_serial<T>(false, false, m, d.E, w, scale, Ze, B, K + (n * d.S + j0) * d.E, d.E, T(1), gq,
+                                     d.E);
+      }
+    }
+  });
+  const auto &cp = lay.col_ptr(), &ce = lay.col_entries(), &er = lay.entry_row();
+  parallel_for(0, d.N * nk, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / nk, kb = t % nk, j0 = kb * B, w = std::min(d.S, j0 + B) - j0;
+      T* gk = gK + (n * d.S + j0) * d.E;
+      T* gv = gV + (n * d.S + j0) * d.Ev;
+      std::fill(gk, gk + w * d.E, T(0));
+      std::fill(gv, gv + w * d.Ev, T(0));
+      for (int64_t x = cp[size_t(kb)]; x < cp[size_t(kb + 1)]; ++x) {
+        const int64_t e = ce[size_t(x)], i0 = er[size_t(e)] * B, m = std::min(d.L, i0 + B) - i0;
+        kernels::cpu::gemm_serial<T>(true, false, w, d.E, m, scale, DZ + (n * nnz + e) * BB, B,
+                                     Q + (n * d.L + i0) * d.E, d.E, T(1), gk, d.E);
+        kernels::cpu::gemm_serial<T>(true, false, w, d.Ev, m, T(1), P + (n * nnz + e) * BB, B,
+                                     G + (n * d.L + i0) * d.Ev, d.Ev, T(1), gv, d.Ev);
+      }
+    }
+  });
+}
+
+}  // namespace detail
+
+// Block-sparse attention. q [..., L, E], k [..., S, E], v [..., S, Ev] (leading dims equal) ->
+// [..., L, Ev]. layout: the kept blocks (its L and S must match q and k). scale NaN -> 1/sqrt(E).
+// key_padding_mask: bool [B, S] with B = q.size(0) (or [S] for 2-D q), true = padded key.
+// A query with nothing to attend gets a zero output and zero gradients.
+inline Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                     const BlockSparseLayout& layout,
+                                     double scale = std::numeric_limits<double>::quiet_NaN(),
+                                     const Tensor& key_padding_mask = Tensor()) {
+  const char* op = "block_sparse_attention";
+  ATTN_CHECK(q.dim() >= 2 && k.dim() == q.dim() && v.dim() == q.dim(), op,
+             ": expected q [..., L, E], k [..., S, E], v [..., S, Ev] with equal ranks, got ", to_string(q.shape()),
+             ", ", to_string(k.shape()), ", ", to_string(v.shape()));
+  const int64_t nd = q.dim();
+  for (int64_t i = 0; i < nd - 2; ++i)
+    ATTN_CHECK(q.size(i) == k.size(i) && q.size(i) == v.size(i), op, ": leading dims differ: q ",
+               to_string(q.shape()), ", k ", to_string(k.shape()), ", v ", to_string(v.shape()));
+  detail::BsaDims d;
+  d.L = q.size(-2);
+  d.E = q.size(-1);
+  d.S = k.size(-2);
+  d.Ev = v.size(-1);
+  d.B = layout.block();
+  ATTN_CHECK(k.size(-1) == d.E && v.size(-2) == d.S, op, ": q ", to_string(q.shape()), ", k ", to_string(k.shape()),
+             ", v ", to_string(v.shape()), " (need k [..., S, E] and v [..., S, Ev])");
+  ATTN_CHECK(layout.L() == d.L && layout.S() == d.S, op, ": layout is for L=", layout.L(), ", S=", layout.S(),
+             " but q ", to_string(q.shape()), ", k ", to_string(k.shape()));
+  ATTN_CHECK(q.device() == Device::CPU, op, ": CPU tensors only (no CUDA kernel), got q on ",
+             q.device() == Device::CUDA ? "cuda" : "another device");
+  detail::check_same_dtype(q, k, op);
+  detail::check_same_dtype(q, v, op);
+  d.N = q.numel() / std::max<int64_t>(d.L * d.E, 1);
+  if (std::isnan(scale)) scale = 1.0 / std::sqrt(double(std::max<int64_t>(d.E, 1)));
+  if (key_padding_mask.defined()) {
+    const Shape want{nd > 2 ? q.size(0) : 1, d.S};
+    ATTN_CHECK(key_padding_mask.dtype() == kBool &&
+                   (key_padding_mask.shape() == want || (nd == 2 && key_padding_mask.shape() == Shape{d.S})),
+               op, ": key_padding_mask ", to_string(key_padding_mask.shape()), " (",
+               dtype_name(key_padding_mask.dtype()), ") must be bool ", to_string(want), " for q ",
+               to_string(q.shape()), ", k ", to_string(k.shape()));
+    d.kpm = key_padding_mask.data<uint8_t>();
+    d.kpm_div = d.N / std::max<int64_t>(want[0], 1);
+  }
+  Shape os = q.shape();
+  os.back() = d.Ev;
+  Tensor out = Tensor::empty(os, q.dtype());
+  Tensor P = Tensor::empty({d.N, layout.nnz(), d.B, d.B}, q.dtype());
+  ATTN_DISPATCH_FLOATING(q.dtype(), op, [&] {
+    detail::bsa_forward<scalar_t>(layout, d, scalar_t(scale), q.data<scalar_t>(), k.data<scalar_t>(),
+                                  v.data<scalar_t>(), out.data<scalar_t>(), P.data<scalar_t>());
+  });
+  if (!grad_needed({q, k, v})) return out;
+  auto lay = std::make_shared<const BlockSparseLayout>(layout);
+  return record(op, out, {q, k, v},
+                [qc = q, kc = k, vc = v, lay, d, scale, od = out.detach(), Pd = P](const std::vector<Tensor>& g) {
+                  // d.kpm is not read here: padded keys already have weight 0 in Pd.
+                  Tensor gq = Tensor::empty(qc.shape(), qc.dtype()), gk = Tensor::empty(kc.shape(), qc.dtype()),
+                         gv = Tensor::empty(vc.shape(), qc.dtype()), dz = Tensor::empty(Pd.shape(), qc.dtype());
+                  ATTN_DISPATCH_FLOATING(qc.dtype(), "block_sparse_attention_backward", [&] {
+                    detail::bsa_backward<scalar_t>(*lay, d, scalar_t(scale), qc.data<scalar_t>(), kc.data<scalar_t>(),
+                                                   vc.data<scalar_t>(), od.data<scalar_t>(), Pd.data<scalar_t>(),
+                                                   g[0].data<scalar_t>(), gq.data<scalar_t>(), gk.data<scalar_t>(),
+                                                   gv.data<scalar_t>(), dz.data<scalar_t>());
+                  });
+                  return std::vector<Tensor>{gq, gk, gv};
+                },
+                {q, k, v, out});
+}
+
+}  // namespace attn
