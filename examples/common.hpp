@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -423,6 +424,30 @@ inline void copy_state(const attn::nn::Module& from, attn::nn::Module& to) {
   attn::NoGradGuard ng;
   auto src = from.state_dict(), dst = to.state_dict();
   for (size_t i = 0; i < src.size(); ++i) dst[i].second.copy_(src[i].second);
+}
+
+// The "average" column of NOAA's co2_mm_mlo.csv, every value checked.
+inline std::vector<double> read_co2(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::invalid_argument("cannot open " + path);
+  std::string line;
+  std::vector<double> v;
+  int64_t ln = 0;
+  while (std::getline(f, line)) {
+    ++ln;
+    if (ln == 1 || line.empty() || line[0] == '#') continue;
+    std::stringstream ss(line);
+    std::string cell;
+    for (int col = 0; col < 4 && std::getline(ss, cell, ','); ++col) {
+    }
+    double x = 0;
+    if (!attn::CheckpointMetadata::parse_number(cell, x) || !std::isfinite(x) || x < 100 || x > 2000)
+      throw std::invalid_argument(path + ":" + std::to_string(ln) + ": column 4 (average) holds '" + cell.substr(0, 40) +
+                                  "', not a CO2 mole fraction in ppm");
+    v.push_back(x);
+  }
+  if (v.size() < 100) throw std::invalid_argument(path + ": only " + std::to_string(v.size()) + " monthly values");
+  return v;
 }
 
 }  // namespace examples

@@ -145,30 +145,6 @@ Tensor loss_on(const EncoderDecoder& m, const Windows& tr, const std::vector<int
   return mse_loss(m.decode(dec_in, memory, W - 1), target);
 }
 
-// The "average" column of NOAA's co2_mm_mlo.csv, every value checked.
-std::vector<double> read_co2(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw std::invalid_argument("cannot open " + path);
-  std::string line;
-  std::vector<double> v;
-  int64_t ln = 0;
-  while (std::getline(f, line)) {
-    ++ln;
-    if (ln == 1 || line.empty() || line[0] == '#') continue;
-    std::stringstream ss(line);
-    std::string cell;
-    for (int col = 0; col < 4 && std::getline(ss, cell, ','); ++col) {
-    }
-    double x = 0;
-    if (!CheckpointMetadata::parse_number(cell, x) || !std::isfinite(x) || x < 100 || x > 2000)
-      throw std::invalid_argument(path + ":" + std::to_string(ln) + ": column 4 (average) holds '" + cell.substr(0, 40) +
-                                  "', not a CO2 mole fraction in ppm");
-    v.push_back(x);
-  }
-  if (v.size() < 100) throw std::invalid_argument(path + ": only " + std::to_string(v.size()) + " monthly values");
-  return v;
-}
-
 struct Scores {
   double mae = 0, rmse = 0, mae1 = 0, rmse1 = 0, free_mae = 0, free_rmse = 0;
   std::vector<double> free_run;
@@ -232,7 +208,7 @@ int main(int argc, char** argv) {
       for (int64_t i = 0; i < points + tail; ++i) s.push_back(std::sin(double(i) * dt));
       n_train = points;
     } else {
-      s = read_co2(csv);
+      s = examples::read_co2(csv);
       n_train = int64_t(s.size()) - tail;
     }
     const int64_t W = c.window, H = c.horizon;

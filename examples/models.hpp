@@ -15,7 +15,8 @@ namespace nn = attn::nn;
 // encoding it is exactly the seed's model (lstm, attention = Sequential(Linear, Tanh, Linear), fc).
 struct AnomalyModelOptions {
   int64_t in_channels = 1, hidden = 32, length = 500;
-  std::string attention = "additive";  // additive | multihead | linear | windowed
+  std::string attention = "additive";  // additive | multihead | linear | windowed | bigbird
+  // bigbird: block-sparse self-attention (global block + sliding window + 1 random block, blocks of `window` steps)
   std::string positional = "none";     // none | sinusoidal | learned
   int64_t heads = 4, window = 16;      // multi-head / windowed settings
 };
@@ -36,6 +37,9 @@ class AnomalyModel : public nn::Module {
       linear = register_module("self_attn", std::make_shared<nn::LinearAttention>(d, o.heads));
     else if (o.attention == "windowed")
       windowed = register_module("self_attn", std::make_shared<nn::WindowedAttention>(d, o.heads, o.window, o.window));
+    else if (o.attention == "bigbird")
+      sparse = register_module("self_attn", std::make_shared<nn::BlockSparseAttention>(
+                                                nn::BlockSparseAttentionOptions(d, o.heads).pattern("bigbird").block(o.window)));
     register_module("attention", attention);
     register_module("fc", fc);
   }
@@ -49,6 +53,7 @@ class AnomalyModel : public nn::Module {
     if (mha) h = h + mha->forward(h, h, h, Tensor(), /*need_weights=*/false).first;
     if (linear) h = h + linear->forward(h);
     if (windowed) h = h + windowed->forward(h).first;
+    if (sparse) h = h + sparse->forward(h);
     auto [context, weights] = attention.forward(h);
     return {fc.forward(context).reshape({-1}), weights};
   }
@@ -61,6 +66,7 @@ class AnomalyModel : public nn::Module {
   std::shared_ptr<nn::MultiheadAttention> mha;
   std::shared_ptr<nn::LinearAttention> linear;
   std::shared_ptr<nn::WindowedAttention> windowed;
+  std::shared_ptr<nn::BlockSparseAttention> sparse;
 
  private:
   static AnomalyModelOptions options(int64_t in_channels, int64_t hidden) {

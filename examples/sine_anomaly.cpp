@@ -118,13 +118,13 @@ int main(int argc, char** argv) {
   app.add_option("--anomaly", to.anomaly, "anomaly kind")->check(CLI::IsMember({"flat", "zero", "noise", "spike", "mix"}));
   app.add_option("--channels", to.channels, "1: sine; 2: + cosine; 3: + random walk")->check(CLI::Range(1, 3));
   app.add_option("--attention", to.attention,
-                 "additive: the seed's attention pooling; multihead | linear | windowed: a self-attention "
-                 "block (residual) before the pooling")
-      ->check(CLI::IsMember({"additive", "multihead", "linear", "windowed"}));
+                 "additive: the seed's attention pooling; multihead | linear | windowed | bigbird (block-sparse: "
+                 "global + window + random blocks of --window steps): a self-attention block (residual) before the pooling")
+      ->check(CLI::IsMember({"additive", "multihead", "linear", "windowed", "bigbird"}));
   app.add_option("--positional", to.positional, "positional encoding added to the LSTM outputs")
       ->check(CLI::IsMember({"none", "sinusoidal", "learned"}));
   app.add_option("--heads", to.heads, "heads of the multihead/linear/windowed block")->check(CLI::Range(int64_t(1), int64_t(64)));
-  app.add_option("--window", to.window, "windowed attention: keys within +-window steps")->check(CLI::Range(int64_t(0), int64_t(100000)));
+  app.add_option("--window", to.window, "windowed attention: keys within +-window steps; bigbird: block size in steps")->check(CLI::Range(int64_t(0), int64_t(100000)));
   app.add_option("--features", to.features, "model inputs")->check(CLI::IsMember({"raw", "raw+diff"}));
   app.add_option("--scale", to.scale, "scale each series to max |x| = 1 (true/false)");
   app.add_option("--clip", to.clip, "gradient-norm clipping, 0 = off")->check(examples::non_negative());

@@ -7,7 +7,12 @@
 // points) is held out and forecast one step at a time (true windows) and free running. With
 // --compare-lstm the program also trains task B's LSTM + attention model exactly as
 // sine_forecast does (same seed, its defaults) and prints both results side by side.
-// Writes metrics.csv, loss.svg, forecast.svg, attention.svg into --out-dir.
+// --attention picks the self-attention of the encoder layers: dense (PyTorch's
+// TransformerEncoderLayer, the default), linear (elu+1, causal prefix sums), or a block-sparse
+// pattern (sliding_window, strided, global_window, bigbird) with blocks of --block steps.
+// --data co2 trains on the monthly Mauna Loa CO2 series instead (first differences, scaled to unit
+// variance on the training part; the last --tail months held out; MAE also reported in ppm).
+// Writes metrics.csv, loss.svg, forecast.svg, attention.svg (dense only) into --out-dir.
 #include <attn/attn.hpp>
 #include <attn/data/sine.hpp>
 #include <attn/io/checkpoint.hpp>
@@ -32,6 +37,48 @@ struct ModelOptions {
   int64_t d_model = 32, heads = 4, layers = 2, ff = 64, window = 20;
   double dropout = 0.0;
   std::string positional = "sinusoidal";
+  std::string attention = "dense";  // dense | linear | sliding_window | strided | global_window | bigbird
+  int64_t block = 4, attn_window = 1;  // block-sparse patterns: block size and window (in blocks)
+};
+
+// A post-norm encoder layer (as PyTorch's, relu) around one of attn's efficient causal
+// self-attention modules: x = norm1(x + drop(SA(x))); x = norm2(x + drop(linear2(drop(relu(linear1(x)))))).
+class EfficientEncoderLayer : public nn::Module {
+ public:
+  explicit EfficientEncoderLayer(const ModelOptions& o)
+      : linear1(o.d_model, o.ff), linear2(o.ff, o.d_model), norm1(o.d_model), norm2(o.d_model), dropout(o.dropout) {
+    if (o.attention == "linear") {
+      linear_attn = std::make_shared<nn::LinearAttention>(
+          nn::LinearAttentionOptions(o.d_model, o.heads).causal(true).dropout(o.dropout));
+      register_module("self_attn", linear_attn);
+    } else {
+      sparse_attn = std::make_shared<nn::BlockSparseAttention>(nn::BlockSparseAttentionOptions(o.d_model, o.heads)
+                                                                   .pattern(o.attention)
+                                                                   .block(o.block)
+                                                                   .window(o.attn_window)
+                                                                   .stride(2)
+                                                                   .global(1)
+                                                                   .random(1)
+                                                                   .causal(true));
+      register_module("self_attn", sparse_attn);
+    }
+    register_module("linear1", linear1);
+    register_module("linear2", linear2);
+    register_module("norm1", norm1);
+    register_module("norm2", norm2);
+    register_module("dropout", dropout);
+  }
+  Tensor forward(const Tensor& x0) const {
+    const Tensor a = linear_attn ? linear_attn->forward(x0) : sparse_attn->forward(x0);
+    Tensor x = norm1.forward(add(x0, dropout.forward(a)));
+    return norm2.forward(add(x, dropout.forward(linear2.forward(dropout.forward(relu(linear1.forward(x)))))));
+  }
+
+  std::shared_ptr<nn::LinearAttention> linear_attn;
+  std::shared_ptr<nn::BlockSparseAttention> sparse_attn;
+  nn::Linear linear1, linear2;
+  nn::LayerNorm norm1, norm2;
+  nn::Dropout dropout;
 };
 
 class TimeSeriesTransformer : public nn::Module {
@@ -39,11 +86,6 @@ class TimeSeriesTransformer : public nn::Module {
   explicit TimeSeriesTransformer(const ModelOptions& o)
       : opt_(o),
         input_projection(1, o.d_model),
-        transformer(nn::TransformerEncoderLayerOptions(o.d_model, o.heads)
-                        .dim_feedforward(o.ff)
-                        .dropout(o.dropout)
-                        .batch_first(true),
-                    o.layers),
         output_projection(o.d_model, 1),
         sinusoidal(o.d_model) {
     ATTN_CHECK(o.d_model % o.heads == 0, "transformer_forecast: --d-model ", o.d_model, " is not divisible by --heads ",
@@ -56,7 +98,17 @@ class TimeSeriesTransformer : public nn::Module {
       relative = std::make_shared<nn::RelativePositionBias>(o.heads, o.window - 1);
       register_module("relative_bias", relative);
     }
-    register_module("transformer", transformer);
+    if (o.attention == "dense") {
+      transformer = std::make_shared<nn::TransformerEncoder>(
+          nn::TransformerEncoderLayerOptions(o.d_model, o.heads).dim_feedforward(o.ff).dropout(o.dropout).batch_first(true),
+          o.layers);
+      register_module("transformer", transformer);
+    } else {
+      for (int64_t l = 0; l < o.layers; ++l) {
+        efficient.push_back(std::make_shared<EfficientEncoderLayer>(o));
+        register_module("layers." + std::to_string(l), efficient.back());
+      }
+    }
     register_module("output_projection", output_projection);
   }
 
@@ -74,7 +126,11 @@ class TimeSeriesTransformer : public nn::Module {
   // x [B, L, 1] -> next value [B, 1]
   Tensor forward(const Tensor& x) const {
     auto [z, mask] = embed(x);
-    Tensor h = transformer.forward(z, mask, Tensor(), /*is_causal=*/true);
+    Tensor h = z;
+    if (transformer)
+      h = transformer->forward(z, mask, Tensor(), /*is_causal=*/true);
+    else
+      for (auto& l : efficient) h = l->forward(h);
     return output_projection.forward(select(h, 1, h.size(1) - 1));
   }
 
@@ -83,8 +139,8 @@ class TimeSeriesTransformer : public nn::Module {
     NoGradGuard ng;
     auto [z, mask] = embed(x);
     std::vector<std::vector<float>> maps;
-    for (size_t l = 0; l < transformer.num_layers(); ++l) {
-      auto& layer = transformer.layer(l);
+    for (size_t l = 0; transformer && l < transformer->num_layers(); ++l) {
+      auto& layer = transformer->layer(l);
       const Tensor a_in = layer.options().norm_first() ? layer.norm1.forward(z) : z;
       auto w = layer.self_attn.forward_ex(a_in, a_in, a_in, Tensor(), true, mask, true, true).second;
       maps.push_back(w.to_vector<float>());
@@ -95,7 +151,8 @@ class TimeSeriesTransformer : public nn::Module {
 
   ModelOptions opt_;
   nn::Linear input_projection;
-  nn::TransformerEncoder transformer;
+  std::shared_ptr<nn::TransformerEncoder> transformer;      // --attention dense
+  std::vector<std::shared_ptr<EfficientEncoderLayer>> efficient;  // the others
   nn::Linear output_projection;
   nn::SinusoidalPositionalEncoding sinusoidal;
   std::shared_ptr<nn::LearnedPositionalEncoding> learned;
@@ -149,7 +206,7 @@ int main(int argc, char** argv) {
   ModelOptions mo;
   int64_t points = 1000, tail = 200;
   double t_end = 50.0, clip = 1.0;
-  std::string schedule = "cosine";
+  std::string schedule = "cosine", data = "sine", csv = "examples/data/co2_mm_mlo.csv";
   bool compare = false;
   int compare_epochs = 100;
   CLI::App app{"attn example, reference task C: sine forecasting with a causal time-series transformer"};
@@ -168,6 +225,16 @@ int main(int argc, char** argv) {
                  "positional information: sinusoidal (added table), learned (added table), relative (learned "
                  "per-head bias on the attention scores), none (the causal mask alone)")
       ->check(CLI::IsMember({"sinusoidal", "learned", "relative", "none"}));
+  app.add_option("--attention", mo.attention,
+                 "self-attention of the encoder layers: dense (nn::TransformerEncoderLayer), linear (elu+1), or a "
+                 "block-sparse pattern: sliding_window, strided, global_window, bigbird (all causal)")
+      ->check(CLI::IsMember({"dense", "linear", "sliding_window", "strided", "global_window", "bigbird"}));
+  app.add_option("--block", mo.block, "block-sparse patterns: block size in steps")->check(CLI::Range(int64_t(1), int64_t(4096)));
+  app.add_option("--attn-window", mo.attn_window, "block-sparse patterns: window in blocks (each side; causal: before)")
+      ->check(CLI::Range(int64_t(0), int64_t(4096)));
+  app.add_option("--data", data, "sine (the task B series) or co2 (Mauna Loa monthly CO2, first differences)")
+      ->check(CLI::IsMember({"sine", "co2"}));
+  app.add_option("--csv", csv, "the CO2 file (NOAA's co2_mm_mlo.csv) for --data co2")->check(CLI::ExistingFile);
   app.add_option("--window", mo.window, "input window length")->check(CLI::Range(int64_t(1), int64_t(10000)));
   app.add_option("--schedule", schedule, "learning-rate schedule: cosine (from --lr to 0 over --epochs) or none")
       ->check(CLI::IsMember({"cosine", "none"}));
@@ -181,6 +248,10 @@ int main(int argc, char** argv) {
   app.add_option("--compare-epochs", compare_epochs, "epochs for the --compare-lstm model (sine_forecast's default)")
       ->check(CLI::Range(0, 100000));
   if (int rc = examples::parse(app, argc, argv); rc >= 0) return rc;
+  if (mo.attention != "dense" && mo.positional == "relative") {
+    std::fprintf(stderr, "transformer_forecast: --positional relative needs --attention dense\n");
+    return 2;
+  }
   if (mo.d_model % mo.heads != 0) {
     std::fprintf(stderr, "transformer_forecast: --d-model %lld is not divisible by --heads %lld\n",
                  (long long)mo.d_model, (long long)mo.heads);
@@ -196,11 +267,29 @@ int main(int argc, char** argv) {
   examples::Timer total;
 
   try {
-    // The series and its continuation share one time grid: t_i = i * t_end / (points - 1).
-    const double dt = t_end / double(points - 1);
-    std::vector<float> full(size_t(points + tail));
-    for (int64_t i = 0; i < points + tail; ++i) full[size_t(i)] = float(std::sin(double(i) * dt));
-    data::check_finite(full, "transformer_forecast series (sin(i * t_end / (points - 1)) for i < points + tail)");
+    std::vector<float> full;
+    double unit = 1.0;  // co2: ppm per unit of the scaled differences
+    if (data == "co2") {
+      // d_t = c_t - c_{t-1}, scaled by the standard deviation of the training part; the last
+      // `tail` months are held out (a one-step forecast of d_t is one of the level c_t).
+      const std::vector<double> c = examples::read_co2(csv);
+      std::vector<double> d(c.size() - 1);
+      for (size_t i = 1; i < c.size(); ++i) d[i - 1] = c[i] - c[i - 1];
+      ATTN_CHECK(int64_t(d.size()) > tail + mo.window + 1, "transformer_forecast: ", d.size(),
+                 " monthly differences are too few for --tail ", tail, " and --window ", mo.window);
+      points = int64_t(d.size()) - tail;
+      double mean = 0, var = 0;
+      for (int64_t i = 0; i < points; ++i) mean += d[size_t(i)] / double(points);
+      for (int64_t i = 0; i < points; ++i) var += (d[size_t(i)] - mean) * (d[size_t(i)] - mean) / double(points);
+      unit = std::sqrt(var);
+      for (double x : d) full.push_back(float((x - mean) / unit));
+    } else {
+      // The series and its continuation share one time grid: t_i = i * t_end / (points - 1).
+      const double dt = t_end / double(points - 1);
+      full.resize(size_t(points + tail));
+      for (int64_t i = 0; i < points + tail; ++i) full[size_t(i)] = float(std::sin(double(i) * dt));
+    }
+    data::check_finite(full, "transformer_forecast series");
     const std::vector<float> series(full.begin(), full.begin() + points);
     const int64_t W = mo.window;
     const std::string data_id = examples::data_fingerprint(
@@ -300,7 +389,7 @@ int main(int argc, char** argv) {
     fc_fig.save(co.out_dir + "/forecast.svg");
 
     // Self-attention of each layer for the first held-out window (the one before full[points]).
-    {
+    if (model.transformer) {
       const std::vector<float> w0(tail_windows.begin(), tail_windows.begin() + W);
       const auto maps = model.attention_maps(Tensor::from_vector(w0, {1, W, 1}));
       plot::Grid grid(1, int(maps.size()), 480, 420);
@@ -318,6 +407,9 @@ int main(int argc, char** argv) {
     std::printf("in-sample MSE %.6f over %lld windows\n", fit_mse, (long long)N);
     std::printf("held-out %lld points: one-step MAE %.5f RMSE %.5f | free-running MAE %.5f RMSE %.5f\n",
                 (long long)tail, res.one_mae, res.one_rmse, res.free_mae, res.free_rmse);
+    if (data == "co2")
+      std::printf("co2: one-step MAE %.4f ppm, RMSE %.4f ppm over the last %lld months (attention %s)\n",
+                  res.one_mae * unit, res.one_rmse * unit, (long long)tail, mo.attention.c_str());
     std::printf("training %.1fs, total %.1fs; plots and metrics in %s (loss.svg, forecast.svg, attention.svg, "
                 "metrics.csv)\n",
                 train_seconds, total.seconds(), co.out_dir.c_str());
