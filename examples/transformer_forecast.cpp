@@ -410,9 +410,8 @@ int main(int argc, char** argv) {
     if (data == "co2")
       std::printf("co2: one-step MAE %.4f ppm, RMSE %.4f ppm over the last %lld months (attention %s)\n",
                   res.one_mae * unit, res.one_rmse * unit, (long long)tail, mo.attention.c_str());
-    std::printf("training %.1fs, total %.1fs; plots and metrics in %s (loss.svg, forecast.svg, attention.svg, "
-                "metrics.csv)\n",
-                train_seconds, total.seconds(), co.out_dir.c_str());
+    std::printf("training %.1fs, total %.1fs; plots and metrics in %s (loss.svg, forecast.svg, %smetrics.csv)\n",
+                train_seconds, total.seconds(), co.out_dir.c_str(), model.transformer ? "attention.svg, " : "");
 
     // ---- the task B model, trained exactly as sine_forecast trains it ----
     if (compare) {
