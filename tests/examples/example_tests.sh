@@ -24,6 +24,9 @@
 #                      (PROGRAMs: sine_anomaly sine_forecast seq2seq_forecast transformer_forecast)
 #   out_dir            --out-dir naming a file, /dev/null or /proc/x, in every example (same PROGRAMs)
 #   seq2seq_bad_input  seq2seq_forecast: --tail shorter than --horizon, a resume on other data
+#   transformer_attention  transformer_forecast: every --attention on the sine, bigbird on CO2
+#                      (PROGRAM argument: the CO2 file), a bad --attention, relative positions
+#                      with linear attention, a zero block size
 #   encdec_runs_and_bad_input  encoder_decoder_forecast: both modes on the sine and on CO2 (PROGRAM
 #                      argument: the CO2 file) with a few epochs, then a CO2 file with a bad value,
 #                      a missing file, too short a series and bad flags
@@ -396,6 +399,22 @@ encdec_runs_and_bad_input)
   run_exit label_len 2 "--label-len <= --window" --window 5 --label-len 6 --out-dir o3
   run_exit heads 2 "--heads dividing --d-model" --d-model 10 --heads 4 --out-dir o3
   run_exit short_series 2 "too few" --points 10 --window 20 --out-dir o3
+  ;;
+
+transformer_attention)
+  CO2=${MORE[0]}
+  for a in dense linear sliding_window strided global_window bigbird; do
+    run "sine_$a" 0 --attention "$a" --block 4 --window 16 --points 120 --tail 20 --epochs 1 --d-model 8 --heads 2 \
+      --ff 8 --out-dir "o_$a" --quiet
+    grep -q '^held-out 20 points: one-step MAE' "sine_$a.out" || fail "sine_$a: no held-out report"
+  done
+  run co2_bigbird 0 --attention bigbird --data co2 --csv "$CO2" --window 16 --tail 24 --epochs 1 --d-model 8 \
+    --heads 2 --ff 8 --out-dir o_co2 --quiet
+  grep -q '^co2: one-step MAE .* ppm' co2_bigbird.out || fail "co2_bigbird: no ppm report"
+  run_exit bad_attention 2 "--attention" --attention spiral --out-dir o3
+  run_exit relative_linear 2 "--positional relative needs --attention dense" --attention linear \
+    --positional relative --out-dir o3
+  run_exit block_zero 2 "--block" --attention strided --block 0 --out-dir o3
   ;;
 
 *)
