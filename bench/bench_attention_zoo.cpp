@@ -172,9 +172,9 @@ std::string fmt(double v, const char* f = "%.3g") {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string out_dir = "out/attention_zoo", torch_csv;
-  int64_t max_L = 65536, max_error_L = 4096;
-  double budget_s = 0.6;  // timing budget per (variant, L); at least 1 and at most 5 repeats
+  std::string out_dir = "out/attention_zoo", torch_csv, only;  // only: run the variants whose name contains it
+  int64_t max_L = 65536, max_error_L = 4096, min_L = 256;
+  double budget_s = 0.6;  // timing budget per (variant, L); at least 1 and at most 25 repeats
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -184,19 +184,24 @@ int main(int argc, char** argv) {
     if (a == "--out-dir") out_dir = next();
     else if (a == "--torch") torch_csv = next();
     else if (a == "--max-L") max_L = std::stoll(next());
+    else if (a == "--min-L") min_L = std::stoll(next());
     else if (a == "--max-error-L") max_error_L = std::stoll(next());
     else if (a == "--budget") budget_s = std::stod(next());
+    else if (a == "--only") only = next();
     else {
-      std::fprintf(stderr, "usage: bench_attention_zoo [--out-dir DIR] [--torch CSV] [--max-L N] [--max-error-L N] [--budget S]\n");
+      std::fprintf(stderr, "usage: bench_attention_zoo [--out-dir DIR] [--torch CSV] [--min-L N] [--max-L N] [--max-error-L N] [--budget S] "
+                           "[--only SUBSTRING]\n");
       return 2;
     }
   }
   std::system(("mkdir -p '" + out_dir + "'").c_str());
   const std::string cpu = cpu_info().summary();
   std::printf("cpu: %s, threads %d\n", cpu.c_str(), get_num_threads());
-  const auto vars = variants();
+  std::vector<Variant> vars;
+  for (auto& v : variants())
+    if (v.name.find(only) != std::string::npos) vars.push_back(v);
   std::vector<int64_t> Ls;
-  for (int64_t L = 256; L <= max_L; L *= 2) Ls.push_back(L);
+  for (int64_t L = min_L; L <= max_L; L *= 2) Ls.push_back(L);
   std::vector<Row> rows;
   const double t_start = now();
   Generator gen(2024);
@@ -218,7 +223,7 @@ int main(int argc, char** argv) {
       r.L = L;
       std::vector<double> times;
       const double t0 = now();
-      while (times.empty() || (times.size() < 5 && now() - t0 < budget_s)) {
+      while (times.empty() || (times.size() < 25 && now() - t0 < budget_s)) {
         Tensor q = q0.clone().requires_grad_(), k = k0.clone().requires_grad_(), v = v0.clone().requires_grad_();
         reset_peak_memory();
         const int64_t base = memory_stats().current_bytes;

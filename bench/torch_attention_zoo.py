@@ -11,7 +11,8 @@ E=64, float32, 2 threads), forward+backward (loss = sum(out * G)), written the w
   linear:         phi(q) (phi(k)^T v) / (phi(q) phi(k)^T 1 + eps), phi = elu + 1
 Writes a CSV (variant,L,ms) that bench_attention_zoo reads with --torch; variant names match.
 
-  /usr/bin/python3 bench/torch_attention_zoo.py out/attention_zoo/torch.csv [--max-L 4096]
+  /usr/bin/python3 bench/torch_attention_zoo.py out/attention_zoo/torch.csv [--min-L 256] [--max-L 4096]
+                   [--only SUBSTRING] [--budget SECONDS]
 """
 import math
 import os
@@ -100,7 +101,7 @@ def time_fwd_bwd(fn, L, budget=0.6):
     g = torch.randn(1, H, L, E)
     times = []
     t0 = time.perf_counter()
-    while not times or (len(times) < 5 and time.perf_counter() - t0 < budget):
+    while not times or (len(times) < 25 and time.perf_counter() - t0 < budget):
         q.grad = k.grad = v.grad = None
         s = time.perf_counter()
         (fn(q, k, v) * g).sum().backward()
@@ -112,9 +113,12 @@ def time_fwd_bwd(fn, L, budget=0.6):
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("--") else "torch_attention_zoo.csv"
     max_L = int(sys.argv[sys.argv.index("--max-L") + 1]) if "--max-L" in sys.argv else 4096
+    min_L = int(sys.argv[sys.argv.index("--min-L") + 1]) if "--min-L" in sys.argv else 256
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""
+    budget = float(sys.argv[sys.argv.index("--budget") + 1]) if "--budget" in sys.argv else 0.6
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {OPENBLAS}", file=sys.stderr)
     rows = []
-    L = 256
+    L = min_L
     while L <= max_L:
         cases = {
             "dense (weights-storing)": dense,
@@ -126,7 +130,9 @@ def main():
         for name, mask in patterns(L).items():
             cases[name] = (lambda m: lambda q, k, v: dense(q, k, v, m))(mask)
         for name, fn in cases.items():
-            ms = time_fwd_bwd(fn, L)
+            if only not in name:
+                continue
+            ms = time_fwd_bwd(fn, L, budget)
             rows.append((name, L, ms))
             print(f"torch {name:26s} L={L:6d}  fwd+bwd {ms:10.2f} ms", file=sys.stderr)
         L *= 2
