@@ -27,6 +27,10 @@
 #   encdec_runs_and_bad_input  encoder_decoder_forecast: both modes on the sine and on CO2 (PROGRAM
 #                      argument: the CO2 file) with a few epochs, then a CO2 file with a bad value,
 #                      a missing file, too short a series and bad flags
+#   co2_forecast_quality_and_bad_input  co2_forecast (PROGRAM argument: the CO2 file) with its
+#                      defaults: the model's MAE on the held-out 24 months must be >= 30% below
+#                      seasonal-naive's; then a file with a bad value, a gap at the end, an unknown
+#                      column, too short a series and bad flags
 set -u
 CASE=$1
 BIN=$2
@@ -396,6 +400,31 @@ encdec_runs_and_bad_input)
   run_exit label_len 2 "--label-len <= --window" --window 5 --label-len 6 --out-dir o3
   run_exit heads 2 "--heads dividing --d-model" --d-model 10 --heads 4 --out-dir o3
   run_exit short_series 2 "too few" --points 10 --window 20 --out-dir o3
+  ;;
+
+co2_forecast_quality_and_bad_input)
+  CO2=${MORE[0]}
+  run full 0 --csv "$CO2" --out-dir o --quiet
+  gain=$(sed -n 's/.*model MAE vs seasonal-naive: \([0-9.]*\)% lower.*/\1/p' full.out)
+  if [ -z "$gain" ] || ! awk -v g="$gain" 'BEGIN { exit !(g >= 30) }'; then
+    fail "full: the model's MAE is not >= 30% below seasonal-naive's (got '${gain}')"
+    cat full.out
+  else
+    ok "full: MAE ${gain}% below seasonal-naive"
+  fi
+  grep -q 'linear trend + season .*MASE' full.out || fail "full: no trend+season baseline"
+  [ -s o/forecast.svg ] && [ -s o/metrics.csv ] || fail "full: forecast.svg or metrics.csv missing"
+  sed '5s/,317\.24,/,31x.24,/' "$CO2" >bad.csv
+  run_exit bad_value 1 "bad.csv:5: column 3 'average' is not a number: '31x.24'" --csv bad.csv --epochs 1 --out-dir o2
+  sed '$s/,420\.46,/,-99.99,/' "$CO2" >gap_end.csv
+  grep -q ',-99.99,' gap_end.csv || fail "gap_end.csv: the edit did not apply"
+  run_exit gap_at_end 1 "ends with a missing value, which cannot be interpolated" --csv gap_end.csv --epochs 1 --out-dir o2
+  sed '100s/^\([0-9]*,[0-9]*,[0-9.]*\),[0-9.]*,/\1,-99.99,/' "$CO2" >gap_mid.csv
+  run_exit gap_in_the_middle 0 "(1 gaps interpolated)" --csv gap_mid.csv --epochs 1 --out-dir o2
+  run_exit unknown_column 1 "no value column named 'co2'" --csv "$CO2" --column co2 --epochs 1 --out-dir o2
+  head -150 "$CO2" >short.csv
+  run_exit short 2 "rows are too few" --csv short.csv --epochs 1 --out-dir o2
+  run_exit bad_flag 2 "--lookback" --lookback 5 --out-dir o2
   ;;
 
 *)
