@@ -393,7 +393,7 @@ encdec_runs_and_bad_input)
   grep -q '^seasonal+drift ' co2.out || fail "co2: no baseline report"
   sed '5s/,317\.24,/,nan,/' "$CO2" >bad.csv
   grep -q ',nan,' bad.csv || fail "bad.csv: the edit did not apply"
-  run_exit co2_nan 1 "bad.csv:5: column 4 (average) holds 'nan'" --data co2 --csv bad.csv --epochs 1 --out-dir o3
+  run_exit co2_nan 1 "bad.csv:5: column 3 'average': missing value 'nan'" --data co2 --csv bad.csv --epochs 1 --out-dir o3
   head -50 "$CO2" >short.csv
   run_exit co2_short 1 "short.csv: only 49 monthly values" --data co2 --csv short.csv --epochs 1 --out-dir o3
   run_exit co2_missing 2 "no.csv" --data co2 --csv no.csv --out-dir o3
