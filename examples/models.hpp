@@ -18,6 +18,7 @@ struct AnomalyModelOptions {
   std::string attention = "additive";  // additive | multihead | linear | windowed
   std::string positional = "none";     // none | sinusoidal | learned
   int64_t heads = 4, window = 16;      // multi-head / windowed settings
+  int64_t outputs = 1;                 // 1: one logit (binary); K > 2: K class logits
 };
 
 class AnomalyModel : public nn::Module {
@@ -25,7 +26,7 @@ class AnomalyModel : public nn::Module {
   explicit AnomalyModel(const AnomalyModelOptions& o)
       : lstm(nn::LSTMOptions(o.in_channels, o.hidden).bidirectional(true).batch_first(true)),
         attention(2 * o.hidden, 2 * o.hidden),
-        fc(2 * o.hidden, 1) {
+        fc(2 * o.hidden, o.outputs) {
     const int64_t d = 2 * o.hidden;
     register_module("lstm", lstm);
     if (o.positional == "sinusoidal") sinusoidal = register_module("pos", std::make_shared<nn::SinusoidalPositionalEncoding>(d));
@@ -50,7 +51,8 @@ class AnomalyModel : public nn::Module {
     if (linear) h = h + linear->forward(h);
     if (windowed) h = h + windowed->forward(h).first;
     auto [context, weights] = attention.forward(h);
-    return {fc.forward(context).reshape({-1}), weights};
+    const Tensor logits = fc.forward(context);  // [B, outputs]
+    return {fc.out_features() == 1 ? logits.reshape({-1}) : logits, weights};
   }
 
   nn::LSTM lstm;

@@ -1,6 +1,6 @@
 // metrics::multiclass_report: confusion matrix, per-class precision / recall / F1, macro F1 and
-// accuracy against values worked out by hand (the same as sklearn.metrics.classification_report
-// gives for these lists), zero denominators, errors.
+// accuracy against values worked out by hand (scikit-learn's definitions, zero_division=0),
+// zero denominators, errors.
 #include <attn/metrics/multiclass.hpp>
 #include <catch2/catch.hpp>
 

@@ -27,6 +27,10 @@
 #   encdec_runs_and_bad_input  encoder_decoder_forecast: both modes on the sine and on CO2 (PROGRAM
 #                      argument: the CO2 file) with a few epochs, then a CO2 file with a bad value,
 #                      a missing file, too short a series and bad flags
+#   anomaly_kclass     sine_anomaly with K classes: --classes kind --anomaly mix (5 classes, per-class
+#                      report, confusion matrix and confusion.svg, attention figure), a CSV with labels
+#                      3/5/9 (3 classes, no attention figure: a CSV has no anomaly positions), a binary
+#                      CSV (ROC-AUC, no attention figure), --classes kind with --data refused
 #   co2_forecast_quality_and_bad_input  co2_forecast (PROGRAM argument: the CO2 file) with its
 #                      defaults: the model's MAE on the held-out 24 months must be >= 30% below
 #                      seasonal-naive's; then a file with a bad value, a gap at the end, an unknown
@@ -400,6 +404,35 @@ encdec_runs_and_bad_input)
   run_exit label_len 2 "--label-len <= --window" --window 5 --label-len 6 --out-dir o3
   run_exit heads 2 "--heads dividing --d-model" --d-model 10 --heads 4 --out-dir o3
   run_exit short_series 2 "too few" --points 10 --window 20 --out-dir o3
+  ;;
+
+anomaly_kclass)
+  SMALL=(--length 40 --epochs 2 --hidden 4 --seed 3 --quiet)
+  run kind 0 --classes kind --anomaly mix --samples 300 "${SMALL[@]}" --out-dir o1
+  grep -q 'macro F1 .*(5 classes)' kind.out || fail "kind: no 5-class report"
+  for c in none flat zero noise spike; do grep -q "^  $c " kind.out || fail "kind: no row for class $c"; done
+  grep -q 'confusion matrix (rows: true class' kind.out || fail "kind: no confusion matrix"
+  grep -q 'attention: peak inside' kind.out || fail "kind: no attention figure for generated data"
+  [ -s o1/confusion.svg ] || fail "kind: confusion.svg missing"
+  # 60 series of 20 points with labels 3, 5, 9 (a smooth ramp, a constant, an alternating series)
+  : >three.csv
+  for i in $(seq 0 59); do
+    case $((i % 3)) in 0) line=3 ;; 1) line=5 ;; *) line=9 ;; esac
+    for t in $(seq 0 19); do
+      case $((i % 3)) in 0) v="0.$t" ;; 1) v="0.5" ;; *) v=$((t % 2)) ;; esac
+      line="$line,$v"
+    done
+    echo "$line" >>three.csv
+  done
+  run three 0 --data three.csv "${SMALL[@]}" --out-dir o2
+  grep -q '(3 classes)' three.out || fail "three: no 3-class report"
+  grep -q '^  label 9 ' three.out || fail "three: no row for label 9"
+  grep -q 'attention: peak' three.out && fail "three: an attention figure for a CSV without anomaly positions"
+  sed 's/^3,/0,/; s/^5,/1,/; s/^9,/1,/' three.csv >two.csv
+  run two 0 --data two.csv "${SMALL[@]}" --out-dir o3
+  grep -q 'ROC-AUC' two.out || fail "two: no binary report"
+  grep -q 'attention: peak' two.out && fail "two: an attention figure for a CSV without anomaly positions"
+  run_exit kind_csv 1 "--classes kind needs generated data" --classes kind --data three.csv "${SMALL[@]}" --out-dir o4
   ;;
 
 co2_forecast_quality_and_bad_input)
