@@ -31,6 +31,8 @@
 #                      report, confusion matrix and confusion.svg, attention figure), a CSV with labels
 #                      3/5/9 (3 classes, no attention figure: a CSV has no anomaly positions), a binary
 #                      CSV (ROC-AUC, no attention figure), --classes kind with --data refused
+#   anomaly_score_runs  anomaly_score: a short run reports ROC-AUC, flags and the localisation and
+#                      writes its plots; --window longer than --length and a bad flag are refused
 #   co2_forecast_quality_and_bad_input  co2_forecast (PROGRAM argument: the CO2 file) with its
 #                      defaults: the model's MAE on the held-out 24 months must be >= 30% below
 #                      seasonal-naive's; then a file with a bad value, a gap at the end, an unknown
@@ -433,6 +435,15 @@ anomaly_kclass)
   grep -q 'ROC-AUC' two.out || fail "two: no binary report"
   grep -q 'attention: peak' two.out && fail "two: an attention figure for a CSV without anomaly positions"
   run_exit kind_csv 1 "--classes kind needs generated data" --classes kind --data three.csv "${SMALL[@]}" --out-dir o4
+  ;;
+
+anomaly_score_runs)
+  run short 0 --samples 300 --length 64 --epochs 2 --channels 4 --out-dir o --quiet
+  grep -q 'ROC-AUC of the scores [0-9.]*; flagged [0-9]*: precision' short.out || fail "short: no score report"
+  grep -q 'the window of largest error overlaps the anomaly' short.out || fail "short: no localisation figure"
+  [ -s o/scores.svg ] && [ -s o/errors.svg ] || fail "short: plots missing"
+  run_exit long_window 2 "--window 100 is longer than --length 64" --length 64 --window 100 --out-dir o2
+  run_exit bad_fraction 2 "--anomaly-fraction" --anomaly-fraction 0.9 --out-dir o2
   ;;
 
 co2_forecast_quality_and_bad_input)
