@@ -19,6 +19,7 @@ struct AnomalyModelOptions {
   std::string positional = "none";     // none | sinusoidal | learned
   int64_t heads = 4, window = 16;      // multi-head / windowed settings
   int64_t outputs = 1;                 // 1: one logit (binary); K > 2: K class logits
+  std::string attn_norm = "softmax";   // softmax | sparsemax | entmax15: the pooling's normalisation over time
 };
 
 class AnomalyModel : public nn::Module {
@@ -38,6 +39,8 @@ class AnomalyModel : public nn::Module {
     else if (o.attention == "windowed")
       windowed = register_module("self_attn", std::make_shared<nn::WindowedAttention>(d, o.heads, o.window, o.window));
     register_module("attention", attention);
+    if (o.attn_norm == "sparsemax") attention.normalization(nn::AttentionPooling::Normalization::Sparsemax);
+    else if (o.attn_norm == "entmax15") attention.normalization(nn::AttentionPooling::Normalization::Entmax15);
     register_module("fc", fc);
   }
   AnomalyModel(int64_t in_channels, int64_t hidden) : AnomalyModel(options(in_channels, hidden)) {}

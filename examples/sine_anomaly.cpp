@@ -36,6 +36,7 @@ struct TaskOptions {
   int patience = 5;
   int64_t eval_batch = 250;
   std::string data;  // CSV of labelled series instead of the generator (see attn/data/csv.hpp)
+  std::string attn_norm = "softmax";  // the pooling's normalisation over time
   std::string classes = "binary";  // binary: normal vs anomalous; kind: normal + one class per anomaly kind
 };
 
@@ -146,6 +147,10 @@ int main(int argc, char** argv) {
   app.add_option("--schedule", to.schedule, "learning-rate schedule: cosine decay over --epochs, or none")
       ->check(CLI::IsMember({"cosine", "none"}));
   app.add_option("--patience", to.patience, "early-stopping patience on validation loss")->check(CLI::Range(1, 100000));
+  app.add_option("--attn-norm", to.attn_norm,
+                 "normalisation of the attention pooling over time: softmax, or sparsemax / entmax15 (exact zeros, "
+                 "Peters et al. 2019)")
+      ->check(CLI::IsMember({"softmax", "sparsemax", "entmax15"}));
   app.add_option("--classes", to.classes,
                  "binary: normal vs anomalous; kind: normal plus one class per anomaly kind (with --anomaly mix: 5 "
                  "classes), trained with cross-entropy. A --data file with more than two labels is K-class too.")
@@ -243,6 +248,9 @@ int main(int argc, char** argv) {
     mo.heads = to.heads;
     mo.window = to.window;
     mo.outputs = multiclass ? K : 1;
+    mo.attn_norm = to.attn_norm;
+    if (to.attn_norm != "softmax" && co.device != "cpu")
+      throw std::invalid_argument("sine_anomaly: --attn-norm " + to.attn_norm + " runs on the CPU only");
     if ((2 * co.hidden) % to.heads != 0)
       throw std::invalid_argument("sine_anomaly: --heads " + std::to_string(to.heads) + " must divide 2 * --hidden = " +
                                   std::to_string(2 * co.hidden));
