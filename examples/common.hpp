@@ -4,6 +4,7 @@
 #include <attn/attn.hpp>
 #include <attn/io/atomic_file.hpp>
 #include <attn/io/checkpoint.hpp>
+#include <attn/data/series_csv.hpp>
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 #ifdef ATTN_WITH_MPI
@@ -428,26 +429,14 @@ inline void copy_state(const attn::nn::Module& from, attn::nn::Module& to) {
 
 // The "average" column of NOAA's co2_mm_mlo.csv, every value checked.
 inline std::vector<double> read_co2(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw std::invalid_argument("cannot open " + path);
-  std::string line;
-  std::vector<double> v;
-  int64_t ln = 0;
-  while (std::getline(f, line)) {
-    ++ln;
-    if (ln == 1 || line.empty() || line[0] == '#') continue;
-    std::stringstream ss(line);
-    std::string cell;
-    for (int col = 0; col < 4 && std::getline(ss, cell, ','); ++col) {
-    }
-    double x = 0;
-    if (!attn::CheckpointMetadata::parse_number(cell, x) || !std::isfinite(x) || x < 100 || x > 2000)
-      throw std::invalid_argument(path + ":" + std::to_string(ln) + ": column 4 (average) holds '" + cell.substr(0, 40) +
-                                  "', not a CO2 mole fraction in ppm");
-    v.push_back(x);
-  }
-  if (v.size() < 100) throw std::invalid_argument(path + ": only " + std::to_string(v.size()) + " monthly values");
-  return v;
+  const attn::data::SeriesTable t =
+      attn::data::load_series_csv(path, attn::data::SeriesCsvOptions().columns({"average"}));
+  for (int64_t r = 0; r < t.rows; ++r)
+    if (t.at(r, 0) < 100 || t.at(r, 0) > 2000)
+      throw std::invalid_argument(path + ":" + std::to_string(t.lines[size_t(r)]) + ": column 'average' holds " +
+                                  std::to_string(t.at(r, 0)) + ", not a CO2 mole fraction in ppm");
+  if (t.rows < 100) throw std::invalid_argument(path + ": only " + std::to_string(t.rows) + " monthly values");
+  return t.column(0);
 }
 
 }  // namespace examples

@@ -22,6 +22,7 @@
 // lie in it (MAE/RMSE overall and at step 1), and a free-running rollout over the whole tail in
 // blocks of --horizon. Writes metrics.csv and forecast.svg into --out-dir.
 #include <attn/attn.hpp>
+#include <attn/data/series_csv.hpp>
 #include <attn/metrics/metrics.hpp>
 #include <attn/nn/attention/transformer.hpp>
 #include <attn/nn/positional.hpp>

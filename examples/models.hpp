@@ -19,6 +19,8 @@ struct AnomalyModelOptions {
   // bigbird: block-sparse self-attention (global block + sliding window + 1 random block, blocks of `window` steps)
   std::string positional = "none";     // none | sinusoidal | learned
   int64_t heads = 4, window = 16;      // multi-head / windowed settings
+  int64_t outputs = 1;                 // 1: one logit (binary); K > 2: K class logits
+  std::string attn_norm = "softmax";   // softmax | sparsemax | entmax15: the pooling's normalisation over time
 };
 
 class AnomalyModel : public nn::Module {
@@ -26,7 +28,7 @@ class AnomalyModel : public nn::Module {
   explicit AnomalyModel(const AnomalyModelOptions& o)
       : lstm(nn::LSTMOptions(o.in_channels, o.hidden).bidirectional(true).batch_first(true)),
         attention(2 * o.hidden, 2 * o.hidden),
-        fc(2 * o.hidden, 1) {
+        fc(2 * o.hidden, o.outputs) {
     const int64_t d = 2 * o.hidden;
     register_module("lstm", lstm);
     if (o.positional == "sinusoidal") sinusoidal = register_module("pos", std::make_shared<nn::SinusoidalPositionalEncoding>(d));
@@ -41,6 +43,8 @@ class AnomalyModel : public nn::Module {
       sparse = register_module("self_attn", std::make_shared<nn::BlockSparseAttention>(
                                                 nn::BlockSparseAttentionOptions(d, o.heads).pattern("bigbird").block(o.window)));
     register_module("attention", attention);
+    if (o.attn_norm == "sparsemax") attention.normalization(nn::AttentionPooling::Normalization::Sparsemax);
+    else if (o.attn_norm == "entmax15") attention.normalization(nn::AttentionPooling::Normalization::Entmax15);
     register_module("fc", fc);
   }
   AnomalyModel(int64_t in_channels, int64_t hidden) : AnomalyModel(options(in_channels, hidden)) {}
@@ -55,7 +59,8 @@ class AnomalyModel : public nn::Module {
     if (windowed) h = h + windowed->forward(h).first;
     if (sparse) h = h + sparse->forward(h);
     auto [context, weights] = attention.forward(h);
-    return {fc.forward(context).reshape({-1}), weights};
+    const Tensor logits = fc.forward(context);  // [B, outputs]
+    return {fc.out_features() == 1 ? logits.reshape({-1}) : logits, weights};
   }
 
   nn::LSTM lstm;

@@ -7,6 +7,7 @@
 #include <attn/data/sine.hpp>
 #include <attn/io/checkpoint.hpp>
 #include <attn/metrics/metrics.hpp>
+#include <attn/metrics/multiclass.hpp>
 #include <attn/nn/attention/additive.hpp>
 #include <attn/nn/rnn.hpp>
 #include <attn/plot/svg.hpp>
@@ -35,6 +36,8 @@ struct TaskOptions {
   int patience = 5;
   int64_t eval_batch = 250;
   std::string data;  // CSV of labelled series instead of the generator (see attn/data/csv.hpp)
+  std::string attn_norm = "softmax";  // the pooling's normalisation over time
+  std::string classes = "binary";  // binary: normal vs anomalous; kind: normal + one class per anomaly kind
 };
 
 // Model inputs [N, T, F] from the dataset: the raw channels, plus their first difference scaled
@@ -72,9 +75,19 @@ Tensor gather_labels(const std::vector<int>& labels, const std::vector<int64_t>&
   return Tensor::from_vector(y, {int64_t(e - b)});
 }
 
+// Two classes: BCE on one logit per series; K > 2: cross-entropy on K logits (mean or sum).
+Tensor classification_loss(const Tensor& logits, const std::vector<int>& labels, const std::vector<int64_t>& idx,
+                           size_t b, size_t e, Device device, Reduction reduction = Reduction::Mean) {
+  if (logits.dim() == 1) return binary_cross_entropy_with_logits(logits, gather_labels(labels, idx, b, e).to(device), reduction);
+  std::vector<int64_t> y;
+  for (size_t k = b; k < e; ++k) y.push_back(labels[size_t(idx[k])]);
+  return cross_entropy(logits, Tensor::from_vector(y, {int64_t(e - b)}).to(device), reduction);
+}
+
 struct Evaluation {
   double loss = 0;
-  std::vector<double> probs;
+  std::vector<double> probs;  // two classes: p(anomalous) per series
+  std::vector<int> preds;     // K > 2: the predicted class per series
   std::vector<std::vector<float>> weights;  // per series
 };
 
@@ -87,9 +100,12 @@ Evaluation evaluate(AnomalyModel& model, const std::vector<float>& feats, const 
   for (size_t b = 0; b < idx.size(); b += size_t(batch)) {
     const size_t e = std::min(idx.size(), b + size_t(batch));
     auto [logits, w] = model.forward(gather_batch(feats, T, F, idx, b, e).to(device));
-    Tensor y = gather_labels(labels, idx, b, e).to(device);
-    loss_sum += binary_cross_entropy_with_logits(logits, y, Reduction::Sum).item<double>();
-    for (double p : sigmoid(logits).to_vector<double>()) ev.probs.push_back(p);
+    loss_sum += classification_loss(logits, labels, idx, b, e, device, Reduction::Sum).item<double>();
+    if (logits.dim() == 1) {
+      for (double p : sigmoid(logits).to_vector<double>()) ev.probs.push_back(p);
+    } else {
+      for (int64_t c : argmax(logits, 1).to_vector<int64_t>()) ev.preds.push_back(int(c));
+    }
     if (keep_weights) {
       const auto wv = w.to_vector<float>();
       for (size_t k = 0; k < e - b; ++k) ev.weights.emplace_back(wv.begin() + int64_t(k) * T, wv.begin() + int64_t(k + 1) * T);
@@ -131,6 +147,14 @@ int main(int argc, char** argv) {
   app.add_option("--schedule", to.schedule, "learning-rate schedule: cosine decay over --epochs, or none")
       ->check(CLI::IsMember({"cosine", "none"}));
   app.add_option("--patience", to.patience, "early-stopping patience on validation loss")->check(CLI::Range(1, 100000));
+  app.add_option("--attn-norm", to.attn_norm,
+                 "normalisation of the attention pooling over time: softmax, or sparsemax / entmax15 (exact zeros, "
+                 "Peters et al. 2019)")
+      ->check(CLI::IsMember({"softmax", "sparsemax", "entmax15"}));
+  app.add_option("--classes", to.classes,
+                 "binary: normal vs anomalous; kind: normal plus one class per anomaly kind (with --anomaly mix: 5 "
+                 "classes), trained with cross-entropy. A --data file with more than two labels is K-class too.")
+      ->check(CLI::IsMember({"binary", "kind"}));
   app.add_option("--data", to.data, "train on labelled series from a CSV file (label,x0,x1,...) instead of generating them")
       ->check(CLI::ExistingFile);
   auto* preset = app.add_option("--preset", to.preset, "seed: the seed's exact settings; default: settings that learn")
@@ -168,9 +192,30 @@ int main(int argc, char** argv) {
     dopt.channels = to.channels;
     dopt.seed = co.seed;
     dopt.scale = to.scale;
-    const data::SineAnomalyDataset ds =
+    data::SineAnomalyDataset ds =
         to.data.empty() ? data::make_sine_anomaly(dopt) : data::load_labeled_series_csv(to.data);
     data::check_finite(ds.x, "sine_anomaly series");
+    // Class names; --classes kind relabels the generated series by anomaly kind (kinds present only).
+    std::vector<std::string> class_names;
+    if (to.classes == "kind") {
+      if (!to.data.empty()) throw std::invalid_argument("sine_anomaly: --classes kind needs generated data, not --data");
+      std::vector<int> present(5, 0);
+      for (auto k : ds.kinds) present[size_t(k)] = 1;
+      std::vector<int> index(5, -1);
+      ds.class_values.clear();
+      for (int k = 0; k < 5; ++k)
+        if (present[size_t(k)]) {
+          index[size_t(k)] = int(ds.class_values.size());
+          ds.class_values.push_back(k);
+          class_names.push_back(data::to_string(data::AnomalyKind(k)));
+        }
+      for (int64_t i = 0; i < ds.samples; ++i) ds.labels[size_t(i)] = index[size_t(ds.kinds[size_t(i)])];
+    } else {
+      for (long long v : ds.class_values) class_names.push_back(to.data.empty() ? (v ? "anomalous" : "normal") : "label " + std::to_string(v));
+    }
+    const int64_t K = int64_t(ds.class_values.size());
+    const bool multiclass = K > 2;
+    if (K < 2) throw std::invalid_argument("sine_anomaly: the data hold a single class");
     const data::SplitIndices split = data::split(ds.samples, 0.7, 0.15, co.seed);
     const std::string sizes = std::to_string(split.train.size()) + "/" + std::to_string(split.val.size()) + "/" +
                               std::to_string(split.test.size());
@@ -183,7 +228,7 @@ int main(int argc, char** argv) {
       for (int64_t i : idx) (ds.labels[size_t(i)] ? pos : neg) = true;
       return pos && neg;
     };
-    if (!both_classes(split.val) || !both_classes(split.test))
+    if (!multiclass && (!both_classes(split.val) || !both_classes(split.test)))
       throw std::invalid_argument("sine_anomaly: the validation and test splits (" + sizes + " of " +
                                   std::to_string(ds.samples) +
                                   " series) must each hold both classes for ROC-AUC; use more series");
@@ -202,6 +247,10 @@ int main(int argc, char** argv) {
     mo.positional = to.positional;
     mo.heads = to.heads;
     mo.window = to.window;
+    mo.outputs = multiclass ? K : 1;
+    mo.attn_norm = to.attn_norm;
+    if (to.attn_norm != "softmax" && co.device != "cpu")
+      throw std::invalid_argument("sine_anomaly: --attn-norm " + to.attn_norm + " runs on the CPU only");
     if ((2 * co.hidden) % to.heads != 0)
       throw std::invalid_argument("sine_anomaly: --heads " + std::to_string(to.heads) + " must divide 2 * --hidden = " +
                                   std::to_string(2 * co.hidden));
@@ -216,7 +265,8 @@ int main(int argc, char** argv) {
     examples::copy_state(model, best);
 
     examples::History hist;
-    hist.columns = {"epoch", "train_loss", "val_loss", "val_accuracy", "val_roc_auc", "lr", "seconds"};
+    hist.columns = {"epoch", "train_loss", "val_loss", "val_accuracy", multiclass ? "val_macro_f1" : "val_roc_auc", "lr",
+                    "seconds"};
     int start_epoch = 0;
     size_t start_batch = 0;
     double best_val = std::numeric_limits<double>::infinity(), resumed_loss_sum = 0;
@@ -291,9 +341,9 @@ int main(int argc, char** argv) {
         // still runs one row with weight 0: its backward must take part in the allreduce.
         const auto [mlo, mhi] = par.share(lo, hi);
         const size_t rlo = mlo < mhi ? mlo : lo, rhi = mlo < mhi ? mhi : lo + 1;
-        Tensor x = gather_batch(feats, T, F, perm, rlo, rhi).to(device), y = gather_labels(ds.labels, perm, rlo, rhi).to(device);
+        Tensor x = gather_batch(feats, T, F, perm, rlo, rhi).to(device);
         opt.zero_grad();
-        Tensor loss = binary_cross_entropy_with_logits(model.forward(x).first, y);
+        Tensor loss = classification_loss(model.forward(x).first, ds.labels, perm, rlo, rhi, device);
         examples::check_loss(loss.item<double>(), epoch, int64_t(b));
         const double weight = par.loss_weight(mhi - mlo, hi - lo);
         (weight == 1.0 ? loss : mul(loss, weight)).backward();
@@ -318,7 +368,13 @@ int main(int argc, char** argv) {
       examples::require_finite(val.loss, "epoch " + std::to_string(epoch + 1) + ": the validation loss");
       std::vector<int> val_labels;
       for (int64_t i : split.val) val_labels.push_back(ds.labels[size_t(i)]);
-      const double val_auc = metrics::roc_auc(val_labels, val.probs), val_acc = metrics::accuracy(val_labels, val.probs);
+      double val_auc = 0, val_acc = 0;  // K > 2: macro F1 and accuracy
+      if (multiclass) {
+        const auto rep = metrics::multiclass_report(val_labels, val.preds, K);
+        val_auc = rep.macro_f1, val_acc = rep.accuracy;
+      } else {
+        val_auc = metrics::roc_auc(val_labels, val.probs), val_acc = metrics::accuracy(val_labels, val.probs);
+      }
       const double train_loss = par.sum(loss_sum) / double(split.train.size());
       hist.add({double(epoch + 1), train_loss, val.loss, val_acc, val_auc, opt.lr(), et.seconds()});
       if (val.loss < best_val) {
@@ -329,8 +385,8 @@ int main(int argc, char** argv) {
         done = true;
       }
       if (!co.quiet)
-        std::printf("epoch %2d/%d  train loss %.4f  val loss %.4f  val acc %.4f  val auc %.4f  %.1fs%s\n", epoch + 1,
-                    co.epochs, train_loss, val.loss, val_acc, val_auc, et.seconds(),
+        std::printf("epoch %2d/%d  train loss %.4f  val loss %.4f  val acc %.4f  val %s %.4f  %.1fs%s\n", epoch + 1,
+                    co.epochs, train_loss, val.loss, val_acc, multiclass ? "macro F1" : "auc", val_auc, et.seconds(),
                     done ? "  (early stop)" : (bad_epochs == 0 ? "  *" : ""));
       save_progress(epoch + 1, 0, 0.0);
       if (par.is_root()) hist.save(co.out_dir + "/metrics.csv");
@@ -340,14 +396,14 @@ int main(int argc, char** argv) {
     const Evaluation test = evaluate(best, feats, ds.labels, T, F, split.test, to.eval_batch, true, device);
     std::vector<int> yt;
     for (int64_t i : split.test) yt.push_back(ds.labels[size_t(i)]);
-    const auto cm = metrics::confusion_matrix(yt, test.probs);
-    const double auc = metrics::roc_auc(yt, test.probs);
+    // Attention accuracy over the anomalous test series (class != 0) whose anomaly position is
+    // known; a CSV carries none, and then no such figure is printed.
     double coverage = 0, peak_inside = 0;
     int anomalous = 0;
     const int64_t radius = std::max<int64_t>(1, T / 20);
     for (size_t k = 0; k < split.test.size(); ++k) {
       const size_t i = size_t(split.test[k]);
-      if (!ds.labels[i] || ds.seg_start[i] < 0) continue;  // CSV data carries no segment
+      if (!ds.labels[i] || ds.seg_start[i] < 0) continue;
       ++anomalous;
       coverage += metrics::attention_coverage(test.weights[k], ds.seg_start[i], ds.seg_end[i], radius);
       const auto peak = std::max_element(test.weights[k].begin(), test.weights[k].end()) - test.weights[k].begin();
@@ -360,30 +416,58 @@ int main(int argc, char** argv) {
     // ---- plots ----
     const auto epochs_col = hist.column("epoch");
     plot::Figure loss_fig(800, 450);
-    loss_fig.title("sine_anomaly: BCE loss per epoch").xlabel("epoch").ylabel("binary cross-entropy");
+    const char* loss_name = multiclass ? "cross-entropy" : "binary cross-entropy";
+    loss_fig.title(std::string("sine_anomaly: ") + (multiclass ? "cross-entropy" : "BCE") + " loss per epoch")
+        .xlabel("epoch")
+        .ylabel(loss_name);
     loss_fig.line(epochs_col, hist.column("train_loss"), "train");
     loss_fig.line(epochs_col, hist.column("val_loss"), "validation", plot::Style().with_dashes());
     loss_fig.save(co.out_dir + "/loss.svg");
 
-    const auto roc = metrics::roc_curve(yt, test.probs);
-    plot::Figure roc_fig(600, 550);
-    char roc_title[96];
-    std::snprintf(roc_title, sizeof roc_title, "ROC on the test set (AUC %.4f)", auc);
-    roc_fig.title(roc_title).xlabel("false positive rate").ylabel("true positive rate").xlim(0, 1).ylim(0, 1);
-    roc_fig.line(roc.fpr, roc.tpr, "attn model");
-    roc_fig.line(std::vector<double>{0, 1}, std::vector<double>{0, 1}, "chance", plot::Style().with_dashes());
-    roc_fig.save(co.out_dir + "/roc.svg");
+    double auc = 0;
+    metrics::MulticlassReport rep;
+    if (multiclass) {
+      rep = metrics::multiclass_report(yt, test.preds, K);
+      // rows: true class, columns: predicted class, colour: share of the true class
+      std::vector<double> share(size_t(K * K), 0.0);
+      for (int64_t a = 0; a < K; ++a)
+        for (int64_t c = 0; c < K; ++c)
+          share[size_t(a * K + c)] = rep.support[size_t(a)] ? double(rep.at(a, c)) / double(rep.support[size_t(a)]) : 0.0;
+      std::string order;
+      for (const auto& n : class_names) order += (order.empty() ? "" : ", ") + n;
+      plot::Figure cm_fig(640, 560);
+      cm_fig.title("confusion matrix, share of each true class (classes " + order + ")")
+          .xlabel("predicted class")
+          .ylabel("true class")
+          .colorbar_label("share of the true class");
+      cm_fig.heatmap(share, K, K);
+      cm_fig.save(co.out_dir + "/confusion.svg");
+    } else {
+      auc = metrics::roc_auc(yt, test.probs);
+      const auto roc = metrics::roc_curve(yt, test.probs);
+      plot::Figure roc_fig(600, 550);
+      char roc_title[96];
+      std::snprintf(roc_title, sizeof roc_title, "ROC on the test set (AUC %.4f)", auc);
+      roc_fig.title(roc_title).xlabel("false positive rate").ylabel("true positive rate").xlim(0, 1).ylim(0, 1);
+      roc_fig.line(roc.fpr, roc.tpr, "attn model");
+      roc_fig.line(std::vector<double>{0, 1}, std::vector<double>{0, 1}, "chance", plot::Style().with_dashes());
+      roc_fig.save(co.out_dir + "/roc.svg");
+    }
 
     plot::Grid grid(2, 3, 460, 280);
     grid.title("Test series with attention weights (top: normal, bottom: anomalous, shaded: anomaly)");
     int shown[2] = {0, 0};
     for (size_t k = 0; k < split.test.size() && (shown[0] < 3 || shown[1] < 3); ++k) {
       const size_t i = size_t(split.test[k]);
-      const int row = ds.labels[i];
+      const int row = ds.labels[i] != 0;
       if (shown[row] >= 3) continue;
       plot::Figure& f = grid.at(row, shown[row]++);
-      char t[96];
-      std::snprintf(t, sizeof t, "series %zu, p(anomaly) = %.3f", i, test.probs[k]);
+      char t[128];
+      if (multiclass)
+        std::snprintf(t, sizeof t, "series %zu, %s, predicted %s", i, class_names[size_t(ds.labels[i])].c_str(),
+                      class_names[size_t(test.preds[k])].c_str());
+      else
+        std::snprintf(t, sizeof t, "series %zu, p(anomaly) = %.3f", i, test.probs[k]);
       f.title(t).xlabel("time step").ylabel("signal");
       if (row && ds.seg_start[i] >= 0) f.vspan(double(ds.seg_start[i]), double(ds.seg_end[i]), "anomaly");
       f.line(ds.series(int64_t(i)), "signal");
@@ -391,16 +475,31 @@ int main(int argc, char** argv) {
     }
     grid.save(co.out_dir + "/attention.svg");
 
-    std::printf(
-        "test (%zu series, best epoch by validation loss %.4f):\n"
-        "  accuracy %.4f  precision %.4f  recall %.4f  F1 %.4f  ROC-AUC %.4f\n"
-        "  confusion matrix [[tn %lld, fp %lld], [fn %lld, tp %lld]]\n"
-        "  attention: peak inside the anomaly %.1f%% of anomalous series, coverage (peak +-%lld) %.3f\n"
-        "total time %.1fs; plots and metrics in %s (loss.svg, roc.svg, attention.svg, metrics.csv)\n",
-        split.test.size(), best_val, metrics::accuracy(yt, test.probs), metrics::precision(yt, test.probs),
-        metrics::recall(yt, test.probs), metrics::f1(yt, test.probs), auc, (long long)cm.tn, (long long)cm.fp,
-        (long long)cm.fn, (long long)cm.tp, 100 * peak_inside, (long long)radius, coverage, total.seconds(),
-        co.out_dir.c_str());
+    std::printf("test (%zu series, best epoch by validation loss %.4f):\n", split.test.size(), best_val);
+    if (multiclass) {
+      std::printf("  accuracy %.4f  macro F1 %.4f  (%lld classes)\n  %-12s %9s %9s %9s %8s\n", rep.accuracy, rep.macro_f1,
+                  (long long)K, "class", "precision", "recall", "F1", "support");
+      for (int64_t c = 0; c < K; ++c)
+        std::printf("  %-12s %9.4f %9.4f %9.4f %8lld\n", class_names[size_t(c)].c_str(), rep.precision[size_t(c)],
+                    rep.recall[size_t(c)], rep.f1[size_t(c)], (long long)rep.support[size_t(c)]);
+      std::printf("  confusion matrix (rows: true class, columns: predicted, in the order above):\n");
+      for (int64_t a = 0; a < K; ++a) {
+        std::printf("   ");
+        for (int64_t c = 0; c < K; ++c) std::printf(" %6lld", (long long)rep.at(a, c));
+        std::printf("\n");
+      }
+    } else {
+      const auto cm = metrics::confusion_matrix(yt, test.probs);
+      std::printf("  accuracy %.4f  precision %.4f  recall %.4f  F1 %.4f  ROC-AUC %.4f\n"
+                  "  confusion matrix [[tn %lld, fp %lld], [fn %lld, tp %lld]]\n",
+                  metrics::accuracy(yt, test.probs), metrics::precision(yt, test.probs), metrics::recall(yt, test.probs),
+                  metrics::f1(yt, test.probs), auc, (long long)cm.tn, (long long)cm.fp, (long long)cm.fn, (long long)cm.tp);
+    }
+    if (anomalous > 0)
+      std::printf("  attention: peak inside the anomaly %.1f%% of anomalous series, coverage (peak +-%lld) %.3f\n",
+                  100 * peak_inside, (long long)radius, coverage);
+    std::printf("total time %.1fs; plots and metrics in %s (loss.svg, %s, attention.svg, metrics.csv)\n", total.seconds(),
+                co.out_dir.c_str(), multiclass ? "confusion.svg" : "roc.svg");
   } catch (const std::exception& e) {
     return par.fail("sine_anomaly", e.what());
   }

@@ -99,10 +99,10 @@ TEST_CASE("csv: ragged lines, bad numbers and bad labels are rejected with their
   CHECK_THAT(load_error("0,1,2,\n"), Contains("column 3") && Contains("not a number"));  // trailing comma
   CHECK_THAT(load_error("0,1,,3\n"), Contains("column 2"));
   CHECK_THAT(load_error("0,1.5x,3\n"), Contains("column 1") && Contains("1.5x"));
-  CHECK_THAT(load_error("2,1,2\n"), Contains("label must be 0 or 1") && Contains("'2'"));
-  CHECK_THAT(load_error("0.5,1,2\n"), Contains("label must be 0 or 1"));
-  CHECK_THAT(load_error("-1,1,2\n"), Contains("label must be 0 or 1"));
-  CHECK_THAT(load_error("nan,1,2\n"), Contains("label must be 0 or 1"));
+  CHECK_THAT(load_error("0.5,1,2\n"), Contains("the label must be a plain integer, got '0.5'"));
+  CHECK_THAT(load_error("nan,1,2\n"), Contains("the label must be a plain integer"));
+  CHECK_THAT(load_error("1234567890123456789,1,2\n"), Contains("the label must be a plain integer"));
+  CHECK_THAT(load_error("-,1,2\n"), Contains("column 0 is not a number: '-'"));
   CHECK_THAT(load_error("yes,1,2\n"), Contains("column 0") && Contains("yes"));
   CHECK_THAT(load_error("1\n"), Contains("a label without values"));
   CHECK_THAT(load_error("0;1;2\n"), Contains("column 0"));  // wrong separator
@@ -122,9 +122,9 @@ TEST_CASE("csv: NUL bytes, a UTF-8 byte order mark and labels that only parse as
     CHECK(ds.x == std::vector<float>{1, 2, 3, 4});
   }
   CHECK_THAT(load_error("0,1,2\n\xEF\xBB\xBF" "1,3,4\n"), Contains(":2") && Contains("'\\xef\\xbb\\xbf1'"));
-  // Labels are exactly 0 or 1: not 0x1, " 1", "1.0", "+1", "1e0".
-  for (const char* label : {"0x1", " 1", "1.0", "+1", "1e0", "00"})
-    CHECK_THAT(load_error(std::string(label) + ",1,2\n"), Contains("label must be 0 or 1") && Contains(label));
+  // Labels are plain integers: not 0x1, " 1", "1.0", "+1", "1e0", "00", "-0", "07".
+  for (const char* label : {"0x1", " 1", "1.0", "+1", "1e0", "00", "-0", "07"})
+    CHECK_THAT(load_error(std::string(label) + ",1,2\n"), Contains("the label must be a plain integer") && Contains(label));
 }
 
 TEST_CASE("csv: empty inputs and missing files", "[csv]") {
@@ -154,4 +154,15 @@ TEST_CASE("data::check_finite names the first non-finite value and its index", "
   } catch (const std::invalid_argument& e) {
     CHECK_THAT(std::string(e.what()), Contains("index 1") && Contains("inf"));
   }
+}
+
+TEST_CASE("csv: any integer labels become classes 0..K-1 in increasing order", "[csv]") {
+  TempCsv f("9,1,2\n-3,3,4\n5,5,6\n9,7,8\n");
+  const auto ds = data::load_labeled_series_csv(f.path.string());
+  CHECK(ds.class_values == std::vector<long long>{-3, 5, 9});
+  CHECK(ds.labels == std::vector<int>{2, 0, 1, 2});
+  TempCsv g("1,1,2\n0,3,4\n");
+  const auto bin = data::load_labeled_series_csv(g.path.string());
+  CHECK(bin.class_values == std::vector<long long>{0, 1});
+  CHECK(bin.labels == std::vector<int>{1, 0});
 }

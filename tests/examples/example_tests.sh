@@ -30,6 +30,16 @@
 #   encdec_runs_and_bad_input  encoder_decoder_forecast: both modes on the sine and on CO2 (PROGRAM
 #                      argument: the CO2 file) with a few epochs, then a CO2 file with a bad value,
 #                      a missing file, too short a series and bad flags
+#   anomaly_kclass     sine_anomaly with K classes: --classes kind --anomaly mix (5 classes, per-class
+#                      report, confusion matrix and confusion.svg, attention figure), a CSV with labels
+#                      3/5/9 (3 classes, no attention figure: a CSV has no anomaly positions), a binary
+#                      CSV (ROC-AUC, no attention figure), --classes kind with --data refused
+#   anomaly_score_runs  anomaly_score: a short run reports ROC-AUC, flags and the localisation and
+#                      writes its plots; --window longer than --length and a bad flag are refused
+#   co2_forecast_quality_and_bad_input  co2_forecast (PROGRAM argument: the CO2 file) with its
+#                      defaults: the model's MAE on the held-out 24 months must be >= 30% below
+#                      seasonal-naive's; then a file with a bad value, a gap at the end, an unknown
+#                      column, too short a series and bad flags
 set -u
 CASE=$1
 BIN=$2
@@ -392,7 +402,7 @@ encdec_runs_and_bad_input)
   grep -q '^seasonal+drift ' co2.out || fail "co2: no baseline report"
   sed '5s/,317\.24,/,nan,/' "$CO2" >bad.csv
   grep -q ',nan,' bad.csv || fail "bad.csv: the edit did not apply"
-  run_exit co2_nan 1 "bad.csv:5: column 4 (average) holds 'nan'" --data co2 --csv bad.csv --epochs 1 --out-dir o3
+  run_exit co2_nan 1 "bad.csv:5: column 3 'average': missing value 'nan'" --data co2 --csv bad.csv --epochs 1 --out-dir o3
   head -50 "$CO2" >short.csv
   run_exit co2_short 1 "short.csv: only 49 monthly values" --data co2 --csv short.csv --epochs 1 --out-dir o3
   run_exit co2_missing 2 "no.csv" --data co2 --csv no.csv --out-dir o3
@@ -415,6 +425,69 @@ transformer_attention)
   run_exit relative_linear 2 "--positional relative needs --attention dense" --attention linear \
     --positional relative --out-dir o3
   run_exit block_zero 2 "--block" --attention strided --block 0 --out-dir o3
+  ;;
+
+anomaly_kclass)
+  SMALL=(--length 40 --epochs 2 --hidden 4 --seed 3 --quiet)
+  run kind 0 --classes kind --anomaly mix --samples 300 "${SMALL[@]}" --out-dir o1
+  grep -q 'macro F1 .*(5 classes)' kind.out || fail "kind: no 5-class report"
+  for c in none flat zero noise spike; do grep -q "^  $c " kind.out || fail "kind: no row for class $c"; done
+  grep -q 'confusion matrix (rows: true class' kind.out || fail "kind: no confusion matrix"
+  grep -q 'attention: peak inside' kind.out || fail "kind: no attention figure for generated data"
+  [ -s o1/confusion.svg ] || fail "kind: confusion.svg missing"
+  # 60 series of 20 points with labels 3, 5, 9 (a smooth ramp, a constant, an alternating series)
+  : >three.csv
+  for i in $(seq 0 59); do
+    case $((i % 3)) in 0) line=3 ;; 1) line=5 ;; *) line=9 ;; esac
+    for t in $(seq 0 19); do
+      case $((i % 3)) in 0) v="0.$t" ;; 1) v="0.5" ;; *) v=$((t % 2)) ;; esac
+      line="$line,$v"
+    done
+    echo "$line" >>three.csv
+  done
+  run three 0 --data three.csv "${SMALL[@]}" --out-dir o2
+  grep -q '(3 classes)' three.out || fail "three: no 3-class report"
+  grep -q '^  label 9 ' three.out || fail "three: no row for label 9"
+  grep -q 'attention: peak' three.out && fail "three: an attention figure for a CSV without anomaly positions"
+  sed 's/^3,/0,/; s/^5,/1,/; s/^9,/1,/' three.csv >two.csv
+  run two 0 --data two.csv "${SMALL[@]}" --out-dir o3
+  grep -q 'ROC-AUC' two.out || fail "two: no binary report"
+  grep -q 'attention: peak' two.out && fail "two: an attention figure for a CSV without anomaly positions"
+  run_exit kind_csv 1 "--classes kind needs generated data" --classes kind --data three.csv "${SMALL[@]}" --out-dir o4
+  ;;
+
+anomaly_score_runs)
+  run short 0 --samples 300 --length 64 --epochs 2 --channels 4 --out-dir o --quiet
+  grep -q 'ROC-AUC of the scores [0-9.]*; flagged [0-9]*: precision' short.out || fail "short: no score report"
+  grep -q 'the window of largest error overlaps the anomaly' short.out || fail "short: no localisation figure"
+  [ -s o/scores.svg ] && [ -s o/errors.svg ] || fail "short: plots missing"
+  run_exit long_window 2 "--window 100 is longer than --length 64" --length 64 --window 100 --out-dir o2
+  run_exit bad_fraction 2 "--anomaly-fraction" --anomaly-fraction 0.9 --out-dir o2
+  ;;
+
+co2_forecast_quality_and_bad_input)
+  CO2=${MORE[0]}
+  run full 0 --csv "$CO2" --out-dir o --quiet
+  gain=$(sed -n 's/.*model MAE vs seasonal-naive: \([0-9.]*\)% lower.*/\1/p' full.out)
+  if [ -z "$gain" ] || ! awk -v g="$gain" 'BEGIN { exit !(g >= 30) }'; then
+    fail "full: the model's MAE is not >= 30% below seasonal-naive's (got '${gain}')"
+    cat full.out
+  else
+    ok "full: MAE ${gain}% below seasonal-naive"
+  fi
+  grep -q 'linear trend + season .*MASE' full.out || fail "full: no trend+season baseline"
+  [ -s o/forecast.svg ] && [ -s o/metrics.csv ] || fail "full: forecast.svg or metrics.csv missing"
+  sed '5s/,317\.24,/,31x.24,/' "$CO2" >bad.csv
+  run_exit bad_value 1 "bad.csv:5: column 3 'average' is not a number: '31x.24'" --csv bad.csv --epochs 1 --out-dir o2
+  sed '$s/,420\.46,/,-99.99,/' "$CO2" >gap_end.csv
+  grep -q ',-99.99,' gap_end.csv || fail "gap_end.csv: the edit did not apply"
+  run_exit gap_at_end 1 "ends with a missing value, which cannot be interpolated" --csv gap_end.csv --epochs 1 --out-dir o2
+  sed '100s/^\([0-9]*,[0-9]*,[0-9.]*\),[0-9.]*,/\1,-99.99,/' "$CO2" >gap_mid.csv
+  run_exit gap_in_the_middle 0 "(1 gaps interpolated)" --csv gap_mid.csv --epochs 1 --out-dir o2
+  run_exit unknown_column 1 "no value column named 'co2'" --csv "$CO2" --column co2 --epochs 1 --out-dir o2
+  head -150 "$CO2" >short.csv
+  run_exit short 2 "rows are too few" --csv short.csv --epochs 1 --out-dir o2
+  run_exit bad_flag 2 "--lookback" --lookback 5 --out-dir o2
   ;;
 
 *)

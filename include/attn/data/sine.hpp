@@ -102,7 +102,10 @@ struct SineAnomalyOptions {
 
 struct SineAnomalyDataset {
   std::vector<float> x;            // [samples, length, channels], row-major
-  std::vector<int> labels;         // 1 = anomalous
+  std::vector<int> labels;         // class index 0..K-1; for two classes 1 = anomalous
+  // The label each class index stands for: {0, 1} from the generator; from a CSV the distinct
+  // labels of the file in increasing order (class k is the k-th smallest).
+  std::vector<long long> class_values = {0, 1};
   std::vector<std::int64_t> seg_start, seg_end;  // anomaly in [start, end); -1 when normal
   std::vector<AnomalyKind> kinds;  // None when normal
   std::int64_t samples = 0, length = 0, channels = 0;
@@ -303,6 +306,7 @@ inline SineAnomalyDataset gather(const SineAnomalyDataset& ds, const std::vector
   out.samples = static_cast<std::int64_t>(indices.size());
   out.length = ds.length;
   out.channels = ds.channels;
+  out.class_values = ds.class_values;
   const std::int64_t row = ds.length * ds.channels;
   out.x.reserve(static_cast<std::size_t>(out.samples * row));
   for (std::int64_t idx : indices) {

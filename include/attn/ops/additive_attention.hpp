@@ -332,8 +332,10 @@ namespace detail {
 // The pooling core composed of plain ops, for tensors on the GPU (each op has a CUDA path; the
 // fused core below has only a CPU one). Same formulas and results; a fully masked row gets
 // zero weights (softmax of an all -inf lane) and a zero context.
+// `normalize` replaces softmax over time (sparsemax, entmax15: see AttentionPooling).
 inline std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor& w2, const Tensor& b2,
-                                                  const Tensor& h, const Tensor& mask) {
+                                                  const Tensor& h, const Tensor& mask,
+                                                  Tensor (*normalize)(const Tensor&, int64_t) = nullptr) {
   const int64_t B = a.size(0), T = a.size(1), Hd = a.size(2), D = h.size(2);
   Tensor score = reshape(matmul(tanh(a), reshape(w2, {Hd, 1})), {B, T});
   if (b2.defined()) score = add(score, b2);
@@ -343,7 +345,7 @@ inline std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor&
     for (size_t i = 0; i < m.size(); ++i) additive[i] = m[i] ? 0.f : -std::numeric_limits<float>::infinity();
     score = add(score, Tensor::from_vector(additive, {B, T}).to(a.device()));
   }
-  Tensor w = softmax(score, 1);
+  Tensor w = normalize ? normalize(score, 1) : softmax(score, 1);
   return {reshape(matmul(reshape(w, {B, 1, T}), h), {B, D}), w};
 }
 

@@ -4,6 +4,7 @@
 // see ops/additive_attention.hpp for the formulas and backward.
 #include <utility>
 #include "../../ops/additive_attention.hpp"
+#include "../../ops/sparsemax.hpp"
 #include "../layers.hpp"
 #include "../module.hpp"
 
@@ -51,9 +52,26 @@ class AttentionPooling : public Module {
     register_module("2", score);
   }
 
+  // The normalisation of the scores over time: softmax (the fused kernel), or sparsemax /
+  // entmax15 (ops/sparsemax.hpp; composed, CPU only), which give exact zeros so the weights
+  // point at a few steps.
+  enum class Normalization { Softmax, Sparsemax, Entmax15 };
+  AttentionPooling& normalization(Normalization n) {
+    norm_ = n;
+    return *this;
+  }
+  Normalization normalization() const { return norm_; }
+
   // h [B, T, D]; mask bool [B, T], true = valid step. Returns (context [B, D], weights [B, T]).
   std::pair<Tensor, Tensor> forward(const Tensor& h, const Tensor& mask = Tensor()) const {
-    return attention_pooling(h, proj.weight, proj.bias, score.weight, score.bias, mask);
+    if (norm_ == Normalization::Softmax) return attention_pooling(h, proj.weight, proj.bias, score.weight, score.bias, mask);
+    ATTN_CHECK(h.dim() == 3 && h.size(2) == proj.in_features(), "AttentionPooling: expected h [B, T, ", proj.in_features(),
+               "], got ", to_string(h.shape()));
+    ATTN_CHECK(!mask.defined() || (mask.dtype() == kBool && mask.shape() == Shape({h.size(0), h.size(1)})),
+               "AttentionPooling: mask must be bool [B, T] for h ", to_string(h.shape()));
+    return attn::detail::pooling_composed(linear(h, proj.weight, proj.bias), reshape(score.weight, {proj.out_features()}),
+                                    score.bias.defined() ? reshape(score.bias, {1}) : Tensor(), h, mask,
+                                    norm_ == Normalization::Sparsemax ? &attn::sparsemax : &attn::entmax15);
   }
   // Variable-length batch: steps t >= lengths[b] are ignored.
   std::pair<Tensor, Tensor> forward(const Tensor& h, const std::vector<int64_t>& lengths) const {
@@ -66,6 +84,9 @@ class AttentionPooling : public Module {
   }
 
   Linear proj, score;
+
+ private:
+  Normalization norm_ = Normalization::Softmax;
 };
 
 }  // namespace attn::nn

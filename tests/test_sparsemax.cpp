@@ -1,0 +1,93 @@
+// sparsemax and entmax15 against the published sort-based algorithms written in torch
+// (tests/fixtures/gen_sparsemax.py; forward and gradient, float64), gradcheck, simplex and
+// sparsity, -inf entries and all-masked lanes, another dim than the last, float32, errors.
+#include <attn/attn.hpp>
+#include <attn/ops/sparsemax.hpp>
+#include <attn/testing/gradcheck.hpp>
+#include <limits>
+
+#include "test_util.hpp"
+
+using namespace attn;
+using Catch::Contains;
+
+namespace {
+Shape reduced_shape_of(const Tensor& x, int64_t dim) {
+  Shape s = x.shape();
+  s.erase(s.begin() + dim);
+  return s;
+}
+}  // namespace
+
+TEST_CASE("sparsemax / entmax15: forward and gradient against the reference algorithms", "[sparsemax][golden]") {
+  const auto f = load_fixture("sparsemax.safetensors");
+  std::string names;
+  for (const char* fn : {"sparsemax", "entmax15"})
+    for (const char* c : {"row", "batch", "wide", "peaked", "flat"}) names += (names.empty() ? "" : ",") + std::string(fn) + "." + c;
+  REQUIRE(f.metadata.at("cases") == names);
+  for (const char* fn : {"sparsemax", "entmax15"})
+    for (const char* c : {"row", "batch", "wide", "peaked", "flat"}) {
+      const std::string k = std::string(fn) + "." + c;
+      INFO(k);
+      const Tensor x = f.at(k + ".x").clone().requires_grad_();
+      const Tensor y = std::string(fn) == "sparsemax" ? sparsemax(x, -1) : entmax15(x, -1);
+      CHECK(check_close(y, f.at(k + ".out"), 1e-12, 1e-14, k + ".out"));
+      sum(y * f.at(k + ".r")).backward();
+      CHECK(check_close(x.grad(), f.at(k + ".g"), 1e-10, 1e-12, k + ".g"));
+    }
+}
+
+TEST_CASE("sparsemax / entmax15: simplex, sparsity, gradcheck, masks, dims", "[sparsemax]") {
+  manual_seed(9);
+  const Tensor x = Tensor::randn({3, 5, 6}, kFloat64) * 2.0;
+  for (int which = 0; which < 2; ++which) {
+    auto fn = [&](const Tensor& t, int64_t dim) { return which == 0 ? sparsemax(t, dim) : entmax15(t, dim); };
+    INFO((which == 0 ? "sparsemax" : "entmax15"));
+    for (int64_t dim : {0, 1, 2}) {
+      const Tensor y = fn(x, dim);
+      CHECK(check_close(sum(y, dim), Tensor::ones(reduced_shape_of(x, dim), kFloat64), 1e-12, 1e-12, "sums to 1"));
+      for (double v : y.to_vector<double>()) CHECK(v >= 0);
+      // the same as the last-dim op on the transposed tensor
+      CHECK(check_close(y, transpose(fn(transpose(x, dim, 2).contiguous(), 2), dim, 2), 1e-14, 1e-15, "dim"));
+      auto r = testing::gradcheck([&](const std::vector<Tensor>& in) { return fn(in[0], dim); },
+                                  {x.clone().requires_grad_()});
+      INFO(r.message);
+      CHECK(r.ok);
+    }
+    // sparse: a large gap leaves exact zeros; a peaked row gives a one-hot result
+    const auto peaked = fn(Tensor::from_vector(std::vector<double>{10, 0, -1, 0.5}, {4}), 0).to_vector<double>();
+    CHECK(peaked == std::vector<double>{1, 0, 0, 0});
+    // -inf entries get 0; an all -inf lane gives zeros and a zero gradient
+    const double inf = std::numeric_limits<double>::infinity();
+    const Tensor m = Tensor::from_vector(std::vector<double>{0.3, -inf, 0.1, -inf, -inf, -inf}, {2, 3}).requires_grad_();
+    const Tensor ym = fn(m, 1);
+    const auto v = ym.to_vector<double>();
+    CHECK(v[1] == 0);
+    CHECK(v[0] + v[2] == Approx(1.0));
+    CHECK(v[3] == 0);
+    CHECK(v[4] == 0);
+    CHECK(v[5] == 0);
+    sum(ym * Tensor::from_vector(std::vector<double>{1, 2, 3, 4, 5, 6}, {2, 3})).backward();
+    const auto gm = m.grad().to_vector<double>();
+    CHECK(gm[3] == 0);
+    CHECK(gm[4] == 0);
+    CHECK(gm[5] == 0);
+    CHECK(gm[1] == 0);
+    // float32
+    const Tensor y32 = fn(x.to(kFloat32), 2);
+    CHECK(y32.dtype() == kFloat32);
+    CHECK(check_close(y32, fn(x, 2), 1e-5, 1e-6, "float32"));
+  }
+  // sparsemax is sparser than entmax15, which is sparser than softmax (never 0)
+  const Tensor z = Tensor::randn({64}, kFloat64) * 0.3;
+  auto zeros = [](const Tensor& t) {
+    int n = 0;
+    for (double v : t.to_vector<double>()) n += v == 0;
+    return n;
+  };
+  CHECK(zeros(sparsemax(z, 0)) > zeros(entmax15(z, 0)));
+  CHECK(zeros(entmax15(z, 0)) > 0);
+  CHECK(zeros(softmax(z, 0)) == 0);
+  CHECK_THROWS_WITH(sparsemax(z, 1), Contains("sparsemax"));
+  CHECK_THROWS_WITH(entmax15(z, 3), Contains("entmax15"));
+}
