@@ -5,9 +5,10 @@
 //
 //   x' = x / E^(1/4)  (so that q'.k' = q.k / sqrt(E), softmax attention's default scale)
 //   phi(x) = exp(w_r . x' - |x'|^2 / 2 - c) / sqrt(m),  r = 1..m,  W = features [m, E]
-//   c: a stabiliser, the row max of w.x' - |x'|^2/2 for queries, the max over all keys and
-//   features for keys; it is a constant per query row / per item, so it cancels in the ratio
-//   below and is not differentiated (detached).
+//   c: a stabiliser (the paper's max subtraction), the row max of w.x' - |x'|^2/2 for queries,
+//   the max over all keys and features for keys: a constant per query row / per item, so with
+//   eps = 0 it cancels in the ratio below; it is differentiated like any max, so the gradient
+//   is exact for eps > 0 too.
 //   non-causal: out_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / (phi(q_i) . sum_j phi(k_j) + eps)
 //   causal:     the sums run over j <= i: chunks of C rows, within a chunk the masked products
 //               phi(Q_c) phi(K_c)^T (C x C), across chunks the running state sum phi(k) v^T
@@ -86,7 +87,7 @@ inline Tensor favor_features(const Tensor& x, const Tensor& features, bool per_r
   Tensor logits = sub(matmul(xs, transpose(features, 0, 1)), mul(sum(mul(xs, xs), -1, true), 0.5));
   Tensor c = max(logits, -1, true).first;
   if (!per_row) c = max(c, -2, true).first;
-  return mul(exp(sub(logits, c.detach())), 1.0 / std::sqrt(m));
+  return mul(exp(sub(logits, c)), 1.0 / std::sqrt(m));
 }
 }  // namespace detail
 

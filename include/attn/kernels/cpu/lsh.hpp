@@ -69,7 +69,7 @@ void lsh_forward(const LshShape& s, const T* X, const T* Kn, const T* V, const T
                  T* lse, T* Or, T* O) {
   const int64_t W = s.width(), nc = s.chunks(), E = s.E, Ev = s.Ev, L = s.L;
   std::vector<T> rot, qc(size_t(s.chunk * E)), kc(size_t(W * E)), vc(size_t(W * Ev)), oc(size_t(s.chunk * Ev));
-  std::vector<int64_t> bucket, keys(size_t(W));
+  std::vector<int64_t> bucket, keys(static_cast<size_t>(W));
   for (int64_t r = 0; r < s.n_hashes; ++r) {
     int64_t* pr = perm + r * L;
     T* Pr = P + r * L * W;
@@ -157,7 +157,7 @@ void lsh_backward(const LshShape& s, const T* X, const T* Kn, const T* norms, co
   }
   std::vector<T> qc(size_t(s.chunk * E)), kc(size_t(W * E)), vc(size_t(W * Ev)), gc(size_t(s.chunk * Ev)),
       gs(size_t(s.chunk * W)), gq(size_t(s.chunk * E)), gk(size_t(W * E)), gv(size_t(W * Ev));
-  std::vector<int64_t> keys(size_t(W));
+  std::vector<int64_t> keys(static_cast<size_t>(W));
   for (int64_t r = 0; r < nh; ++r) {
     const int64_t* pr = perm + r * L;
     const T* Pr = P + r * L * W;

@@ -33,7 +33,7 @@ void probsparse_select(const T* Q, const T* K, const int64_t* samp, int64_t L, i
     }
     m[size_t(i)] = mx - sum / T(U);
   }
-  std::vector<int64_t> idx(size_t(L));
+  std::vector<int64_t> idx(static_cast<size_t>(L));
   std::iota(idx.begin(), idx.end(), int64_t(0));
   std::partial_sort(idx.begin(), idx.begin() + n_top, idx.end(), [&](int64_t a, int64_t b) {
     return m[size_t(a)] > m[size_t(b)] || (m[size_t(a)] == m[size_t(b)] && a < b);

@@ -75,34 +75,38 @@ struct LinformerAttentionOptions {
 };
 #undef ATTN_APPROX_OPTION
 
-namespace approx_detail {
-// q_proj, k_proj, v_proj, out_proj (k_proj absent when shared_qk), registered under those names.
-struct Projections {
-  Projections(Module& m, int64_t D, bool shared_qk)
-      : q_proj(D, D), k_proj(shared_qk ? 1 : D, shared_qk ? 1 : D), v_proj(D, D), out_proj(D, D) {
-    m.register_module(shared_qk ? "qk_proj" : "q_proj", q_proj);
-    if (!shared_qk) m.register_module("k_proj", k_proj);
-    m.register_module("v_proj", v_proj);
-    m.register_module("out_proj", out_proj);
-  }
+// The projections every variant shares: q_proj (qk_proj when queries and keys share it, as in
+// Reformer), k_proj (not registered when shared), v_proj, out_proj, all [D, D] with bias.
+class ProjectedAttention : public Module {
+ public:
   Linear q_proj, k_proj, v_proj, out_proj;
+
+ protected:
+  ProjectedAttention(int64_t D, bool shared_qk)
+      : q_proj(D, D), k_proj(shared_qk ? 1 : D, shared_qk ? 1 : D), v_proj(D, D), out_proj(D, D) {
+    register_module(shared_qk ? "qk_proj" : "q_proj", q_proj);
+    if (!shared_qk) register_module("k_proj", k_proj);
+    register_module("v_proj", v_proj);
+    register_module("out_proj", out_proj);
+  }
+  // [B, L, D] inputs -> heads [B, H, L, D/H] after their projections.
+  Tensor heads(const Linear& proj, const Tensor& x, int64_t H) const {
+    return efficient_detail::split_heads(proj.forward(x), H);
+  }
+  Tensor output(const Tensor& o) const { return out_proj.forward(efficient_detail::merge_heads(o)); }
 };
-}  // namespace approx_detail
 
 // Informer's ProbSparse self-attention; draws its key sample from the global generator at every
 // forward (like Informer). Parameters: q_proj, k_proj, v_proj, out_proj (.weight, .bias).
-class ProbSparseAttention : public Module {
+class ProbSparseAttention : public ProjectedAttention {
  public:
-  explicit ProbSparseAttention(const ProbSparseAttentionOptions& o) : opt_(check(o)), p_(*this, o.embed_dim(), false) {}
+  explicit ProbSparseAttention(const ProbSparseAttentionOptions& o) : ProjectedAttention(check(o).embed_dim(), false), opt_(o) {}
   // query [B, L, D], key/value [B, S, D] (causal: S == L) -> [B, L, D].
   Tensor forward(const Tensor& query, const Tensor& key, const Tensor& value) const {
     efficient_detail::check_qkv("ProbSparseAttention", query, key, value, opt_.embed_dim());
     const int64_t H = opt_.num_heads();
-    Tensor q = efficient_detail::split_heads(p_.q_proj.forward(query), H),
-           k = efficient_detail::split_heads(p_.k_proj.forward(key), H),
-           v = efficient_detail::split_heads(p_.v_proj.forward(value), H);
-    return p_.out_proj.forward(
-        efficient_detail::merge_heads(probsparse_attention(q, k, v, opt_.factor(), opt_.causal())));
+    Tensor q = heads(q_proj, query, H), k = heads(k_proj, key, H), v = heads(v_proj, value, H);
+    return output(probsparse_attention(q, k, v, opt_.factor(), opt_.causal()));
   }
   Tensor forward(const Tensor& x) const { return forward(x, x, x); }
   const ProbSparseAttentionOptions& options() const { return opt_; }
@@ -114,18 +118,15 @@ class ProbSparseAttention : public Module {
     return o;
   }
   ProbSparseAttentionOptions opt_;
-  approx_detail::Projections p_;
 
- public:
-  Linear &q_proj = p_.q_proj, &k_proj = p_.k_proj, &v_proj = p_.v_proj, &out_proj = p_.out_proj;
 };
 
 // Performer (FAVOR+). The random features are a buffer "features" [m, head_dim], drawn at
 // construction from the global generator; redraw_features() draws new ones (the paper redraws
 // them periodically during training; call it where you want that).
-class PerformerAttention : public Module {
+class PerformerAttention : public ProjectedAttention {
  public:
-  explicit PerformerAttention(const PerformerAttentionOptions& o) : opt_(check(o)), p_(*this, o.embed_dim(), false) {
+  explicit PerformerAttention(const PerformerAttentionOptions& o) : ProjectedAttention(check(o).embed_dim(), false), opt_(o) {
     register_buffer("features", features);
     redraw_features();
   }
@@ -134,7 +135,7 @@ class PerformerAttention : public Module {
     const int64_t m = opt_.nb_features() > 0 ? opt_.nb_features()
                                              : std::max<int64_t>(1, int64_t(double(E) * std::log(double(E))));
     NoGradGuard ng;
-    Tensor f = orthogonal_random_features(m, E, gen, p_.q_proj.weight.dtype());
+    Tensor f = orthogonal_random_features(m, E, gen, q_proj.weight.dtype());
     if (features.defined() && features.shape() == f.shape())
       features.copy_(f);
     else
@@ -143,11 +144,8 @@ class PerformerAttention : public Module {
   Tensor forward(const Tensor& query, const Tensor& key, const Tensor& value) const {
     efficient_detail::check_qkv("PerformerAttention", query, key, value, opt_.embed_dim());
     const int64_t H = opt_.num_heads();
-    Tensor q = efficient_detail::split_heads(p_.q_proj.forward(query), H),
-           k = efficient_detail::split_heads(p_.k_proj.forward(key), H),
-           v = efficient_detail::split_heads(p_.v_proj.forward(value), H);
-    return p_.out_proj.forward(
-        efficient_detail::merge_heads(performer_attention(q, k, v, features, opt_.causal(), opt_.eps())));
+    Tensor q = heads(q_proj, query, H), k = heads(k_proj, key, H), v = heads(v_proj, value, H);
+    return output(performer_attention(q, k, v, features, opt_.causal(), opt_.eps()));
   }
   Tensor forward(const Tensor& x) const { return forward(x, x, x); }
   const PerformerAttentionOptions& options() const { return opt_; }
@@ -162,28 +160,23 @@ class PerformerAttention : public Module {
     return o;
   }
   PerformerAttentionOptions opt_;
-  approx_detail::Projections p_;
 
- public:
-  Linear &q_proj = p_.q_proj, &k_proj = p_.k_proj, &v_proj = p_.v_proj, &out_proj = p_.out_proj;
 };
 
 // Reformer's LSH self-attention: one shared projection for queries and keys ("qk_proj"), v_proj,
 // out_proj. New random rotations are drawn from the global generator at every forward (as in
 // Reformer), so seed it (manual_seed) for repeatable runs.
-class LSHAttention : public Module {
+class LSHAttention : public ProjectedAttention {
  public:
-  explicit LSHAttention(const LSHAttentionOptions& o) : opt_(check(o)), p_(*this, o.embed_dim(), true) {}
+  explicit LSHAttention(const LSHAttentionOptions& o) : ProjectedAttention(check(o).embed_dim(), true), opt_(o) {}
   // x [B, L, D] -> [B, L, D].
   Tensor forward(const Tensor& x) const {
     efficient_detail::check_qkv("LSHAttention", x, x, x, opt_.embed_dim());
     const int64_t H = opt_.num_heads(), L = x.size(1);
-    Tensor qk = efficient_detail::split_heads(p_.q_proj.forward(x), H),
-           v = efficient_detail::split_heads(p_.v_proj.forward(x), H);
+    Tensor qk = heads(q_proj, x, H), v = heads(v_proj, x, H);
     const int64_t nb = opt_.n_buckets() > 0 ? opt_.n_buckets() : lsh_default_buckets(L, opt_.bucket_size());
     Tensor rot = lsh_random_rotations(qk.size(-1), opt_.n_hashes(), nb, default_generator(), qk.dtype());
-    return p_.out_proj.forward(
-        efficient_detail::merge_heads(lsh_attention(qk, v, rot, opt_.bucket_size(), opt_.causal())));
+    return output(lsh_attention(qk, v, rot, opt_.bucket_size(), opt_.causal()));
   }
   const LSHAttentionOptions& options() const { return opt_; }
 
@@ -196,17 +189,14 @@ class LSHAttention : public Module {
     return o;
   }
   LSHAttentionOptions opt_;
-  approx_detail::Projections p_;
 
- public:
-  Linear &qk_proj = p_.q_proj, &v_proj = p_.v_proj, &out_proj = p_.out_proj;
 };
 
 // Linformer: learned length projections "e_proj" and "f_proj" [k, seq_len] (one "e_proj" when
 // share_kv), initialised N(0, 1/k) as in the paper's code. Inputs must have exactly seq_len keys.
-class LinformerAttention : public Module {
+class LinformerAttention : public ProjectedAttention {
  public:
-  explicit LinformerAttention(const LinformerAttentionOptions& o) : opt_(check(o)), p_(*this, o.embed_dim(), false) {
+  explicit LinformerAttention(const LinformerAttentionOptions& o) : ProjectedAttention(check(o).embed_dim(), false), opt_(o) {
     const double sd = 1.0 / std::sqrt(double(o.k()));
     e_proj = Tensor::randn({o.k(), o.seq_len()}) * sd;
     register_parameter("e_proj", e_proj);
@@ -221,12 +211,10 @@ class LinformerAttention : public Module {
     ATTN_CHECK(key.size(1) == opt_.seq_len(), "LinformerAttention: key length ", key.size(1), " (key ",
                to_string(key.shape()), ") differs from the seq_len ", opt_.seq_len(), " its projections were built for");
     const int64_t H = opt_.num_heads();
-    Tensor q = efficient_detail::split_heads(p_.q_proj.forward(query), H),
-           k = efficient_detail::split_heads(p_.k_proj.forward(key), H),
-           v = efficient_detail::split_heads(p_.v_proj.forward(value), H);
+    Tensor q = heads(q_proj, query, H), k = heads(k_proj, key, H), v = heads(v_proj, value, H);
     const double p = is_training() ? opt_.dropout() : 0.0;
-    return p_.out_proj.forward(efficient_detail::merge_heads(
-        linformer_attention(q, k, v, e_proj, opt_.share_kv() ? e_proj : f_proj, p)));
+    return output(
+        linformer_attention(q, k, v, e_proj, opt_.share_kv() ? e_proj : f_proj, p));
   }
   Tensor forward(const Tensor& x) const { return forward(x, x, x); }
   const LinformerAttentionOptions& options() const { return opt_; }
@@ -242,10 +230,7 @@ class LinformerAttention : public Module {
     return o;
   }
   LinformerAttentionOptions opt_;
-  approx_detail::Projections p_;
 
- public:
-  Linear &q_proj = p_.q_proj, &k_proj = p_.k_proj, &v_proj = p_.v_proj, &out_proj = p_.out_proj;
 };
 
 }  // namespace attn::nn
