@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <limits>
+#include <functional>
 #include <memory>
 #include <numeric>
 
@@ -32,6 +33,89 @@ struct ModelOptions {
   int64_t d_model = 32, heads = 4, layers = 2, ff = 64, window = 20;
   double dropout = 0.0;
   std::string positional = "sinusoidal";
+  std::string attention = "dense";  // --attention: dense or one of kApproxAttention
+};
+
+// The approximate variants --attention accepts besides "dense" (nn/attention/approximate.hpp).
+const std::vector<std::string> kApproxAttention = {"probsparse", "performer", "lsh", "linformer"};
+
+// A post-norm encoder layer with the structure of nn::TransformerEncoderLayer (ReLU),
+//   x = norm1(x + dropout1(SA(x))),  x = norm2(x + dropout2(linear2(dropout(relu(linear1(x)))))),
+// whose self-attention SA is an approximate variant: causal for probsparse, performer and lsh;
+// linformer has no causal form and runs non-causal (every position of the window is in the past of
+// the forecast point, so nothing leaks). Settings for the short window: ProbSparse factor 5 (its
+// default), Performer int(E ln E) features, LSH 4 rounds with chunks of window / 4, Linformer
+// k = window / 2.
+class ApproxEncoderLayer : public nn::Module {
+ public:
+  ApproxEncoderLayer(const std::string& kind, const ModelOptions& o)
+      : linear1(o.d_model, o.ff), linear2(o.ff, o.d_model), norm1(Shape{o.d_model}), norm2(Shape{o.d_model}),
+        dropout(o.dropout), dropout1(o.dropout), dropout2(o.dropout) {
+    const int64_t D = o.d_model, H = o.heads;
+    if (kind == "probsparse") {
+      auto m = std::make_shared<nn::ProbSparseAttention>(nn::ProbSparseAttentionOptions(D, H).causal(true));
+      sa_ = [m](const Tensor& x) { return m->forward(x); };
+      self_attn = m;
+    } else if (kind == "performer") {
+      auto m = std::make_shared<nn::PerformerAttention>(nn::PerformerAttentionOptions(D, H).causal(true));
+      sa_ = [m](const Tensor& x) { return m->forward(x); };
+      self_attn = m;
+    } else if (kind == "lsh") {
+      auto m = std::make_shared<nn::LSHAttention>(
+          nn::LSHAttentionOptions(D, H).bucket_size(std::max<int64_t>(1, o.window / 4)).causal(true));
+      sa_ = [m](const Tensor& x) { return m->forward(x); };
+      self_attn = m;
+    } else if (kind == "linformer") {
+      auto m = std::make_shared<nn::LinformerAttention>(
+          nn::LinformerAttentionOptions(D, H, o.window).k(std::max<int64_t>(1, o.window / 2)).dropout(o.dropout));
+      sa_ = [m](const Tensor& x) { return m->forward(x); };
+      self_attn = m;
+    } else {
+      ATTN_CHECK(false, "transformer_forecast: unknown --attention ", kind);
+    }
+    register_module("self_attn", self_attn);
+    register_module("linear1", linear1);
+    register_module("linear2", linear2);
+    register_module("norm1", norm1);
+    register_module("norm2", norm2);
+  }
+  Tensor forward(const Tensor& x) const {
+    Tensor h = norm1.forward(add(x, dropout1.forward(sa_(x))));
+    return norm2.forward(add(h, dropout2.forward(linear2.forward(dropout.forward(relu(linear1.forward(h)))))));
+  }
+
+  std::shared_ptr<nn::Module> self_attn;
+  nn::Linear linear1, linear2;
+  nn::LayerNorm norm1, norm2;
+  nn::Dropout dropout, dropout1, dropout2;
+
+ private:
+  std::function<Tensor(const Tensor&)> sa_;
+};
+
+// A stack of ApproxEncoderLayer ("layers.<i>", as nn::TransformerEncoder names its layers).
+class ApproxEncoder : public nn::Module {
+ public:
+  ApproxEncoder(const std::string& kind, const ModelOptions& o) {
+    register_module("layers", layers_);
+    for (int64_t i = 0; i < o.layers; ++i) {
+      auto l = std::make_shared<ApproxEncoderLayer>(kind, o);
+      layers_.register_child(std::to_string(i), l);
+      items_.push_back(l);
+    }
+  }
+  Tensor forward(const Tensor& x) const {
+    Tensor h = x;
+    for (const auto& l : items_) h = l->forward(h);
+    return h;
+  }
+
+ private:
+  struct Layers : nn::Module {
+    void register_child(const std::string& name, std::shared_ptr<nn::Module> m) { register_module(name, m); }
+  };
+  Layers layers_;
+  std::vector<std::shared_ptr<ApproxEncoderLayer>> items_;
 };
 
 class TimeSeriesTransformer : public nn::Module {
@@ -39,11 +123,6 @@ class TimeSeriesTransformer : public nn::Module {
   explicit TimeSeriesTransformer(const ModelOptions& o)
       : opt_(o),
         input_projection(1, o.d_model),
-        transformer(nn::TransformerEncoderLayerOptions(o.d_model, o.heads)
-                        .dim_feedforward(o.ff)
-                        .dropout(o.dropout)
-                        .batch_first(true),
-                    o.layers),
         output_projection(o.d_model, 1),
         sinusoidal(o.d_model) {
     ATTN_CHECK(o.d_model % o.heads == 0, "transformer_forecast: --d-model ", o.d_model, " is not divisible by --heads ",
@@ -56,7 +135,17 @@ class TimeSeriesTransformer : public nn::Module {
       relative = std::make_shared<nn::RelativePositionBias>(o.heads, o.window - 1);
       register_module("relative_bias", relative);
     }
-    register_module("transformer", transformer);
+    ATTN_CHECK(o.attention == "dense" || o.positional != "relative", "transformer_forecast: --positional relative ",
+               "needs --attention dense (the approximate variants take no score bias)");
+    if (o.attention == "dense") {
+      transformer = std::make_shared<nn::TransformerEncoder>(
+          nn::TransformerEncoderLayerOptions(o.d_model, o.heads).dim_feedforward(o.ff).dropout(o.dropout).batch_first(true),
+          o.layers);
+      register_module("transformer", transformer);
+    } else {
+      approx = std::make_shared<ApproxEncoder>(o.attention, o);
+      register_module("transformer", approx);
+    }
     register_module("output_projection", output_projection);
   }
 
@@ -74,17 +163,19 @@ class TimeSeriesTransformer : public nn::Module {
   // x [B, L, 1] -> next value [B, 1]
   Tensor forward(const Tensor& x) const {
     auto [z, mask] = embed(x);
-    Tensor h = transformer.forward(z, mask, Tensor(), /*is_causal=*/true);
+    Tensor h = approx ? approx->forward(z) : transformer->forward(z, mask, Tensor(), /*is_causal=*/true);
     return output_projection.forward(select(h, 1, h.size(1) - 1));
   }
 
-  // Self-attention weights of every layer for x [1, L, 1], averaged over heads: [layers][L * L].
+  // Self-attention weights of every layer for x [1, L, 1], averaged over heads: [layers][L * L]
+  // (dense attention only; the approximate variants form no weight matrix: empty).
   std::vector<std::vector<float>> attention_maps(const Tensor& x) {
+    if (!transformer) return {};
     NoGradGuard ng;
     auto [z, mask] = embed(x);
     std::vector<std::vector<float>> maps;
-    for (size_t l = 0; l < transformer.num_layers(); ++l) {
-      auto& layer = transformer.layer(l);
+    for (size_t l = 0; l < transformer->num_layers(); ++l) {
+      auto& layer = transformer->layer(l);
       const Tensor a_in = layer.options().norm_first() ? layer.norm1.forward(z) : z;
       auto w = layer.self_attn.forward_ex(a_in, a_in, a_in, Tensor(), true, mask, true, true).second;
       maps.push_back(w.to_vector<float>());
@@ -95,8 +186,9 @@ class TimeSeriesTransformer : public nn::Module {
 
   ModelOptions opt_;
   nn::Linear input_projection;
-  nn::TransformerEncoder transformer;
   nn::Linear output_projection;
+  std::shared_ptr<nn::TransformerEncoder> transformer;  // --attention dense
+  std::shared_ptr<ApproxEncoder> approx;                // an approximate variant
   nn::SinusoidalPositionalEncoding sinusoidal;
   std::shared_ptr<nn::LearnedPositionalEncoding> learned;
   std::shared_ptr<nn::RelativePositionBias> relative;
@@ -168,6 +260,14 @@ int main(int argc, char** argv) {
                  "positional information: sinusoidal (added table), learned (added table), relative (learned "
                  "per-head bias on the attention scores), none (the causal mask alone)")
       ->check(CLI::IsMember({"sinusoidal", "learned", "relative", "none"}));
+  {
+    std::vector<std::string> choices{"dense"};
+    choices.insert(choices.end(), kApproxAttention.begin(), kApproxAttention.end());
+    app.add_option("--attention", mo.attention,
+                   "self-attention of the encoder layers: dense (nn::MultiheadAttention, causal mask), probsparse "
+                   "(Informer), performer (FAVOR+), lsh (Reformer), linformer (docs/attention-zoo.md)")
+        ->check(CLI::IsMember(choices));
+  }
   app.add_option("--window", mo.window, "input window length")->check(CLI::Range(int64_t(1), int64_t(10000)));
   app.add_option("--schedule", schedule, "learning-rate schedule: cosine (from --lr to 0 over --epochs) or none")
       ->check(CLI::IsMember({"cosine", "none"}));
@@ -224,10 +324,10 @@ int main(int argc, char** argv) {
     }
     if (!co.quiet)
       std::printf("transformer_forecast: %lld windows of %lld points, Linear(1 -> %lld) + %s positions, %lld causal "
-                  "encoder layer(s) (%lld heads, ff %lld, dropout %g), %lld parameters\n  lr %g (%s), batch %lld, clip %g, "
+                  "encoder layer(s) (%s attention, %lld heads, ff %lld, dropout %g), %lld parameters\n  lr %g (%s), batch %lld, clip %g, "
                   "threads %d\n",
                   (long long)N, (long long)W, (long long)mo.d_model, mo.positional.c_str(), (long long)mo.layers,
-                  (long long)mo.heads, (long long)mo.ff, mo.dropout, (long long)model.num_parameters(), co.lr,
+                  mo.attention.c_str(), (long long)mo.heads, (long long)mo.ff, mo.dropout, (long long)model.num_parameters(), co.lr,
                   schedule.c_str(), (long long)batch, clip, get_num_threads());
 
     std::vector<int64_t> order(static_cast<size_t>(N));
@@ -300,7 +400,7 @@ int main(int argc, char** argv) {
     fc_fig.save(co.out_dir + "/forecast.svg");
 
     // Self-attention of each layer for the first held-out window (the one before full[points]).
-    {
+    if (mo.attention == "dense") {
       const std::vector<float> w0(tail_windows.begin(), tail_windows.begin() + W);
       const auto maps = model.attention_maps(Tensor::from_vector(w0, {1, W, 1}));
       plot::Grid grid(1, int(maps.size()), 480, 420);
