@@ -1,7 +1,7 @@
 #pragma once
 // Performer / FAVOR+ attention (Choromanski et al., ICLR 2021): softmax attention approximated
-// with positive orthogonal random features, composed from differentiable primitives (the
-// products are GEMMs; autograd gives the backward).
+// with positive orthogonal random features, as one fused node with a hand-written backward
+// (kernels/cpu/performer.hpp).
 //
 //   x' = x / E^(1/4)  (so that q'.k' = q.k / sqrt(E), softmax attention's default scale)
 //   phi(x) = exp(w_r . x' - |x'|^2 / 2 - c) / sqrt(m),  r = 1..m,  W = features [m, E]
@@ -11,22 +11,26 @@
 //   is exact for eps > 0 too.
 //   non-causal: out_i = phi(q_i)^T (sum_j phi(k_j) v_j^T) / (phi(q_i) . sum_j phi(k_j) + eps)
 //   causal:     the sums run over j <= i: chunks of C rows, within a chunk the masked products
-//               phi(Q_c) phi(K_c)^T (C x C), across chunks the running state sum phi(k) v^T
-//               before the chunk (an exclusive prefix sum over chunks).
+//               tril(phi(Q_c) phi(K_c)^T) (C x C), across chunks the running state sum phi(k) v^T.
+//   Backward (with Vz = [V | 1], NUM = numerators | denominators):
+//     gNUM = [g / den | -(g . out) / den],  gFq = gNUM (Fk^T Vz)^T,  gKV = Fq^T gNUM,
+//     gFk = Vz gKV^T,  gVz = Fk gKV  (causal: the same per chunk, with a forward scan for the
+//     state before each chunk and a reverse scan for the gradient of the states after it);
+//     through phi: gLg = gF * F (minus its sum at c's entry), gx = s4 gLg W - s4^2 x rowsum(gLg).
 //
 // E[phi(q) . phi(k)] = exp(q.k / sqrt(E)) for w ~ N(0, I) (the positive random features of the
-// paper); orthogonal rows lower the variance. Time O(N L m (E + Ev)), plus O(N L C m + N (L/C)^2 m Ev)
-// when causal; memory O(N L m): no L x S buffer. Results depend only on the inputs and the
-// features, so they repeat for any thread count.
+// paper); orthogonal rows lower the variance. Time O(N (L + S) m (E + Ev)) (+ O(N L C m) causal),
+// memory O(N L Ev) saved (the output) plus O((L + S) m) scratch per thread: the backward
+// recomputes the features. Parallel over the flattened leading dims, one item per thread:
+// bit-identical for any thread count.
 #include <algorithm>
 #include <cmath>
 #include <vector>
+#include "../core/parallel.hpp"
 #include "../core/random.hpp"
 #include "../core/tensor.hpp"
+#include "../kernels/cpu/performer.hpp"
 #include "elementwise.hpp"
-#include "matmul.hpp"
-#include "reduce.hpp"
-#include "shape.hpp"
 
 namespace attn {
 
@@ -69,29 +73,7 @@ inline Tensor orthogonal_random_features(int64_t m, int64_t E, Generator& gen = 
   return dtype == kFloat64 ? t : t.to(dtype);
 }
 
-namespace detail {
-// [n, n] of ones on and below the diagonal (strict: below only), zeros elsewhere.
-inline Tensor tril_ones(int64_t n, bool strict, DType dtype) {
-  Tensor t = Tensor::zeros({n, n}, kFloat64);
-  double* p = t.data<double>();
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < (strict ? i : i + 1); ++j) p[i * n + j] = 1.0;
-  return dtype == kFloat64 ? t : t.to(dtype);
-}
-
-// phi(x) for x [..., L, E], features [m, E] -> [..., L, m]; per_row: the stabiliser is per row
-// (queries), else one per item over all rows and features (keys).
-inline Tensor favor_features(const Tensor& x, const Tensor& features, bool per_row) {
-  const double m = double(features.size(0)), E = double(x.size(-1));
-  Tensor xs = mul(x, std::pow(E, -0.25));
-  Tensor logits = sub(matmul(xs, transpose(features, 0, 1)), mul(sum(mul(xs, xs), -1, true), 0.5));
-  Tensor c = max(logits, -1, true).first;
-  if (!per_row) c = max(c, -2, true).first;
-  return mul(exp(sub(logits, c)), 1.0 / std::sqrt(m));
-}
-}  // namespace detail
-
-// FAVOR+ attention. q [..., L, E], k [..., S, E], v [..., S, Ev], features [m, E] (same dtype;
+// FAVOR+ attention. q [..., L, E], k [..., S, E], v [..., S, Ev], features [m, E] (same dtype, no gradient;
 // see orthogonal_random_features). causal needs L == S; chunk: rows per causal chunk (0 = 64).
 inline Tensor performer_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& features,
                                   bool causal = false, double eps = 1e-6, int64_t chunk = 0) {
@@ -113,44 +95,41 @@ inline Tensor performer_attention(const Tensor& q, const Tensor& k, const Tensor
   detail::check_same_dtype(q, k, op);
   detail::check_same_dtype(q, v, op);
   detail::check_same_dtype(q, features, op);
-  const Tensor fq = detail::favor_features(q, features, true), fk = detail::favor_features(k, features, false);
-  if (!causal) {
-    const Tensor kv = matmul(transpose(fk, -2, -1), v);           // [..., m, Ev]
-    const Tensor z = unsqueeze(sum(fk, -2), -1);                   // [..., m, 1]
-    return div(matmul(fq, kv), add(matmul(fq, z), eps));
-  }
-  // Causal, in chunks of C rows (the last one padded with zero rows, which add nothing).
-  const int64_t C = std::min<int64_t>(chunk > 0 ? chunk : 64, L), nc = (L + C - 1) / C, Lp = nc * C;
-  const int64_t m = features.size(0), Ev = v.size(-1);
-  Shape lead(q.shape().begin(), q.shape().end() - 2);
-  auto pad_rows = [&](const Tensor& x) {
-    if (Lp == L) return x;
-    Shape ps = x.shape();
-    ps[ps.size() - 2] = Lp - L;
-    return cat({x, Tensor::zeros(ps, x.dtype())}, -2);
-  };
-  auto chunked = [&](const Tensor& x, int64_t w) {  // [..., Lp, w] -> [..., nc, C, w]
-    Shape s = lead;
-    s.insert(s.end(), {nc, C, w});
-    return reshape(pad_rows(x), s);
-  };
-  Shape ones_shape = lead;
-  ones_shape.insert(ones_shape.end(), {L, 1});
-  // v with a column of ones: the same products then give the numerator and the denominator.
-  const Tensor Qc = chunked(fq, m), Kc = chunked(fk, m),
-               Vz = chunked(cat({v, Tensor::ones(ones_shape, q.dtype())}, -1), Ev + 1);  // [..., nc, C, Ev + 1]
-  const Tensor intra = mul(matmul(Qc, transpose(Kc, -2, -1)), detail::tril_ones(C, false, q.dtype()));  // [..., nc, C, C]
-  const Tensor state = matmul(transpose(Kc, -2, -1), Vz);                           // [..., nc, m, Ev + 1]
-  Shape flat = lead;
-  flat.insert(flat.end(), {nc, m * (Ev + 1)});
-  Shape back = lead;
-  back.insert(back.end(), {nc, m, Ev + 1});
-  const Tensor before = reshape(matmul(detail::tril_ones(nc, true, q.dtype()), reshape(state, flat)), back);  // exclusive prefix
-  const Tensor nd = add(matmul(intra, Vz), matmul(Qc, before));                       // [..., nc, C, Ev + 1]
-  Shape os = lead;
-  os.insert(os.end(), {Lp, Ev + 1});
-  const Tensor ndr = narrow(reshape(nd, os), -2, 0, L);
-  return div(narrow(ndr, -1, 0, Ev), add(narrow(ndr, -1, Ev, 1), eps));
+  const int64_t Ev = v.size(-1), N = q.numel() / (L * E);
+  const kernels::cpu::FavorShape fs{L, S, E, Ev, features.size(0), causal, std::min<int64_t>(chunk > 0 ? chunk : 64, L)};
+  Shape os = q.shape();
+  os.back() = Ev;
+  Tensor out = Tensor::empty(os, q.dtype());
+  ATTN_DISPATCH_FLOATING(q.dtype(), op, [&] {
+    const scalar_t *Q = q.data<scalar_t>(), *K = k.data<scalar_t>(), *V = v.data<scalar_t>(),
+                   *Wf = features.data<scalar_t>();
+    scalar_t* O = out.data<scalar_t>();
+    parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+      kernels::cpu::FavorScratch<scalar_t> ws;
+      for (int64_t n = n0; n < n1; ++n)
+        kernels::cpu::favor_forward<scalar_t>(fs, Q + n * L * E, K + n * S * E, V + n * S * Ev, Wf, scalar_t(eps),
+                                              O + n * L * Ev, ws);
+    });
+  });
+  return record(causal ? "performer_attention_causal" : "performer_attention", out, {q, k, v},
+                [q, k, v, features, fs, eps, N](const std::vector<Tensor>& g) {
+                  const int64_t L = fs.L, S = fs.S, E = fs.E, Ev = fs.Ev;
+                  Tensor gq = Tensor::empty(q.shape(), q.dtype()), gk = Tensor::empty(k.shape(), q.dtype()),
+                         gv = Tensor::empty(v.shape(), q.dtype());
+                  ATTN_DISPATCH_FLOATING(q.dtype(), "performer_attention_backward", [&] {
+                    const scalar_t *Q = q.data<scalar_t>(), *K = k.data<scalar_t>(), *V = v.data<scalar_t>(),
+                                   *Wf = features.data<scalar_t>(), *G = g[0].data<scalar_t>();
+                    scalar_t *GQ = gq.data<scalar_t>(), *GK = gk.data<scalar_t>(), *GV = gv.data<scalar_t>();
+                    parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+                      kernels::cpu::FavorScratch<scalar_t> ws;
+                      for (int64_t n = n0; n < n1; ++n)
+                        kernels::cpu::favor_backward<scalar_t>(fs, Q + n * L * E, K + n * S * E, V + n * S * Ev, Wf,
+                                                               scalar_t(eps), G + n * L * Ev, GQ + n * L * E,
+                                                               GK + n * S * E, GV + n * S * Ev, ws);
+                    });
+                  });
+                  return std::vector<Tensor>{gq, gk, gv};
+                }, {q, k, v, features});
 }
 
 }  // namespace attn
