@@ -20,8 +20,8 @@
 //
 // E[phi(q) . phi(k)] = exp(q.k / sqrt(E)) for w ~ N(0, I) (the positive random features of the
 // paper); orthogonal rows lower the variance. Time O(N (L + S) m (E + Ev)) (+ O(N L C m) causal),
-// memory O(N L Ev) saved (the output) plus O((L + S) m) scratch per thread: the backward
-// recomputes the features. Parallel over the flattened leading dims, one item per thread:
+// memory O(N L Ev) saved (the output) plus O((L + S) m) scratch per thread (a tensor, counted by
+// memory_stats): the backward recomputes the features. Parallel over the flattened leading dims, one item per thread:
 // bit-identical for any thread count.
 #include <algorithm>
 #include <cmath>
@@ -105,7 +105,8 @@ inline Tensor performer_attention(const Tensor& q, const Tensor& k, const Tensor
                    *Wf = features.data<scalar_t>();
     scalar_t* O = out.data<scalar_t>();
     parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-      kernels::cpu::FavorScratch<scalar_t> ws;
+      Tensor buf = Tensor::empty({kernels::cpu::favor_scratch_size(fs)}, q.dtype()), idx = Tensor::empty({L + 1}, kInt64);
+      auto ws = kernels::cpu::favor_bind(fs, buf.data<scalar_t>(), idx.data<int64_t>());
       for (int64_t n = n0; n < n1; ++n)
         kernels::cpu::favor_forward<scalar_t>(fs, Q + n * L * E, K + n * S * E, V + n * S * Ev, Wf, scalar_t(eps),
                                               O + n * L * Ev, ws);
@@ -121,7 +122,9 @@ inline Tensor performer_attention(const Tensor& q, const Tensor& k, const Tensor
                                    *Wf = features.data<scalar_t>(), *G = g[0].data<scalar_t>();
                     scalar_t *GQ = gq.data<scalar_t>(), *GK = gk.data<scalar_t>(), *GV = gv.data<scalar_t>();
                     parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-                      kernels::cpu::FavorScratch<scalar_t> ws;
+                      Tensor buf = Tensor::empty({kernels::cpu::favor_scratch_size(fs)}, q.dtype()),
+                             idx = Tensor::empty({L + 1}, kInt64);
+                      auto ws = kernels::cpu::favor_bind(fs, buf.data<scalar_t>(), idx.data<int64_t>());
                       for (int64_t n = n0; n < n1; ++n)
                         kernels::cpu::favor_backward<scalar_t>(fs, Q + n * L * E, K + n * S * E, V + n * S * Ev, Wf,
                                                                scalar_t(eps), G + n * L * Ev, GQ + n * L * E,
