@@ -24,6 +24,9 @@
 #                      (PROGRAMs: sine_anomaly sine_forecast seq2seq_forecast transformer_forecast)
 #   out_dir            --out-dir naming a file, /dev/null or /proc/x, in every example (same PROGRAMs)
 #   seq2seq_bad_input  seq2seq_forecast: --tail shorter than --horizon, a resume on other data
+#   transformer_approx_attention  transformer_forecast --attention probsparse|performer|lsh|linformer:
+#                      each trains 2 epochs and forecasts; an unknown variant and --positional
+#                      relative with a variant fail with a message
 #   encdec_runs_and_bad_input  encoder_decoder_forecast: both modes on the sine and on CO2 (PROGRAM
 #                      argument: the CO2 file) with a few epochs, then a CO2 file with a bad value,
 #                      a missing file, too short a series and bad flags
@@ -396,6 +399,17 @@ encdec_runs_and_bad_input)
   run_exit label_len 2 "--label-len <= --window" --window 5 --label-len 6 --out-dir o3
   run_exit heads 2 "--heads dividing --d-model" --d-model 10 --heads 4 --out-dir o3
   run_exit short_series 2 "too few" --points 10 --window 20 --out-dir o3
+  ;;
+
+transformer_approx_attention)
+  # Each approximate variant trains and forecasts; bad choices fail cleanly.
+  for a in probsparse performer lsh linformer; do
+    run "$a" 0 --points 100 --window 12 --tail 50 --epochs 2 --d-model 8 --heads 2 --ff 8 --attention "$a" --out-dir "$a"
+    grep -q '^held-out 50 points' "$a.out" || fail "$a: no held-out line"
+    check_nonempty "$a metrics" "$a/metrics.csv"
+  done
+  run_exit unknown 2 "--attention" --attention nope --out-dir o
+  run_exit relative 1 "needs --attention dense" --attention lsh --positional relative --epochs 1 --out-dir o
   ;;
 
 *)
