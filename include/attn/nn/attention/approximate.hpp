@@ -118,7 +118,6 @@ class ProbSparseAttention : public ProjectedAttention {
     return o;
   }
   ProbSparseAttentionOptions opt_;
-
 };
 
 // Performer (FAVOR+). The random features are a buffer "features" [m, head_dim], drawn at
@@ -160,7 +159,6 @@ class PerformerAttention : public ProjectedAttention {
     return o;
   }
   PerformerAttentionOptions opt_;
-
 };
 
 // Reformer's LSH self-attention: one shared projection for queries and keys ("qk_proj"), v_proj,
@@ -189,7 +187,6 @@ class LSHAttention : public ProjectedAttention {
     return o;
   }
   LSHAttentionOptions opt_;
-
 };
 
 // Linformer: learned length projections "e_proj" and "f_proj" [k, seq_len] (one "e_proj" when
@@ -230,7 +227,6 @@ class LinformerAttention : public ProjectedAttention {
     return o;
   }
   LinformerAttentionOptions opt_;
-
 };
 
 }  // namespace attn::nn
