@@ -418,9 +418,9 @@ int main(int argc, char** argv) {
     std::printf("in-sample MSE %.6f over %lld windows\n", fit_mse, (long long)N);
     std::printf("held-out %lld points: one-step MAE %.5f RMSE %.5f | free-running MAE %.5f RMSE %.5f\n",
                 (long long)tail, res.one_mae, res.one_rmse, res.free_mae, res.free_rmse);
-    std::printf("training %.1fs, total %.1fs; plots and metrics in %s (loss.svg, forecast.svg, attention.svg, "
-                "metrics.csv)\n",
-                train_seconds, total.seconds(), co.out_dir.c_str());
+    std::printf("training %.1fs, total %.1fs; plots and metrics in %s (loss.svg, forecast.svg, %smetrics.csv)\n",
+                train_seconds, total.seconds(), co.out_dir.c_str(),
+                mo.attention == "dense" ? "attention.svg, " : "no attention.svg: the variant forms no weights; ");
 
     // ---- the task B model, trained exactly as sine_forecast trains it ----
     if (compare) {
