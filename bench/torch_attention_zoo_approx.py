@@ -10,7 +10,9 @@ features, lsh 4 rounds, chunks of 64, L/64 buckets, linformer k = 256. PyTorch 1
 F.scaled_dot_product_attention; "dense" is softmax(q k^T / sqrt(E)) v written out (the seed's
 ScaledDotProductAttention), which stores the weights like attn's weights-storing path.
 
-Each function takes q, k, v [B, H, L, E] (requiring grad) and runs forward + backward.
+Each function takes q, k, v [B, H, L, E] (requiring grad) and runs forward + backward; the
+<name>_forward functions take the randomness explicitly and return the output (they also make
+the golden values of tests/fixtures/gen_attention_zoo_approx.py).
 
 Run:  /usr/bin/python3 bench/torch_attention_zoo_approx.py [L ...] [--no-dense] [--threads N]
 Prints one line per (L, variant): best and mean time of forward + backward.
@@ -34,14 +36,12 @@ def dense(q, k, v):
     torch.matmul(weights, v).sum().backward()
 
 
-def probsparse(q, k, v, factor=5):
+def probsparse_forward(q, k, v, index_sample, u):
+    """Informer's ProbSparse attention (non-causal) with a given key sample [L_Q, U] and u top queries."""
     B, H, L_Q, E = q.shape
     L_K = k.size(2)
-    U_part = min(L_K, factor * int(math.ceil(math.log(L_K))))
-    u = min(L_Q, factor * int(math.ceil(math.log(L_Q))))
     # _prob_QK: sampled scores, sparsity measure M = max - mean over the sample, top-u queries
     with torch.no_grad():
-        index_sample = torch.randint(L_K, (L_Q, U_part))
         K_expand = k.unsqueeze(-3).expand(B, H, L_Q, L_K, E)
         K_sample = K_expand[:, :, torch.arange(L_Q).unsqueeze(1), index_sample, :]
         Q_K_sample = torch.matmul(q.unsqueeze(-2), K_sample.transpose(-2, -1)).squeeze(-2)
@@ -53,7 +53,14 @@ def probsparse(q, k, v, factor=5):
     # _get_initial_context (mean of V) and _update_context (the selected rows)
     context = v.mean(dim=-2, keepdim=True).expand(B, H, L_Q, v.size(-1)).clone()
     context[torch.arange(B)[:, None, None], torch.arange(H)[None, :, None], M_top, :] = torch.matmul(attn, v)
-    context.sum().backward()
+    return context
+
+
+def probsparse(q, k, v, factor=5):
+    L_Q, L_K = q.size(2), k.size(2)
+    U_part = min(L_K, factor * int(math.ceil(math.log(L_K))))
+    u = min(L_Q, factor * int(math.ceil(math.log(L_Q))))
+    probsparse_forward(q, k, v, torch.randint(L_K, (L_Q, U_part)), u).sum().backward()
 
 
 _features = {}
@@ -68,7 +75,7 @@ def orthogonal_features(m, d):
     return torch.randn(m, d).norm(dim=1, keepdim=True) * w
 
 
-def softmax_kernel(x, w, is_query, eps=1e-6):
+def softmax_kernel(x, w, is_query):
     d = x.size(-1)
     x = x * d ** -0.25
     proj = torch.matmul(x, w.t())
@@ -81,28 +88,32 @@ def softmax_kernel(x, w, is_query, eps=1e-6):
     return torch.exp(logits - stab) / math.sqrt(w.size(0))
 
 
+def performer_forward(q, k, v, w, eps=1e-6):
+    """FAVOR+ (non-causal) with features w [m, E]."""
+    qf, kf = softmax_kernel(q, w, True), softmax_kernel(k, w, False)
+    kv = torch.einsum('bhnm,bhne->bhme', kf, v)
+    z = 1.0 / (torch.einsum('bhnm,bhm->bhn', qf, kf.sum(dim=-2)) + eps)
+    return torch.einsum('bhnm,bhme,bhn->bhne', qf, kv, z)
+
+
 def performer(q, k, v):
     E = q.size(-1)
     m = int(E * math.log(E))
     key = (q.size(2), E)
     if key not in _features:
         _features[key] = orthogonal_features(m, E)
-    w = _features[key]
-    qf, kf = softmax_kernel(q, w, True), softmax_kernel(k, w, False)
-    kv = torch.einsum('bhnm,bhne->bhme', kf, v)
-    z = 1.0 / (torch.einsum('bhnm,bhm->bhn', qf, kf.sum(dim=-2)) + 1e-6)
-    out = torch.einsum('bhnm,bhme,bhn->bhne', qf, kv, z)
-    out.sum().backward()
+    performer_forward(q, k, v, _features[key]).sum().backward()
 
 
-def lsh(q, k, v, n_hashes=4, chunk=64):
+def lsh_forward(q, v, rotations, chunk):
+    """Reformer's LSH attention (shared QK = q, non-causal), rotations [n_hashes, E, n_buckets / 2];
+    L must be a multiple of chunk."""
     B, H, L, E = q.shape
-    n_buckets = max(2, ((L + chunk - 1) // chunk + 1) // 2 * 2)
+    n_hashes = rotations.size(0)
     qk = q.reshape(B * H, L, E)
     vv = v.reshape(B * H, L, E)
     N = B * H
     with torch.no_grad():
-        rotations = torch.randn(n_hashes, E, n_buckets // 2)
         rotated = torch.einsum('nle,res->nrls', qk, rotations)
         buckets = torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)       # [N, r, L]
         ticker = torch.arange(L).expand(N, n_hashes, L)
@@ -134,22 +145,31 @@ def lsh(q, k, v, n_hashes=4, chunk=64):
     o = so.gather(2, undo.unsqueeze(-1).expand(-1, -1, -1, E))
     logits = slog.gather(2, undo)
     probs = torch.exp(logits - torch.logsumexp(logits, dim=1, keepdim=True))
-    out = (o * probs.unsqueeze(-1)).sum(dim=1)
-    out.sum().backward()
+    return (o * probs.unsqueeze(-1)).sum(dim=1).reshape(B, H, L, E)
+
+
+def lsh(q, k, v, n_hashes=4, chunk=64):
+    L, E = q.size(2), q.size(3)
+    n_buckets = max(2, ((L + chunk - 1) // chunk + 1) // 2 * 2)
+    lsh_forward(q, v, torch.randn(n_hashes, E, n_buckets // 2), chunk).sum().backward()
 
 
 _proj = {}
+
+
+def linformer_forward(q, k, v, E_proj, F_proj):
+    """Linformer with length projections E_proj, F_proj [S, k]."""
+    keys = torch.einsum('bhnd,nk->bhkd', k, E_proj)
+    values = torch.einsum('bhnd,nk->bhkd', v, F_proj)
+    scores = torch.matmul(q, keys.transpose(-2, -1)) / math.sqrt(q.size(-1))
+    return torch.matmul(torch.softmax(scores, dim=-1), values)
 
 
 def linformer(q, k, v, kp=256):
     S = k.size(2)
     if S not in _proj:
         _proj[S] = (torch.randn(S, kp) / math.sqrt(kp), torch.randn(S, kp) / math.sqrt(kp))
-    E_proj, F_proj = _proj[S]
-    keys = torch.einsum('bhnd,nk->bhkd', k, E_proj)
-    values = torch.einsum('bhnd,nk->bhkd', v, F_proj)
-    scores = torch.matmul(q, keys.transpose(-2, -1)) / math.sqrt(q.size(-1))
-    torch.matmul(torch.softmax(scores, dim=-1), values).sum().backward()
+    linformer_forward(q, k, v, *_proj[S]).sum().backward()
 
 
 VARIANTS = {"dense": dense, "probsparse": probsparse, "performer": performer, "lsh": lsh, "linformer": linformer}

@@ -1,7 +1,8 @@
 // The approximate long-sequence attention variants: ProbSparse (Informer), Performer (FAVOR+),
 // LSH (Reformer), Linformer. Each: a reference built independently (composed attn ops or plain
 // loops, gradients by autograd through the composition), gradcheck in double, float vs double,
-// bit-identical results for 1 and 2 threads, the nn module, bad calls.
+// bit-identical results for 1 and 2 threads, the nn module, bad calls, and float64 goldens from
+// the PyTorch versions (tests/fixtures/gen_attention_zoo_approx.py).
 #include <attn/attn.hpp>
 #include <algorithm>
 #include <cmath>
@@ -460,4 +461,30 @@ TEST_CASE("approximate variants: bad calls throw invalid_argument naming the op 
   CHECK_THROWS_WITH(lf.forward(Tensor::randn({1, 9, 8})), Contains("LinformerAttention") && Contains("seq_len 10"));
   nn::LSHAttention lsh(nn::LSHAttentionOptions(8, 2));
   CHECK_THROWS_WITH(lsh.forward(Tensor::randn({1, 9, 7})), Contains("LSHAttention"));
+}
+
+// ================================================================ PyTorch goldens
+TEST_CASE("approximate variants match their PyTorch versions (float64 goldens)", "[zoo][golden]") {
+  auto f = load_fixture("attn_zoo_approx.safetensors");
+  auto in = [&](const std::string& name) { return f.at(name).clone().detach().requires_grad_(); };
+  auto check_case = [&](const std::string& c, const std::vector<std::string>& names,
+                        const std::function<Tensor(const std::vector<Tensor>&)>& fn) {
+    std::vector<Tensor> xs;
+    for (const auto& n : names) xs.push_back(in(c + "." + n));
+    Tensor out = fn(xs);
+    sum(out * f.at(c + ".r")).backward();
+    CHECK(check_close(out, f.at(c + ".out"), 1e-9, 1e-11, c + " out"));
+    for (size_t i = 0; i < names.size(); ++i)
+      CHECK(check_close(xs[i].grad(), f.at(c + ".g" + names[i]), 1e-9, 1e-11, c + " grad " + names[i]));
+  };
+  const Tensor samp = f.at("probsparse.sample");
+  check_case("probsparse", {"q", "k", "v"},
+             [&](const std::vector<Tensor>& x) { return probsparse_attention(x[0], x[1], x[2], samp, 6); });
+  const Tensor w = f.at("performer.features");
+  check_case("performer", {"q", "k", "v"},
+             [&](const std::vector<Tensor>& x) { return performer_attention(x[0], x[1], x[2], w); });
+  const Tensor rot = f.at("lsh.rotations");
+  check_case("lsh", {"x", "v"}, [&](const std::vector<Tensor>& x) { return lsh_attention(x[0], x[1], rot, 4); });
+  check_case("linformer", {"q", "k", "v", "e", "f"},
+             [&](const std::vector<Tensor>& x) { return linformer_attention(x[0], x[1], x[2], x[3], x[4]); });
 }
