@@ -17,14 +17,8 @@
 //
 // Adding a variant: one entry in variants() below, {name, run, exact, max_L, family}, where
 // run(q, k, v) returns the attention output [1, H, L, E] (built with requires_grad inputs, so
-// it must be differentiable). The approximate variants of branch zoo (ProbSparse, Performer,
-// LSH, Linformer) come from bench/zoo_approx_variants.hpp, which defines
-// `void run_<name>(q, k, v)`-style functions; include it where marked and add one entry each,
-// returning the output, e.g.
-//   v.push_back({"probsparse", [](const Tensor& q, const Tensor& k, const Tensor& v) { return run_probsparse(q, k, v); },
-//                false, 65536, "approximate"});
-// (a function that returns void can still be timed: wrap it and return Tensor(); the error
-// columns then read "-").
+// it must be differentiable). The approximate variants (ProbSparse, Performer, LSH, Linformer)
+// with their settings are in bench/zoo_approx_variants.hpp.
 #include <attn/attn.hpp>
 #include <attn/nn/attention/efficient.hpp>
 #include <attn/plot/svg.hpp>
@@ -40,7 +34,7 @@
 #include <string>
 #include <vector>
 
-// #include "zoo_approx_variants.hpp"   // branch zoo: ProbSparse, Performer, LSH, Linformer
+#include "zoo_approx_variants.hpp"
 
 using namespace attn;
 
@@ -108,7 +102,10 @@ std::vector<Variant> variants() {
                  Generator gen(1);
                  return block_sparse_attention(q, k, v, BlockSparseLayout::bigbird(q.size(2), kBlock, 1, 1, 2, &gen));
                }, false, 65536, "block-sparse"});
-  // branch zoo's approximate variants go here (see the top of this file).
+  v.push_back({"probsparse", zoo_approx::probsparse, false, 65536, "approximate"});
+  v.push_back({"performer", zoo_approx::performer, false, 65536, "approximate"});
+  v.push_back({"lsh", zoo_approx::lsh, false, 32768, "approximate"});
+  v.push_back({"linformer", zoo_approx::linformer, false, 65536, "approximate"});
   return v;
 }
 

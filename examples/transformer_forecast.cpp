@@ -8,8 +8,9 @@
 // --compare-lstm the program also trains task B's LSTM + attention model exactly as
 // sine_forecast does (same seed, its defaults) and prints both results side by side.
 // --attention picks the self-attention of the encoder layers: dense (PyTorch's
-// TransformerEncoderLayer, the default), linear (elu+1, causal prefix sums), or a block-sparse
-// pattern (sliding_window, strided, global_window, bigbird) with blocks of --block steps.
+// TransformerEncoderLayer, the default), linear (elu+1, causal prefix sums), a block-sparse
+// pattern (sliding_window, strided, global_window, bigbird) with blocks of --block steps, or an
+// approximate long-sequence variant (probsparse, performer, lsh, linformer; docs/attention-zoo.md).
 // --data co2 trains on the monthly Mauna Loa CO2 series instead (first differences, scaled to unit
 // variance on the training part; the last --tail months held out; MAE also reported in ppm).
 // Writes metrics.csv, loss.svg, forecast.svg, attention.svg (dense only) into --out-dir.
@@ -22,6 +23,7 @@
 #include <attn/plot/svg.hpp>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <numeric>
@@ -37,31 +39,66 @@ struct ModelOptions {
   int64_t d_model = 32, heads = 4, layers = 2, ff = 64, window = 20;
   double dropout = 0.0;
   std::string positional = "sinusoidal";
-  std::string attention = "dense";  // dense | linear | sliding_window | strided | global_window | bigbird
+  std::string attention = "dense";  // one of kAttention
   int64_t block = 4, attn_window = 1;  // block-sparse patterns: block size and window (in blocks)
 };
 
-// A post-norm encoder layer (as PyTorch's, relu) around one of attn's efficient causal
-// self-attention modules: x = norm1(x + drop(SA(x))); x = norm2(x + drop(linear2(drop(relu(linear1(x)))))).
+const std::vector<std::string> kAttention = {"dense",         "linear",  "sliding_window", "strided",
+                                             "global_window", "bigbird", "probsparse",     "performer",
+                                             "lsh",           "linformer"};
+
+// The self-attention module of one encoder layer for --attention other than dense, registered by
+// the caller as "self_attn"; forward(x) -> SA(x). All causal, but linformer, which has no causal
+// form and runs non-causal (every position of the window lies in the past of the forecast point,
+// so nothing leaks). Settings for the short window: ProbSparse factor 5 (its default), Performer
+// int(E ln E) features, LSH 4 rounds with chunks of window / 4, Linformer k = window / 2.
+struct SelfAttention {
+  std::shared_ptr<nn::Module> module;
+  std::function<Tensor(const Tensor&)> forward;
+};
+template <class M>
+SelfAttention self_attention_of(std::shared_ptr<M> m) {
+  return {m, [m](const Tensor& x) { return m->forward(x); }};
+}
+SelfAttention make_self_attention(const ModelOptions& o) {
+  const int64_t D = o.d_model, H = o.heads;
+  if (o.attention == "linear")
+    return self_attention_of(
+        std::make_shared<nn::LinearAttention>(nn::LinearAttentionOptions(D, H).causal(true).dropout(o.dropout)));
+  if (o.attention == "probsparse")
+    return self_attention_of(
+        std::make_shared<nn::ProbSparseAttention>(nn::ProbSparseAttentionOptions(D, H).causal(true)));
+  if (o.attention == "performer")
+    return self_attention_of(
+        std::make_shared<nn::PerformerAttention>(nn::PerformerAttentionOptions(D, H).causal(true)));
+  if (o.attention == "lsh")
+    return self_attention_of(std::make_shared<nn::LSHAttention>(
+        nn::LSHAttentionOptions(D, H).bucket_size(std::max<int64_t>(1, o.window / 4)).causal(true)));
+  if (o.attention == "linformer")
+    return self_attention_of(std::make_shared<nn::LinformerAttention>(
+        nn::LinformerAttentionOptions(D, H, o.window).k(std::max<int64_t>(1, o.window / 2)).dropout(o.dropout)));
+  return self_attention_of(std::make_shared<nn::BlockSparseAttention>(nn::BlockSparseAttentionOptions(D, H)
+                                                                          .pattern(o.attention)
+                                                                          .block(o.block)
+                                                                          .window(o.attn_window)
+                                                                          .stride(2)
+                                                                          .global(1)
+                                                                          .random(1)
+                                                                          .causal(true)));
+}
+
+// A post-norm encoder layer (as PyTorch's, relu) around one of the self-attention modules above:
+// x = norm1(x + drop(SA(x))); x = norm2(x + drop(linear2(drop(relu(linear1(x)))))).
 class EfficientEncoderLayer : public nn::Module {
  public:
   explicit EfficientEncoderLayer(const ModelOptions& o)
-      : linear1(o.d_model, o.ff), linear2(o.ff, o.d_model), norm1(o.d_model), norm2(o.d_model), dropout(o.dropout) {
-    if (o.attention == "linear") {
-      linear_attn = std::make_shared<nn::LinearAttention>(
-          nn::LinearAttentionOptions(o.d_model, o.heads).causal(true).dropout(o.dropout));
-      register_module("self_attn", linear_attn);
-    } else {
-      sparse_attn = std::make_shared<nn::BlockSparseAttention>(nn::BlockSparseAttentionOptions(o.d_model, o.heads)
-                                                                   .pattern(o.attention)
-                                                                   .block(o.block)
-                                                                   .window(o.attn_window)
-                                                                   .stride(2)
-                                                                   .global(1)
-                                                                   .random(1)
-                                                                   .causal(true));
-      register_module("self_attn", sparse_attn);
-    }
+      : self_attn(make_self_attention(o)),
+        linear1(o.d_model, o.ff),
+        linear2(o.ff, o.d_model),
+        norm1(o.d_model),
+        norm2(o.d_model),
+        dropout(o.dropout) {
+    register_module("self_attn", self_attn.module);
     register_module("linear1", linear1);
     register_module("linear2", linear2);
     register_module("norm1", norm1);
@@ -69,13 +106,12 @@ class EfficientEncoderLayer : public nn::Module {
     register_module("dropout", dropout);
   }
   Tensor forward(const Tensor& x0) const {
-    const Tensor a = linear_attn ? linear_attn->forward(x0) : sparse_attn->forward(x0);
+    const Tensor a = self_attn.forward(x0);
     Tensor x = norm1.forward(add(x0, dropout.forward(a)));
     return norm2.forward(add(x, dropout.forward(linear2.forward(dropout.forward(relu(linear1.forward(x)))))));
   }
 
-  std::shared_ptr<nn::LinearAttention> linear_attn;
-  std::shared_ptr<nn::BlockSparseAttention> sparse_attn;
+  SelfAttention self_attn;
   nn::Linear linear1, linear2;
   nn::LayerNorm norm1, norm2;
   nn::Dropout dropout;
@@ -226,9 +262,10 @@ int main(int argc, char** argv) {
                  "per-head bias on the attention scores), none (the causal mask alone)")
       ->check(CLI::IsMember({"sinusoidal", "learned", "relative", "none"}));
   app.add_option("--attention", mo.attention,
-                 "self-attention of the encoder layers: dense (nn::TransformerEncoderLayer), linear (elu+1), or a "
-                 "block-sparse pattern: sliding_window, strided, global_window, bigbird (all causal)")
-      ->check(CLI::IsMember({"dense", "linear", "sliding_window", "strided", "global_window", "bigbird"}));
+                 "self-attention of the encoder layers: dense (nn::TransformerEncoderLayer), linear (elu+1), a "
+                 "block-sparse pattern: sliding_window, strided, global_window, bigbird, or an approximate variant: "
+                 "probsparse (Informer), performer (FAVOR+), lsh (Reformer), linformer (docs/attention-zoo.md)")
+      ->check(CLI::IsMember(kAttention));
   app.add_option("--block", mo.block, "block-sparse patterns: block size in steps")->check(CLI::Range(int64_t(1), int64_t(4096)));
   app.add_option("--attn-window", mo.attn_window, "block-sparse patterns: window in blocks (each side; causal: before)")
       ->check(CLI::Range(int64_t(0), int64_t(4096)));
@@ -313,10 +350,10 @@ int main(int argc, char** argv) {
     }
     if (!co.quiet)
       std::printf("transformer_forecast: %lld windows of %lld points, Linear(1 -> %lld) + %s positions, %lld causal "
-                  "encoder layer(s) (%lld heads, ff %lld, dropout %g), %lld parameters\n  lr %g (%s), batch %lld, clip %g, "
+                  "encoder layer(s) (%s attention, %lld heads, ff %lld, dropout %g), %lld parameters\n  lr %g (%s), batch %lld, clip %g, "
                   "threads %d\n",
                   (long long)N, (long long)W, (long long)mo.d_model, mo.positional.c_str(), (long long)mo.layers,
-                  (long long)mo.heads, (long long)mo.ff, mo.dropout, (long long)model.num_parameters(), co.lr,
+                  mo.attention.c_str(), (long long)mo.heads, (long long)mo.ff, mo.dropout, (long long)model.num_parameters(), co.lr,
                   schedule.c_str(), (long long)batch, clip, get_num_threads());
 
     std::vector<int64_t> order(static_cast<size_t>(N));

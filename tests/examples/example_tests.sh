@@ -27,6 +27,9 @@
 #   transformer_attention  transformer_forecast: every --attention on the sine, bigbird on CO2
 #                      (PROGRAM argument: the CO2 file), a bad --attention, relative positions
 #                      with linear attention, a zero block size
+#   transformer_approx_attention  transformer_forecast --attention probsparse|performer|lsh|linformer:
+#                      each trains 2 epochs and forecasts; an unknown variant and --positional
+#                      relative with a variant fail with a message
 #   encdec_runs_and_bad_input  encoder_decoder_forecast: both modes on the sine and on CO2 (PROGRAM
 #                      argument: the CO2 file) with a few epochs, then a CO2 file with a bad value,
 #                      a missing file, too short a series and bad flags
@@ -488,6 +491,17 @@ co2_forecast_quality_and_bad_input)
   head -150 "$CO2" >short.csv
   run_exit short 2 "rows are too few" --csv short.csv --epochs 1 --out-dir o2
   run_exit bad_flag 2 "--lookback" --lookback 5 --out-dir o2
+  ;;
+
+transformer_approx_attention)
+  # Each approximate variant trains and forecasts; bad choices fail cleanly.
+  for a in probsparse performer lsh linformer; do
+    run "$a" 0 --points 100 --window 12 --tail 50 --epochs 2 --d-model 8 --heads 2 --ff 8 --attention "$a" --out-dir "$a"
+    grep -q '^held-out 50 points' "$a.out" || fail "$a: no held-out line"
+    check_nonempty "$a metrics" "$a/metrics.csv"
+  done
+  run_exit unknown 2 "--attention" --attention nope --out-dir o
+  run_exit relative 2 "needs --attention dense" --attention lsh --positional relative --epochs 1 --out-dir o
   ;;
 
 *)
