@@ -91,3 +91,34 @@ TEST_CASE("sparsemax / entmax15: simplex, sparsity, gradcheck, masks, dims", "[s
   CHECK_THROWS_WITH(sparsemax(z, 1), Contains("sparsemax"));
   CHECK_THROWS_WITH(entmax15(z, 3), Contains("entmax15"));
 }
+
+TEST_CASE("AttentionPooling with sparsemax / entmax15: weights, context, mask, gradcheck", "[sparsemax][pooling]") {
+  manual_seed(21);
+  nn::AttentionPooling pool(4, 5);
+  pool.to(kFloat64);
+  const Tensor h = Tensor::randn({2, 6, 4}, kFloat64);
+  for (auto n : {nn::AttentionPooling::Normalization::Sparsemax, nn::AttentionPooling::Normalization::Entmax15}) {
+    pool.normalization(n);
+    const bool sp = n == nn::AttentionPooling::Normalization::Sparsemax;
+    INFO((sp ? "sparsemax" : "entmax15"));
+    auto [ctx, w] = pool.forward(h);
+    // the formula: scores = w2 tanh(W1 h + b1) + b2, weights = normalize(scores), context = sum_t w_t h_t
+    const Tensor scores = reshape(linear(tanh(linear(h, pool.proj.weight, pool.proj.bias)), pool.score.weight, pool.score.bias), {2, 6});
+    const Tensor expect_w = sp ? sparsemax(scores, 1) : entmax15(scores, 1);
+    CHECK(check_close(w, expect_w, 1e-14, 1e-15, "weights"));
+    CHECK(check_close(ctx, sum(mul(unsqueeze(expect_w, 2), h), 1), 1e-14, 1e-15, "context"));
+    // a mask keeps the masked steps at weight 0
+    std::vector<bool> m(12, true);
+    m[0] = m[1] = m[7] = false;
+    auto [cm, wm] = pool.forward(h, Tensor::from_vector(m, {2, 6}));
+    const auto wv = wm.to_vector<double>();
+    CHECK(wv[0] == 0);
+    CHECK(wv[1] == 0);
+    CHECK(wv[7] == 0);
+    auto r = testing::gradcheck([&](const std::vector<Tensor>& in) { return pool.forward(in[0]).first; },
+                                {h.clone().requires_grad_(), pool.proj.weight, pool.score.weight});
+    INFO(r.message);
+    CHECK(r.ok);
+  }
+  CHECK_THROWS_WITH(pool.forward(Tensor::zeros({2, 6, 3}, kFloat64)), Contains("AttentionPooling: expected h [B, T, 4], got [2, 6, 3]"));
+}

@@ -343,7 +343,7 @@ inline std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor&
     const auto m = mask.to_vector<uint8_t>();
     std::vector<float> additive(m.size());
     for (size_t i = 0; i < m.size(); ++i) additive[i] = m[i] ? 0.f : -std::numeric_limits<float>::infinity();
-    score = add(score, Tensor::from_vector(additive, {B, T}).to(a.device()));
+    score = add(score, Tensor::from_vector(additive, {B, T}).to(score.dtype()).to(a.device()));
   }
   Tensor w = normalize ? normalize(score, 1) : softmax(score, 1);
   return {reshape(matmul(reshape(w, {B, 1, T}), h), {B, D}), w};
