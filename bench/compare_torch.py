@@ -45,7 +45,9 @@ def run_attn(binary, flt, threads, min_time):
 
 def cpu_line(build):
     """CPU model and attn's kernel path (from a bench binary's Google Benchmark context)."""
-    out = subprocess.run([os.path.join(build, "bench_matmul"), "--benchmark_filter=NONE", "--benchmark_format=json"],
+    # One tiny case: with no case matched, Google Benchmark prints no context at all.
+    out = subprocess.run([os.path.join(build, "bench_matmul"), "--benchmark_filter=BM_attn_gemm/M:32/N:128/K:32/",
+                          "--benchmark_min_time=0.001", "--benchmark_format=json"],
                          env=dict(os.environ), capture_output=True, text=True).stdout
     try:
         ctx = json.loads(out)["context"]
