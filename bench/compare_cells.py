@@ -3,8 +3,8 @@ in one run on one machine with one thread count.
 
   /usr/bin/python3 bench/compare_cells.py --build build --threads 2 [--markdown out.md]
 
-Build first: cmake --build build --target bench_cells. OPENBLAS_CORETYPE is set only where
-bench/openblas_core.py finds Debian's OpenBLAS misdetecting an AVX-512 CPU (DESIGN.md section 6).
+Build first: cmake --build build --target bench_cells. The OpenBLAS core PyTorch uses is
+reported by bench/openblas_core.py, never set (DESIGN.md section 6).
 """
 import argparse
 import json

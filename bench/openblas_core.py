@@ -1,11 +1,11 @@
-"""OpenBLAS core selection for the PyTorch side of the benchmarks (DESIGN.md section 6).
+"""OpenBLAS core reporting for the PyTorch side of the benchmarks (DESIGN.md section 6).
 
-Debian's OpenBLAS misdetects some AVX-512 Xeons and falls back to its SSE3 kernel ("Core:
-Prescott"), which also slows Debian's PyTorch; there OPENBLAS_CORETYPE=SkylakeX restores the
-AVX-512 kernels. On a CPU without AVX-512 that setting is an illegal instruction, so it is never
-hard-coded: configure() sets it only where the CPU has avx512f and OpenBLAS, left alone, reports
-Prescott. A value already in the environment is kept. Call configure() before importing torch
-(OpenBLAS reads the variable when it loads); it returns a line naming the core in use.
+The scripts never set OPENBLAS_CORETYPE: a core name chosen for one CPU is an illegal instruction
+on another. configure() reports the core OpenBLAS uses when PyTorch loads it (a value already in
+the environment is kept and named), so every table says what PyTorch ran on. Debian's OpenBLAS
+misdetects some AVX-512 Xeons and falls back to its SSE3 kernel ("Core: Prescott"); there the line
+says so, and the user may choose a core for that machine in the environment. Call configure()
+before importing torch (OpenBLAS reads the variable when it loads).
 """
 import os
 import re
@@ -37,25 +37,23 @@ def openblas_core(env=None):
 
 
 def configure():
-    """Sets OPENBLAS_CORETYPE where needed (see above), prints the OpenBLAS core to stderr once and
-    returns that line."""
+    """Prints the OpenBLAS core in use to stderr once and returns that line."""
     global _done
     if _done is None:
-        _done = _configure()
+        _done = _describe()
         print(_done, file=sys.stderr)
     return _done
 
 
-def _configure():
-    if "OPENBLAS_CORETYPE" in os.environ:
-        core = openblas_core()
-        return f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} (from the environment), OpenBLAS core {core}"
+def _describe():
     core = openblas_core()
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} (from the environment), OpenBLAS core {core}"
     if core is None:
         return "OpenBLAS core: none reported (PyTorch does not load OpenBLAS here; check which libblas.so.3 it uses)"
     if core == "Prescott" and "avx512f" in _cpu_flags():
-        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
-        return f"OpenBLAS reported Prescott on an AVX-512 CPU: OPENBLAS_CORETYPE=SkylakeX set, core {openblas_core()}"
+        return ("OpenBLAS core Prescott (SSE3) on an AVX-512 CPU: OpenBLAS misdetected it, so PyTorch runs "
+                "slower than it could; set OPENBLAS_CORETYPE for this machine to compare fairly")
     return f"OpenBLAS core {core} (detected, OPENBLAS_CORETYPE not set)"
 
 

@@ -2,8 +2,7 @@
 
   /usr/bin/python3 bench/torch_cells.py --threads 2 [--json out.json]
 
-(OPENBLAS_CORETYPE is set only where bench/openblas_core.py finds Debian's OpenBLAS misdetecting
-an AVX-512 CPU.)
+(The OpenBLAS core in use is reported by bench/openblas_core.py, never set.)
 
 Workloads (the data and the models are the same as in bench_cells.cpp):
   sine_train_{f64,f32}: PyTorch's time-sequence-prediction example with Adam: two stacked
