@@ -4,6 +4,9 @@
 #include "config.hpp"
 #include "core/cpu_info.hpp"
 #include "core/tensor.hpp"
+#ifdef ATTN_WITH_CUDA
+#include "kernels/cuda/memory.hpp"  // registers the CUDA backend's device memory with the core
+#endif
 #include "ops/elementwise.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape.hpp"

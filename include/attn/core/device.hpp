@@ -1,174 +1,85 @@
 #pragma once
-// Tensor::to(Device) and the CUDA side of the core: device allocation, copies between host and
-// device, and the gradient accumulation the backward engine uses for CUDA tensors. Included at
-// the end of core/tensor_impl.hpp. Without ATTN_WITH_CUDA nothing here touches CUDA:
-// to(Device::CUDA) throws, cuda_device_count() is 0.
-#include <memory>
-#include <stdexcept>
+// Devices, and the seam between the core and a device backend. The core never includes a backend:
+// it reaches device memory through DeviceMemory, a table of plain functions that the backend
+// registers. The CUDA backend registers its table in include/attn/kernels/cuda/memory.hpp, which
+// <attn/attn.hpp> includes when ATTN_WITH_CUDA is defined (the target attn::cuda defines it).
+// With no table registered, attn has no CUDA: cuda_device_count() is 0 and to(Device::CUDA)
+// throws, saying to build with ATTN_WITH_CUDA.
+#include <cstddef>
+#include <cstdint>
 #include <string>
-#include <vector>
-#include "tensor.hpp"
-#ifdef ATTN_WITH_CUDA
-#include "../kernels/cuda/api.hpp"
-#endif
 
 namespace attn {
+
+enum class Device { CPU, CUDA };
+inline const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+
+// Device memory as the core needs it: allocation, copies, and the gradient accumulation of the
+// backward engine. Every pointer is a device pointer unless named host_*; sizes are bytes unless
+// named n (elements). Each function throws std::runtime_error on a device error.
+struct DeviceMemory {
+  int (*device_count)();                // 0 when no device or no driver (never throws)
+  const char* (*device_count_error)();  // why device_count() is 0 ("" when it is not)
+  void* (*malloc_bytes)(size_t bytes);  // nullptr for 0 bytes
+  void (*free_bytes)(void* p) noexcept;
+  void (*empty_cache)();  // returns the memory the backend caches for reuse
+  void (*memcpy_h2d)(void* dst, const void* host_src, size_t bytes);
+  void (*memcpy_d2h)(void* host_dst, const void* src, size_t bytes);
+  void (*memcpy_d2d)(void* dst, const void* src, size_t bytes);
+  void (*memset_zero)(void* dst, size_t bytes);
+  // dst[sum_d i_d dst_st[d]] (+)= src[sum_d i_d src_st[d]] over `shape` (strides in elements;
+  // src/dst already offset); elements of elem_bytes bytes; accumulate only for float32/float64.
+  void (*strided_copy)(const void* src, void* dst, int elem_bytes, bool is_double, int ndim, const int64_t* shape,
+                       const int64_t* src_st, const int64_t* dst_st, bool accumulate);
+  void (*add_inplace)(float* acc, const float* g, int64_t n);  // acc += g
+  void (*add_inplace_f64)(double* acc, const double* g, int64_t n);
+};
+
+namespace detail {
+inline const DeviceMemory*& cuda_memory_slot() {
+  static const DeviceMemory* table = nullptr;
+  return table;
+}
+}  // namespace detail
+
+// Installs the CUDA backend's memory functions (kernels/cuda/memory.hpp does it during static
+// initialisation). Returns true, so it can initialise a variable.
+inline bool register_cuda_memory(const DeviceMemory* table) {
+  detail::cuda_memory_slot() = table;
+  return true;
+}
+// The CUDA backend's memory functions, or null when attn was built without ATTN_WITH_CUDA.
+inline const DeviceMemory* cuda_memory() { return detail::cuda_memory_slot(); }
 
 // Number of CUDA devices this process can use; 0 when attn was built without ATTN_WITH_CUDA,
 // when there is no GPU, or no driver (never throws).
 inline int cuda_device_count() {
-#ifdef ATTN_WITH_CUDA
-  static const int n = kernels::cuda::device_count();
+  const DeviceMemory* mem = cuda_memory();
+  if (!mem) return 0;
+  static const int n = mem->device_count();
   return n;
-#else
-  return 0;
-#endif
 }
 inline bool cuda_is_available() { return cuda_device_count() > 0; }
 // Releases the GPU memory that attn's caching allocator holds for reuse (torch.cuda.empty_cache);
 // memory of live tensors stays. A no-op without ATTN_WITH_CUDA.
 inline void cuda_empty_cache() {
-#ifdef ATTN_WITH_CUDA
-  kernels::cuda::empty_cache();
-#endif
+  if (const DeviceMemory* mem = cuda_memory()) mem->empty_cache();
 }
 
-#ifdef ATTN_WITH_CUDA
 namespace detail {
+// The error for a move to a device this build has no backend for.
+inline std::string no_cuda_build_message(Device device) {
+  return std::string("attn was built without ATTN_WITH_CUDA; cannot move a tensor to ") + device_name(device) +
+         " (configure with -DATTN_WITH_CUDA=ON and link attn::cuda to use Device::CUDA)";
+}
 // Why CUDA is unusable, for error messages.
 inline std::string cuda_unavailable_reason() {
-  std::string why = kernels::cuda::device_count_error();
+  const DeviceMemory* mem = cuda_memory();
+  if (!mem) return no_cuda_build_message(Device::CUDA);
+  std::string why = mem->device_count_error();
   return "attn: no CUDA device is available" + (why.empty() ? std::string() : " (" + why + ")") +
          "; attn was built with ATTN_WITH_CUDA but this machine has no usable GPU";
 }
-
-// An uninitialised tensor in device memory (cudaMalloc, released by the Storage's deleter).
-inline Tensor cuda_empty(const Shape& shape, DType dtype) {
-  const int64_t n = check_shape(shape, "cuda_empty", dtype);
-  if (!cuda_is_available()) throw std::runtime_error(cuda_unavailable_reason());
-  const size_t bytes = size_t(n) * dtype_size(dtype);
-  void* p = kernels::cuda::malloc_bytes(bytes);
-  auto impl = detail::make_impl();
-  impl->storage = detail::make_storage(p, bytes, Device::CUDA, [](void* q) { kernels::cuda::free_bytes(q); });
-  impl->shape = shape;
-  impl->dtype = dtype;
-  return Tensor(std::move(impl));
-}
-inline Tensor cuda_zeros(const Shape& shape, DType dtype) {
-  Tensor t = cuda_empty(shape, dtype);
-  kernels::cuda::memset_zero(t.raw_data(), size_t(t.numel()) * dtype_size(dtype));
-  return t;
-}
-inline size_t nbytes_of(const Tensor& t) { return size_t(t.numel()) * dtype_size(t.dtype()); }
-
-// clone of a CUDA tensor: a device-to-device copy; dL/dx = g
-inline Tensor cuda_clone(const Tensor& x) {
-  Tensor out = cuda_empty(x.shape(), x.dtype());
-  kernels::cuda::memcpy_d2d(out.raw_data(), x.raw_data(), nbytes_of(x));
-  return record("clone", out, {x}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; }, {});
-}
-
-// copy_ where either side lives on the GPU: same dtype only (convert on the CPU first).
-inline void cuda_copy_(Tensor& dst, const Tensor& src) {
-  ATTN_CHECK(src.dtype() == dst.dtype(), "copy_: source dtype ", dtype_name(src.dtype()), " on ",
-             device_name(src.device()), " differs from destination dtype ", dtype_name(dst.dtype()), " on ",
-             device_name(dst.device()), "; convert with .to(dtype) on the CPU first");
-  const size_t n = nbytes_of(dst);
-  if (dst.device() == Device::CUDA && src.device() == Device::CUDA) kernels::cuda::memcpy_d2d(dst.raw_data(), src.raw_data(), n);
-  else if (dst.device() == Device::CUDA) kernels::cuda::memcpy_h2d(dst.raw_data(), src.raw_data(), n);
-  else kernels::cuda::memcpy_d2h(dst.raw_data(), src.raw_data(), n);
-}
-
-// The backward engine's accumulation when the slot or the gradient lives on the GPU: a fresh
-// device copy for an empty slot, else slot += g on the slot's device.
-inline void cuda_accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g_in) {
-  const Device dev = slot ? (slot->storage ? slot->storage->device : Device::CPU) : g_in.device();
-  Tensor g = g_in.device() == dev ? g_in : g_in.to(dev);
-  if (dev != Device::CUDA) {  // g was moved to the CPU: the ordinary path
-    accumulate(slot, g);
-    return;
-  }
-  if (!slot) {
-    Tensor copy = cuda_empty(g.shape(), g.dtype());
-    kernels::cuda::memcpy_d2d(copy.raw_data(), g.raw_data(), nbytes_of(g));
-    slot = copy.impl_ptr();
-    return;
-  }
-  Tensor acc(slot);
-  ATTN_CHECK(acc.shape() == g.shape() && acc.dtype() == g.dtype(), "backward: gradient of shape ",
-             to_string(g.shape()), " (", dtype_name(g.dtype()), ") does not match accumulated shape ",
-             to_string(acc.shape()), " (", dtype_name(acc.dtype()), ")");
-  if (acc.dtype() == kFloat32)
-    kernels::cuda::add_inplace(static_cast<float*>(acc.raw_data()), static_cast<const float*>(g.raw_data()), acc.numel());
-  else if (acc.dtype() == kFloat64)
-    kernels::cuda::add_inplace_f64(static_cast<double*>(acc.raw_data()), static_cast<const double*>(g.raw_data()),
-                                   acc.numel());
-  else
-    throw std::invalid_argument(std::string("backward: cannot accumulate gradients of dtype ") + dtype_name(acc.dtype()));
-}
 }  // namespace detail
-#endif
-
-namespace detail {
-// A new tensor on `device`: the one allocation point of ops whose output lives where the input does.
-inline Tensor empty_on(Device device, const Shape& shape, DType dtype) {
-#ifdef ATTN_WITH_CUDA
-  if (device == Device::CUDA) return cuda_empty(shape, dtype);
-#endif
-  (void)device;
-  return Tensor::empty(shape, dtype);
-}
-inline Tensor zeros_on(Device device, const Shape& shape, DType dtype) {
-#ifdef ATTN_WITH_CUDA
-  if (device == Device::CUDA) return cuda_zeros(shape, dtype);
-#endif
-  (void)device;
-  return Tensor::zeros(shape, dtype);
-}
-// The device side of detail::strided_copy (ops/shape.hpp): offsets and strides in elements.
-inline void device_strided_copy(const Tensor& src, int64_t src_off, const std::vector<int64_t>& src_st,
-                                const Tensor& dst, int64_t dst_off, const std::vector<int64_t>& dst_st,
-                                const Shape& shape, bool accumulate) {
-  ATTN_CHECK(src.device() == dst.device() && src.dtype() == dst.dtype(), "strided_copy: source on ",
-             device_name(src.device()), " (", dtype_name(src.dtype()), ") and destination on ",
-             device_name(dst.device()), " (", dtype_name(dst.dtype()), ") differ");
-#ifdef ATTN_WITH_CUDA
-  const size_t es = dtype_size(src.dtype());
-  kernels::cuda::strided_copy(static_cast<const char*>(src.raw_data()) + src_off * int64_t(es),
-                              static_cast<char*>(dst.raw_data()) + dst_off * int64_t(es), int(es),
-                              src.dtype() == kFloat64, int(shape.size()), shape.data(), src_st.data(), dst_st.data(),
-                              accumulate);
-#else
-  (void)src_off, (void)src_st, (void)dst_off, (void)dst_st, (void)shape, (void)accumulate;
-  throw std::runtime_error("strided_copy: tensor on " + std::string(device_name(src.device())) +
-                           " in a build without ATTN_WITH_CUDA");
-#endif
-}
-}  // namespace detail
-
-// to(x, device) = x copied to `device`; dL/dx = g copied back to x's device.
-inline Tensor Tensor::to(Device device) const {
-  if (device == this->device()) return *this;
-#ifndef ATTN_WITH_CUDA
-  throw std::runtime_error(std::string("attn was built without ATTN_WITH_CUDA; cannot move a tensor to ") +
-                           device_name(device) +
-                           " (configure with -DATTN_WITH_CUDA=ON and link attn::cuda to use Device::CUDA)");
-#else
-  Tensor out;
-  const size_t bytes = detail::nbytes_of(*this);
-  if (device == Device::CUDA) {
-    out = detail::cuda_empty(shape(), dtype());
-    kernels::cuda::memcpy_h2d(out.raw_data(), raw_data(), bytes);
-  } else {
-    out = Tensor::empty(shape(), dtype());
-    kernels::cuda::memcpy_d2h(out.raw_data(), raw_data(), bytes);
-  }
-  if (!is_floating_point()) return out;
-  const Device src = this->device();
-  return record("to_device", out, {*this}, [src](const std::vector<Tensor>& g) {
-    return std::vector<Tensor>{g[0].to(src)};
-  }, {});
-#endif
-}
 
 }  // namespace attn

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <limits>
 #include <vector>
+#include "dtype.hpp"
 #include "error.hpp"
 
 namespace attn::detail {
@@ -87,6 +88,19 @@ inline BmmShape bmm_shape(const Shape& a, const Shape& b, bool ta, bool tb, cons
   s.out.push_back(s.N);
   checked_numel(s.out, op);
   return s;
+}
+
+// A shape for a new tensor: sizes >= 0, and an element count and a byte size that fit in int64.
+inline int64_t check_shape(const Shape& shape, const char* op, DType dtype = kFloat32) {
+  const int64_t n = checked_numel(shape, op);
+  ATTN_CHECK(n <= std::numeric_limits<int64_t>::max() / int64_t(dtype_size(dtype)), op, ": shape ",
+             attn::to_string(shape), " of ", dtype_name(dtype), " needs more than 2^63 - 1 bytes");
+  return n;
+}
+inline int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op, const Shape& shape) {
+  const int64_t n = std::max<int64_t>(ndim, 1);
+  ATTN_CHECK(dim >= -n && dim < n, op, ": dim ", dim, " out of range for shape ", attn::to_string(shape));
+  return dim < 0 ? dim + n : dim;
 }
 
 }  // namespace attn::detail
