@@ -1,6 +1,9 @@
 #pragma once
-// One global generator so manual_seed(s) makes a whole program reproducible. Numbers are drawn
-// from the raw engine bits with our own transforms, so they are the same on every standard library.
+// Random numbers: Generator (std::mt19937_64, whose output sequence the standard fixes, through
+// our own uniform/normal/integer transforms of the raw engine bits, so numbers are the same on
+// every standard library; std::uniform_real_distribution and friends are implementation-defined),
+// one global generator so manual_seed(s) makes a whole program reproducible, and splitmix64, the
+// mixer that turns counters and seeds into unrelated 64-bit values.
 //
 // Threads: a Generator holds a mutex, as PyTorch's generators do. Each single draw (uniform(),
 // normal(), next_u64()), seed(), state() and set_state() takes it; code that draws many numbers
@@ -8,15 +11,31 @@
 // global generator without a data race; which thread gets which numbers then depends on timing,
 // so for reproducible results seed and draw from one thread (or give each thread a Generator).
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace attn {
+
+// SplitMix64's output function (Steele, Lea and Flood 2014) applied to z + 0x9E3779B97F4A7C15
+// (2^64 / golden ratio): consecutive z give unrelated outputs, which makes it a counter-based
+// random number (dropout's keep/drop decision for element i is splitmix64(seed + golden * i)) and
+// a seeder of independent streams (data::detail::stream_seed). constexpr, so device code compiled
+// with --expt-relaxed-constexpr can call it too.
+constexpr uint64_t splitmix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
 
 class Generator {
  public:
@@ -45,6 +64,29 @@ class Generator {
       g_.has_spare_ = true;
       return r * std::cos(th);
     }
+    // Standard normal by Box-Muller, one value per call: the second value is discarded, so each
+    // call consumes exactly two engine outputs (the data generators draw this way, so a series'
+    // stream is easy to reason about). normal() keeps the second value for the next call instead.
+    double normal_unpaired() {
+      const double u1 = 1.0 - uniform();  // (0, 1]: log stays finite
+      const double u2 = uniform();
+      return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    }
+    double normal_unpaired(double mean, double stddev) { return mean + stddev * normal_unpaired(); }
+    // Uniform integer in [0, n), unbiased: rejects the low 2^64 mod n outputs.
+    uint64_t below(uint64_t n) {
+      if (n == 0) throw std::invalid_argument("Generator::below: n must be positive");
+      const uint64_t reject = (std::numeric_limits<uint64_t>::max() % n + 1) % n;
+      uint64_t r;
+      do r = g_.engine_();
+      while (r < reject);
+      return r % n;
+    }
+    // Fisher-Yates shuffle drawing with below().
+    template <typename T>
+    void shuffle(std::vector<T>& v) {
+      for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(i)]);
+    }
 
    private:
     Generator& g_;
@@ -56,6 +98,11 @@ class Generator {
   double uniform() { return lock().uniform(); }
   double uniform(double lo, double hi) { return lock().uniform(lo, hi); }
   double normal() { return lock().normal(); }
+  double normal_unpaired() { return lock().normal_unpaired(); }
+  double normal_unpaired(double mean, double stddev) { return lock().normal_unpaired(mean, stddev); }
+  uint64_t below(uint64_t n) { return lock().below(n); }
+  template <typename T>
+  void shuffle(std::vector<T>& v) { lock().shuffle(v); }
   void seed(uint64_t s) {
     std::lock_guard<std::mutex> lk(mutex_);
     engine_.seed(s);

@@ -1,12 +1,15 @@
 #pragma once
-// Data generators for the reference tasks (DESIGN.md 2.A and 2.B), on plain std::vector.
+// Data generators for the two reference tasks, on plain std::vector: classifying sine series as
+// normal or anomalous (make_sine_anomaly), and predicting the next point of a sine wave from a
+// window of the previous ones (sine_series, make_windows).
 //
-// Reproducibility: everything is drawn from std::mt19937_64, whose output sequence the standard
-// fixes, through our own uniform/normal/integer helpers (Rng below). std::uniform_real_distribution
-// and friends are implementation-defined, so using them would make a dataset differ between
-// libstdc++ and libc++.
+// Reproducibility: everything is drawn from attn::Generator (core/random.hpp): std::mt19937_64,
+// whose output sequence the standard fixes, through our own uniform/normal/integer transforms.
+// std::uniform_real_distribution and friends are implementation-defined, so using them would make
+// a dataset differ between libstdc++ and libc++. Normals are drawn with normal_unpaired (one
+// Box-Muller value per call).
 //
-// Task A, make_sine_anomaly: each series i draws from its own engine seeded from (seed, i), so
+// Anomaly classification, make_sine_anomaly: each series i draws from its own engine seeded from (seed, i), so
 // series i is the same whatever `samples` is, and the first channel does not change when more
 // channels are requested. Per series, in this order:
 //   freq ~ U(1,4), amp ~ U(1,10), t = linspace(0, 2*pi, length), x = amp*sin(freq*t)
@@ -37,46 +40,13 @@
 #include <type_traits>
 #include <vector>
 
+#include "../core/random.hpp"
+
 namespace attn::data {
 
-// Distributions written from raw engine bits so results are identical on every platform.
-class Rng {
- public:
-  explicit Rng(std::uint64_t seed) : engine_(seed) {}
-
-  // Uniform in [0, 1) with 53 random bits.
-  double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
-  double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
-
-  // Standard normal by Box-Muller; one draw per call (the second value is discarded so each call
-  // consumes the same number of engine outputs, which keeps streams easy to reason about).
-  double normal() {
-    const double u1 = 1.0 - uniform();  // (0, 1]: log stays finite
-    const double u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-  }
-  double normal(double mean, double stddev) { return mean + stddev * normal(); }
-
-  // Uniform integer in [0, n), unbiased: rejects the low 2^64 mod n outputs.
-  std::uint64_t below(std::uint64_t n) {
-    if (n == 0) throw std::invalid_argument("data::Rng::below: n must be positive");
-    const std::uint64_t reject = (std::numeric_limits<std::uint64_t>::max() % n + 1) % n;
-    std::uint64_t r;
-    do r = engine_();
-    while (r < reject);
-    return r % n;
-  }
-
-  template <typename T>
-  void shuffle(std::vector<T>& v) {
-    for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[below(i)]);
-  }
-
-  std::mt19937_64& engine() { return engine_; }
-
- private:
-  std::mt19937_64 engine_;
-};
+// The generator of the data sets: attn::Generator (uniform(), uniform(a, b), normal(),
+// normal_unpaired(), below(n), shuffle(v)).
+using Rng = Generator;
 
 enum class AnomalyKind { None, Flat, Zero, Noise, Spike };
 
@@ -123,13 +93,6 @@ struct SineAnomalyDataset {
 
 namespace detail {
 
-inline std::uint64_t splitmix64(std::uint64_t z) {
-  z += 0x9E3779B97F4A7C15ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
 // Decorrelates the per-series streams: consecutive indices give unrelated engine seeds.
 inline std::uint64_t stream_seed(std::uint64_t seed, std::uint64_t stream, std::uint64_t index) {
   return splitmix64(splitmix64(seed ^ (stream * 0xD1B54A32D192ED03ULL)) + index);
@@ -150,7 +113,7 @@ struct Spikes {
   std::vector<double> value;
 };
 
-inline Spikes draw_spikes(Rng& rng, std::int64_t start, std::int64_t end, double amp) {
+inline Spikes draw_spikes(Generator::Locked& rng, std::int64_t start, std::int64_t end, double amp) {
   // Slots two apart keep spikes isolated: no two are adjacent.
   const std::int64_t slots = (end - start + 1) / 2;
   const std::int64_t wanted = 3 + static_cast<std::int64_t>(rng.below(6));
@@ -169,13 +132,13 @@ inline Spikes draw_spikes(Rng& rng, std::int64_t start, std::int64_t end, double
 }
 
 inline void apply_anomaly(std::vector<double>& v, AnomalyKind kind, std::int64_t start,
-                          std::int64_t end, double amp, const Spikes& spikes, Rng& rng) {
+                          std::int64_t end, double amp, const Spikes& spikes, Generator::Locked& rng) {
   const auto b = v.begin() + start, e = v.begin() + end;
   switch (kind) {
     case AnomalyKind::Flat: std::fill(b, e, v[static_cast<std::size_t>(start)]); break;
     case AnomalyKind::Zero: std::fill(b, e, 0.0); break;
     case AnomalyKind::Noise:
-      for (auto it = b; it != e; ++it) *it = rng.normal(0.0, 0.5 * amp);
+      for (auto it = b; it != e; ++it) *it = rng.normal_unpaired(0.0, 0.5 * amp);
       break;
     case AnomalyKind::Spike:
       for (std::size_t k = 0; k < spikes.pos.size(); ++k)
@@ -222,14 +185,15 @@ inline SineAnomalyDataset make_sine_anomaly(const SineAnomalyOptions& opt = {}) 
   const auto n_anom = static_cast<std::int64_t>(std::llround(static_cast<double>(n) * opt.anomaly_fraction));
   ds.labels.assign(static_cast<std::size_t>(n), 0);
   std::fill(ds.labels.begin(), ds.labels.begin() + n_anom, 1);
-  Rng order_rng(detail::stream_seed(opt.seed, 0, 0));
+  Generator order_rng(detail::stream_seed(opt.seed, 0, 0));
   order_rng.shuffle(ds.labels);
 
   const std::vector<double> t = detail::linspace(0.0, 6.283185307179586, len);
   std::vector<double> sine(static_cast<std::size_t>(len)), cosine, walk;
   for (std::int64_t i = 0; i < n; ++i) {
     const auto si = static_cast<std::size_t>(i);
-    Rng rng(detail::stream_seed(opt.seed, 1, static_cast<std::uint64_t>(i)));
+    Generator series_rng(detail::stream_seed(opt.seed, 1, static_cast<std::uint64_t>(i)));
+    auto rng = series_rng.lock();  // one lock for the series' draws
     const double freq = rng.uniform(1.0, 4.0);
     const double amp = rng.uniform(1.0, 10.0);
     for (std::int64_t k = 0; k < len; ++k) sine[static_cast<std::size_t>(k)] = amp * std::sin(freq * t[static_cast<std::size_t>(k)]);
@@ -252,10 +216,11 @@ inline SineAnomalyDataset make_sine_anomaly(const SineAnomalyOptions& opt = {}) 
     }
     if (ch == 3) {
       // A separate stream, so the sine/cosine draws above never shift with the channel count.
-      Rng walk_rng(detail::stream_seed(opt.seed, 2, static_cast<std::uint64_t>(i)));
+      Generator walk_gen(detail::stream_seed(opt.seed, 2, static_cast<std::uint64_t>(i)));
+      auto walk_rng = walk_gen.lock();
       walk.resize(static_cast<std::size_t>(len));
       double acc = 0.0;
-      for (auto& w : walk) w = (acc += walk_rng.normal(0.0, 0.1));
+      for (auto& w : walk) w = (acc += walk_rng.normal_unpaired(0.0, 0.1));
     }
     double scale = 1.0;
     if (opt.scale) {
@@ -288,7 +253,7 @@ inline SplitIndices split(std::int64_t n, double train = 0.7, double val = 0.15,
                                 std::to_string(train) + " and " + std::to_string(val));
   std::vector<std::int64_t> perm(static_cast<std::size_t>(n));
   std::iota(perm.begin(), perm.end(), std::int64_t{0});
-  Rng rng(detail::stream_seed(seed, 3, 0));
+  Generator rng(detail::stream_seed(seed, 3, 0));
   rng.shuffle(perm);
   const auto dn = static_cast<double>(n);
   const auto n_train = std::min(n, static_cast<std::int64_t>(std::floor(train * dn + 1e-9)));
@@ -334,7 +299,7 @@ void check_finite(const std::vector<T>& values, const std::string& what) {
                                   " of " + std::to_string(values.size()));
 }
 
-// Task B: sin(linspace(0, t_end, n)).
+// The next-point prediction series: sin(linspace(0, t_end, n)).
 inline std::vector<float> sine_series(std::int64_t n = 1000, double t_end = 50.0) {
   if (n < 1) throw std::invalid_argument("data::sine_series: n must be >= 1, got " + std::to_string(n));
   const std::vector<double> t = detail::linspace(0.0, t_end, n);
@@ -349,7 +314,7 @@ struct WindowedSeries {
   std::int64_t count = 0, window = 0;
 };
 
-// Sliding windows predicting the next point: count = n - window (980 for the task B defaults).
+// Sliding windows predicting the next point: count = n - window (980 for the defaults of sine_series and make_windows).
 inline WindowedSeries make_windows(const std::vector<float>& series, std::int64_t window = 20) {
   const auto n = static_cast<std::int64_t>(series.size());
   if (window <= 0 || window >= n)
