@@ -75,7 +75,7 @@ inline void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
   ATTN_DISPATCH_FLOATING(acc.dtype(), "backward", [&] {
     scalar_t* a = acc.data<scalar_t>();
     const scalar_t* b = g.data<scalar_t>();
-    parallel_for(0, acc.numel(), 1 << 15, [&](int64_t s, int64_t e) {
+    parallel_for(0, acc.numel(), kGrainElementwise, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; ++i) a[i] += b[i];
     });
   });

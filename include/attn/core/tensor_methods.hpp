@@ -33,7 +33,7 @@ inline void copy_bytes(const Tensor& dst, const Tensor& src) {
 }
 template <class T>
 void fill(T* p, int64_t n, T v) {
-  parallel_for(0, n, 1 << 16, [&](int64_t b, int64_t e) { std::fill(p + b, p + e, v); });
+  parallel_for(0, n, kGrainFill, [&](int64_t b, int64_t e) { std::fill(p + b, p + e, v); });
 }
 }  // namespace detail
 
