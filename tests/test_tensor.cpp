@@ -2,6 +2,10 @@
 // op with exact expected values.
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "test_util.hpp"
@@ -386,3 +390,80 @@ TEST_CASE("freed buffers are reused by size (cache and per-thread pool), empty_c
   from_thread = attn::Tensor();
   CHECK(attn::memory_stats().current_bytes == base + 15 * 4);  // only s2 is alive
 }
+
+#ifndef ATTN_WITH_CUDA
+namespace {
+// A stand-in for a device backend that keeps "device" memory on the host, so the core's device
+// seam (core/device.hpp, core/device_tensor.hpp) runs without a GPU: copies to and from the
+// device, device clones, and the backward engine's accumulation into device gradients.
+int fake_count() { return 1; }
+const char* fake_count_error() { return ""; }
+void* fake_malloc(size_t bytes) { return bytes ? std::malloc(bytes) : nullptr; }
+void fake_free(void* p) noexcept { std::free(p); }
+void fake_empty_cache() {}
+void fake_copy(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+void fake_memset_zero(void* dst, size_t bytes) {
+  if (bytes) std::memset(dst, 0, bytes);
+}
+void fake_strided_copy(const void*, void*, int, bool, int, const int64_t*, const int64_t*, const int64_t*, bool) {
+  throw std::logic_error("fake device: strided_copy is not used by this test");
+}
+void fake_add(float* acc, const float* g, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] += g[i];
+}
+void fake_add_f64(double* acc, const double* g, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) acc[i] += g[i];
+}
+const DeviceMemory kFakeDevice = {fake_count, fake_count_error, fake_malloc,       fake_free,
+                                  fake_empty_cache, fake_copy, fake_copy,          fake_copy,
+                                  fake_memset_zero, fake_strided_copy, fake_add, fake_add_f64};
+}  // namespace
+
+TEST_CASE("device: without a registered backend there is no CUDA, and moving a tensor there says why",
+          "[tensor][device]") {
+  REQUIRE(cuda_memory() == nullptr);
+  CHECK(cuda_device_count() == 0);
+  CHECK_FALSE(cuda_is_available());
+  cuda_empty_cache();  // a no-op
+  Tensor x = Tensor::ones({2});
+  CHECK(x.to(Device::CPU).is_same(x));
+  try {
+    x.to(Device::CUDA);
+    FAIL("to(Device::CUDA) did not throw");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find("attn was built without ATTN_WITH_CUDA") == 0);
+  }
+}
+
+TEST_CASE("device: a registered backend's memory carries to(), clone, copy_ and backward", "[tensor][device]") {
+  REQUIRE(cuda_memory() == nullptr);
+  register_cuda_memory(&kFakeDevice);
+  struct Unregister {
+    ~Unregister() { register_cuda_memory(nullptr); }
+  } unregister;
+  Tensor x = Tensor::from_vector(VD{1.0, -2.0, 3.0}).requires_grad_();
+  Tensor d = x.to(Device::CUDA);
+  CHECK(d.device() == Device::CUDA);
+  CHECK_THROWS_AS(d.data<double>(), std::invalid_argument);  // device memory is not host-readable
+  CHECK(d.to_vector<double>() == VD{1.0, -2.0, 3.0});        // one device-to-host copy
+  Tensor c = d.clone();
+  CHECK(c.device() == Device::CUDA);
+  {
+    NoGradGuard ng;
+    Tensor host = Tensor::from_vector(VD{4.0, 5.0, 6.0});
+    Tensor dev = detail::zeros_on(Device::CUDA, {3}, kFloat64);
+    CHECK(dev.to_vector<double>() == VD{0.0, 0.0, 0.0});
+    dev.copy_(host);
+    CHECK(dev.to_vector<double>() == VD{4.0, 5.0, 6.0});
+  }
+  // Two paths from x through the device, so the device node's gradient is accumulated there
+  // (an empty device slot, then slot += g) before it is copied back to x's CPU gradient.
+  Tensor y = mul(d.to(Device::CPU) + c.to(Device::CPU), 1.0);
+  y.sum().backward();
+  REQUIRE(x.grad().defined());
+  CHECK(x.grad().device() == Device::CPU);
+  CHECK(x.grad().to_vector<double>() == VD{2.0, 2.0, 2.0});
+}
+#endif

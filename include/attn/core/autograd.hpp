@@ -209,6 +209,7 @@ inline Tensor record(const char* name, Tensor out, std::vector<Tensor> inputs, B
   return out;
 }
 
+// ---- hooks run by a backward pass ----
 inline unsigned Tensor::register_post_accumulate_grad_hook(std::function<void(Tensor&)> hook) {
   ATTN_CHECK(is_leaf() && requires_grad(), "register_post_accumulate_grad_hook: only a leaf that requires grad has "
              "an accumulated gradient; this tensor is ", is_leaf() ? "a leaf without requires_grad" : "not a leaf");

@@ -17,6 +17,7 @@
 #include "device.hpp"
 #include "dtype.hpp"
 #include "error.hpp"
+#include "shapes.hpp"
 #include "storage.hpp"
 
 namespace attn {
@@ -46,11 +47,7 @@ std::shared_ptr<Storage> make_storage(Args&&... args) {
 }
 }  // namespace detail
 
-inline int64_t numel_of(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
-}
+inline int64_t numel_of(const Shape& s) { return detail::shape_numel(s); }
 
 class Tensor {
  public:
