@@ -26,7 +26,8 @@ inline const DeviceMemory& mem() {
   return *m;
 }
 
-// An uninitialised tensor in device memory (cudaMalloc, released by the Storage's deleter).
+// An uninitialised tensor in device memory (the backend's malloc_bytes; its free_bytes is the
+// Storage's deleter).
 inline Tensor cuda_empty(const Shape& shape, DType dtype) {
   const int64_t n = check_shape(shape, "cuda_empty", dtype);
   if (!cuda_is_available()) throw std::runtime_error(cuda_unavailable_reason());

@@ -272,7 +272,8 @@ struct Storage {
   void* data = nullptr;
   size_t nbytes = 0;
   Device device = Device::CPU;
-  // Releases device memory; set by whoever allocated it (the CUDA backend) when not CPU.
+  // Releases device memory (the backend's free_bytes, set by detail::cuda_empty in
+  // core/device_tensor.hpp); empty for CPU storage, which goes back to the allocator above.
   std::function<void(void*)> deleter;
   // Version counter (PyTorch's VariableVersion), shared by every view of this storage: each
   // in-place write bumps it, and a backward checks that the tensors it saved are still at the
