@@ -146,17 +146,19 @@ inline bool grad_needed(const std::vector<Tensor>& inputs) {
 }
 
 namespace detail {
-inline void record_node(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs,
+// outputs: n_outputs pointers (an array, not a vector: a single-output op, the usual case,
+// records without allocating one).
+inline void record_node(const char* name, Tensor* const* outputs, size_t n_outputs, std::vector<Tensor> inputs,
                         BackwardFn fn, const std::initializer_list<Tensor>* saved) {
   if (is_anomaly_enabled())
-    for (Tensor* o : outputs) detail::check_finite(*o, name, "forward output");
+    for (size_t i = 0; i < n_outputs; ++i) detail::check_finite(*outputs[i], name, "forward output");
   if (!grad_needed(inputs)) return;
   auto node = std::allocate_shared<Node>(PoolAllocator<Node>());
   node->name = name;
   node->inputs = std::move(inputs);
   node->backward = std::move(fn);
-  node->num_outputs = int(outputs.size());
-  auto save = [&node, &outputs](const Tensor& t) {
+  node->num_outputs = int(n_outputs);
+  auto save = [&node, outputs, n_outputs](const Tensor& t) {
     const TensorImpl* s = t.unsafe_impl();
     if (!s || !s->storage) return;
     SavedVersion v;
@@ -164,7 +166,7 @@ inline void record_node(const char* name, const std::vector<Tensor*>& outputs, s
     v.version = s->storage->version.load(std::memory_order_relaxed);
     for (size_t i = 0; i < node->inputs.size() && v.input < 0; ++i)
       if (node->inputs[i].unsafe_impl() == s) v.input = int(i);
-    for (size_t i = 0; i < outputs.size() && v.input < 0 && v.output < 0; ++i)
+    for (size_t i = 0; i < n_outputs && v.input < 0 && v.output < 0; ++i)
       if (outputs[i]->unsafe_impl() == s) {
         v.output = int(i);
         v.output_dtype = s->dtype;
@@ -179,7 +181,7 @@ inline void record_node(const char* name, const std::vector<Tensor*>& outputs, s
     node->saved.reserve(node->inputs.size());
     for (const Tensor& t : node->inputs) save(t);
   }
-  for (size_t i = 0; i < outputs.size(); ++i) {
+  for (size_t i = 0; i < n_outputs; ++i) {
     TensorImpl* o = outputs[i]->unsafe_impl();
     o->grad_fn = node;
     o->output_nr = int(i);
@@ -194,18 +196,20 @@ inline void record_node(const char* name, const std::vector<Tensor*>& outputs, s
 // `saved`, `fn` is taken to read all of its inputs.
 inline void record(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs, BackwardFn fn,
                    std::initializer_list<Tensor> saved) {
-  detail::record_node(name, outputs, std::move(inputs), std::move(fn), &saved);
+  detail::record_node(name, outputs.data(), outputs.size(), std::move(inputs), std::move(fn), &saved);
 }
 inline void record(const char* name, const std::vector<Tensor*>& outputs, std::vector<Tensor> inputs, BackwardFn fn) {
-  detail::record_node(name, outputs, std::move(inputs), std::move(fn), nullptr);
+  detail::record_node(name, outputs.data(), outputs.size(), std::move(inputs), std::move(fn), nullptr);
 }
 inline Tensor record(const char* name, Tensor out, std::vector<Tensor> inputs, BackwardFn fn,
                      std::initializer_list<Tensor> saved) {
-  detail::record_node(name, {&out}, std::move(inputs), std::move(fn), &saved);
+  Tensor* const o = &out;
+  detail::record_node(name, &o, 1, std::move(inputs), std::move(fn), &saved);
   return out;
 }
 inline Tensor record(const char* name, Tensor out, std::vector<Tensor> inputs, BackwardFn fn) {
-  detail::record_node(name, {&out}, std::move(inputs), std::move(fn), nullptr);
+  Tensor* const o = &out;
+  detail::record_node(name, &o, 1, std::move(inputs), std::move(fn), nullptr);
   return out;
 }
 
