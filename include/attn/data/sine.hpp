@@ -9,9 +9,9 @@
 // a dataset differ between libstdc++ and libc++. Normals are drawn with normal_unpaired (one
 // Box-Muller value per call).
 //
-// Anomaly classification, make_sine_anomaly: each series i draws from its own engine seeded from (seed, i), so
-// series i is the same whatever `samples` is, and the first channel does not change when more
-// channels are requested. Per series, in this order:
+// Anomaly classification, make_sine_anomaly: each series i draws from its own engine seeded
+// from (seed, i), so series i is the same whatever `samples` is, and the first channel does not
+// change when more channels are requested. Per series, in this order:
 //   freq ~ U(1,4), amp ~ U(1,10), t = linspace(0, 2*pi, length), x = amp*sin(freq*t)
 //   anomalous series only:
 //     kind   = the option's kind, or for "mix" one of flat|zero|noise|spike uniformly
