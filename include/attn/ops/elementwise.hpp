@@ -2,12 +2,11 @@
 // Elementwise ops with NumPy/PyTorch broadcasting, activations, comparisons and masking.
 // Each op's backward follows its forward, with the derivative restated in a comment.
 #include <cmath>
+#include <optional>
 #include "../core/shapes.hpp"
 #include "../core/tensor.hpp"
 #include "../kernels/cpu/vmath.hpp"
-#ifdef ATTN_WITH_CUDA
-#include "cuda_dispatch.hpp"
-#endif
+#include "cuda/elementwise.hpp"
 
 namespace attn {
 namespace detail {
@@ -96,12 +95,12 @@ inline void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
              " vs ", device_name(b.device()), ")");
 }
 
-// Forward of a floating binary op: broadcast shape, dispatch on dtype.
+// Forward of a floating binary op: broadcast shape, dispatch on dtype. `cuda_kernel`: the op's
+// kernel for CUDA tensors (none: the op has no CUDA path and fails there naming itself).
 template <class F>
-Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op, const F& f) {
-#ifdef ATTN_WITH_CUDA
-  if (a.device() != Device::CPU || b.device() != Device::CPU) return cuda_ops::binary_forward(a, b, op);
-#endif
+Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op, const F& f,
+                      std::optional<kernels::cuda::Binary> cuda_kernel = std::nullopt) {
+  if (on_cuda(a, b)) return cuda_ops::binary_forward(a, b, cuda_kernel, op);
   check_same_dtype(a, b, op);
   Tensor out = Tensor::empty(a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), op), a.dtype());
   ATTN_DISPATCH_FLOATING(a.dtype(), op, [&] { broadcast_binary<scalar_t, scalar_t, scalar_t>(a, b, out, f); });
@@ -183,7 +182,7 @@ inline Tensor scalar_like(double s, const Tensor& like) { return Tensor::full({}
 
 // add(a, b) = a + b; dL/da = sum_to(g, a.shape), dL/db = sum_to(g, b.shape)
 inline Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = detail::binary_forward(a, b, "add", [](auto x, auto y) { return x + y; });
+  Tensor out = detail::binary_forward(a, b, "add", [](auto x, auto y) { return x + y; }, kernels::cuda::Binary::Add);
   // the shapes are kept only when broadcasting (a closure without them allocates less)
   const bool same = a.shape() == b.shape();
   return record("add", out, {a, b}, [same, sa = same ? Shape() : a.shape(), sb = same ? Shape() : b.shape()](
@@ -195,7 +194,7 @@ inline Tensor add(const Tensor& a, const Tensor& b) {
 
 // sub(a, b) = a - b; dL/da = sum_to(g), dL/db = -sum_to(g)
 inline Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = detail::binary_forward(a, b, "sub", [](auto x, auto y) { return x - y; });
+  Tensor out = detail::binary_forward(a, b, "sub", [](auto x, auto y) { return x - y; }, kernels::cuda::Binary::Sub);
   const bool same = a.shape() == b.shape();
   return record("sub", out, {a, b}, [same, sa = same ? Shape() : a.shape(), sb = same ? Shape() : b.shape()](
                                         const std::vector<Tensor>& g) {
@@ -206,7 +205,7 @@ inline Tensor sub(const Tensor& a, const Tensor& b) {
 
 // mul(a, b) = a * b; dL/da = sum_to(g * b), dL/db = sum_to(g * a)
 inline Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = detail::binary_forward(a, b, "mul", [](auto x, auto y) { return x * y; });
+  Tensor out = detail::binary_forward(a, b, "mul", [](auto x, auto y) { return x * y; }, kernels::cuda::Binary::Mul);
   return record("mul", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{a.requires_grad() ? sum_to(mul(g[0], b), a.shape()) : Tensor(),
                                b.requires_grad() ? sum_to(mul(g[0], a), b.shape()) : Tensor()};
@@ -215,7 +214,7 @@ inline Tensor mul(const Tensor& a, const Tensor& b) {
 
 // div(a, b) = a / b; dL/da = sum_to(g / b), dL/db = sum_to(-g * a / b^2)
 inline Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor out = detail::binary_forward(a, b, "div", [](auto x, auto y) { return x / y; });
+  Tensor out = detail::binary_forward(a, b, "div", [](auto x, auto y) { return x / y; }, kernels::cuda::Binary::Div);
   return record("div", out, {a, b}, [a, b, od = out.detach()](const std::vector<Tensor>& g) {
     Tensor gb_full;
     if (b.requires_grad()) gb_full = neg(div(mul(g[0], od), b));  // -g * (a/b) / b
@@ -256,15 +255,11 @@ inline Tensor minimum(const Tensor& a, const Tensor& b) {
 
 // Scalar forms: y = x + s (dy/dx = 1), y = x * s (dy/dx = s), y = s - x, y = s / x (dy/dx = -s/x^2)
 inline Tensor add(const Tensor& x, double s) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::AddScalar, "add_scalar", s);
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::AddScalar, "add_scalar", s);
   return detail::unary_op(x, "add_scalar", detail::Reads::None, [s](auto v) { return v + decltype(v)(s); }, [](auto, auto) { return 1; });
 }
 inline Tensor mul(const Tensor& x, double s) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::MulScalar, "mul_scalar", s);
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::MulScalar, "mul_scalar", s);
   return detail::unary_op(x, "mul_scalar", detail::Reads::None, [s](auto v) { return v * decltype(v)(s); },
                           [s](auto v, auto) { return decltype(v)(s); });
 }
@@ -277,9 +272,7 @@ inline Tensor rdiv(double s, const Tensor& x) {
 }
 // neg(x) = -x; dL/dx = -g
 inline Tensor neg(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Neg, "neg");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Neg, "neg");
   return detail::unary_op(x, "neg", detail::Reads::None, [](auto v) { return -v; }, [](auto, auto) { return -1; });
 }
 // pow(x, e) = x^e; dL/dx = g * e * x^(e-1)
@@ -293,18 +286,14 @@ inline Tensor sqrt(const Tensor& x) {
 }
 // exp(x); dL/dx = g * exp(x)
 inline Tensor exp(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Exp, "exp");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Exp, "exp");
   return detail::record_unary(
       x, detail::unary_forward_span(x, "exp", [](const auto* in, auto* out, int64_t n) { kernels::cpu::exp_n(in, out, n); }),
       "exp", detail::Reads::Y, [](auto, auto y) { return y; });
 }
 // log(x); dL/dx = g / x
 inline Tensor log(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Log, "log");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Log, "log");
   return detail::unary_op(x, "log", detail::Reads::X, [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
 }
 // abs(x); dL/dx = g * sign(x) (0 at 0, as PyTorch)
@@ -329,18 +318,14 @@ inline Tensor clamp(const Tensor& x, double lo, double hi) {
 }
 // tanh(x); dL/dx = g (1 - y^2)
 inline Tensor tanh(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Tanh, "tanh");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Tanh, "tanh");
   return detail::record_unary(
       x, detail::unary_forward_span(x, "tanh", [](const auto* in, auto* out, int64_t n) { kernels::cpu::tanh_n(in, out, n); }),
       "tanh", detail::Reads::Y, [](auto, auto y) { return 1 - y * y; });
 }
 // sigmoid(x) = 1 / (1 + e^-x); dL/dx = g y (1 - y)
 inline Tensor sigmoid(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Sigmoid, "sigmoid");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Sigmoid, "sigmoid");
   return detail::record_unary(
       x,
       detail::unary_forward_span(x, "sigmoid",
@@ -349,9 +334,7 @@ inline Tensor sigmoid(const Tensor& x) {
 }
 // relu(x) = max(x, 0); dL/dx = g [x > 0]
 inline Tensor relu(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Relu, "relu");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Relu, "relu");
   return detail::unary_op(x, "relu", detail::Reads::X, [](auto v) { return v > 0 ? v : decltype(v)(0); },
                           [](auto v, auto) { return decltype(v)(v > 0); });
 }
@@ -367,9 +350,7 @@ inline Tensor elu(const Tensor& x, double alpha) {
 }
 // gelu(x) = x Phi(x) (exact, erf form); dL/dx = g (Phi(x) + x phi(x))
 inline Tensor gelu(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Gelu, "gelu");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Gelu, "gelu");
   return detail::unary_op(
       x, "gelu", detail::Reads::X, [](auto v) { using T = decltype(v); return T(0.5) * v * (1 + std::erf(v * T(M_SQRT1_2))); },
       [](auto v, auto) {

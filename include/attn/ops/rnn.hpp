@@ -42,9 +42,7 @@
 #include "elementwise.hpp"
 #include "matmul.hpp"
 #include "shape.hpp"
-#ifdef ATTN_WITH_CUDA
-#include "cuda_dispatch.hpp"
-#endif
+#include "cuda/rnn.hpp"
 
 namespace attn {
 namespace detail {
@@ -288,10 +286,8 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
   const DType dt = x.dtype();
   const auto inputs = detail::rnn_layer_inputs(x, h0, c0, w_ih, w_hh, b_ih, b_hh);
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA)
+  if (detail::on_cuda(x))
     return cuda_ops::rnn_layer(true, S.T, S.B, H, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first, inputs);
-#endif
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
   Tensor out = Tensor::empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt), cn = detail::state_or_zeros(c0, {D, S.B, H}, dt);
@@ -356,11 +352,9 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
   const DType dt = x.dtype();
   const auto inputs = detail::rnn_layer_inputs(x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh);
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA)
+  if (detail::on_cuda(x))
     return cuda_ops::rnn_layer(false, S.T, S.B, H, x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh, lengths, batch_first,
                                inputs);
-#endif
   const Shape os = batch_first ? Shape{S.B, S.T, D * H} : Shape{S.T, S.B, D * H};
   Tensor out = Tensor::empty(os, dt);
   Tensor hn = detail::state_or_zeros(h0, {D, S.B, H}, dt);
