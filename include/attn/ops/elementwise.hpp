@@ -16,7 +16,8 @@ namespace detail {
 // kernels/cpu/elementwise.hpp).
 template <class A, class B, class O, class F>
 void broadcast_binary(const Tensor& a, const Tensor& b, Tensor& out, const F& f) {
-  kernels::cpu::broadcast_binary<A, B, O>(a.data<A>(), a.shape(), b.data<B>(), b.shape(), out.data<O>(), out.shape(), f);
+  kernels::cpu::broadcast_binary<A, B, O>(a.data<A>(), a.shape(), b.data<B>(), b.shape(), out.data<O>(), out.shape(),
+                                          f);
 }
 
 inline void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {

@@ -28,8 +28,8 @@ inline void cuda_adam_step(const Tensor& p, const Tensor& g, Tensor& m, Tensor& 
   const char* op = decoupled ? "AdamW" : "Adam";
   cuda_ops::check_f32(p, op);
   ATTN_CHECK(g.device() == Device::CUDA && g.dtype() == kFloat32 && g.shape() == p.shape(), op,
-             ": gradient ", to_string(g.shape()), " on ", device_name(g.device()), " does not match the CUDA parameter ",
-             to_string(p.shape()));
+             ": gradient ", to_string(g.shape()), " on ", device_name(g.device()),
+             " does not match the CUDA parameter ", to_string(p.shape()));
   move_storage(m, Device::CUDA);
   move_storage(v, Device::CUDA);
   if (vmax) move_storage(*vmax, Device::CUDA);

@@ -1,9 +1,9 @@
 #pragma once
-// Host entry points of attn's CUDA optimizer kernels (kernels/cuda/optim.cu, built into attn::cuda only with
-// ATTN_WITH_CUDA). Plain C++ like kernels/cuda/api.hpp: no CUDA header, so ops/cuda/optim.hpp
-// includes it in every build (without ATTN_WITH_CUDA these are declared and never called).
-// Every pointer is a device pointer; sizes are element counts; tensors are float32, contiguous,
-// row-major.
+// Host entry points of attn's CUDA optimizer kernels (kernels/cuda/optim.cu), built into
+// attn::cuda only with ATTN_WITH_CUDA. Plain C++ like kernels/cuda/api.hpp: no CUDA header, so
+// ops/cuda/optim.hpp includes it in every build (without ATTN_WITH_CUDA these are declared and
+// never called). Every pointer is a device pointer; sizes are element counts; tensors are
+// float32, contiguous, row-major.
 #include <cstdint>
 
 namespace attn::kernels::cuda {

@@ -32,7 +32,8 @@ inline Tensor binary_forward(const Tensor& a, const Tensor& b, kc::Binary k, con
   const Shape os = detail::broadcast_shapes(a.shape(), b.shape(), op);
   ATTN_CHECK(os.size() <= size_t(kc::kMaxDims), op, ": the CUDA path handles at most ", kc::kMaxDims,
              " dims, got ", to_string(os));
-  const std::vector<int64_t> sa = detail::broadcast_strides(a.shape(), os), sb = detail::broadcast_strides(b.shape(), os);
+  const std::vector<int64_t> sa = detail::broadcast_strides(a.shape(), os);
+  const std::vector<int64_t> sb = detail::broadcast_strides(b.shape(), os);
   Tensor out = empty(os);
   kc::binary_forward(k, cfp(a), cfp(b), fp(out), int(os.size()), os.data(), sa.data(), sb.data());
   return out;
