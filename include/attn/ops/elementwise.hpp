@@ -8,6 +8,7 @@
 #include "../kernels/cpu/elementwise.hpp"
 #include "../kernels/cpu/vmath.hpp"
 #include "cuda/elementwise.hpp"
+#include "detail/checks.hpp"
 
 namespace attn {
 namespace detail {
@@ -18,13 +19,6 @@ template <class A, class B, class O, class F>
 void broadcast_binary(const Tensor& a, const Tensor& b, Tensor& out, const F& f) {
   kernels::cpu::broadcast_binary<A, B, O>(a.data<A>(), a.shape(), b.data<B>(), b.shape(), out.data<O>(), out.shape(),
                                           f);
-}
-
-inline void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
-  ATTN_CHECK(a.dtype() == b.dtype(), op, ": dtypes differ (", dtype_name(a.dtype()), " ",
-             to_string(a.shape()), " vs ", dtype_name(b.dtype()), " ", to_string(b.shape()), ")");
-  ATTN_CHECK(a.device() == b.device(), op, ": tensors on different devices (", device_name(a.device()),
-             " vs ", device_name(b.device()), ")");
 }
 
 // Forward of a floating binary op: broadcast shape, dispatch on dtype. `cuda_kernel`: the op's

@@ -15,6 +15,7 @@
 #include <string>
 #include "../../core/shapes.hpp"
 #include "../../core/tensor.hpp"
+#include "../detail/checks.hpp"
 
 namespace attn {
 namespace detail {
@@ -42,12 +43,9 @@ inline void check_f32(const Tensor& x, const char* op) {
   ATTN_CHECK(x.dtype() == kFloat32, op, ": the CUDA path supports float32 only, got ", dtype_name(x.dtype()), " ",
              to_string(x.shape()), " (convert with .to(kFloat32))");
 }
-// Same checks (and wording) as detail::check_same_dtype in ops/elementwise.hpp.
+// The CPU path's check of two operands (detail::check_same_dtype), then float32.
 inline void check_pair(const Tensor& a, const Tensor& b, const char* op) {
-  ATTN_CHECK(a.dtype() == b.dtype(), op, ": dtypes differ (", dtype_name(a.dtype()), " ", to_string(a.shape()), " vs ",
-             dtype_name(b.dtype()), " ", to_string(b.shape()), ")");
-  ATTN_CHECK(a.device() == b.device(), op, ": tensors on different devices (", device_name(a.device()), " vs ",
-             device_name(b.device()), ")");
+  detail::check_same_dtype(a, b, op);
   check_f32(a, op);
 }
 inline void check_on_cuda(const Tensor& t, const char* op, const char* what) {
