@@ -19,9 +19,12 @@ find_package(CUDAToolkit REQUIRED)
 set(ATTN_CUDA_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/runtime.cu
   ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/elementwise.cu
-  ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/blas.cu
+  ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/reduce.cu
+  ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/nn_functional.cu
+  ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/matmul.cu
   ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/attention.cu
-  ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/rnn.cu)
+  ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/rnn.cu
+  ${CMAKE_CURRENT_LIST_DIR}/../include/attn/kernels/cuda/optim.cu)
 
 add_library(attn_cuda STATIC ${ATTN_CUDA_SOURCES})
 add_library(attn::cuda ALIAS attn_cuda)

@@ -27,9 +27,7 @@
 #include <vector>
 #include <Eigen/Core>
 #include "../core/tensor.hpp"
-#ifdef ATTN_WITH_CUDA
-#include "cuda_dispatch.hpp"
-#endif
+#include "cuda/attention.hpp"
 #include "../kernels/cpu/gemm.hpp"
 #include "elementwise.hpp"
 #include "reduce.hpp"
@@ -757,10 +755,7 @@ inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& args, cons
                ") must be float64 [H] with H = ", a.p.H);
     a.p.alibi = a.alibi_slopes.data<double>();
   }
-#ifdef ATTN_WITH_CUDA
-  if (a.q.device() != Device::CPU || a.k.device() != Device::CPU || a.v.device() != Device::CPU)
-    return cuda_ops::fused_attention(a, op);
-#endif
+  if (on_cuda(a.q, a.k, a.v)) return cuda_ops::fused_attention(a, op, make_mask_view);
   const Tensor &q = a.q, &k = a.k, &v = a.v;
   const AttnProblem& p = a.p;
   check_same_dtype(q, k, op);

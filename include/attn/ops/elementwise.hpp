@@ -2,106 +2,31 @@
 // Elementwise ops with NumPy/PyTorch broadcasting, activations, comparisons and masking.
 // Each op's backward follows its forward, with the derivative restated in a comment.
 #include <cmath>
+#include <optional>
 #include "../core/shapes.hpp"
 #include "../core/tensor.hpp"
+#include "../kernels/cpu/elementwise.hpp"
 #include "../kernels/cpu/vmath.hpp"
-#ifdef ATTN_WITH_CUDA
-#include "cuda_dispatch.hpp"
-#endif
+#include "cuda/elementwise.hpp"
+#include "detail/checks.hpp"
 
 namespace attn {
 namespace detail {
 
-// Layout of a broadcast loop over up to three operands, with adjacent dims merged where all
-// operands stay linear, so the common cases collapse to one or two flat loops.
-struct BroadcastLoop {
-  std::vector<int64_t> sizes;                  // outer..inner after merging
-  std::vector<std::vector<int64_t>> strides;   // per operand, per dim
-  int64_t rows = 1, inner = 1;
-
-  BroadcastLoop(const Shape& out, const std::vector<Shape>& ins) {
-    std::vector<std::vector<int64_t>> st;
-    for (const Shape& s : ins) st.push_back(broadcast_strides(s, out));
-    for (size_t d = 0; d < out.size(); ++d) {
-      if (out[d] == 1) continue;
-      bool merge = !sizes.empty();
-      for (size_t k = 0; merge && k < st.size(); ++k) merge = strides[k].back() == st[k][d] * out[d];
-      if (merge) {
-        sizes.back() *= out[d];
-        for (size_t k = 0; k < st.size(); ++k) strides[k].back() = st[k][d];
-      } else {
-        sizes.push_back(out[d]);
-        strides.resize(st.size());
-        for (size_t k = 0; k < st.size(); ++k) strides[k].push_back(st[k][d]);
-      }
-    }
-    if (sizes.empty()) {
-      sizes.push_back(1);
-      strides.assign(st.size(), std::vector<int64_t>{0});
-    }
-    inner = sizes.back();
-    rows = numel_of(sizes) / std::max<int64_t>(inner, 1);
-  }
-  // Offset of row r (a multi-index over all but the innermost dim) in operand k.
-  int64_t row_offset(size_t k, int64_t r) const {
-    int64_t off = 0;
-    for (int64_t d = int64_t(sizes.size()) - 2; d >= 0; --d) {
-      off += (r % sizes[size_t(d)]) * strides[k][size_t(d)];
-      r /= sizes[size_t(d)];
-    }
-    return off;
-  }
-};
-
-// out[i] = f(a[i'], b[i'']) with broadcasting; A, B, O are element types.
+// out[i] = f(a[i'], b[i'']) with broadcasting; A, B, O are element types (the loop:
+// kernels/cpu/elementwise.hpp).
 template <class A, class B, class O, class F>
 void broadcast_binary(const Tensor& a, const Tensor& b, Tensor& out, const F& f) {
-  const A* pa = a.data<A>();
-  const B* pb = b.data<B>();
-  O* po = out.data<O>();
-  if (a.shape() == b.shape()) {  // no broadcasting (the common case): one flat loop, no layout to build
-    parallel_for(0, out.numel(), 1 << 15, [&](int64_t b0, int64_t b1) {
-      for (int64_t i = b0; i < b1; ++i) po[i] = f(pa[i], pb[i]);
-    });
-    return;
-  }
-  BroadcastLoop L(out.shape(), {a.shape(), b.shape()});
-  const int64_t sa = L.strides[0].back(), sb = L.strides[1].back(), inner = L.inner;
-  auto run_rows = [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const A* x = pa + L.row_offset(0, r);
-      const B* y = pb + L.row_offset(1, r);
-      O* o = po + r * inner;
-      if (sa == 1 && sb == 1) for (int64_t i = 0; i < inner; ++i) o[i] = f(x[i], y[i]);
-      else if (sa == 1 && sb == 0) for (int64_t i = 0; i < inner; ++i) o[i] = f(x[i], y[0]);
-      else if (sa == 0 && sb == 1) for (int64_t i = 0; i < inner; ++i) o[i] = f(x[0], y[i]);
-      else for (int64_t i = 0; i < inner; ++i) o[i] = f(x[i * sa], y[i * sb]);
-    }
-  };
-  if (L.rows == 1) {
-    parallel_for(0, inner, 1 << 15, [&](int64_t b0, int64_t b1) {
-      const A* x = pa;
-      const B* y = pb;
-      for (int64_t i = b0; i < b1; ++i) po[i] = f(x[i * sa], y[i * sb]);
-    });
-  } else {
-    parallel_for(0, L.rows, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(inner, 1)), run_rows);
-  }
+  kernels::cpu::broadcast_binary<A, B, O>(a.data<A>(), a.shape(), b.data<B>(), b.shape(), out.data<O>(), out.shape(),
+                                          f);
 }
 
-inline void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
-  ATTN_CHECK(a.dtype() == b.dtype(), op, ": dtypes differ (", dtype_name(a.dtype()), " ",
-             to_string(a.shape()), " vs ", dtype_name(b.dtype()), " ", to_string(b.shape()), ")");
-  ATTN_CHECK(a.device() == b.device(), op, ": tensors on different devices (", device_name(a.device()),
-             " vs ", device_name(b.device()), ")");
-}
-
-// Forward of a floating binary op: broadcast shape, dispatch on dtype.
+// Forward of a floating binary op: broadcast shape, dispatch on dtype. `cuda_kernel`: the op's
+// kernel for CUDA tensors (none: the op has no CUDA path and fails there naming itself).
 template <class F>
-Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op, const F& f) {
-#ifdef ATTN_WITH_CUDA
-  if (a.device() != Device::CPU || b.device() != Device::CPU) return cuda_ops::binary_forward(a, b, op);
-#endif
+Tensor binary_forward(const Tensor& a, const Tensor& b, const char* op, const F& f,
+                      std::optional<kernels::cuda::Binary> cuda_kernel = std::nullopt) {
+  if (on_cuda(a, b)) return cuda_ops::binary_forward(a, b, cuda_kernel, op);
   check_same_dtype(a, b, op);
   Tensor out = Tensor::empty(a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), op), a.dtype());
   ATTN_DISPATCH_FLOATING(a.dtype(), op, [&] { broadcast_binary<scalar_t, scalar_t, scalar_t>(a, b, out, f); });
@@ -183,7 +108,7 @@ inline Tensor scalar_like(double s, const Tensor& like) { return Tensor::full({}
 
 // add(a, b) = a + b; dL/da = sum_to(g, a.shape), dL/db = sum_to(g, b.shape)
 inline Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor out = detail::binary_forward(a, b, "add", [](auto x, auto y) { return x + y; });
+  Tensor out = detail::binary_forward(a, b, "add", [](auto x, auto y) { return x + y; }, kernels::cuda::Binary::Add);
   // the shapes are kept only when broadcasting (a closure without them allocates less)
   const bool same = a.shape() == b.shape();
   return record("add", out, {a, b}, [same, sa = same ? Shape() : a.shape(), sb = same ? Shape() : b.shape()](
@@ -195,7 +120,7 @@ inline Tensor add(const Tensor& a, const Tensor& b) {
 
 // sub(a, b) = a - b; dL/da = sum_to(g), dL/db = -sum_to(g)
 inline Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor out = detail::binary_forward(a, b, "sub", [](auto x, auto y) { return x - y; });
+  Tensor out = detail::binary_forward(a, b, "sub", [](auto x, auto y) { return x - y; }, kernels::cuda::Binary::Sub);
   const bool same = a.shape() == b.shape();
   return record("sub", out, {a, b}, [same, sa = same ? Shape() : a.shape(), sb = same ? Shape() : b.shape()](
                                         const std::vector<Tensor>& g) {
@@ -206,7 +131,7 @@ inline Tensor sub(const Tensor& a, const Tensor& b) {
 
 // mul(a, b) = a * b; dL/da = sum_to(g * b), dL/db = sum_to(g * a)
 inline Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor out = detail::binary_forward(a, b, "mul", [](auto x, auto y) { return x * y; });
+  Tensor out = detail::binary_forward(a, b, "mul", [](auto x, auto y) { return x * y; }, kernels::cuda::Binary::Mul);
   return record("mul", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{a.requires_grad() ? sum_to(mul(g[0], b), a.shape()) : Tensor(),
                                b.requires_grad() ? sum_to(mul(g[0], a), b.shape()) : Tensor()};
@@ -215,7 +140,7 @@ inline Tensor mul(const Tensor& a, const Tensor& b) {
 
 // div(a, b) = a / b; dL/da = sum_to(g / b), dL/db = sum_to(-g * a / b^2)
 inline Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor out = detail::binary_forward(a, b, "div", [](auto x, auto y) { return x / y; });
+  Tensor out = detail::binary_forward(a, b, "div", [](auto x, auto y) { return x / y; }, kernels::cuda::Binary::Div);
   return record("div", out, {a, b}, [a, b, od = out.detach()](const std::vector<Tensor>& g) {
     Tensor gb_full;
     if (b.requires_grad()) gb_full = neg(div(mul(g[0], od), b));  // -g * (a/b) / b
@@ -256,15 +181,11 @@ inline Tensor minimum(const Tensor& a, const Tensor& b) {
 
 // Scalar forms: y = x + s (dy/dx = 1), y = x * s (dy/dx = s), y = s - x, y = s / x (dy/dx = -s/x^2)
 inline Tensor add(const Tensor& x, double s) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::AddScalar, "add_scalar", s);
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::AddScalar, "add_scalar", s);
   return detail::unary_op(x, "add_scalar", detail::Reads::None, [s](auto v) { return v + decltype(v)(s); }, [](auto, auto) { return 1; });
 }
 inline Tensor mul(const Tensor& x, double s) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::MulScalar, "mul_scalar", s);
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::MulScalar, "mul_scalar", s);
   return detail::unary_op(x, "mul_scalar", detail::Reads::None, [s](auto v) { return v * decltype(v)(s); },
                           [s](auto v, auto) { return decltype(v)(s); });
 }
@@ -277,9 +198,7 @@ inline Tensor rdiv(double s, const Tensor& x) {
 }
 // neg(x) = -x; dL/dx = -g
 inline Tensor neg(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Neg, "neg");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Neg, "neg");
   return detail::unary_op(x, "neg", detail::Reads::None, [](auto v) { return -v; }, [](auto, auto) { return -1; });
 }
 // pow(x, e) = x^e; dL/dx = g * e * x^(e-1)
@@ -293,18 +212,14 @@ inline Tensor sqrt(const Tensor& x) {
 }
 // exp(x); dL/dx = g * exp(x)
 inline Tensor exp(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Exp, "exp");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Exp, "exp");
   return detail::record_unary(
       x, detail::unary_forward_span(x, "exp", [](const auto* in, auto* out, int64_t n) { kernels::cpu::exp_n(in, out, n); }),
       "exp", detail::Reads::Y, [](auto, auto y) { return y; });
 }
 // log(x); dL/dx = g / x
 inline Tensor log(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Log, "log");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Log, "log");
   return detail::unary_op(x, "log", detail::Reads::X, [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
 }
 // abs(x); dL/dx = g * sign(x) (0 at 0, as PyTorch)
@@ -329,18 +244,14 @@ inline Tensor clamp(const Tensor& x, double lo, double hi) {
 }
 // tanh(x); dL/dx = g (1 - y^2)
 inline Tensor tanh(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Tanh, "tanh");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Tanh, "tanh");
   return detail::record_unary(
       x, detail::unary_forward_span(x, "tanh", [](const auto* in, auto* out, int64_t n) { kernels::cpu::tanh_n(in, out, n); }),
       "tanh", detail::Reads::Y, [](auto, auto y) { return 1 - y * y; });
 }
 // sigmoid(x) = 1 / (1 + e^-x); dL/dx = g y (1 - y)
 inline Tensor sigmoid(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Sigmoid, "sigmoid");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Sigmoid, "sigmoid");
   return detail::record_unary(
       x,
       detail::unary_forward_span(x, "sigmoid",
@@ -349,9 +260,7 @@ inline Tensor sigmoid(const Tensor& x) {
 }
 // relu(x) = max(x, 0); dL/dx = g [x > 0]
 inline Tensor relu(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Relu, "relu");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Relu, "relu");
   return detail::unary_op(x, "relu", detail::Reads::X, [](auto v) { return v > 0 ? v : decltype(v)(0); },
                           [](auto v, auto) { return decltype(v)(v > 0); });
 }
@@ -367,9 +276,7 @@ inline Tensor elu(const Tensor& x, double alpha) {
 }
 // gelu(x) = x Phi(x) (exact, erf form); dL/dx = g (Phi(x) + x phi(x))
 inline Tensor gelu(const Tensor& x) {
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::unary(x, kernels::cuda::Unary::Gelu, "gelu");
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Gelu, "gelu");
   return detail::unary_op(
       x, "gelu", detail::Reads::X, [](auto v) { using T = decltype(v); return T(0.5) * v * (1 + std::erf(v * T(M_SQRT1_2))); },
       [](auto v, auto) {
@@ -421,20 +328,8 @@ inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   const Tensor c = cond.to(kBool);
   Tensor out = Tensor::empty(s, a.dtype());
   ATTN_DISPATCH_FLOATING(a.dtype(), "where", [&] {
-    detail::BroadcastLoop L(s, {c.shape(), a.shape(), b.shape()});
-    const uint8_t* pc = c.data<uint8_t>();
-    const scalar_t *pa = a.data<scalar_t>(), *pb = b.data<scalar_t>();
-    scalar_t* po = out.data<scalar_t>();
-    const int64_t sc = L.strides[0].back(), sa = L.strides[1].back(), sb = L.strides[2].back();
-    parallel_for(0, L.rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(L.inner, 1)), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* x = pc + L.row_offset(0, r);
-        const scalar_t* y = pa + L.row_offset(1, r);
-        const scalar_t* z = pb + L.row_offset(2, r);
-        scalar_t* o = po + r * L.inner;
-        for (int64_t i = 0; i < L.inner; ++i) o[i] = x[i * sc] ? y[i * sa] : z[i * sb];
-      }
-    });
+    kernels::cpu::broadcast_where<scalar_t>(c.data<uint8_t>(), c.shape(), a.data<scalar_t>(), a.shape(),
+                                            b.data<scalar_t>(), b.shape(), out.data<scalar_t>(), s);
   });
   return record("where", out, {a, b}, [c, sa = a.shape(), sb = b.shape()](const std::vector<Tensor>& g) {
     Tensor zero = Tensor::zeros({}, g[0].dtype());

@@ -2,9 +2,7 @@
 // matmul with PyTorch's semantics (1-D, 2-D, batched with broadcast batch dims) and linear.
 // All products go through kernels::cpu::gemm; transposed operands are never copied.
 #include "../core/tensor.hpp"
-#ifdef ATTN_WITH_CUDA
-#include "cuda_dispatch.hpp"
-#endif
+#include "cuda/matmul.hpp"
 #include "../kernels/cpu/gemm.hpp"
 #include "elementwise.hpp"
 #include "reduce.hpp"
@@ -16,9 +14,7 @@ namespace detail {
 // Batched product of a [..., M, K] (or [..., K, M] if ta) and b [..., K, N] (or [..., N, K] if tb);
 // batch dims broadcast. No autograd: the differentiable ops below call it.
 inline Tensor bmm_raw(const Tensor& a, const Tensor& b, bool ta, bool tb, const char* op) {
-#ifdef ATTN_WITH_CUDA
-  if (a.device() != Device::CPU || b.device() != Device::CPU) return cuda_ops::bmm_raw(a, b, ta, tb, op);
-#endif
+  if (on_cuda(a, b)) return cuda_ops::bmm_raw(a, b, ta, tb, op);
   check_same_dtype(a, b, op);
   const BmmShape S = bmm_shape(a.shape(), b.shape(), ta, tb, op);
   const int64_t ar = S.ar, ac = S.ac, br = S.br, bc = S.bc, M = S.M, N = S.N, K = S.K;
@@ -179,9 +175,7 @@ inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) 
   ATTN_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)), "linear: bias ",
              to_string(bias.defined() ? bias.shape() : Shape{}), " does not match weight ", to_string(weight.shape()));
   detail::check_same_dtype(x, weight, "linear");
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::linear(x, weight, bias);
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::linear(x, weight, bias);
   const int64_t in = weight.size(1), outf = weight.size(0), rows = x.numel() / std::max<int64_t>(in, 1);
   Shape os = x.shape();
   os.back() = outf;

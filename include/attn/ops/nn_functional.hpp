@@ -3,9 +3,8 @@
 // layer norm (fused forward and backward), embedding lookup.
 #include <cmath>
 #include "../core/tensor.hpp"
-#ifdef ATTN_WITH_CUDA
-#include "cuda_dispatch.hpp"
-#endif
+#include "cuda/elementwise.hpp"
+#include "cuda/nn_functional.hpp"
 #include "elementwise.hpp"
 #include "reduce.hpp"
 #include "shape.hpp"
@@ -45,11 +44,9 @@ inline Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tenso
   detail::check_loss_shapes(logits, target, "binary_cross_entropy_with_logits");
   detail::check_same_dtype(logits, target, "binary_cross_entropy_with_logits");
   auto forward = [](const Tensor& x, const Tensor& y, bool grad) {
-#ifdef ATTN_WITH_CUDA
-    if (x.device() == Device::CUDA)
+    if (detail::on_cuda(x))
       return cuda_ops::binary_forward(x, y, grad ? kernels::cuda::Binary::SigmoidSub : kernels::cuda::Binary::BceWithLogits,
                                       "binary_cross_entropy_with_logits");
-#endif
     if (grad)
       return detail::binary_forward(x, y, "bce_backward", [](auto a, auto b) {
         using T = decltype(a);
@@ -141,9 +138,7 @@ inline Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const T
   ATTN_CHECK(!bias.defined() || bias.shape() == normalized_shape, "layer_norm: bias ", to_string(bias.shape()),
              " must have shape ", to_string(normalized_shape));
   const int64_t D = numel_of(normalized_shape), R = x.numel() / std::max<int64_t>(D, 1);
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::layer_norm(x, D, weight, bias, eps);
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::layer_norm(x, D, weight, bias, eps);
   Tensor y = Tensor::empty(x.shape(), x.dtype()), xhat = Tensor::empty(x.shape(), x.dtype()),
          rstd = Tensor::empty({R}, x.dtype());
   ATTN_DISPATCH_FLOATING(x.dtype(), "layer_norm", [&] {

@@ -4,32 +4,11 @@
 #include <cmath>
 #include <limits>
 #include "../core/tensor.hpp"
-#ifdef ATTN_WITH_CUDA
-#include "cuda_dispatch.hpp"
-#endif
+#include "cuda/reduce.hpp"
+#include "detail/dims.hpp"
 
 namespace attn {
 namespace detail {
-
-struct DimSplit {
-  int64_t outer = 1, n = 1, inner = 1;
-};
-inline DimSplit split_at(const Shape& s, int64_t dim) {
-  DimSplit d;
-  for (int64_t i = 0; i < int64_t(s.size()); ++i) {
-    if (i < dim) d.outer *= s[size_t(i)];
-    else if (i == dim) d.n = s[size_t(i)];
-    else d.inner *= s[size_t(i)];
-  }
-  return d;
-}
-inline Shape reduced_shape(const Shape& s, int64_t dim, bool keepdim) {
-  Shape out = s;
-  if (s.empty()) return out;
-  if (keepdim) out[size_t(dim)] = 1;
-  else out.erase(out.begin() + dim);
-  return out;
-}
 
 // Row-parallel traversal of [outer, n, inner]: f(o, i, ptr offset of element (o, 0, i)).
 template <class F>
@@ -77,9 +56,7 @@ inline Tensor sum_dim_forward(const Tensor& x, int64_t dim, bool keepdim) {
 // sum(x, dim) = sum_j x[..., j, ...]; dL/dx = g broadcast back along dim
 inline Tensor sum(const Tensor& x, int64_t dim, bool keepdim) {
   dim = detail::wrap_dim(dim, x.dim(), "sum", x.shape());
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::sum_dim(x, dim, keepdim);
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::sum_dim(x, dim, keepdim);
   Tensor out = detail::sum_dim_forward(x, dim, keepdim);
   return record("sum", out, {x}, [s = x.shape(), dim](const std::vector<Tensor>& g) {
     Shape kept = s;
@@ -236,9 +213,7 @@ Tensor softmax_backward(const Tensor& g, const Tensor& y, int64_t dim) {
 
 inline Tensor softmax(const Tensor& x, int64_t dim) {
   dim = detail::wrap_dim(dim, x.dim(), "softmax", x.shape());
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::softmax(x, dim, false);
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::softmax(x, dim, false);
   Tensor y = detail::softmax_forward<false>(x, dim);
   return record("softmax", y, {x}, [yd = y.detach(), dim](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{detail::softmax_backward<false>(g[0], yd, dim)};
@@ -246,9 +221,7 @@ inline Tensor softmax(const Tensor& x, int64_t dim) {
 }
 inline Tensor log_softmax(const Tensor& x, int64_t dim) {
   dim = detail::wrap_dim(dim, x.dim(), "log_softmax", x.shape());
-#ifdef ATTN_WITH_CUDA
-  if (x.device() == Device::CUDA) return cuda_ops::softmax(x, dim, true);
-#endif
+  if (detail::on_cuda(x)) return cuda_ops::softmax(x, dim, true);
   Tensor y = detail::softmax_forward<true>(x, dim);
   return record("log_softmax", y, {x}, [yd = y.detach(), dim](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{detail::softmax_backward<true>(g[0], yd, dim)};

@@ -22,9 +22,7 @@
 #include <Eigen/Core>
 #include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
-#ifdef ATTN_WITH_CUDA
-#include "cuda_dispatch.hpp"
-#endif
+#include "cuda/attention.hpp"
 #include "elementwise.hpp"
 #include "reduce.hpp"
 
@@ -221,9 +219,7 @@ inline std::pair<Tensor, Tensor> band_attention(const char* op, const BandSpec& 
              ", v ", to_string(v.shape()), " (need k [..., S, E] and v [..., S, Ev])");
   check_same_dtype(q, k, op);
   check_same_dtype(q, v, op);
-#ifdef ATTN_WITH_CUDA
-  if (q.device() == Device::CUDA) return cuda_ops::band_attention(op, spec_in, q, k, v, scale, key_padding_mask, relative_bias);
-#endif
+  if (on_cuda(q)) return cuda_ops::band_attention(op, spec_in, q, k, v, scale, key_padding_mask, relative_bias);
   BandSpec bs = spec_in;
   bs.L = L;
   bs.S = S;

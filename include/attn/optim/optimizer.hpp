@@ -7,9 +7,8 @@
 #include <utility>
 #include <vector>
 #include "../core/tensor.hpp"
-#ifdef ATTN_WITH_CUDA
-#include "../ops/cuda_dispatch.hpp"
-#endif
+#include "../ops/cuda/elementwise.hpp"
+#include "cuda_adam.hpp"
 
 namespace attn::optim {
 
@@ -194,12 +193,10 @@ class Adam : public Optimizer {
     const int64_t t = next_step();
     const double bc1 = 1 - std::pow(o_.beta1_, double(t)), bc2 = 1 - std::pow(o_.beta2_, double(t));
     for_each_param(params_, Writes::Param, [&](size_t i, const Tensor& p, const Tensor& g) {
-#ifdef ATTN_WITH_CUDA
-      if (p.device() == Device::CUDA)
-        return cuda_ops::adam_step(p, g, buffer(i, "exp_avg"), buffer(i, "exp_avg_sq"),
-                                   o_.amsgrad_ ? &buffer(i, "max_exp_avg_sq") : nullptr, o_.beta1_, o_.beta2_, o_.eps_,
-                                   o_.weight_decay_, lr_, bc1, bc2, decoupled_);
-#endif
+      if (attn::detail::on_cuda(p))
+        return cuda_adam_step(p, g, buffer(i, "exp_avg"), buffer(i, "exp_avg_sq"),
+                              o_.amsgrad_ ? &buffer(i, "max_exp_avg_sq") : nullptr, o_.beta1_, o_.beta2_, o_.eps_,
+                              o_.weight_decay_, lr_, bc1, bc2, decoupled_);
       ATTN_DISPATCH_FLOATING(p.dtype(), "Adam", [&] {
         scalar_t* pp = p.data<scalar_t>();
         const scalar_t* pg = g.data<scalar_t>();
@@ -250,12 +247,10 @@ inline double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm
   const double coef = max_norm / (total + 1e-6);
   if (coef < 1.0) {
     for_each_param(params, Writes::Grad, [&](size_t, const Tensor&, const Tensor& g) {
-#ifdef ATTN_WITH_CUDA
-      if (g.device() == Device::CUDA) {
+      if (attn::detail::on_cuda(g)) {
         Tensor(g).copy_(cuda_ops::unary(g, kernels::cuda::Unary::MulScalar, "clip_grad_norm_", coef));
         return;
       }
-#endif
       ATTN_DISPATCH_FLOATING(g.dtype(), "clip_grad_norm_", [&] {
         scalar_t* pg = g.data<scalar_t>();
         for (int64_t k = 0, n = g.numel(); k < n; ++k) pg[k] *= scalar_t(coef);

@@ -1,6 +1,6 @@
 #pragma once
 // Device helpers shared by the attention kernels: which keys a query sees, its score, dropout.
-#include "api.hpp"
+#include "attention.hpp"
 #include "common.cuh"
 
 namespace attn::kernels::cuda::detail {

@@ -21,8 +21,9 @@
 // writes zero output; its gate gradients are zero and dh, dc pass through it unchanged. The
 // reverse direction therefore starts each series at its last valid step from the initial state.
 #include <string>
-#include "api.hpp"
 #include "common.cuh"
+#include "matmul.hpp"  // gemm
+#include "rnn.hpp"
 
 namespace attn::kernels::cuda {
 using detail::grid_for;
@@ -384,6 +385,59 @@ void rnn_layer_backward(const RnnLayer& L, const float* X, const float* dout, fl
     if (P.db_hh) sum_rows(dAh, P.db_hh, rows, GH);
     if (dx) gemm(false, false, rows, L.I, GH, 1.f, P.dA, GH, P.w_ih, L.I, d > 0 ? 1.f : 0.f, dx, L.I);
   }
+}
+
+// ---------------- LSTM step pointwise ----------------
+// i = sigmoid(a_i), f = sigmoid(a_f), g = tanh(a_g), o = sigmoid(a_o)
+// c = f c_prev + i g,  h = o tanh(c)
+__global__ void lstm_fwd_k(const float* gates, const float* c_prev, float* h, float* c, float* acts, float* tanh_c,
+                           int64_t B, int64_t H) {
+  ATTN_GRID_STRIDE(k, B * H) {
+    const int64_t b = k / H, j = k % H;
+    const float* a = gates + b * 4 * H;
+    const float gi = sigm(a[j]), gf = sigm(a[H + j]), gg = tanhf(a[2 * H + j]), go = sigm(a[3 * H + j]);
+    const float cn = gf * c_prev[k] + gi * gg;
+    const float tc = tanhf(cn);
+    c[k] = cn;
+    h[k] = go * tc;
+    float* s = acts + b * 4 * H;
+    s[j] = gi;
+    s[H + j] = gf;
+    s[2 * H + j] = gg;
+    s[3 * H + j] = go;
+    tanh_c[k] = tc;
+  }
+}
+// dc_t = dc + dh o (1 - tanh(c)^2)
+// d a_i = dc_t g i (1 - i), d a_f = dc_t c_prev f (1 - f), d a_g = dc_t i (1 - g^2), d a_o = dh tanh(c) o (1 - o)
+// dc_prev = dc_t f
+__global__ void lstm_bwd_k(const float* dh, const float* dc, const float* acts, const float* tanh_c,
+                           const float* c_prev, float* dgates, float* dc_prev, int64_t B, int64_t H) {
+  ATTN_GRID_STRIDE(k, B * H) {
+    const int64_t b = k / H, j = k % H;
+    const float* s = acts + b * 4 * H;
+    const float gi = s[j], gf = s[H + j], gg = s[2 * H + j], go = s[3 * H + j], tc = tanh_c[k];
+    const float dhk = dh ? dh[k] : 0.f;
+    const float dct = (dc ? dc[k] : 0.f) + dhk * go * (1.f - tc * tc);
+    float* d = dgates + b * 4 * H;
+    d[j] = dct * gg * gi * (1.f - gi);
+    d[H + j] = dct * c_prev[k] * gf * (1.f - gf);
+    d[2 * H + j] = dct * gi * (1.f - gg * gg);
+    d[3 * H + j] = dhk * tc * go * (1.f - go);
+    dc_prev[k] = dct * gf;
+  }
+}
+void lstm_pointwise_forward(const float* gates, const float* c_prev, float* h, float* c, float* acts, float* tanh_c,
+                            int64_t B, int64_t H) {
+  if (B * H <= 0) return;
+  lstm_fwd_k<<<grid_for(B * H), 256>>>(gates, c_prev, h, c, acts, tanh_c, B, H);
+  ATTN_CUDA_LAUNCH_CHECK("lstm_pointwise_forward");
+}
+void lstm_pointwise_backward(const float* dh, const float* dc, const float* acts, const float* tanh_c,
+                             const float* c_prev, float* dgates, float* dc_prev, int64_t B, int64_t H) {
+  if (B * H <= 0) return;
+  lstm_bwd_k<<<grid_for(B * H), 256>>>(dh, dc, acts, tanh_c, c_prev, dgates, dc_prev, B, H);
+  ATTN_CUDA_LAUNCH_CHECK("lstm_pointwise_backward");
 }
 
 }  // namespace attn::kernels::cuda

@@ -4,8 +4,9 @@
 #include <climits>
 #include <string>
 #include <cublas_v2.h>
-#include "api.hpp"
 #include "common.cuh"
+#include "matmul.hpp"
+#include "reduce.hpp"  // sum_rows sums with sum_dim
 
 namespace attn::kernels::cuda {
 namespace {
@@ -70,5 +71,17 @@ void gemm_strided_batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
       as_int(K, "K"), &alpha, B, as_int(ldb, "ldb"), strideB, A,
       as_int(lda, "lda"), strideA, &beta, C, as_int(ldc, "ldc"), strideC, as_int(batch, "batch")));
 }
+
+// ---------------- bias helpers for linear ----------------
+using detail::grid_for;
+__global__ void add_row_bias_k(float* y, const float* bias, int64_t rows, int64_t cols) {
+  ATTN_GRID_STRIDE(k, rows * cols) y[k] += bias[k % cols];
+}
+void add_row_bias(float* y, const float* bias, int64_t rows, int64_t cols) {
+  if (rows * cols <= 0) return;
+  add_row_bias_k<<<grid_for(rows * cols), 256>>>(y, bias, rows, cols);
+  ATTN_CUDA_LAUNCH_CHECK("add_row_bias");
+}
+void sum_rows(const float* g, float* out, int64_t rows, int64_t cols) { sum_dim(g, out, 1, rows, cols); }
 
 }  // namespace attn::kernels::cuda
