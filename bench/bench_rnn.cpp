@@ -1,5 +1,5 @@
 // Forward + backward of the reference tasks' recurrent layers (float32), fused and composed.
-//   A: bidirectional LSTM(1 -> 32), batch 32 x 500 steps (DESIGN.md task A)
+//   A: bidirectional LSTM(1 -> 32), batch 32 x 500 steps (reference task A, docs/examples.md)
 //   B: 2-layer LSTM(1 -> 64), batch 980 x 20 steps (task B)
 // items/s = sequences per second. PyTorch's side: bench/torch_rnn.py. Results: docs/recurrent.md.
 #include <benchmark/benchmark.h>

@@ -4,7 +4,7 @@ in one run on one machine with one thread count.
   /usr/bin/python3 bench/compare_cells.py --build build --threads 2 [--markdown out.md]
 
 Build first: cmake --build build --target bench_cells. The OpenBLAS core PyTorch uses is
-reported by bench/openblas_core.py, never set (DESIGN.md section 6).
+reported by bench/openblas_core.py, never set (docs/benchmarks.md).
 """
 import argparse
 import json

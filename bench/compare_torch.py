@@ -4,7 +4,7 @@ Builds nothing: point it at a build directory that has the bench binaries (make 
 cmake --build build --target bench_tasks bench_rnn bench_attention_dense bench_matmul).
 Runs each attn benchmark (Google Benchmark, JSON) and the same work in PyTorch (Debian's
 python3-torch; the OpenBLAS core it uses is reported by bench/openblas_core.py, never set, see
-DESIGN.md section 6), then prints
+docs/benchmarks.md), then prints
 one table with attn time, PyTorch time and their ratio, plus sgemm against OpenBLAS.
 
   /usr/bin/python3 bench/compare_torch.py --build build --threads 2 [--markdown docs/compare.md]

@@ -1,4 +1,4 @@
-"""OpenBLAS core reporting for the PyTorch side of the benchmarks (DESIGN.md section 6).
+"""OpenBLAS core reporting for the PyTorch side of the benchmarks (docs/benchmarks.md).
 
 The scripts never set OPENBLAS_CORETYPE: a core name chosen for one CPU is an illegal instruction
 on another. configure() reports the core OpenBLAS uses when PyTorch loads it (a value already in

@@ -10,7 +10,7 @@ Prints the time per generated step for each run and writes JSON.
   /usr/bin/python3 bench/torch_decoding.py --threads 1 [--steps 100 1000 4000] [--prefix 100 1000 4000] [--json out.json]
 
 OPENBLAS_CORETYPE: set it in the environment where Debian's OpenBLAS misdetects the CPU (an
-AVX-512 Xeon, see DESIGN.md section 6); this script reports what it finds and sets nothing.
+AVX-512 Xeon, see docs/benchmarks.md); this script reports what it finds and sets nothing.
 """
 import argparse
 import json

@@ -1,4 +1,4 @@
-"""The seed's task A run in PyTorch (DESIGN.md 2.A, exact settings), for comparison with
+"""The seed's task A run in PyTorch (docs/examples.md, exact settings), for comparison with
 `sine_anomaly --preset seed`: raw amplitudes, BiLSTM(1 -> 32) + attention pooling, Adam 1e-3,
 batch 32, 15 epochs, early stopping (patience 5) on validation loss, best weights restored,
 test ROC-AUC. Data drawn as in the seed (numpy-free, torch RNG), so runs differ from attn's data

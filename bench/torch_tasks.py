@@ -1,6 +1,6 @@
 """PyTorch side of bench/bench_tasks.cpp: the same reference-task work, timed the same way.
 
-Run with Debian's PyTorch and the fair OpenBLAS kernel (see DESIGN.md section 6):
+Run with Debian's PyTorch and the fair OpenBLAS kernel (see docs/benchmarks.md and bench/openblas_core.py):
   /usr/bin/python3 bench/torch_tasks.py --threads 2 --json out.json
 On a GPU (bench_tasks' *_CUDA cases): python3 bench/torch_tasks.py --device cuda (the models and
 the data live on the GPU, cuDNN's fused LSTM runs them, every timed call ends with a synchronize).

@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
                      ->check(CLI::IsMember({"seed", "default"}));
   if (int rc = examples::parse(app, argc, argv); rc >= 0) return rc;
   if (to.preset == "seed") {
-    // The seed's configuration (DESIGN.md, task A): raw amplitudes, Adam 1e-3, no clipping.
+    // The seed's configuration (docs/examples.md): raw amplitudes, Adam 1e-3, no clipping.
     // Explicit flags given together with --preset seed still win.
     auto given = [&](const char* flag) { return app.count(flag) > 0; };
     if (!given("--lr")) co.lr = 1e-3;

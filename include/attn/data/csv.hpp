@@ -1,5 +1,5 @@
 #pragma once
-// Labelled series from CSV, for running the task A model on your own data:
+// Labelled series from CSV, for running a sequence classifier (examples/sine_anomaly) on your own data:
 //   one series per line: label,x_0,x_1,...,x_{T-1}   ('#' lines and blank lines skipped)
 // Labels are integers written plainly ("0", "7", "-3"; not "1.0", "+1", "01"); the K distinct
 // labels of the file are mapped to class indices 0..K-1 in increasing order (ds.class_values[k]

@@ -14,7 +14,8 @@
 // single class for roc_auc / roc_curve (scikit-learn returns NaN there; a silent NaN in a
 // report is worse than an error).
 //
-// Attention accuracy (task A, DESIGN.md 2.A), `attention_coverage(weights, s, e, radius)`:
+// Attention accuracy of an anomaly classifier (does the pooling point at the anomaly?),
+// `attention_coverage(weights, s, e, radius)`:
 //   p      = argmax_t weights[t]                 (first maximum on ties)
 //   region = [max(0, p - radius), min(T - 1, p + radius)]   (inclusive, clipped to the series)
 //   result = |region ∩ [s, e)| / (e - s)         in [0, 1]; 0 when the segment is empty (s == e,

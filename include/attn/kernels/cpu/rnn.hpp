@@ -11,7 +11,7 @@
 // computed by one thread with the same instructions, and the set of units depends only on the
 // shapes, never on the number of threads: results are bit-identical for any thread count.
 // Series never interact inside a recurrence, so each unit runs all of its time steps on its own:
-// one fork/join per layer (e.g. the two directions of task A's layer on two threads, or the 16
+// one fork/join per layer (e.g. the two directions of a bidirectional layer on two threads, or the 16
 // row blocks of a batch of 980 split over the threads), never a barrier per step. The pointwise
 // gate math of a row is one fused pass (each gate element loaded once, SIMD lanes of the kernel
 // path in use: rnn.inc), and nothing is allocated inside the time loop.

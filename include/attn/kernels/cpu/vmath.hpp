@@ -1,7 +1,7 @@
 #pragma once
 // Transcendental functions over contiguous spans: y[i] = f(x[i]), y may alias x. Every op that
 // maps tanh / sigmoid / exp over many elements goes through here (a scalar std::tanh per element
-// was the largest single cost of task A's attention pooling). The vector code is simd.inc's
+// was the largest single cost of the anomaly classifier's attention pooling). The vector code is simd.inc's
 // (Cephes' exp and tanh on registers of the kernel path in use, within 2 ulp); the last partial
 // register goes through masked loads, so every element gets the same arithmetic whatever its
 // position: results are the same for any alignment and any thread count.
