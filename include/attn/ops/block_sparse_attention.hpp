@@ -26,6 +26,7 @@
 #include "../core/random.hpp"
 #include "../core/tensor.hpp"
 #include "../kernels/cpu/gemm.hpp"
+#include "attention_checks.hpp"
 #include "elementwise.hpp"
 
 namespace attn {
@@ -339,21 +340,13 @@ inline Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Ten
                                      double scale = std::numeric_limits<double>::quiet_NaN(),
                                      const Tensor& key_padding_mask = Tensor()) {
   const char* op = "block_sparse_attention";
-  ATTN_CHECK(q.dim() >= 2 && k.dim() == q.dim() && v.dim() == q.dim(), op,
-             ": expected q [..., L, E], k [..., S, E], v [..., S, Ev] with equal ranks, got ", to_string(q.shape()),
-             ", ", to_string(k.shape()), ", ", to_string(v.shape()));
-  const int64_t nd = q.dim();
-  for (int64_t i = 0; i < nd - 2; ++i)
-    ATTN_CHECK(q.size(i) == k.size(i) && q.size(i) == v.size(i), op, ": leading dims differ: q ",
-               to_string(q.shape()), ", k ", to_string(k.shape()), ", v ", to_string(v.shape()));
+  detail::check_qkv(op, q, k, v);
   detail::BsaDims d;
   d.L = q.size(-2);
   d.E = q.size(-1);
   d.S = k.size(-2);
   d.Ev = v.size(-1);
   d.B = layout.block();
-  ATTN_CHECK(k.size(-1) == d.E && v.size(-2) == d.S, op, ": q ", to_string(q.shape()), ", k ", to_string(k.shape()),
-             ", v ", to_string(v.shape()), " (need k [..., S, E] and v [..., S, Ev])");
   ATTN_CHECK(layout.L() == d.L && layout.S() == d.S, op, ": layout is for L=", layout.L(), ", S=", layout.S(),
              " but q ", to_string(q.shape()), ", k ", to_string(k.shape()));
   ATTN_CHECK(q.device() == Device::CPU, op, ": CPU tensors only (no CUDA kernel), got q on ",
@@ -363,14 +356,9 @@ inline Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Ten
   d.N = q.numel() / std::max<int64_t>(d.L * d.E, 1);
   if (std::isnan(scale)) scale = 1.0 / std::sqrt(double(std::max<int64_t>(d.E, 1)));
   if (key_padding_mask.defined()) {
-    const Shape want{nd > 2 ? q.size(0) : 1, d.S};
-    ATTN_CHECK(key_padding_mask.dtype() == kBool &&
-                   (key_padding_mask.shape() == want || (nd == 2 && key_padding_mask.shape() == Shape{d.S})),
-               op, ": key_padding_mask ", to_string(key_padding_mask.shape()), " (",
-               dtype_name(key_padding_mask.dtype()), ") must be bool ", to_string(want), " for q ",
-               to_string(q.shape()), ", k ", to_string(k.shape()));
+    const int64_t kpm_batch = detail::check_batch_key_padding_mask(op, q, k, d.S, key_padding_mask);
     d.kpm = key_padding_mask.data<uint8_t>();
-    d.kpm_div = d.N / std::max<int64_t>(want[0], 1);
+    d.kpm_div = d.N / std::max<int64_t>(kpm_batch, 1);
   }
   Shape os = q.shape();
   os.back() = d.Ev;

@@ -26,6 +26,7 @@
 #include "../core/random.hpp"
 #include "../core/tensor.hpp"
 #include "../kernels/cpu/gemm.hpp"
+#include "attention_checks.hpp"
 #include "elementwise.hpp"
 
 namespace attn {
@@ -219,15 +220,9 @@ inline Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v
                                double eps = 1e-6, const Tensor& key_padding_mask = Tensor(),
                                double dropout_p = 0.0) {
   const char* op = "linear_attention";
-  ATTN_CHECK(q.dim() >= 2 && k.dim() == q.dim() && v.dim() == q.dim(), op, ": expected q [..., L, E], k [..., S, E], v [..., S, Ev] with equal ranks, got ",
-             to_string(q.shape()), ", ", to_string(k.shape()), ", ", to_string(v.shape()));
+  detail::check_qkv(op, q, k, v);
   const int64_t nd = q.dim();
-  for (int64_t d = 0; d < nd - 2; ++d)
-    ATTN_CHECK(q.size(d) == k.size(d) && q.size(d) == v.size(d), op, ": leading dims differ: q ",
-               to_string(q.shape()), ", k ", to_string(k.shape()), ", v ", to_string(v.shape()));
   const int64_t L = q.size(-2), E = q.size(-1), S = k.size(-2), Ev = v.size(-1);
-  ATTN_CHECK(k.size(-1) == E && v.size(-2) == S, op, ": q ", to_string(q.shape()), ", k ", to_string(k.shape()),
-             ", v ", to_string(v.shape()), " (need k [..., S, E] and v [..., S, Ev])");
   ATTN_CHECK(!causal || L == S, op, ": causal needs L == S, got q ", to_string(q.shape()), ", k ",
              to_string(k.shape()));
   ATTN_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
@@ -240,12 +235,7 @@ inline Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v
   Tensor fa, fb;
   if (key_padding_mask.defined() || dropout_p > 0.0) {
     const Shape want{nd > 2 ? q.size(0) : 1, S};
-    if (key_padding_mask.defined())
-      ATTN_CHECK(key_padding_mask.dtype() == kBool &&
-                     (key_padding_mask.shape() == want || (nd == 2 && key_padding_mask.shape() == Shape{S})),
-                 op, ": key_padding_mask ", to_string(key_padding_mask.shape()), " (",
-                 dtype_name(key_padding_mask.dtype()), ") must be bool ", to_string(want), " for q ",
-                 to_string(q.shape()), ", k ", to_string(k.shape()));
+    if (key_padding_mask.defined()) detail::check_batch_key_padding_mask(op, q, k, S, key_padding_mask);
     fa = Tensor::empty({N, S}, q.dtype());
     fb = Tensor::empty({N, S}, q.dtype());
     ATTN_DISPATCH_FLOATING(q.dtype(), op, [&] {

@@ -25,6 +25,7 @@
 #ifdef ATTN_WITH_CUDA
 #include "cuda_dispatch.hpp"
 #endif
+#include "attention_checks.hpp"
 #include "elementwise.hpp"
 #include "reduce.hpp"
 
@@ -209,16 +210,9 @@ void band_backward(const BandSpec& bs, const BandInputs& bi, double scale_d, con
 inline std::pair<Tensor, Tensor> band_attention(const char* op, const BandSpec& spec_in, const Tensor& q,
                                                 const Tensor& k, const Tensor& v, double scale,
                                                 const Tensor& key_padding_mask, const Tensor& relative_bias) {
-  ATTN_CHECK(q.dim() >= 2 && k.dim() == q.dim() && v.dim() == q.dim(), op,
-             ": expected q [..., L, E], k [..., S, E], v [..., S, Ev] with equal ranks, got ", to_string(q.shape()),
-             ", ", to_string(k.shape()), ", ", to_string(v.shape()));
+  check_qkv(op, q, k, v);
   const int64_t nd = q.dim();
-  for (int64_t d = 0; d < nd - 2; ++d)
-    ATTN_CHECK(q.size(d) == k.size(d) && q.size(d) == v.size(d), op, ": leading dims differ: q ",
-               to_string(q.shape()), ", k ", to_string(k.shape()), ", v ", to_string(v.shape()));
   const int64_t L = q.size(-2), E = q.size(-1), S = k.size(-2), Ev = v.size(-1);
-  ATTN_CHECK(k.size(-1) == E && v.size(-2) == S, op, ": q ", to_string(q.shape()), ", k ", to_string(k.shape()),
-             ", v ", to_string(v.shape()), " (need k [..., S, E] and v [..., S, Ev])");
   check_same_dtype(q, k, op);
   check_same_dtype(q, v, op);
 #ifdef ATTN_WITH_CUDA
@@ -231,14 +225,9 @@ inline std::pair<Tensor, Tensor> band_attention(const char* op, const BandSpec& 
   if (std::isnan(scale)) scale = 1.0 / std::sqrt(double(std::max<int64_t>(E, 1)));
   BandInputs bi;
   if (key_padding_mask.defined()) {
-    const Shape want{nd > 2 ? q.size(0) : 1, S};
-    ATTN_CHECK(key_padding_mask.dtype() == kBool &&
-                   (key_padding_mask.shape() == want || (nd == 2 && key_padding_mask.shape() == Shape{S})),
-               op, ": key_padding_mask ", to_string(key_padding_mask.shape()), " (",
-               dtype_name(key_padding_mask.dtype()), ") must be bool ", to_string(want), " for q ",
-               to_string(q.shape()), ", k ", to_string(k.shape()));
+    const int64_t kpm_batch = check_batch_key_padding_mask(op, q, k, S, key_padding_mask);
     bi.kpm = key_padding_mask.data<uint8_t>();
-    bi.kpm_div = N / std::max<int64_t>(want[0], 1);
+    bi.kpm_div = N / std::max<int64_t>(kpm_batch, 1);
   }
   Tensor bias;
   if (relative_bias.defined()) {
