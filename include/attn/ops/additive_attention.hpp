@@ -10,7 +10,8 @@
 //
 // Masks are boolean with true = may attend. A query whose keys are all masked gets zero weights,
 // a zero context and zero gradients (never NaN). Work is split so that every output element is
-// computed by one thread in a fixed order: results do not depend on the thread count.//
+// computed by one thread in a fixed order: results do not depend on the thread count.
+//
 // Reading order: the public functions, then the fused nodes with their recorded backward, then the
 // argument checks; the raw loops are in kernels/cpu/additive.hpp.
 #include <algorithm>

@@ -13,7 +13,8 @@
 // base(i) = i - left and W = left + right + 1 (windowed), or base(i) = (i / block) * block and
 // W = block (block-local); positions outside [0, S), past i when causal, or padded get 0.
 // Time O(N L W E), memory O(N L W). Rows are computed by one thread each, key gradients are
-// gathered per key (no scatter), so results are bit-identical for any thread count.//
+// gathered per key (no scatter), so results are bit-identical for any thread count.
+//
 // Reading order: the public functions, then the fused node with its recorded backward; the band
 // loops are in kernels/cpu/windowed.hpp.
 #include <algorithm>
