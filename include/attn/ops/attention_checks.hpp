@@ -1,7 +1,8 @@
 #pragma once
 // Argument checks shared by the attention families whose operands are q [..., L, E],
 // k [..., S, E], v [..., S, Ev] with equal ranks and equal leading dims (performer, probsparse,
-// windowed / block-local, linear, block-sparse attention). One wording for all of them.
+// windowed / block-local, linear, block-sparse attention). One wording for all of them, on the
+// CPU and CUDA paths.
 #include "../core/tensor.hpp"
 
 namespace attn {
@@ -37,6 +38,19 @@ inline int64_t check_batch_key_padding_mask(const char* op, const Tensor& q, con
              dtype_name(key_padding_mask.dtype()), ") must be bool ", to_string(want), " for q ",
              to_string(q.shape()), ", k ", to_string(k.shape()));
   return want[0];
+}
+
+// Checks the relative_bias of windowed attention: [H or 1, W] (one value per offset -left..right,
+// right = 0 when causal), H = q.size(-3) for 4-D q; not allowed for block-local attention. Shared
+// by the CPU and CUDA paths (the dtype check is the caller's: each path has its own).
+inline void check_relative_bias(const char* op, const Tensor& q, const Tensor& relative_bias, int64_t W,
+                                bool block_mode, bool causal, int64_t right) {
+  ATTN_CHECK(!block_mode, op, ": relative_bias is not supported here");
+  const int64_t Hq = q.dim() >= 4 ? q.size(-3) : 1;
+  const bool ok = relative_bias.dim() == 2 && relative_bias.size(1) == W &&
+                  (relative_bias.size(0) == 1 || relative_bias.size(0) == Hq);
+  ATTN_CHECK(ok, op, ": relative_bias ", to_string(relative_bias.shape()), " must be [H or 1, ", W,
+             "] (one value per offset -left..", causal ? 0 : right, ", H = ", Hq, ") for q ", to_string(q.shape()));
 }
 
 }  // namespace detail

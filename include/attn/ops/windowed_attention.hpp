@@ -25,10 +25,10 @@
 #include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
 #include "../kernels/cpu/windowed.hpp"
+#include "attention_checks.hpp"
 #ifdef ATTN_WITH_CUDA
 #include "cuda_dispatch.hpp"
 #endif
-#include "attention_checks.hpp"
 #include "elementwise.hpp"
 #include "reduce.hpp"
 
@@ -121,7 +121,6 @@ inline std::pair<Tensor, Tensor> band_attention(const char* op, const BandSpec& 
                                                 const Tensor& k, const Tensor& v, double scale,
                                                 const Tensor& key_padding_mask, const Tensor& relative_bias) {
   check_qkv(op, q, k, v);
-  const int64_t nd = q.dim();
   const int64_t L = q.size(-2), E = q.size(-1), S = k.size(-2), Ev = v.size(-1);
   check_same_dtype(q, k, op);
   check_same_dtype(q, v, op);
@@ -141,13 +140,7 @@ inline std::pair<Tensor, Tensor> band_attention(const char* op, const BandSpec& 
   }
   Tensor bias;
   if (relative_bias.defined()) {
-    ATTN_CHECK(!bs.block_mode, op, ": relative_bias is not supported here");
-    const int64_t Hq = nd >= 4 ? q.size(-3) : 1;
-    const bool ok = relative_bias.dim() == 2 && relative_bias.size(1) == bs.W &&
-                    (relative_bias.size(0) == 1 || relative_bias.size(0) == Hq);
-    ATTN_CHECK(ok, op, ": relative_bias ", to_string(relative_bias.shape()), " must be [H or 1, ", bs.W,
-               "] (one value per offset -left..", bs.causal ? 0 : bs.right, ", H = ", Hq, ") for q ",
-               to_string(q.shape()));
+    check_relative_bias(op, q, relative_bias, bs.W, bs.block_mode, bs.causal, bs.right);
     check_same_dtype(q, relative_bias, op);
     bias = relative_bias;
     bi.bias_rows = relative_bias.size(0);
