@@ -13,15 +13,6 @@ namespace {
 Tensor leaf(const Tensor& t) { return t.clone().detach().requires_grad_(); }
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::vector<double> flat(const std::vector<Tensor>& ts) {
-  std::vector<double> all;
-  for (const Tensor& t : ts) {
-    auto x = t.to_vector<double>();
-    all.insert(all.end(), x.begin(), x.end());
-  }
-  return all;
-}
-
 // Runs fwd + bwd (loss = sum(out * R)) and returns {out, gq, gk, gv}.
 template <class F>
 std::vector<Tensor> run_fb(F&& f, const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& R) {

@@ -52,15 +52,6 @@ std::pair<Tensor, Tensor> band_dense(const Tensor& q, const Tensor& k, const Ten
   Tensor w = softmax(s, -1);
   return {matmul(w, v), w};
 }
-
-std::vector<double> flat(const std::vector<Tensor>& ts) {
-  std::vector<double> all;
-  for (const Tensor& t : ts) {
-    auto x = t.to_vector<double>();
-    all.insert(all.end(), x.begin(), x.end());
-  }
-  return all;
-}
 }  // namespace
 
 // ---------------------------------------------------------------- linear attention

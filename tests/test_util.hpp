@@ -7,6 +7,7 @@
 #include <limits>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #ifndef ATTN_FIXTURE_DIR
 #define ATTN_FIXTURE_DIR "tests/fixtures"
@@ -44,6 +45,16 @@ inline bool check_close(const attn::Tensor& actual, const attn::Tensor& expected
     UNSCOPED_INFO(what << ": mismatch, worst at flat index " << at << ": " << a[at] << " vs expected " << e[at]
                        << " (abs err " << worst << ")");
   return ok;
+}
+
+// All elements of the tensors, in order, as one vector (compares whole sets of results at once).
+inline std::vector<double> flat(const std::vector<attn::Tensor>& ts) {
+  std::vector<double> all;
+  for (const attn::Tensor& t : ts) {
+    auto x = t.to_vector<double>();
+    all.insert(all.end(), x.begin(), x.end());
+  }
+  return all;
 }
 
 // Runs fn with the given thread count (restoring the previous one).

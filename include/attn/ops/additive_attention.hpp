@@ -11,6 +11,9 @@
 // Masks are boolean with true = may attend. A query whose keys are all masked gets zero weights,
 // a zero context and zero gradients (never NaN). Work is split so that every output element is
 // computed by one thread in a fixed order: results do not depend on the thread count.
+//
+// Reading order: the public functions, then the fused nodes with their recorded backward, then the
+// argument checks; the raw loops are in kernels/cpu/additive.hpp.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -18,6 +21,7 @@
 #include <vector>
 #include "../core/parallel.hpp"
 #include "../core/tensor.hpp"
+#include "../kernels/cpu/additive.hpp"
 #include "elementwise.hpp"
 #include "matmul.hpp"
 #include "reduce.hpp"
@@ -26,224 +30,22 @@
 namespace attn {
 namespace detail {
 
-// Boolean key mask seen as [B, Lq or 1, S]; null pointer = everything allowed.
-struct AddMaskView {
-  const uint8_t* p = nullptr;
-  int64_t bstride = 0, qstride = 0;
-  bool ok(int64_t b, int64_t i, int64_t j) const { return !p || p[b * bstride + i * qstride + j] != 0; }
-};
+// The key-mask view lives with the kernels (kernels/cpu/additive.hpp).
+using kernels::cpu::AddMaskView;
 
+// Defined below the public functions.
 inline AddMaskView additive_mask_view(const Tensor& mask, int64_t B, int64_t Lq, int64_t S, const char* op,
-                                      const Shape& qshape, const Shape& kshape) {
-  AddMaskView m;
-  if (!mask.defined()) return m;
-  ATTN_CHECK(mask.dtype() == kBool, op, ": mask must be bool, got ", dtype_name(mask.dtype()), " of shape ",
-             to_string(mask.shape()));
-  const Shape& s = mask.shape();
-  const bool two = s == Shape{B, S}, three = s == Shape{B, Lq, S};
-  ATTN_CHECK(two || three, op, ": mask ", to_string(s), " must be [B, S] = ", to_string(Shape{B, S}),
-             " or [B, Lq, S] = ", to_string(Shape{B, Lq, S}), " (query ", to_string(qshape), ", keys ",
-             to_string(kshape), ")");
-  m.p = mask.data<uint8_t>();
-  m.bstride = two ? S : Lq * S;
-  m.qstride = two ? 0 : S;
-  return m;
-}
-
-// In-place stable softmax of s[0..n) restricted to allowed[j]; returns false (and zeros) when none allowed.
-template <class T>
-bool add_masked_softmax_row(T* s, const uint8_t* allowed, int64_t n) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t j = 0; j < n; ++j)
-    if (allowed[j]) m = std::max(m, s[j]);
-  if (m == -std::numeric_limits<T>::infinity()) {
-    std::fill(s, s + n, T(0));
-    return false;
-  }
-  T sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    const T e = allowed[j] ? std::exp(s[j] - m) : T(0);
-    s[j] = e;
-    sum += e;
-  }
-  const T inv = T(1) / sum;
-  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
-  return true;
-}
-
-// t[h] = tanh(q[h] + k[h]), h < n (vectorised tanh).
-template <class T>
-void tanh_of_sum(const T* q, const T* k, T* t, int64_t n) {
-  for (int64_t h = 0; h < n; ++h) t[h] = q[h] + k[h];
-  kernels::cpu::tanh_n(t, t, n);
-}
-
-// Raw forward of additive attention for query rows r in [r0, r1) (r = b * Lq + i):
-// Pq [B*Lq, H], Pk [B*S, H] projected queries and keys, Pv [H], Vv [B*S, Dv] values;
-// writes the weights Pw [B*Lq, S] and contexts Pc [B*Lq, Dv].
-template <class T>
-void additive_forward_rows(int64_t r0, int64_t r1, int64_t Lq, int64_t S, int64_t H, int64_t Dv, const T* Pq,
-                           const T* Pk, const T* Pv, const T* Vv, const AddMaskView& mv, T* Pw, T* Pc) {
-  std::vector<uint8_t> allowed(static_cast<size_t>(S));
-  std::vector<T> t(static_cast<size_t>(H));
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t b = r / Lq, i = r % Lq;
-    const T* qi = Pq + r * H;
-    T* wr = Pw + r * S;
-    for (int64_t j = 0; j < S; ++j) {
-      allowed[size_t(j)] = mv.ok(b, i, j);
-      if (!allowed[size_t(j)]) continue;
-      tanh_of_sum(qi, Pk + (b * S + j) * H, t.data(), H);
-      T acc = 0;
-      for (int64_t h = 0; h < H; ++h) acc += Pv[h] * t[size_t(h)];
-      wr[j] = acc;
-    }
-    add_masked_softmax_row(wr, allowed.data(), S);
-    T* c = Pc + r * Dv;
-    std::fill(c, c + Dv, T(0));
-    for (int64_t j = 0; j < S; ++j) {
-      const T wj = wr[j];
-      if (wj == T(0)) continue;
-      const T* vj = Vv + (b * S + j) * Dv;
-      for (int64_t d = 0; d < Dv; ++d) c[d] += wj * vj[d];
-    }
-  }
-}
-
-// Raw backward of additive attention. With t_ijh = tanh(pq_ih + pk_jh), score_ij = sum_h v_h t_ijh,
-// w = softmax(score):
-//   gw~_ij  = gw_ij + gctx_i . values_j                 (weights used directly and through ctx)
-//   ds_ij   = w_ij (gw~_ij - sum_j' w_ij' gw~_ij')       (softmax; 0 where masked)
-//   gpq_ih  = sum_j ds_ij v_h (1 - t_ijh^2),  gpk_jh = sum_i ds_ij v_h (1 - t_ijh^2)
-//   gv_h    = sum_{b,i,j} ds_ij t_ijh,        gvalues_j = sum_i w_ij gctx_i
-// Pass 1 runs over query rows (ds, gpq, a per-row partial of gv); pass 2 over key rows
-// (gpk, gvalues); the gv partials are summed in row order. tanh is recomputed, never stored.
-// W [B*Lq, S] the weights; Gc [B*Lq, Dv] / Gw [B*Lq, S] the output gradients (either may be
-// null). Gq [B*Lq, H], Gk [B*S, H], Gval [B*S, Dv] and Gv [H] must be zero on entry.
-template <class T>
-void additive_backward_raw(int64_t B, int64_t Lq, int64_t S, int64_t H, int64_t Dv, const T* Pq, const T* Pk,
-                           const T* Pv, const T* Vv, const T* W, const T* Gc, const T* Gw, T* Gq, T* Gk, T* Gv,
-                           T* Gval, bool parallel = true) {
-  std::vector<T> ds(static_cast<size_t>(B * Lq * S)), gvpart(static_cast<size_t>(B * Lq * H), T(0));
-  T *Ds = ds.data(), *Gvp = gvpart.data();
-  parallel_for(0, B * Lq, parallel ? std::max<int64_t>(1, 2048 / std::max<int64_t>(S * H, 1)) : B * Lq,
-               [&](int64_t r0, int64_t r1) {
-    std::vector<T> tv(static_cast<size_t>(H));
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / Lq;
-      const T* wr = W + r * S;
-      T* dr = Ds + r * S;
-      T dot = 0;
-      for (int64_t j = 0; j < S; ++j) {
-        T gt = Gw ? Gw[r * S + j] : T(0);
-        if (Gc) {
-          const T* vj = Vv + (b * S + j) * Dv;
-          const T* gc = Gc + r * Dv;
-          for (int64_t d = 0; d < Dv; ++d) gt += gc[d] * vj[d];
-        }
-        dr[j] = gt;
-        dot += wr[j] * gt;
-      }
-      const T* qi = Pq + r * H;
-      T* gq = Gq + r * H;
-      T* gvp = Gvp + r * H;
-      for (int64_t j = 0; j < S; ++j) {
-        dr[j] = wr[j] * (dr[j] - dot);
-        const T d = dr[j];
-        if (d == T(0)) continue;
-        tanh_of_sum(qi, Pk + (b * S + j) * H, tv.data(), H);
-        for (int64_t h = 0; h < H; ++h) {
-          const T t = tv[size_t(h)];
-          gq[h] += d * Pv[h] * (T(1) - t * t);
-          gvp[h] += d * t;
-        }
-      }
-    }
-  });
-  parallel_for(0, B * S, parallel ? std::max<int64_t>(1, 2048 / std::max<int64_t>(Lq * H, 1)) : B * S,
-               [&](int64_t r0, int64_t r1) {
-    std::vector<T> tv(static_cast<size_t>(H));
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t b = r / S, j = r % S;
-      const T* kj = Pk + r * H;
-      T* gk = Gk + r * H;
-      T* gvl = Gval + r * Dv;
-      for (int64_t i = 0; i < Lq; ++i) {
-        const T d = Ds[(b * Lq + i) * S + j];
-        if (d != T(0)) {
-          tanh_of_sum(Pq + (b * Lq + i) * H, kj, tv.data(), H);
-          for (int64_t h = 0; h < H; ++h) {
-            const T t = tv[size_t(h)];
-            gk[h] += d * Pv[h] * (T(1) - t * t);
-          }
-        }
-        const T wij = W[(b * Lq + i) * S + j];
-        if (Gc && wij != T(0)) {
-          const T* gc = Gc + (b * Lq + i) * Dv;
-          for (int64_t d2 = 0; d2 < Dv; ++d2) gvl[d2] += wij * gc[d2];
-        }
-      }
-    }
-  });
-  for (int64_t r = 0; r < B * Lq; ++r)
-    for (int64_t h = 0; h < H; ++h) Gv[h] += Gvp[r * H + h];
-}
-
-// Fused core of additive attention. pq [B, Lq, H], pk [B, S, H], v [H], values [B, S, Dv].
-inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& pk, const Tensor& v,
-                                               const Tensor& values, const AddMaskView& mv, const Tensor& mask) {
-  const int64_t B = pq.size(0), Lq = pq.size(1), H = pq.size(2), S = pk.size(1), Dv = values.size(2);
-  Tensor ctx = Tensor::empty({B, Lq, Dv}, pq.dtype());
-  Tensor w = Tensor::empty({B, Lq, S}, pq.dtype());
-  ATTN_DISPATCH_FLOATING(pq.dtype(), "additive_attention", [&] {
-    parallel_for(0, B * Lq, std::max<int64_t>(1, 4096 / std::max<int64_t>(S * H, 1)), [&](int64_t r0, int64_t r1) {
-      additive_forward_rows<scalar_t>(r0, r1, Lq, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
-                                      v.data<scalar_t>(), values.data<scalar_t>(), mv, w.data<scalar_t>(),
-                                      ctx.data<scalar_t>());
-    });
-  });
-  std::vector<Tensor> inputs{pq, pk, v, values};
-  // Backward: additive_backward_raw (formulas there).
-  record("additive_attention", std::vector<Tensor*>{&ctx, &w}, inputs,
-         [pq, pk, v, values, mv, mask, wd = w.detach()](const std::vector<Tensor>& g) {
-           (void)mask;  // keeps the mask's storage alive for mv
-           const int64_t B = pq.size(0), Lq = pq.size(1), H = pq.size(2), S = pk.size(1), Dv = values.size(2);
-           Tensor gpq = Tensor::zeros(pq.shape(), pq.dtype()), gpk = Tensor::zeros(pk.shape(), pq.dtype());
-           Tensor gv = Tensor::zeros(v.shape(), pq.dtype()), gval = Tensor::zeros(values.shape(), pq.dtype());
-           ATTN_DISPATCH_FLOATING(pq.dtype(), "additive_attention_backward", [&] {
-             auto ptr = [](const Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
-             additive_backward_raw<scalar_t>(B, Lq, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
-                                             v.data<scalar_t>(), values.data<scalar_t>(), wd.data<scalar_t>(),
-                                             ptr(g[0]), ptr(g[1]), gpq.data<scalar_t>(), gpk.data<scalar_t>(),
-                                             gv.data<scalar_t>(), gval.data<scalar_t>());
-           });
-           return std::vector<Tensor>{gpq, gpk, gv, gval};
-         },
-         {pq, pk, v, values, mask, w});
-  return {ctx, w};
-}
-
-// Checks the arguments shared by additive_attention and additive_attention_step (the query's
-// rank is checked by the caller); returns the hidden size H.
+                                      const Shape& qshape, const Shape& kshape);
 inline int64_t check_additive_args(const char* op, const Tensor& query, const Tensor& keys, const Tensor& values,
                                    const Tensor& W_q, const Tensor& W_k, const Tensor& v, const Tensor& b_q,
-                                   const Tensor& b_k) {
-  const int64_t B = query.size(0), S = keys.size(1);
-  ATTN_CHECK(keys.size(0) == B && values.size(0) == B && values.size(1) == S, op, ": batch/length mismatch: query ",
-             to_string(query.shape()), ", keys ", to_string(keys.shape()), ", values ", to_string(values.shape()));
-  ATTN_CHECK(W_q.dim() == 2 && W_k.dim() == 2 && W_q.size(1) == query.size(-1) && W_k.size(1) == keys.size(2) &&
-                 W_q.size(0) == W_k.size(0),
-             op, ": W_q ", to_string(W_q.shape()), " / W_k ", to_string(W_k.shape()), " do not match query ",
-             to_string(query.shape()), " / keys ", to_string(keys.shape()), " (need [H, Dq] and [H, Dk])");
-  const int64_t H = W_q.size(0);
-  ATTN_CHECK(v.numel() == H && (v.dim() == 1 || (v.dim() == 2 && v.size(0) == 1)), op, ": v ", to_string(v.shape()),
-             " must be [H] or [1, H] with H = ", H);
-  for (const Tensor* b : {&b_q, &b_k})
-    ATTN_CHECK(!b->defined() || b->shape() == Shape{H}, op, ": biases must be [", H, "], got ", to_string(b->shape()));
-  for (const Tensor* t : {&keys, &values, &W_q, &W_k, &v, &b_q, &b_k})
-    if (t->defined()) check_same_dtype(query, *t, op);
-  return H;
-}
+                                   const Tensor& b_k);
+inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& pk, const Tensor& v,
+                                               const Tensor& values, const AddMaskView& mv, const Tensor& mask);
+inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2, const Tensor& b2, const Tensor& h,
+                                              const Tensor& mask);
+inline std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor& w2, const Tensor& b2,
+                                                  const Tensor& h, const Tensor& mask,
+                                                  Tensor (*normalize)(const Tensor&, int64_t) = nullptr);
 
 }  // namespace detail
 
@@ -295,13 +97,14 @@ inline std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, co
     detail::linear_product<scalar_t>(query, W_q, 1, pq.data<scalar_t>(), par);
     detail::fill_bias_rows<scalar_t>(pk.data<scalar_t>(), B * S, H, b_k);
     detail::linear_product<scalar_t>(keys, W_k, 1, pk.data<scalar_t>(), par);
-    parallel_for(0, B, par ? std::max<int64_t>(1, 4096 / std::max<int64_t>(S * H, 1)) : B, [&](int64_t r0, int64_t r1) {
-      detail::additive_forward_rows<scalar_t>(r0, r1, 1, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
-                                              v.data<scalar_t>(), values.data<scalar_t>(), mv, w.data<scalar_t>(),
-                                              ctx.data<scalar_t>());
+    parallel_for(0, B, par ? rows_grain(kGrainRowWork, S * H) : B, [&](int64_t r0, int64_t r1) {
+      kernels::cpu::additive_forward_rows<scalar_t>(r0, r1, 1, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
+                                                    v.data<scalar_t>(), values.data<scalar_t>(), mv,
+                                                    w.data<scalar_t>(), ctx.data<scalar_t>());
     });
   });
-  // Backward: gpq, gpk, gv, gvalues from detail::additive_backward_raw (formulas there), then the
+  // Backward: gpq, gpk, gv, gvalues from kernels::cpu::additive_backward_raw (formulas
+  // beside detail::additive_core's backward), then the
   // projections: gquery = gpq W_q, gW_q = gpq^T query, gb_q = sum_rows gpq, and the same for the
   // keys with gpk, W_k, b_k.
   if (!is_grad_enabled() && !is_anomaly_enabled()) return {ctx, w};  // nothing to record
@@ -315,10 +118,10 @@ inline std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, co
            Tensor gq, gwq, gbq, gk, gwk, gbk;
            ATTN_DISPATCH_FLOATING(dt, "additive_attention_step_backward", [&] {
              auto ptr = [](const Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
-             detail::additive_backward_raw<scalar_t>(B, 1, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
-                                                     v.data<scalar_t>(), values.data<scalar_t>(), wd.data<scalar_t>(),
-                                                     ptr(g[0]), ptr(g[1]), gpq.data<scalar_t>(), gpk.data<scalar_t>(),
-                                                     gv.data<scalar_t>(), gval.data<scalar_t>(), par);
+             kernels::cpu::additive_backward_raw<scalar_t>(
+                 B, 1, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(), v.data<scalar_t>(),
+                 values.data<scalar_t>(), wd.data<scalar_t>(), ptr(g[0]), ptr(g[1]), gpq.data<scalar_t>(),
+                 gpk.data<scalar_t>(), gv.data<scalar_t>(), gval.data<scalar_t>(), par);
              detail::linear_grads<scalar_t>(gpq.data<scalar_t>(), query, W_q, b_q, gq, gwq, gbq, par);
              detail::linear_grads<scalar_t>(gpk.data<scalar_t>(), keys, W_k, b_k, gk, gwk, gbk, par);
            });
@@ -328,128 +131,7 @@ inline std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, co
   return {ctx, w};
 }
 
-namespace detail {
-// The pooling core composed of plain ops, for tensors on the GPU (each op has a CUDA path; the
-// fused core below has only a CPU one). Same formulas and results; a fully masked row gets
-// zero weights (softmax of an all -inf lane) and a zero context.
-// `normalize` replaces softmax over time (sparsemax, entmax15: see AttentionPooling).
-inline std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor& w2, const Tensor& b2,
-                                                  const Tensor& h, const Tensor& mask,
-                                                  Tensor (*normalize)(const Tensor&, int64_t) = nullptr) {
-  const int64_t B = a.size(0), T = a.size(1), Hd = a.size(2), D = h.size(2);
-  Tensor score = reshape(matmul(tanh(a), reshape(w2, {Hd, 1})), {B, T});
-  if (b2.defined()) score = add(score, b2);
-  if (mask.defined()) {
-    const auto m = mask.to_vector<uint8_t>();
-    std::vector<float> additive(m.size());
-    for (size_t i = 0; i < m.size(); ++i) additive[i] = m[i] ? 0.f : -std::numeric_limits<float>::infinity();
-    score = add(score, Tensor::from_vector(additive, {B, T}).to(score.dtype()).to(a.device()));
-  }
-  Tensor w = normalize ? normalize(score, 1) : softmax(score, 1);
-  return {reshape(matmul(reshape(w, {B, 1, T}), h), {B, D}), w};
-}
-
-// Fused pooling core: a [B, T, H] (pre-tanh), w2 [H], b2 [1] or undefined, h [B, T, D], mask [B, T].
-inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2, const Tensor& b2, const Tensor& h,
-                                              const Tensor& mask) {
-  const int64_t B = a.size(0), T = a.size(1), H = a.size(2), D = h.size(2);
-  Tensor ctx = Tensor::empty({B, D}, h.dtype()), w = Tensor::empty({B, T}, h.dtype());
-  std::vector<Tensor> inputs{a, w2, h};
-  if (b2.defined()) inputs.push_back(b2);
-  const bool track = grad_needed(inputs);
-  Tensor u = track ? Tensor::empty(a.shape(), a.dtype()) : Tensor();  // tanh(a), kept for backward
-  const uint8_t* M = mask.defined() ? mask.data<uint8_t>() : nullptr;
-  ATTN_DISPATCH_FLOATING(a.dtype(), "attention_pooling", [&] {
-    const scalar_t *Pa = a.data<scalar_t>(), *Pw2 = w2.data<scalar_t>(), *Ph = h.data<scalar_t>();
-    const scalar_t bias = b2.defined() ? b2.data<scalar_t>()[0] : scalar_t(0);
-    scalar_t *Pc = ctx.data<scalar_t>(), *Pw = w.data<scalar_t>(), *Pu = track ? u.data<scalar_t>() : nullptr;
-    parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      std::vector<uint8_t> allowed(static_cast<size_t>(T), 1);
-      std::vector<scalar_t> scratch(track ? 0 : size_t(T * H));  // tanh(a) of one series
-      for (int64_t b = b0; b < b1; ++b) {
-        scalar_t* wr = Pw + b * T;
-        scalar_t* ub = track ? Pu + b * T * H : scratch.data();
-        kernels::cpu::tanh_n(Pa + b * T * H, ub, T * H);
-        for (int64_t t = 0; t < T; ++t) {
-          const scalar_t* ut = ub + t * H;
-          scalar_t acc = bias;
-          for (int64_t k = 0; k < H; ++k) acc += Pw2[k] * ut[k];
-          wr[t] = acc;
-          if (M) allowed[size_t(t)] = M[b * T + t];
-        }
-        add_masked_softmax_row(wr, allowed.data(), T);
-        scalar_t* c = Pc + b * D;
-        std::fill(c, c + D, scalar_t(0));
-        for (int64_t t = 0; t < T; ++t) {
-          const scalar_t wt = wr[t];
-          const scalar_t* ht = Ph + (b * T + t) * D;
-          for (int64_t d = 0; d < D; ++d) c[d] += wt * ht[d];
-        }
-      }
-    });
-  });
-  // Backward. u = tanh(a), score_t = w2 . u_t + b2, w = softmax(score), ctx = sum_t w_t h_t:
-  //   gw~_t = gw_t + gctx . h_t;  ds_t = w_t (gw~_t - sum_t' w_t' gw~_t')
-  //   ga_tk = ds_t w2_k (1 - u_tk^2);  gw2_k = sum_{b,t} ds_t u_tk;  gb2 = sum_{b,t} ds_t
-  //   gh_t  = w_t gctx
-  // One thread per batch row; the gw2/gb2 partials per row are summed in row order.
-  record("attention_pooling", std::vector<Tensor*>{&ctx, &w}, inputs,
-         [u, w2, h, has_b2 = b2.defined(), wd = w.detach()](const std::vector<Tensor>& g) {
-           const int64_t B = u.size(0), T = u.size(1), H = u.size(2), D = h.size(2);
-           Tensor ga = Tensor::empty(u.shape(), u.dtype()), gh = Tensor::empty(h.shape(), h.dtype());
-           Tensor gw2p = Tensor::zeros({B, H + 1}, u.dtype());
-           ATTN_DISPATCH_FLOATING(u.dtype(), "attention_pooling_backward", [&] {
-             const scalar_t *Pu = u.data<scalar_t>(), *Pw2 = w2.data<scalar_t>(), *Ph = h.data<scalar_t>(),
-                            *W = wd.data<scalar_t>();
-             const scalar_t* Gc = g[0].defined() ? g[0].data<scalar_t>() : nullptr;
-             const scalar_t* Gw = g[1].defined() ? g[1].data<scalar_t>() : nullptr;
-             scalar_t *Ga = ga.data<scalar_t>(), *Gh = gh.data<scalar_t>(), *Gp = gw2p.data<scalar_t>();
-             parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-               std::vector<scalar_t> gt(static_cast<size_t>(T));
-               for (int64_t b = b0; b < b1; ++b) {
-                 const scalar_t* wr = W + b * T;
-                 const scalar_t* gc = Gc ? Gc + b * D : nullptr;
-                 scalar_t dot = 0;
-                 for (int64_t t = 0; t < T; ++t) {
-                   scalar_t x = Gw ? Gw[b * T + t] : scalar_t(0);
-                   const scalar_t* ht = Ph + (b * T + t) * D;
-                   scalar_t* ght = Gh + (b * T + t) * D;
-                   if (gc) {
-                     for (int64_t d = 0; d < D; ++d) {
-                       x += gc[d] * ht[d];
-                       ght[d] = wr[t] * gc[d];
-                     }
-                   } else {
-                     std::fill(ght, ght + D, scalar_t(0));
-                   }
-                   gt[size_t(t)] = x;
-                   dot += wr[t] * x;
-                 }
-                 scalar_t* gp = Gp + b * (H + 1);
-                 for (int64_t t = 0; t < T; ++t) {
-                   const scalar_t ds = wr[t] * (gt[size_t(t)] - dot);
-                   const scalar_t* ut = Pu + (b * T + t) * H;
-                   scalar_t* gat = Ga + (b * T + t) * H;
-                   for (int64_t k = 0; k < H; ++k) {
-                     gat[k] = ds * Pw2[k] * (scalar_t(1) - ut[k] * ut[k]);
-                     gp[k] += ds * ut[k];
-                   }
-                   gp[H] += ds;
-                 }
-               }
-             });
-           });
-           Tensor gsum = sum(gw2p, 0, false);  // ordered over b
-           std::vector<Tensor> out{ga, narrow(gsum, 0, 0, H), gh};
-           if (has_b2) out.push_back(narrow(gsum, 0, H, 1));
-           return out;
-         },
-         {w2, h, w});
-  return {ctx, w};
-}
-}  // namespace detail
-
-// Self-attention pooling (reference task A):
+// Self-attention pooling (the sine-anomaly classifier of examples/sine_anomaly):
 //   score_t = w2 . tanh(W1 h_t + b1) + b2,  w = softmax_t(score) over steps allowed by mask,
 //   context = sum_t w_t h_t.
 // h [B, T, D]; W1 [Hd, D], b1 [Hd] (optional), w2 [1, Hd] or [Hd], b2 [1] (optional);
@@ -489,4 +171,146 @@ inline Tensor lengths_to_mask(const std::vector<int64_t>& lengths, int64_t T) {
   return Tensor::from_vector(m, {int64_t(lengths.size()), T});
 }
 
+namespace detail {
+
+// Fused core of additive attention. pq [B, Lq, H], pk [B, S, H], v [H], values [B, S, Dv].
+inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& pk, const Tensor& v,
+                                               const Tensor& values, const AddMaskView& mv, const Tensor& mask) {
+  const int64_t B = pq.size(0), Lq = pq.size(1), H = pq.size(2), S = pk.size(1), Dv = values.size(2);
+  Tensor ctx = Tensor::empty({B, Lq, Dv}, pq.dtype());
+  Tensor w = Tensor::empty({B, Lq, S}, pq.dtype());
+  ATTN_DISPATCH_FLOATING(pq.dtype(), "additive_attention", [&] {
+    parallel_for(0, B * Lq, rows_grain(kGrainRowWork, S * H), [&](int64_t r0, int64_t r1) {
+      kernels::cpu::additive_forward_rows<scalar_t>(r0, r1, Lq, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(),
+                                                    v.data<scalar_t>(), values.data<scalar_t>(), mv,
+                                                    w.data<scalar_t>(), ctx.data<scalar_t>());
+    });
+  });
+  std::vector<Tensor> inputs{pq, pk, v, values};
+  // Backward (additive_backward_raw), t_ijh = tanh(pq_ih + pk_jh), score_ij = sum_h v_h t_ijh:
+  //   gw~_ij = gw_ij + gctx_i . values_j;  ds_ij = w_ij (gw~_ij - sum_j' w_ij' gw~_ij')
+  //   gpq_ih = sum_j ds_ij v_h (1 - t_ijh^2),  gpk_jh = sum_i ds_ij v_h (1 - t_ijh^2)
+  //   gv_h = sum_{b,i,j} ds_ij t_ijh,  gvalues_j = sum_i w_ij gctx_i
+  record("additive_attention", std::vector<Tensor*>{&ctx, &w}, inputs,
+         [pq, pk, v, values, mv, mask, wd = w.detach()](const std::vector<Tensor>& g) {
+           (void)mask;  // keeps the mask's storage alive for mv
+           const int64_t B = pq.size(0), Lq = pq.size(1), H = pq.size(2), S = pk.size(1), Dv = values.size(2);
+           Tensor gpq = Tensor::zeros(pq.shape(), pq.dtype()), gpk = Tensor::zeros(pk.shape(), pq.dtype());
+           Tensor gv = Tensor::zeros(v.shape(), pq.dtype()), gval = Tensor::zeros(values.shape(), pq.dtype());
+           ATTN_DISPATCH_FLOATING(pq.dtype(), "additive_attention_backward", [&] {
+             auto ptr = [](const Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
+             kernels::cpu::additive_backward_raw<scalar_t>(
+                 B, Lq, S, H, Dv, pq.data<scalar_t>(), pk.data<scalar_t>(), v.data<scalar_t>(),
+                 values.data<scalar_t>(), wd.data<scalar_t>(), ptr(g[0]), ptr(g[1]), gpq.data<scalar_t>(),
+                 gpk.data<scalar_t>(), gv.data<scalar_t>(), gval.data<scalar_t>());
+           });
+           return std::vector<Tensor>{gpq, gpk, gv, gval};
+         },
+         {pq, pk, v, values, mask, w});
+  return {ctx, w};
+}
+
+// Fused pooling core: a [B, T, H] (pre-tanh), w2 [H], b2 [1] or undefined, h [B, T, D], mask [B, T].
+inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2, const Tensor& b2, const Tensor& h,
+                                              const Tensor& mask) {
+  const int64_t B = a.size(0), T = a.size(1), H = a.size(2), D = h.size(2);
+  Tensor ctx = Tensor::empty({B, D}, h.dtype()), w = Tensor::empty({B, T}, h.dtype());
+  std::vector<Tensor> inputs{a, w2, h};
+  if (b2.defined()) inputs.push_back(b2);
+  const bool track = grad_needed(inputs);
+  Tensor u = track ? Tensor::empty(a.shape(), a.dtype()) : Tensor();  // tanh(a), kept for backward
+  const uint8_t* M = mask.defined() ? mask.data<uint8_t>() : nullptr;
+  ATTN_DISPATCH_FLOATING(a.dtype(), "attention_pooling", [&] {
+    const scalar_t *Pa = a.data<scalar_t>(), *Pw2 = w2.data<scalar_t>(), *Ph = h.data<scalar_t>();
+    const scalar_t bias = b2.defined() ? b2.data<scalar_t>()[0] : scalar_t(0);
+    scalar_t *Pc = ctx.data<scalar_t>(), *Pw = w.data<scalar_t>(), *Pu = track ? u.data<scalar_t>() : nullptr;
+    kernels::cpu::pooling_forward<scalar_t>(B, T, H, D, Pa, Pw2, bias, Ph, M, Pc, Pw, Pu);
+  });
+  // Backward. u = tanh(a), score_t = w2 . u_t + b2, w = softmax(score), ctx = sum_t w_t h_t:
+  //   gw~_t = gw_t + gctx . h_t;  ds_t = w_t (gw~_t - sum_t' w_t' gw~_t')
+  //   ga_tk = ds_t w2_k (1 - u_tk^2);  gw2_k = sum_{b,t} ds_t u_tk;  gb2 = sum_{b,t} ds_t
+  //   gh_t  = w_t gctx
+  // One thread per batch row (pooling_backward); the gw2/gb2 partials per row are summed in row order.
+  record("attention_pooling", std::vector<Tensor*>{&ctx, &w}, inputs,
+         [u, w2, h, has_b2 = b2.defined(), wd = w.detach()](const std::vector<Tensor>& g) {
+           const int64_t B = u.size(0), T = u.size(1), H = u.size(2), D = h.size(2);
+           Tensor ga = Tensor::empty(u.shape(), u.dtype()), gh = Tensor::empty(h.shape(), h.dtype());
+           Tensor gw2p = Tensor::zeros({B, H + 1}, u.dtype());
+           ATTN_DISPATCH_FLOATING(u.dtype(), "attention_pooling_backward", [&] {
+             const scalar_t *Pu = u.data<scalar_t>(), *Pw2 = w2.data<scalar_t>(), *Ph = h.data<scalar_t>(),
+                            *W = wd.data<scalar_t>();
+             const scalar_t* Gc = g[0].defined() ? g[0].data<scalar_t>() : nullptr;
+             const scalar_t* Gw = g[1].defined() ? g[1].data<scalar_t>() : nullptr;
+             scalar_t *Ga = ga.data<scalar_t>(), *Gh = gh.data<scalar_t>(), *Gp = gw2p.data<scalar_t>();
+             kernels::cpu::pooling_backward<scalar_t>(B, T, H, D, Pu, Pw2, Ph, W, Gc, Gw, Ga, Gh, Gp);
+           });
+           Tensor gsum = sum(gw2p, 0, false);  // ordered over b
+           std::vector<Tensor> out{ga, narrow(gsum, 0, 0, H), gh};
+           if (has_b2) out.push_back(narrow(gsum, 0, H, 1));
+           return out;
+         },
+         {w2, h, w});
+  return {ctx, w};
+}
+
+// The pooling core composed of plain ops, for tensors on the GPU (each op has a CUDA path; the
+// fused pooling_core has only a CPU one). Same formulas and results; a fully masked row gets
+// zero weights (softmax of an all -inf lane) and a zero context.
+// `normalize` replaces softmax over time (sparsemax, entmax15: see AttentionPooling).
+inline std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor& w2, const Tensor& b2,
+                                                  const Tensor& h, const Tensor& mask,
+                                                  Tensor (*normalize)(const Tensor&, int64_t)) {
+  const int64_t B = a.size(0), T = a.size(1), Hd = a.size(2), D = h.size(2);
+  Tensor score = reshape(matmul(tanh(a), reshape(w2, {Hd, 1})), {B, T});
+  if (b2.defined()) score = add(score, b2);
+  if (mask.defined()) {
+    const auto m = mask.to_vector<uint8_t>();
+    std::vector<float> additive(m.size());
+    for (size_t i = 0; i < m.size(); ++i) additive[i] = m[i] ? 0.f : -std::numeric_limits<float>::infinity();
+    score = add(score, Tensor::from_vector(additive, {B, T}).to(score.dtype()).to(a.device()));
+  }
+  Tensor w = normalize ? normalize(score, 1) : softmax(score, 1);
+  return {reshape(matmul(reshape(w, {B, 1, T}), h), {B, D}), w};
+}
+
+// Checks the arguments shared by additive_attention and additive_attention_step (the query's
+// rank is checked by the caller); returns the hidden size H.
+inline int64_t check_additive_args(const char* op, const Tensor& query, const Tensor& keys, const Tensor& values,
+                                   const Tensor& W_q, const Tensor& W_k, const Tensor& v, const Tensor& b_q,
+                                   const Tensor& b_k) {
+  const int64_t B = query.size(0), S = keys.size(1);
+  ATTN_CHECK(keys.size(0) == B && values.size(0) == B && values.size(1) == S, op, ": batch/length mismatch: query ",
+             to_string(query.shape()), ", keys ", to_string(keys.shape()), ", values ", to_string(values.shape()));
+  ATTN_CHECK(W_q.dim() == 2 && W_k.dim() == 2 && W_q.size(1) == query.size(-1) && W_k.size(1) == keys.size(2) &&
+                 W_q.size(0) == W_k.size(0),
+             op, ": W_q ", to_string(W_q.shape()), " / W_k ", to_string(W_k.shape()), " do not match query ",
+             to_string(query.shape()), " / keys ", to_string(keys.shape()), " (need [H, Dq] and [H, Dk])");
+  const int64_t H = W_q.size(0);
+  ATTN_CHECK(v.numel() == H && (v.dim() == 1 || (v.dim() == 2 && v.size(0) == 1)), op, ": v ", to_string(v.shape()),
+             " must be [H] or [1, H] with H = ", H);
+  for (const Tensor* b : {&b_q, &b_k})
+    ATTN_CHECK(!b->defined() || b->shape() == Shape{H}, op, ": biases must be [", H, "], got ", to_string(b->shape()));
+  for (const Tensor* t : {&keys, &values, &W_q, &W_k, &v, &b_q, &b_k})
+    if (t->defined()) check_same_dtype(query, *t, op);
+  return H;
+}
+
+inline AddMaskView additive_mask_view(const Tensor& mask, int64_t B, int64_t Lq, int64_t S, const char* op,
+                                      const Shape& qshape, const Shape& kshape) {
+  AddMaskView m;
+  if (!mask.defined()) return m;
+  ATTN_CHECK(mask.dtype() == kBool, op, ": mask must be bool, got ", dtype_name(mask.dtype()), " of shape ",
+             to_string(mask.shape()));
+  const Shape& s = mask.shape();
+  const bool two = s == Shape{B, S}, three = s == Shape{B, Lq, S};
+  ATTN_CHECK(two || three, op, ": mask ", to_string(s), " must be [B, S] = ", to_string(Shape{B, S}),
+             " or [B, Lq, S] = ", to_string(Shape{B, Lq, S}), " (query ", to_string(qshape), ", keys ",
+             to_string(kshape), ")");
+  m.p = mask.data<uint8_t>();
+  m.bstride = two ? S : Lq * S;
+  m.qstride = two ? 0 : S;
+  return m;
+}
+
+}  // namespace detail
 }  // namespace attn

@@ -41,7 +41,7 @@ Tensor unary_forward_span(const Tensor& x, const char* op, const FSpan& f_span) 
   ATTN_DISPATCH_FLOATING(x.dtype(), op, [&] {
     const scalar_t* px = x.data<scalar_t>();
     scalar_t* po = out.data<scalar_t>();
-    parallel_for(0, x.numel(), 1 << 14, [&](int64_t b, int64_t e) { f_span(px + b, po + b, e - b); });
+    parallel_for(0, x.numel(), kGrainPointwise, [&](int64_t b, int64_t e) { f_span(px + b, po + b, e - b); });
   });
   return out;
 }
@@ -61,7 +61,7 @@ Tensor unary_backward(const Tensor& g, const Tensor& x, const Tensor& y, const D
   ATTN_DISPATCH_FLOATING(g.dtype(), "backward", [&] {
     const scalar_t *pg = g.data<scalar_t>(), *px = x.data<scalar_t>(), *py = y.data<scalar_t>();
     scalar_t* po = out.data<scalar_t>();
-    parallel_for(0, g.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+    parallel_for(0, g.numel(), kGrainPointwise, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) po[i] = pg[i] * df(px[i], py[i]);
     });
   });

@@ -146,7 +146,7 @@ inline Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const T
     const scalar_t* pw = weight.defined() ? weight.data<scalar_t>() : nullptr;
     const scalar_t* pb = bias.defined() ? bias.data<scalar_t>() : nullptr;
     scalar_t *py = y.data<scalar_t>(), *ph = xhat.data<scalar_t>(), *pr = rstd.data<scalar_t>();
-    parallel_for(0, R, std::max<int64_t>(1, 4096 / std::max<int64_t>(D, 1)), [&](int64_t r0, int64_t r1) {
+    parallel_for(0, R, rows_grain(kGrainRowWork, D), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const scalar_t* xr = px + r * D;
         double mu = 0, var = 0;
@@ -174,7 +174,7 @@ inline Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const T
       const scalar_t *pg = g[0].data<scalar_t>(), *ph = xhat.data<scalar_t>(), *pr = rstd.data<scalar_t>();
       const scalar_t* pw = weight.defined() ? weight.data<scalar_t>() : nullptr;
       scalar_t* po = gx.data<scalar_t>();
-      parallel_for(0, R, std::max<int64_t>(1, 4096 / std::max<int64_t>(D, 1)), [&](int64_t r0, int64_t r1) {
+      parallel_for(0, R, rows_grain(kGrainRowWork, D), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           double m1 = 0, m2 = 0;
           for (int64_t j = 0; j < D; ++j) {

@@ -30,6 +30,7 @@
 #include "../core/random.hpp"
 #include "../core/tensor.hpp"
 #include "../kernels/cpu/performer.hpp"
+#include "attention_checks.hpp"
 #include "elementwise.hpp"
 
 namespace attn {
@@ -78,15 +79,8 @@ inline Tensor orthogonal_random_features(int64_t m, int64_t E, Generator& gen = 
 inline Tensor performer_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& features,
                                   bool causal = false, double eps = 1e-6, int64_t chunk = 0) {
   const char* op = "performer_attention";
-  ATTN_CHECK(q.dim() >= 2 && k.dim() == q.dim() && v.dim() == q.dim(), op,
-             ": expected q [..., L, E], k [..., S, E], v [..., S, Ev] with equal ranks, got ", to_string(q.shape()),
-             ", ", to_string(k.shape()), ", ", to_string(v.shape()));
-  for (int64_t d = 0; d < q.dim() - 2; ++d)
-    ATTN_CHECK(q.size(d) == k.size(d) && q.size(d) == v.size(d), op, ": leading dims differ: q ",
-               to_string(q.shape()), ", k ", to_string(k.shape()), ", v ", to_string(v.shape()));
+  detail::check_qkv(op, q, k, v, true);
   const int64_t L = q.size(-2), E = q.size(-1), S = k.size(-2);
-  ATTN_CHECK(k.size(-1) == E && v.size(-2) == S && L > 0 && S > 0, op, ": q ", to_string(q.shape()), ", k ",
-             to_string(k.shape()), ", v ", to_string(v.shape()), " (need k [..., S, E], v [..., S, Ev], L, S > 0)");
   ATTN_CHECK(features.defined() && features.dim() == 2 && features.size(1) == E && features.size(0) > 0, op,
              ": features must be [m, E] with E = ", E, ", got ",
              features.defined() ? to_string(features.shape()) : std::string("undefined"));

@@ -24,6 +24,7 @@
 #include "../core/tensor.hpp"
 #include "../kernels/cpu/probsparse.hpp"
 #include "attention.hpp"
+#include "attention_checks.hpp"
 #include "elementwise.hpp"
 
 namespace attn {
@@ -53,15 +54,8 @@ inline Tensor probsparse_sample_keys(int64_t L_Q, int64_t L_K, int64_t factor, G
 inline Tensor probsparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& sample_index,
                                    int64_t n_top, bool causal = false, double scale = kDefaultAttnScale) {
   const char* op = "probsparse_attention";
-  ATTN_CHECK(q.dim() >= 2 && k.dim() == q.dim() && v.dim() == q.dim(), op,
-             ": expected q [..., L, E], k [..., S, E], v [..., S, Ev] with equal ranks, got ", to_string(q.shape()),
-             ", ", to_string(k.shape()), ", ", to_string(v.shape()));
-  for (int64_t d = 0; d < q.dim() - 2; ++d)
-    ATTN_CHECK(q.size(d) == k.size(d) && q.size(d) == v.size(d), op, ": leading dims differ: q ",
-               to_string(q.shape()), ", k ", to_string(k.shape()), ", v ", to_string(v.shape()));
+  detail::check_qkv(op, q, k, v, true);
   const int64_t L = q.size(-2), E = q.size(-1), S = k.size(-2), Ev = v.size(-1);
-  ATTN_CHECK(k.size(-1) == E && v.size(-2) == S && L > 0 && S > 0, op, ": q ", to_string(q.shape()), ", k ",
-             to_string(k.shape()), ", v ", to_string(v.shape()), " (need k [..., S, E], v [..., S, Ev], L, S > 0)");
   ATTN_CHECK(!causal || L == S, op, ": causal needs L == S, got q ", to_string(q.shape()), ", k ", to_string(k.shape()));
   ATTN_CHECK(sample_index.defined() && sample_index.dtype() == kInt64 && sample_index.dim() == 2 &&
                  sample_index.size(0) == L && sample_index.size(1) > 0,

@@ -14,7 +14,7 @@ namespace detail {
 template <class F>
 void for_each_lane(const DimSplit& d, int64_t work_per_lane, const F& f) {
   const int64_t lanes = d.outer * d.inner;
-  parallel_for(0, lanes, std::max<int64_t>(1, 16384 / std::max<int64_t>(work_per_lane, 1)), [&](int64_t b, int64_t e) {
+  parallel_for(0, lanes, rows_grain(kGrainLaneWork, work_per_lane), [&](int64_t b, int64_t e) {
     for (int64_t l = b; l < e; ++l) {
       const int64_t o = l / d.inner, i = l % d.inner;
       f(o * d.n * d.inner + i, l);

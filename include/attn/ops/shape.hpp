@@ -32,7 +32,7 @@ void strided_copy(const Tensor& src, int64_t src_off, const std::vector<int64_t>
   ATTN_DISPATCH_ALL(src.dtype(), "strided_copy", [&] {
     const scalar_t* ps = src.data<scalar_t>() + src_off;
     scalar_t* pd = dst.data<scalar_t>() + dst_off;
-    parallel_for(0, rows, std::max<int64_t>(1, 8192 / inner), [&](int64_t r0, int64_t r1) {
+    parallel_for(0, rows, rows_grain(kGrainRowCopy, inner), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         int64_t so = 0, doff = 0, rem = r;
         for (int64_t d = nd - 2; d >= 0; --d) {

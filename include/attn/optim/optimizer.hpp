@@ -144,7 +144,7 @@ class SGD : public Optimizer {
         scalar_t* pb = o_.momentum_ != 0 ? buffer(i, "momentum_buffer").data<scalar_t>() : nullptr;
         const scalar_t lr = scalar_t(lr_), wd = scalar_t(o_.weight_decay_), mu = scalar_t(o_.momentum_),
                        damp = scalar_t(o_.dampening_);
-        parallel_for(0, p.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+        parallel_for(0, p.numel(), kGrainPointwise, [&](int64_t b, int64_t e) {
           for (int64_t k = b; k < e; ++k) {
             scalar_t d = pg[k] + wd * pp[k];
             if (pb) {
@@ -206,7 +206,7 @@ class Adam : public Optimizer {
         const scalar_t b1 = scalar_t(o_.beta1_), b2 = scalar_t(o_.beta2_), eps = scalar_t(o_.eps_),
                        wd = scalar_t(o_.weight_decay_), step_size = scalar_t(lr_ / bc1),
                        decay = scalar_t(1 - lr_ * o_.weight_decay_), sqrt_bc2 = scalar_t(std::sqrt(bc2));
-        parallel_for(0, p.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+        parallel_for(0, p.numel(), kGrainPointwise, [&](int64_t b, int64_t e) {
           for (int64_t k = b; k < e; ++k) {
             scalar_t gk = pg[k];
             if (decoupled_) pp[k] *= decay;

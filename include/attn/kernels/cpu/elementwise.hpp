@@ -55,7 +55,7 @@ struct BroadcastLoop {
 template <class A, class B, class O, class F>
 void broadcast_binary(const A* pa, const Shape& as, const B* pb, const Shape& bs, O* po, const Shape& os, const F& f) {
   if (as == bs) {  // no broadcasting (the common case): one flat loop, no layout to build
-    parallel_for(0, ::attn::detail::shape_numel(os), 1 << 15, [&](int64_t b0, int64_t b1) {
+    parallel_for(0, ::attn::detail::shape_numel(os), kGrainElementwise, [&](int64_t b0, int64_t b1) {
       for (int64_t i = b0; i < b1; ++i) po[i] = f(pa[i], pb[i]);
     });
     return;
@@ -74,13 +74,13 @@ void broadcast_binary(const A* pa, const Shape& as, const B* pb, const Shape& bs
     }
   };
   if (L.rows == 1) {
-    parallel_for(0, inner, 1 << 15, [&](int64_t b0, int64_t b1) {
+    parallel_for(0, inner, kGrainElementwise, [&](int64_t b0, int64_t b1) {
       const A* x = pa;
       const B* y = pb;
       for (int64_t i = b0; i < b1; ++i) po[i] = f(x[i * sa], y[i * sb]);
     });
   } else {
-    parallel_for(0, L.rows, std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(inner, 1)), run_rows);
+    parallel_for(0, L.rows, rows_grain(kGrainElementwise, inner), run_rows);
   }
 }
 
@@ -90,7 +90,7 @@ void broadcast_where(const uint8_t* pc, const Shape& cs, const T* pa, const Shap
                      T* po, const Shape& os) {
   BroadcastLoop L(os, {cs, as, bs});
   const int64_t sc = L.strides[0].back(), sa = L.strides[1].back(), sb = L.strides[2].back();
-  parallel_for(0, L.rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(L.inner, 1)), [&](int64_t r0, int64_t r1) {
+  parallel_for(0, L.rows, rows_grain(kGrainRowWork, L.inner), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const uint8_t* x = pc + L.row_offset(0, r);
       const T* y = pa + L.row_offset(1, r);

@@ -393,7 +393,7 @@ void gru_cell_backward(int64_t B, int64_t H, const T* g, const T* hn, const T* h
 // [B, T, F] <-> [T, B, F] copy (to_time_major: src is [B, T, F]).
 template <class T>
 void swap_bt(const T* src, T* dst, int64_t B, int64_t Tn, int64_t F, bool to_time_major) {
-  parallel_for(0, B, std::max<int64_t>(1, 16384 / std::max<int64_t>(Tn * F, 1)), [&](int64_t b0, int64_t b1) {
+  parallel_for(0, B, rows_grain(kGrainLaneWork, Tn * F), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
       for (int64_t t = 0; t < Tn; ++t) {
         const int64_t bt = (b * Tn + t) * F, tb = (t * B + b) * F;

@@ -1,18 +1,15 @@
 #pragma once
 // Device helpers shared by the attention kernels: which keys a query sees, its score, dropout.
 #include "attention.hpp"
+#include "../../core/random.hpp"
 #include "common.cuh"
 
 namespace attn::kernels::cuda::detail {
 
-// Same counter-based keep/drop decision as ops/attention.hpp (attn_dropout_keep), so a CUDA run
-// drops exactly the weights a CPU run with the same seed drops.
+// Same counter-based keep/drop decision as kernels/cpu/attention_weights.hpp (attn_dropout_keep),
+// so a CUDA run drops exactly the weights a CPU run with the same seed drops.
 __device__ inline bool dropout_keep(uint64_t seed, uint64_t idx, double p) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (idx + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return double(z >> 11) * 0x1.0p-53 >= p;
+  return double(::attn::splitmix64(seed + 0x9E3779B97F4A7C15ull * idx) >> 11) * 0x1.0p-53 >= p;
 }
 
 // Whether query i sees key j in item it (batch b): false when causal hides it, the key is padded

@@ -1,6 +1,6 @@
 #pragma once
 // nn::AdditiveAttention (Bahdanau, for seq2seq decoders) and nn::AttentionPooling (the
-// self-attention pooling of reference task A). Both run one fused node after their projections;
+// self-attention pooling of the sine-anomaly classifier). Both run one fused node after their projections;
 // see ops/additive_attention.hpp for the formulas and backward.
 #include <utility>
 #include "../../ops/additive_attention.hpp"
@@ -44,7 +44,7 @@ class AdditiveAttention : public Module {
 // Self-attention pooling over time: score_t = Linear(hidden, 1)(tanh(Linear(input, hidden)(h_t))),
 // w = softmax_t(score), context = sum_t w_t h_t. The submodules are named "0" and "2" so the
 // parameter names (0.weight, 0.bias, 2.weight, 2.bias) match PyTorch's
-// nn.Sequential(nn.Linear(input, hidden), nn.Tanh(), nn.Linear(hidden, 1)) of reference task A.
+// nn.Sequential(nn.Linear(input, hidden), nn.Tanh(), nn.Linear(hidden, 1)) of the seed's anomaly classifier.
 class AttentionPooling : public Module {
  public:
   AttentionPooling(int64_t input_dim, int64_t hidden_dim) : proj(input_dim, hidden_dim), score(hidden_dim, 1) {

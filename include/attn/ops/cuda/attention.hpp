@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 #include "../../kernels/cuda/attention.hpp"
+#include "../attention_args.hpp"
+#include "../attention_checks.hpp"
 #include "common.hpp"
 
 namespace attn::cuda_ops {
@@ -69,10 +71,7 @@ std::pair<Tensor, Tensor> fused_attention(const Args& a, const char* op, const M
   if (a.key_padding_mask.defined()) {
     const Tensor& m = a.key_padding_mask;
     check_on_cuda(m, op, "key_padding_mask");
-    ATTN_CHECK(m.dtype() == kBool, op, ": key_padding_mask must be bool (true = padded), got ", dtype_name(m.dtype()));
-    ATTN_CHECK((m.dim() == 2 && m.size(0) == p.B && m.size(1) == p.S) || (m.dim() == 1 && p.B == 1 && m.size(0) == p.S),
-               op, ": key_padding_mask ", to_string(m.shape()), " must be [B, S] = [", p.B, ", ", p.S,
-               "] for attention scores ", to_string(a.scores_shape));
+    detail::check_key_padding_mask(m, a.p, a.scores_shape, op);
     p.kpm = static_cast<const uint8_t*>(m.raw_data());
   }
   const kc::Layout lq = to_layout(a.lq), lk = to_layout(a.lk), lv = to_layout(a.lv), lo = to_layout(a.lo);
@@ -90,10 +89,7 @@ std::pair<Tensor, Tensor> fused_attention(const Args& a, const char* op, const M
   auto fn = [a, p, lq, lk, lv, lo, item_off, lse, od = out.detach()](const std::vector<Tensor>& g) {
     const Tensor &q = a.q, &k = a.k, &v = a.v;
     // Operand aliasing exactly as the CPU path: a packed projection gets one gradient buffer.
-    const bool kq = k.is_same(q), vq = v.is_same(q), vk = v.is_same(k);
-    const bool same_kq = kq && a.lk.off != a.lq.off;
-    const bool vq_ok = vq && a.lv.off != a.lq.off, vk_ok = vk && a.lv.off != a.lk.off;
-    const bool same_vq = vq_ok && (!vk || vk_ok), same_vk = !same_vq && vk_ok && (!vq || vq_ok);
+    const auto [same_kq, same_vq, same_vk] = detail::attn_operand_aliasing(a);
     Tensor gq, gk, gv;
     if (q.requires_grad()) gq = zeros(q.shape());
     if (k.requires_grad()) gk = same_kq ? gq : zeros(k.shape());
@@ -120,7 +116,7 @@ std::pair<Tensor, Tensor> band_attention(const char* op, const Spec& spec, const
                                          const Tensor& relative_bias) {
   check_pair(q, k, op);
   check_pair(q, v, op);
-  const int64_t nd = q.dim(), L = q.size(-2), E = q.size(-1), S = k.size(-2), Ev = v.size(-1);
+  const int64_t L = q.size(-2), E = q.size(-1), S = k.size(-2), Ev = v.size(-1);
   kc::BandParams p;
   p.block_mode = spec.block_mode;
   p.causal = spec.causal;
@@ -136,25 +132,14 @@ std::pair<Tensor, Tensor> band_attention(const char* op, const Spec& spec, const
   if (std::isnan(scale)) scale = 1.0 / std::sqrt(double(std::max<int64_t>(E, 1)));
   p.scale = float(scale);
   if (key_padding_mask.defined()) {
-    const Shape want{nd > 2 ? q.size(0) : 1, S};
     check_on_cuda(key_padding_mask, op, "key_padding_mask");
-    ATTN_CHECK(key_padding_mask.dtype() == kBool &&
-                   (key_padding_mask.shape() == want || (nd == 2 && key_padding_mask.shape() == Shape{S})),
-               op, ": key_padding_mask ", to_string(key_padding_mask.shape()), " (",
-               dtype_name(key_padding_mask.dtype()), ") must be bool ", to_string(want), " for q ",
-               to_string(q.shape()), ", k ", to_string(k.shape()));
+    const int64_t mask_rows = detail::check_batch_key_padding_mask(op, q, k, S, key_padding_mask);
     p.kpm = static_cast<const uint8_t*>(key_padding_mask.raw_data());
-    p.kpm_div = p.N / std::max<int64_t>(want[0], 1);
+    p.kpm_div = p.N / std::max<int64_t>(mask_rows, 1);
   }
   Tensor bias;
   if (relative_bias.defined()) {
-    ATTN_CHECK(!p.block_mode, op, ": relative_bias is not supported here");
-    const int64_t Hq = nd >= 4 ? q.size(-3) : 1;
-    const bool ok = relative_bias.dim() == 2 && relative_bias.size(1) == p.W &&
-                    (relative_bias.size(0) == 1 || relative_bias.size(0) == Hq);
-    ATTN_CHECK(ok, op, ": relative_bias ", to_string(relative_bias.shape()), " must be [H or 1, ", p.W,
-               "] (one value per offset -left..", p.causal ? 0 : p.right, ", H = ", Hq, ") for q ",
-               to_string(q.shape()));
+    detail::check_relative_bias(op, q, relative_bias, p.W, p.block_mode, p.causal, p.right);
     check_pair(q, relative_bias, op);
     bias = relative_bias;
     p.bias = cfp(bias);

@@ -1,0 +1,190 @@
+#pragma once
+// Raw loops of linear attention (phi = elu + 1): one batch item's forward (sums or running state)
+// and backward (forward scan + reverse scan when causal). No Tensor, no autograd; the formulas are
+// at the top of ops/linear_attention.hpp, which checks the arguments and records the node.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+#include "gemm.hpp"
+
+namespace attn::kernels::cpu {
+
+template <class T>
+inline T la_elu1(T x) { return x > T(0) ? x + T(1) : std::exp(x); }
+template <class T>
+inline T la_elu1_grad(T x) { return x > T(0) ? T(1) : std::exp(x); }
+
+template <class T>
+void la_phi(const T* x, T* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = la_elu1(x[i]);
+}
+
+// Rows of x [n, E] scaled by a (a == nullptr: x itself, nothing written); else written to buf.
+template <class T>
+const T* la_scaled_rows(const T* x, const T* a, T* buf, int64_t n, int64_t E) {
+  if (!a) return x;
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t e = 0; e < E; ++e) buf[j * E + e] = a[j] * x[j * E + e];
+  return buf;
+}
+
+// One batch item, forward. Writes out [L, Ev]. A, Bd: the per-key factors a_j, b_j, or nullptr (all 1).
+template <class T>
+void la_forward_one(const T* Q, const T* K, const T* V, T* O, int64_t L, int64_t S, int64_t E, int64_t Ev,
+                    bool causal, T eps, const T* A, const T* Bd, std::vector<T>& qf, std::vector<T>& kf,
+                    std::vector<T>& st) {
+  qf.resize(size_t(L * E));
+  kf.resize(size_t(S * E * (A ? 2 : 1)));
+  la_phi(Q, qf.data(), L * E);
+  la_phi(K, kf.data(), S * E);
+  // ka = a_j phi(k_j) (the numerator's keys); without per-key factors ka is kf itself.
+  const T* ka = la_scaled_rows(kf.data(), A, kf.data() + S * E, S, E);
+  st.assign(size_t(E * Ev + E), T(0));
+  T* KV = st.data();
+  T* z = KV + E * Ev;
+  if (!causal) {
+    kernels::cpu::gemm_serial<T>(true, false, E, Ev, S, T(1), ka, E, V, Ev, T(0), KV, Ev);
+    for (int64_t j = 0; j < S; ++j) {
+      const T bj = Bd ? Bd[j] : T(1);
+      for (int64_t e = 0; e < E; ++e) z[e] += bj * kf[size_t(j * E + e)];
+    }
+    kernels::cpu::gemm_serial<T>(false, false, L, Ev, E, T(1), qf.data(), E, KV, Ev, T(0), O, Ev);
+    for (int64_t i = 0; i < L; ++i) {
+      const T* q = qf.data() + i * E;
+      T den = eps;
+      for (int64_t e = 0; e < E; ++e) den += q[e] * z[e];
+      const T inv = T(1) / den;
+      for (int64_t d = 0; d < Ev; ++d) O[i * Ev + d] *= inv;
+    }
+    return;
+  }
+  // Causal: S_i = S_{i-1} + phi(k_i) v_i^T, z_i = z_{i-1} + phi(k_i); out_i = S_i^T phi(q_i) / (phi(q_i).z_i + eps)
+  for (int64_t i = 0; i < L; ++i) {
+    const T* kr = kf.data() + i * E;
+    const T* kar = ka + i * E;
+    const T bi = Bd ? Bd[i] : T(1);
+    const T* vr = V + i * Ev;
+    const T* q = qf.data() + i * E;
+    T* o = O + i * Ev;
+    std::fill(o, o + Ev, T(0));
+    T den = eps;
+    for (int64_t e = 0; e < E; ++e) {
+      T* row = KV + e * Ev;
+      const T ke = kar[e], qe = q[e];
+      for (int64_t d = 0; d < Ev; ++d) {
+        row[d] += ke * vr[d];
+        o[d] += qe * row[d];
+      }
+      z[e] += bi * kr[e];
+      den += qe * z[e];
+    }
+    const T inv = T(1) / den;
+    for (int64_t d = 0; d < Ev; ++d) o[d] *= inv;
+  }
+}
+
+// One batch item, backward. G: dL/dout [L, Ev], O: the forward output. Writes gQ, gK, gV.
+// With num_i = KV^T qf_i, den_i = qf_i . z + eps, out_i = num_i / den_i:
+//   gnum_i = g_i / den_i,  gden_i = -(g_i . out_i) / den_i
+//   gqf_i  = KV gnum_i + gden_i z
+//   gKV    = sum_i qf_i gnum_i^T,  gz = sum_i gden_i qf_i          (causal: sums over i >= j)
+//   gkf_j  = a_j gKV v_j + b_j gz,  gv_j = gKV^T (a_j kf_j)
+//   gq = gqf * phi'(q), gk = gkf * phi'(k),  phi'(x) = 1 (x > 0), exp(x) (x <= 0)
+template <class T>
+void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G, T* gQ, T* gK, T* gV, int64_t L,
+                     int64_t S, int64_t E, int64_t Ev, bool causal, T eps, const T* A, const T* Bd,
+                     std::vector<T>& qf, std::vector<T>& kf, std::vector<T>& st, std::vector<T>& gnum,
+                     std::vector<T>& gden) {
+  qf.resize(size_t(L * E));
+  kf.resize(size_t(S * E * (A ? 2 : 1)));
+  la_phi(Q, qf.data(), L * E);
+  la_phi(K, kf.data(), S * E);
+  const T* ka = la_scaled_rows(kf.data(), A, kf.data() + S * E, S, E);
+  st.assign(size_t(2 * (E * Ev + E)), T(0));
+  T* KV = st.data();
+  T* z = KV + E * Ev;
+  T* gKV = z + E;
+  T* gz = gKV + E * Ev;
+  gnum.resize(size_t(L * Ev));
+  gden.resize(size_t(L));
+  auto row_grads = [&](int64_t i) {  // gnum_i, gden_i from den_i (needs z for row i)
+    const T* q = qf.data() + i * E;
+    T den = eps;
+    for (int64_t e = 0; e < E; ++e) den += q[e] * z[e];
+    const T inv = T(1) / den;
+    T go = 0;
+    for (int64_t d = 0; d < Ev; ++d) {
+      gnum[size_t(i * Ev + d)] = G[i * Ev + d] * inv;
+      go += G[i * Ev + d] * O[i * Ev + d];
+    }
+    gden[size_t(i)] = -go * inv;
+  };
+  if (!causal) {
+    kernels::cpu::gemm_serial<T>(true, false, E, Ev, S, T(1), ka, E, V, Ev, T(0), KV, Ev);
+    for (int64_t j = 0; j < S; ++j) {
+      const T bj = Bd ? Bd[j] : T(1);
+      for (int64_t e = 0; e < E; ++e) z[e] += bj * kf[size_t(j * E + e)];
+    }
+    for (int64_t i = 0; i < L; ++i) row_grads(i);
+    // gqf = gnum KV^T + gden z^T  (written into gQ, then scaled by phi')
+    kernels::cpu::gemm_serial<T>(false, true, L, E, Ev, T(1), gnum.data(), Ev, KV, Ev, T(0), gQ, E);
+    for (int64_t i = 0; i < L; ++i)
+      for (int64_t e = 0; e < E; ++e) gQ[i * E + e] += gden[size_t(i)] * z[e];
+    kernels::cpu::gemm_serial<T>(true, false, E, Ev, L, T(1), qf.data(), E, gnum.data(), Ev, T(0), gKV, Ev);
+    for (int64_t i = 0; i < L; ++i)
+      for (int64_t e = 0; e < E; ++e) gz[e] += gden[size_t(i)] * qf[size_t(i * E + e)];
+    kernels::cpu::gemm_serial<T>(false, true, S, E, Ev, T(1), V, Ev, gKV, Ev, T(0), gK, E);
+    for (int64_t j = 0; j < S; ++j) {
+      const T aj = A ? A[j] : T(1), bj = Bd ? Bd[j] : T(1);
+      for (int64_t e = 0; e < E; ++e) gK[j * E + e] = aj * gK[j * E + e] + bj * gz[e];
+    }
+    kernels::cpu::gemm_serial<T>(false, false, S, Ev, E, T(1), ka, E, gKV, Ev, T(0), gV, Ev);
+  } else {
+    // Forward re-scan: rebuild S_i, z_i step by step; gqf_i = S_i gnum_i + gden_i z_i.
+    for (int64_t i = 0; i < L; ++i) {
+      const T* kr = kf.data() + i * E;
+      const T* kar = ka + i * E;
+      const T bi = Bd ? Bd[i] : T(1);
+      const T* vr = V + i * Ev;
+      for (int64_t e = 0; e < E; ++e) {
+        T* row = KV + e * Ev;
+        for (int64_t d = 0; d < Ev; ++d) row[d] += kar[e] * vr[d];
+        z[e] += bi * kr[e];
+      }
+      row_grads(i);
+      const T* gn = gnum.data() + i * Ev;
+      for (int64_t e = 0; e < E; ++e) {
+        const T* row = KV + e * Ev;
+        T acc = gden[size_t(i)] * z[e];
+        for (int64_t d = 0; d < Ev; ++d) acc += row[d] * gn[d];
+        gQ[i * E + e] = acc;
+      }
+    }
+    // Reverse scan: gKV_j = sum_{i >= j} qf_i gnum_i^T, gz_j = sum_{i >= j} gden_i qf_i.
+    for (int64_t j = L - 1; j >= 0; --j) {
+      const T* q = qf.data() + j * E;
+      const T* gn = gnum.data() + j * Ev;
+      const T* kar = ka + j * E;
+      const T aj = A ? A[j] : T(1), bj = Bd ? Bd[j] : T(1);
+      const T* vr = V + j * Ev;
+      T* gv = gV + j * Ev;
+      std::fill(gv, gv + Ev, T(0));
+      for (int64_t e = 0; e < E; ++e) {
+        T* row = gKV + e * Ev;
+        T acc = 0;
+        for (int64_t d = 0; d < Ev; ++d) {
+          row[d] += q[e] * gn[d];
+          acc += row[d] * vr[d];
+          gv[d] += row[d] * kar[e];
+        }
+        gz[e] += gden[size_t(j)] * q[e];
+        gK[j * E + e] = aj * acc + bj * gz[e];
+      }
+    }
+  }
+  for (int64_t i = 0; i < L * E; ++i) gQ[i] *= la_elu1_grad(Q[i]);
+  for (int64_t j = 0; j < S * E; ++j) gK[j] *= la_elu1_grad(K[j]);
+}
+
+}  // namespace attn::kernels::cpu
