@@ -26,10 +26,11 @@ struct TaskOptions {
   std::string anomaly = "flat";
   int channels = 1;
   std::string attention = "additive";
+  std::string encoder = "conv-ahead";  // per-step features that see the next 24 steps (see models.hpp)
   std::string positional = "none";
   int64_t heads = 4, window = 16;
   std::string preset = "default";
-  std::string features = "raw+diff";  // raw | raw+diff (first difference as an extra channel)
+  std::string features = "raw";  // raw | raw+diff (first difference as an extra channel)
   bool scale = true;                  // per-series scaling to max |x| = 1
   double clip = 1.0;                  // gradient-norm clipping (0 = off)
   std::string schedule = "cosine";    // cosine (to 0 over --epochs) | none
@@ -37,6 +38,7 @@ struct TaskOptions {
   int64_t eval_batch = 250;
   std::string data;  // CSV of labelled series instead of the generator (see attn/data/csv.hpp)
   std::string attn_norm = "softmax";  // the pooling's normalisation over time
+  std::string pooling = "evidence";  // evidence (binary) | attention (the seed's; K classes)
   std::string classes = "binary";  // binary: normal vs anomalous; kind: normal + one class per anomaly kind
 };
 
@@ -137,6 +139,10 @@ int main(int argc, char** argv) {
                  "additive: the seed's attention pooling; multihead | linear | windowed | bigbird (block-sparse: "
                  "global + window + random blocks of --window steps): a self-attention block (residual) before the pooling")
       ->check(CLI::IsMember({"additive", "multihead", "linear", "windowed", "bigbird"}));
+  app.add_option("--encoder", to.encoder,
+                 "conv-ahead: two Conv1d layers, each step's features see it and the next 24 steps (the attention "
+                 "peak then falls inside the anomaly); conv: the same, centred; bilstm: the seed's BiLSTM")
+      ->check(CLI::IsMember({"bilstm", "conv", "conv-ahead"}));
   app.add_option("--positional", to.positional, "positional encoding added to the LSTM outputs")
       ->check(CLI::IsMember({"none", "sinusoidal", "learned"}));
   app.add_option("--heads", to.heads, "heads of the multihead/linear/windowed block")->check(CLI::Range(int64_t(1), int64_t(64)));
@@ -147,6 +153,10 @@ int main(int argc, char** argv) {
   app.add_option("--schedule", to.schedule, "learning-rate schedule: cosine decay over --epochs, or none")
       ->check(CLI::IsMember({"cosine", "none"}));
   app.add_option("--patience", to.patience, "early-stopping patience on validation loss")->check(CLI::Range(1, 100000));
+  app.add_option("--pooling", to.pooling,
+                 "evidence: weights softmax_t of each step's own logit, the output their weighted sum (binary only; "
+                 "K classes use attention); attention: the seed's attention pooling")
+      ->check(CLI::IsMember({"attention", "evidence"}));
   app.add_option("--attn-norm", to.attn_norm,
                  "normalisation of the attention pooling over time: softmax, or sparsemax / entmax15 (exact zeros, "
                  "Peters et al. 2019)")
@@ -169,7 +179,10 @@ int main(int argc, char** argv) {
     if (!given("--clip")) to.clip = 0.0;
     if (!given("--features")) to.features = "raw";
     if (!given("--schedule")) to.schedule = "none";
+    if (!given("--encoder")) to.encoder = "bilstm";
+    if (!given("--pooling")) to.pooling = "attention";
   }
+  const bool pooling_given = app.count("--pooling") > 0;
   (void)preset;
   std::unique_ptr<examples::Parallel> par_owner;
   try {
@@ -244,11 +257,14 @@ int main(int argc, char** argv) {
     mo.hidden = co.hidden;
     mo.length = T;
     mo.attention = to.attention;
+    mo.encoder = to.encoder;
     mo.positional = to.positional;
     mo.heads = to.heads;
     mo.window = to.window;
     mo.outputs = multiclass ? K : 1;
     mo.attn_norm = to.attn_norm;
+    // Evidence pooling scores one logit per step; K classes take the attention pooling unless asked.
+    mo.pooling = multiclass && !pooling_given ? "attention" : to.pooling;
     if (to.attn_norm != "softmax" && co.device != "cpu")
       throw std::invalid_argument("sine_anomaly: --attn-norm " + to.attn_norm + " runs on the CPU only");
     if ((2 * co.hidden) % to.heads != 0)
@@ -316,11 +332,12 @@ int main(int argc, char** argv) {
 
     if (!co.quiet)
       std::printf("sine_anomaly: %lld series x %lld points, %s anomalies, %d channel(s), features %s, preset %s, schedule %s\n"
-                  "  train/val/test %zu/%zu/%zu, BiLSTM(%lld -> %lld) + %s attention, %lld parameters, lr %g, "
+                  "  train/val/test %zu/%zu/%zu, %s(%lld -> %lld) + %s attention, %s pooling, %lld parameters, lr %g, "
                   "batch %lld, threads %d, device %s, ranks %d\n",
                   (long long)ds.samples, (long long)T, to.anomaly.c_str(), to.channels, to.features.c_str(),
-                  to.preset.c_str(), to.schedule.c_str(), split.train.size(), split.val.size(), split.test.size(), (long long)F,
-                  (long long)co.hidden, to.attention.c_str(), (long long)model.num_parameters(), co.lr,
+                  to.preset.c_str(), to.schedule.c_str(), split.train.size(), split.val.size(), split.test.size(),
+                  to.encoder == "bilstm" ? "BiLSTM" : to.encoder.c_str(), (long long)F, (long long)co.hidden,
+                  to.attention.c_str(), mo.pooling.c_str(), (long long)model.num_parameters(), co.lr,
                   (long long)co.batch_size, get_num_threads(), co.device.c_str(), par.size());
 
     examples::Progress progress(co.quiet);
@@ -399,6 +416,7 @@ int main(int argc, char** argv) {
     // Attention accuracy over the anomalous test series (class != 0) whose anomaly position is
     // known; a CSV carries none, and then no such figure is printed.
     double coverage = 0, peak_inside = 0;
+    std::vector<int64_t> miss_before, miss_after;  // how far outside the anomaly a missed peak lies
     int anomalous = 0;
     const int64_t radius = std::max<int64_t>(1, T / 20);
     for (size_t k = 0; k < split.test.size(); ++k) {
@@ -408,6 +426,8 @@ int main(int argc, char** argv) {
       coverage += metrics::attention_coverage(test.weights[k], ds.seg_start[i], ds.seg_end[i], radius);
       const auto peak = std::max_element(test.weights[k].begin(), test.weights[k].end()) - test.weights[k].begin();
       peak_inside += (peak >= ds.seg_start[i] && peak < ds.seg_end[i]) ? 1 : 0;
+      if (peak < ds.seg_start[i]) miss_before.push_back(ds.seg_start[i] - peak);
+      if (peak >= ds.seg_end[i]) miss_after.push_back(peak - ds.seg_end[i] + 1);
     }
     coverage /= std::max(anomalous, 1);
     peak_inside /= std::max(anomalous, 1);
@@ -495,9 +515,17 @@ int main(int argc, char** argv) {
                   metrics::accuracy(yt, test.probs), metrics::precision(yt, test.probs), metrics::recall(yt, test.probs),
                   metrics::f1(yt, test.probs), auc, (long long)cm.tn, (long long)cm.fp, (long long)cm.fn, (long long)cm.tp);
     }
-    if (anomalous > 0)
+    if (anomalous > 0) {
       std::printf("  attention: peak inside the anomaly %.1f%% of anomalous series, coverage (peak +-%lld) %.3f\n",
                   100 * peak_inside, (long long)radius, coverage);
+      auto median = [](std::vector<int64_t> v) {
+        if (v.empty()) return int64_t(0);
+        std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+        return v[v.size() / 2];
+      };
+      std::printf("  attention peak outside the anomaly: %zu before it (median %lld steps), %zu after it (median %lld steps)\n",
+                  miss_before.size(), (long long)median(miss_before), miss_after.size(), (long long)median(miss_after));
+    }
     std::printf("total time %.1fs; plots and metrics in %s (loss.svg, %s, attention.svg, metrics.csv)\n", total.seconds(),
                 co.out_dir.c_str(), multiclass ? "confusion.svg" : "roc.svg");
   } catch (const std::exception& e) {
