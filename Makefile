@@ -58,7 +58,7 @@ NVCC ?= /usr/local/cuda/bin/nvcc
 cuda-build: deps
 	@cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DATTN_WITH_CUDA=ON -DCMAKE_CUDA_COMPILER=$(NVCC) \
 	  -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_EXAMPLES=OFF >/dev/null
-	@cmake --build build-cuda --target test_cuda_parity -j $(JOBS)
+	@cmake --build build-cuda --target test_cuda_parity test_cuda_op_table -j $(JOBS)
 	@cd build-cuda && ctest -R cuda --output-on-failure
 
 bench: build
