@@ -332,12 +332,14 @@ int main(int argc, char** argv) {
 
     if (!co.quiet)
       std::printf("sine_anomaly: %lld series x %lld points, %s anomalies, %d channel(s), features %s, preset %s, schedule %s\n"
-                  "  train/val/test %zu/%zu/%zu, %s(%lld -> %lld) + %s attention, %s pooling, %lld parameters, lr %g, "
+                  "  train/val/test %zu/%zu/%zu, %s(%lld -> %lld)%s, %s pooling, %lld parameters, lr %g, "
                   "batch %lld, threads %d, device %s, ranks %d\n",
                   (long long)ds.samples, (long long)T, to.anomaly.c_str(), to.channels, to.features.c_str(),
                   to.preset.c_str(), to.schedule.c_str(), split.train.size(), split.val.size(), split.test.size(),
-                  to.encoder == "bilstm" ? "BiLSTM" : to.encoder.c_str(), (long long)F, (long long)co.hidden,
-                  to.attention.c_str(), mo.pooling.c_str(), (long long)model.num_parameters(), co.lr,
+                  to.encoder == "bilstm" ? "BiLSTM" : to.encoder.c_str(), (long long)F,
+                  (long long)(to.encoder == "bilstm" ? co.hidden : 2 * co.hidden),  // conv: 2H channels
+                  to.attention == "additive" ? "" : (" + " + to.attention + " self-attention").c_str(),
+                  mo.pooling.c_str(), (long long)model.num_parameters(), co.lr,
                   (long long)co.batch_size, get_num_threads(), co.device.c_str(), par.size());
 
     examples::Progress progress(co.quiet);
