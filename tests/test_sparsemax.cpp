@@ -122,3 +122,59 @@ TEST_CASE("AttentionPooling with sparsemax / entmax15: weights, context, mask, g
   }
   CHECK_THROWS_WITH(pool.forward(Tensor::zeros({2, 6, 3}, kFloat64)), Contains("AttentionPooling: expected h [B, T, 4], got [2, 6, 3]"));
 }
+
+TEST_CASE("normalized_dot_product_attention: softmax is SDPA; sparsemax / entmax15 weights, masks, gradcheck",
+          "[sparsemax][attention]") {
+  manual_seed(31);
+  const Tensor q = Tensor::randn({2, 3, 5, 4}, kFloat64), k = Tensor::randn({2, 3, 6, 4}, kFloat64),
+               v = Tensor::randn({2, 3, 6, 3}, kFloat64);
+  std::vector<bool> m(30, true);
+  m[1] = m[8] = m[29] = false;
+  const Tensor mask = Tensor::from_vector(m, {5, 6});
+  // Softmax: the same as the fused SDPA, with and without masks.
+  for (bool causal : {false, true}) {
+    INFO("causal " << causal);
+    const Tensor am = causal ? Tensor() : mask;
+    auto [o, w] = normalized_dot_product_attention(q, k, v, AttnNormalization::Softmax, am, causal);
+    auto [o_ref, w_ref] = scaled_dot_product_attention_with_weights(q, k, v, am, causal);
+    CHECK(check_close(o, o_ref, 1e-12, 1e-13, "softmax output"));
+    CHECK(check_close(w, w_ref, 1e-12, 1e-13, "softmax weights"));
+  }
+  for (auto n : {AttnNormalization::Sparsemax, AttnNormalization::Entmax15}) {
+    const bool sp = n == AttnNormalization::Sparsemax;
+    INFO((sp ? "sparsemax" : "entmax15"));
+    auto [o, w] = normalized_dot_product_attention(q, k, v, n, mask, true);
+    // weights = normalize(q k^T / 2 with the mask and the causal mask), output = weights v
+    Tensor scores = mul(matmul(q, transpose(k, -1, -2)), 0.5);
+    std::vector<bool> blocked(30);
+    for (int64_t i = 0; i < 5; ++i)
+      for (int64_t j = 0; j < 6; ++j) blocked[size_t(i * 6 + j)] = !m[size_t(i * 6 + j)] || j > i;
+    scores = masked_fill(scores, Tensor::from_vector(blocked, {5, 6}), -std::numeric_limits<double>::infinity());
+    const Tensor w_ref = sp ? sparsemax(scores, -1) : entmax15(scores, -1);
+    CHECK(check_close(w, w_ref, 1e-14, 1e-15, "weights"));
+    CHECK(check_close(o, matmul(w_ref, v), 1e-14, 1e-15, "output"));
+    const auto wv = w.to_vector<double>();
+    int zeros = 0;
+    for (size_t i = 0; i < wv.size(); ++i) {
+      const size_t r = i % 30;
+      if (blocked[r]) CHECK(wv[i] == 0.0);  // masked and future keys get exactly 0
+      zeros += wv[i] == 0.0 && !blocked[r];
+    }
+    if (sp) CHECK(zeros > 0);  // sparsemax also drops visible keys
+    const Tensor rows = sum(w, -1);
+    for (double s : rows.to_vector<double>()) CHECK(std::abs(s - 1.0) < 1e-12);
+    auto r = testing::gradcheck(
+        [&](const std::vector<Tensor>& in) {
+          return normalized_dot_product_attention(in[0], in[1], in[2], n, mask, true).first;
+        },
+        {q.clone().requires_grad_(), k.clone().requires_grad_(), v.clone().requires_grad_()});
+    INFO(r.message);
+    CHECK(r.ok);
+  }
+  // float32 runs; bad shapes name the op
+  const auto f32 = normalized_dot_product_attention(q.to(kFloat32), k.to(kFloat32), v.to(kFloat32),
+                                                    AttnNormalization::Entmax15);
+  CHECK(f32.first.dtype() == kFloat32);
+  CHECK_THROWS_WITH(normalized_dot_product_attention(q, Tensor::randn({2, 3, 6, 5}, kFloat64), v, AttnNormalization::Sparsemax),
+                    Contains("normalized_dot_product_attention") && Contains("[2, 3, 6, 5]"));
+}

@@ -23,6 +23,7 @@
 #include "ops/performer_attention.hpp"
 #include "ops/lsh_attention.hpp"
 #include "ops/linformer_attention.hpp"
+#include "ops/sparsemax.hpp"
 #include "nn/module.hpp"
 #include "nn/init.hpp"
 #include "nn/layers.hpp"

@@ -12,8 +12,15 @@
 //   entmax15:  with s_j = sqrt(p_j): dL/dz_j = s_j g_j - s_j (sum_k s_k g_k) / (sum_k s_k)
 // The lane loops are in kernels/cpu/sparsemax.hpp.
 #include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
 #include "../kernels/cpu/sparsemax.hpp"
+#include "attention_checks.hpp"
+#include "elementwise.hpp"
+#include "matmul.hpp"
 #include "reduce.hpp"
+#include "shape.hpp"
 
 namespace attn {
 namespace detail {
@@ -26,6 +33,47 @@ Tensor sparse_normalize(const Tensor& x, int64_t dim);
 inline Tensor sparsemax(const Tensor& x, int64_t dim) { return detail::sparse_normalize<false>(x, dim); }
 // 1.5-entmax along dim (CPU tensors): max(z/2 - tau, 0)^2, summing to 1 over each lane.
 inline Tensor entmax15(const Tensor& x, int64_t dim) { return detail::sparse_normalize<true>(x, dim); }
+
+// The normalisation of attention weights over the keys.
+enum class AttnNormalization { Softmax, Sparsemax, Entmax15 };
+
+// Scaled dot-product attention with a chosen normalisation:
+//   weights = normalize_keys(q k^T * scale + mask),  output = weights v
+// over q [..., L, E], k [..., S, E], v [..., S, Ev]; returns {output [..., L, Ev], weights
+// [..., L, S]}. Softmax gives scaled_dot_product_attention's result; sparsemax and entmax15 give
+// exact zeros, so each query attends to a few keys (Correia, Niculae and Martins, 2019).
+// attn_mask: bool (true = may attend) or additive float, broadcastable to [..., L, S]; is_causal:
+// query i sees keys j <= i; scale NaN means 1/sqrt(E). A query that sees no key gets zero weights
+// and output. Composed of differentiable ops (their backward: d(weights v), the normalisation's
+// derivative above, d(q k^T)); it stores the L x S weights like the weights-storing dense path.
+// CPU tensors (sparsemax and entmax15 have no CUDA path).
+inline std::pair<Tensor, Tensor> normalized_dot_product_attention(
+    const Tensor& q, const Tensor& k, const Tensor& v, AttnNormalization normalization,
+    const Tensor& attn_mask = Tensor(), bool is_causal = false,
+    double scale = std::numeric_limits<double>::quiet_NaN()) {
+  const char* op = "normalized_dot_product_attention";
+  detail::check_qkv(op, q, k, v);
+  const int64_t L = q.size(-2), S = k.size(-2), E = q.size(-1);
+  if (std::isnan(scale)) scale = 1.0 / std::sqrt(double(std::max<int64_t>(E, 1)));
+  Tensor scores = mul(matmul(q, transpose(k, -1, -2)), scale);  // [..., L, S]
+  const double ninf = -std::numeric_limits<double>::infinity();
+  if (attn_mask.defined()) {
+    ATTN_CHECK(attn_mask.dim() <= scores.dim(), op, ": attn_mask ", to_string(attn_mask.shape()),
+               " does not broadcast to the scores ", to_string(scores.shape()));
+    scores = attn_mask.dtype() == kBool ? masked_fill(scores, logical_not(attn_mask), ninf) : add(scores, attn_mask);
+  }
+  if (is_causal) {
+    std::vector<bool> hidden(size_t(L * S));
+    for (int64_t i = 0; i < L; ++i)
+      for (int64_t j = i + 1; j < S; ++j) hidden[size_t(i * S + j)] = true;
+    scores = masked_fill(scores, Tensor::from_vector(hidden, {L, S}), ninf);
+  }
+  Tensor weights;
+  if (normalization == AttnNormalization::Sparsemax) weights = sparsemax(scores, -1);
+  else if (normalization == AttnNormalization::Entmax15) weights = entmax15(scores, -1);
+  else weights = softmax(scores, -1);
+  return {matmul(weights, v), weights};
+}
 
 namespace detail {
 
