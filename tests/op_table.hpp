@@ -15,8 +15,8 @@ using attn::Tensor;
 using Inputs = std::vector<Tensor>;
 using Outputs = std::vector<Tensor>;  // {result} or {result, integer aux result such as max's indices}
 
+// Every case has a PyTorch golden; these flags say what else applies (0: the golden only).
 enum Flags : unsigned {
-  kGolden = 0,     // every case has a PyTorch golden
   kFD = 1u << 0,   // finite differences apply at the golden inputs
   kCuda = 1u << 1  // the op has a CUDA path to compare with the CPU
 };
