@@ -19,7 +19,7 @@ lscpu | grep -m1 "Model name" | tee "$OUT/cpu.txt"
 {
   echo "| attention | sine one-step MAE | sine one-step RMSE | CO2 one-step MAE (ppm) | CO2 one-step RMSE (ppm) |"
   echo "|---|---:|---:|---:|---:|"
-  for a in dense linear sliding_window strided global_window bigbird; do
+  for a in dense linear sliding_window strided global_window bigbird probsparse performer lsh linformer; do
     s=$(OMP_NUM_THREADS=1 "$BUILD/examples/transformer_forecast" --attention "$a" --window 32 --epochs "$EPOCHS" \
         --quiet --out-dir "$OUT/tf_sine_$a" | grep "^held-out")
     c=$(OMP_NUM_THREADS=1 "$BUILD/examples/transformer_forecast" --attention "$a" --window 32 --epochs "$EPOCHS" \

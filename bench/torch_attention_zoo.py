@@ -9,6 +9,8 @@ E=64, float32, 2 threads), forward+backward (loss = sum(out * G)), written the w
   windowed, bs *: dense attention with the pattern as an L x L mask (the seed's
                   SparseAttentionPatterns build masks), the same patterns as attn's layouts
   linear:         phi(q) (phi(k)^T v) / (phi(q) phi(k)^T 1 + eps), phi = elu + 1
+  probsparse, performer, lsh, linformer: bench/torch_attention_zoo_approx.py's versions, with the
+                  settings of bench/zoo_approx_variants.hpp (randomness drawn inside each call)
 Writes a CSV (variant,L,ms) that bench_attention_zoo reads with --torch; variant names match.
 
   /usr/bin/python3 bench/torch_attention_zoo.py out/attention_zoo/torch.csv [--min-L 256] [--max-L 4096]
@@ -27,6 +29,8 @@ OPENBLAS = openblas_core.configure()  # before torch loads OpenBLAS
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.checkpoint import checkpoint  # noqa: E402
+
+import torch_attention_zoo_approx as approx  # noqa: E402
 
 torch.set_num_threads(2)
 H, E, BLOCK = 4, 64, 64
@@ -100,12 +104,17 @@ def time_fwd_bwd(fn, L, budget=0.6):
     q, k, v = (torch.randn(1, H, L, E, requires_grad=True) for _ in range(3))
     g = torch.randn(1, H, L, E)
     times = []
+    warm = False  # the first call warms up, as in bench_attention_zoo.cpp (kept when over 10 s)
     t0 = time.perf_counter()
     while not times or (len(times) < 25 and time.perf_counter() - t0 < budget):
         q.grad = k.grad = v.grad = None
         s = time.perf_counter()
         (fn(q, k, v) * g).sum().backward()
-        times.append(time.perf_counter() - s)
+        t = time.perf_counter() - s
+        if not warm and t < 10.0:
+            warm = True
+            continue
+        times.append(t)
     times.sort()
     return times[len(times) // 2] * 1e3
 
@@ -126,6 +135,10 @@ def main():
             "checkpoint(dense)": lambda q, k, v: checkpoint(dense, q, k, v, use_reentrant=True),
             "block-local (128)": block_local,
             "linear (elu+1)": linear,
+            "probsparse": approx.probsparse,
+            "performer": approx.performer,
+            "lsh": approx.lsh,
+            "linformer": approx.linformer,
         }
         for name, mask in patterns(L).items():
             cases[name] = (lambda m: lambda q, k, v: dense(q, k, v, m))(mask)

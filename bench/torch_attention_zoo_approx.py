@@ -6,11 +6,13 @@ torch tensor ops in a function, with the published algorithm's steps (Informer's
 _update_context, FAVOR+'s softmax kernel and linear attention, Reformer's hash / sort / chunk /
 look-one-back / unsort / combine-rounds, Linformer's length projections). Same settings as the
 C++ entries: B=1, H=4, E=64, float32; probsparse factor 5, performer m = int(E ln E) orthogonal
-features, lsh 4 rounds, chunks of 64, L/64 buckets, linformer k = 256. PyTorch 1.13 has no
+features, lsh 4 rounds, chunks of 64, min(L/64, 64) buckets, linformer k = 256. PyTorch 1.13 has no
 F.scaled_dot_product_attention; "dense" is softmax(q k^T / sqrt(E)) v written out (the seed's
 ScaledDotProductAttention), which stores the weights like attn's weights-storing path.
 
-Each function takes q, k, v [B, H, L, E] (requiring grad) and runs forward + backward; the
+Each function takes q, k, v [B, H, L, E] and returns the output, drawing its per-call randomness
+(ProbSparse's key sample, LSH's rotations) inside, as the C++ entries do; the suite
+(bench/torch_attention_zoo.py) times them with the backward of sum(out * G). The
 <name>_forward functions take the randomness explicitly and return the output (they also make
 the golden values of tests/fixtures/gen_attention_zoo_approx.py).
 
@@ -60,7 +62,7 @@ def probsparse(q, k, v, factor=5):
     L_Q, L_K = q.size(2), k.size(2)
     U_part = min(L_K, factor * int(math.ceil(math.log(L_K))))
     u = min(L_Q, factor * int(math.ceil(math.log(L_Q))))
-    probsparse_forward(q, k, v, torch.randint(L_K, (L_Q, U_part)), u).sum().backward()
+    return probsparse_forward(q, k, v, torch.randint(L_K, (L_Q, U_part)), u)
 
 
 _features = {}
@@ -102,7 +104,7 @@ def performer(q, k, v):
     key = (q.size(2), E)
     if key not in _features:
         _features[key] = orthogonal_features(m, E)
-    performer_forward(q, k, v, _features[key]).sum().backward()
+    return performer_forward(q, k, v, _features[key])
 
 
 def lsh_forward(q, v, rotations, chunk):
@@ -150,8 +152,10 @@ def lsh_forward(q, v, rotations, chunk):
 
 def lsh(q, k, v, n_hashes=4, chunk=64):
     L, E = q.size(2), q.size(3)
-    n_buckets = max(2, ((L + chunk - 1) // chunk + 1) // 2 * 2)
-    lsh_forward(q, v, torch.randn(n_hashes, E, n_buckets // 2), chunk).sum().backward()
+    # Reformer's L / chunk buckets, capped at 64: the hashing costs L E n_buckets / 2 per round,
+    # quadratic in L if the bucket count grows with it (as in bench/zoo_approx_variants.hpp).
+    n_buckets = min(max(2, ((L + chunk - 1) // chunk + 1) // 2 * 2), 64)
+    return lsh_forward(q, v, torch.randn(n_hashes, E, n_buckets // 2), chunk)
 
 
 _proj = {}
@@ -169,7 +173,7 @@ def linformer(q, k, v, kp=256):
     S = k.size(2)
     if S not in _proj:
         _proj[S] = (torch.randn(S, kp) / math.sqrt(kp), torch.randn(S, kp) / math.sqrt(kp))
-    linformer_forward(q, k, v, *_proj[S]).sum().backward()
+    return linformer_forward(q, k, v, *_proj[S])
 
 
 VARIANTS = {"dense": dense, "probsparse": probsparse, "performer": performer, "lsh": lsh, "linformer": linformer}
@@ -181,7 +185,7 @@ def time_variant(fn, L, B=1, H=4, E=64, min_time=1.0, max_reps=50):
     def once():
         for t in (q, k, v):
             t.grad = None
-        fn(q, k, v)
+        fn(q, k, v).sum().backward()
 
     once()  # warm-up
     reps, best, t0 = 0, float("inf"), time.perf_counter()

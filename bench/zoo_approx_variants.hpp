@@ -5,12 +5,15 @@
 // docs/attention-zoo.md, "Approximate variants"):
 //   probsparse  factor 5 (Informer's default): c ln L sampled keys per query, c ln L top queries
 //   performer   m = int(E ln E) orthogonal random features (E = 64: 266), non-causal
-//   lsh         shared QK (q is used, k ignored), 4 hash rounds, chunks of 64, L / 64 buckets
+//   lsh         shared QK (q is used, k ignored), 4 hash rounds, chunks of 64, Reformer's L / 64
+//               buckets capped at 64 (the random rotation costs L E n_buckets / 2 per round: a
+//               bucket count growing with L makes the hashing quadratic)
 //   linformer   k = 256 projected positions (the paper's default), random N(0, 1/k) projections
 // The random draws the algorithm makes at every call (ProbSparse's key sample, LSH's rotations)
 // are made inside the timed call; fixed parameters (Performer's features, Linformer's
 // projections) are drawn once per (L, E, dtype) and cached, as a trained model holds them.
 #include <attn/attn.hpp>
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <tuple>
@@ -20,7 +23,7 @@ namespace zoo_approx {
 struct ZooApproxSetup {
   int64_t probsparse_factor = 5;
   int64_t performer_features = 0;  // 0 = int(E ln E)
-  int64_t lsh_hashes = 4, lsh_chunk = 64;
+  int64_t lsh_hashes = 4, lsh_chunk = 64, lsh_max_buckets = 64;
   int64_t linformer_k = 256;
   uint64_t seed = 1234;
 };
@@ -54,8 +57,8 @@ inline attn::Tensor performer(const attn::Tensor& q, const attn::Tensor& k, cons
 
 inline attn::Tensor lsh(const attn::Tensor& q, const attn::Tensor& /*k: shared QK*/, const attn::Tensor& v) {
   const int64_t L = q.size(-2), E = q.size(-1);
-  attn::Tensor rot = attn::lsh_random_rotations(E, setup().lsh_hashes, attn::lsh_default_buckets(L, setup().lsh_chunk),
-                                                detail::gen(), q.dtype());
+  const int64_t n_buckets = std::min(attn::lsh_default_buckets(L, setup().lsh_chunk), setup().lsh_max_buckets);
+  attn::Tensor rot = attn::lsh_random_rotations(E, setup().lsh_hashes, n_buckets, detail::gen(), q.dtype());
   return attn::lsh_attention(q, v, rot, setup().lsh_chunk);
 }
 

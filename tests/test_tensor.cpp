@@ -349,6 +349,27 @@ TEST_CASE("tensor: mean over no elements is NaN, over all and over an empty dim 
   CHECK(std::isnan(attn::Tensor::zeros({2, 0}, attn::kFloat64).mean().item<double>()));
 }
 
+TEST_CASE("set_cache_limit bounds the cached bytes and drops the excess at once", "[tensor][memory]") {
+  if (!attn::detail::BlockCache::kEnabled) return;  // off under AddressSanitizer
+  const int64_t keep = attn::cache_limit();
+  CHECK(keep == int64_t(1) << 30);  // the documented default
+  attn::empty_cache();
+  { attn::Tensor a = attn::Tensor::empty({1 << 14}), b = attn::Tensor::empty({1 << 15}); }  // 64 + 128 KiB
+  CHECK(attn::memory_stats().cached_bytes == int64_t(3) << 16);
+  attn::set_cache_limit(int64_t(1) << 17);  // 128 KiB: one of the two sizes must go now
+  CHECK(attn::memory_stats().cached_bytes <= int64_t(1) << 17);
+  CHECK(attn::cache_limit() == int64_t(1) << 17);
+  attn::set_cache_limit(0);  // off: a freed buffer goes straight back to the system
+  CHECK(attn::memory_stats().cached_bytes == 0);
+  { attn::Tensor c = attn::Tensor::empty({1 << 14}); }
+  CHECK(attn::memory_stats().cached_bytes == 0);
+  CHECK_THROWS_WITH(attn::set_cache_limit(-1), Catch::Matchers::Contains("set_cache_limit"));
+  attn::set_cache_limit(keep);
+  { attn::Tensor d = attn::Tensor::empty({1 << 14}); }
+  CHECK(attn::memory_stats().cached_bytes == int64_t(1) << 16);
+  attn::empty_cache();
+}
+
 TEST_CASE("freed buffers are reused by size (cache and per-thread pool), empty_cache returns them", "[tensor][memory]") {
   if (!attn::detail::BlockCache::kEnabled) return;  // off under AddressSanitizer
   attn::empty_cache();

@@ -15,6 +15,7 @@
 
 #include "../config.hpp"
 #include "device.hpp"
+#include "error.hpp"
 
 namespace attn {
 
@@ -36,8 +37,9 @@ namespace detail {
 // free, so without the cache every step of a training loop faults its buffers in again: tens of
 // milliseconds per call for a recurrent layer's saved states, seconds per training step of a
 // per-step loop that saves a few hundred MB (bench_cells). Freed blocks are kept per size, at
-// most kMaxBytes in all; when that is full, whole size classes go, least recently used first.
-// empty_cache() returns everything to the system. Under AddressSanitizer the cache is off, so a
+// most limit() bytes in all (kDefaultLimitBytes, set_cache_limit() changes it); when that is
+// full, whole size classes go, least recently used first. empty_cache() returns everything to
+// the system. Under AddressSanitizer the cache is off, so a
 // use after free is reported for every buffer.
 #ifndef ATTN_BLOCK_CACHE_MIN_BYTES
 #define ATTN_BLOCK_CACHE_MIN_BYTES (size_t(16) << 10)
@@ -45,7 +47,7 @@ namespace detail {
 class BlockCache {
  public:
   static constexpr bool kEnabled = !ATTN_UNDER_ASAN;
-  static constexpr size_t kMinBytes = ATTN_BLOCK_CACHE_MIN_BYTES, kMaxBytes = size_t(1) << 30;
+  static constexpr size_t kMinBytes = ATTN_BLOCK_CACHE_MIN_BYTES, kDefaultLimitBytes = size_t(1) << 30;
   static BlockCache& get() {
     static BlockCache* c = new BlockCache();  // never destroyed: tensors may outlive main()
     return *c;
@@ -76,7 +78,7 @@ class BlockCache {
       std::lock_guard<std::mutex> lk(m_);
       Bucket& mine = free_[bytes];
       mine.last_use = ++tick_;
-      while (held_ + bytes > kMaxBytes) {  // evict the least recently used other size class
+      while (held_ + bytes > limit_) {  // evict the least recently used other size class
         auto lru = free_.end();
         for (auto it = free_.begin(); it != free_.end(); ++it)
           if (it->first != bytes && !it->second.blocks.empty() &&
@@ -87,7 +89,7 @@ class BlockCache {
         drop.insert(drop.end(), lru->second.blocks.begin(), lru->second.blocks.end());
         lru->second.blocks.clear();
       }
-      if (held_ + bytes <= kMaxBytes) {
+      if (held_ + bytes <= limit_) {
         mine.blocks.push_back(p);
         held_ += bytes;
         p = nullptr;
@@ -111,6 +113,24 @@ class BlockCache {
     std::lock_guard<std::mutex> lk(m_);
     return held_;
   }
+  size_t limit() {
+    std::lock_guard<std::mutex> lk(m_);
+    return limit_;
+  }
+  // A new limit; cached blocks over it are returned to the system at once, largest sizes first.
+  void set_limit(size_t bytes) {
+    std::vector<void*> drop;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      limit_ = bytes;
+      for (auto it = free_.begin(); held_ > limit_ && it != free_.end(); ++it) {
+        held_ -= it->first * it->second.blocks.size();
+        drop.insert(drop.end(), it->second.blocks.begin(), it->second.blocks.end());
+        it->second.blocks.clear();
+      }
+    }
+    for (void* q : drop) std::free(q);
+  }
 
  private:
   struct Bucket {
@@ -119,7 +139,7 @@ class BlockCache {
   };
   std::mutex m_;
   std::unordered_map<size_t, Bucket> free_;
-  size_t held_ = 0;
+  size_t held_ = 0, limit_ = kDefaultLimitBytes;
   uint64_t tick_ = 0;
 };
 // Buffers under BlockCache::kMinBytes: a per-thread free list per 64-byte size class. A chain of
@@ -266,6 +286,15 @@ inline MemoryStats memory_stats() {
 }
 inline void reset_peak_memory() { detail::MemoryCounter::get().reset_peak(); }
 inline void empty_cache() { detail::BlockCache::get().release(); }
+// The most bytes of freed CPU buffers (16 KiB and up) kept for reuse; 1 GiB by default. A loop
+// whose steps allocate more than the limit faults fresh pages in on every step (about 0.5 s per
+// GiB on the VMs we measured); a larger limit avoids that at the cost of memory held between
+// steps. Lowering it returns the excess to the system at once; 0 turns the cache off.
+inline void set_cache_limit(int64_t bytes) {
+  ATTN_CHECK(bytes >= 0, "set_cache_limit: bytes must be >= 0, got ", bytes);
+  detail::BlockCache::get().set_limit(size_t(bytes));
+}
+inline int64_t cache_limit() { return int64_t(detail::BlockCache::get().limit()); }
 
 // Raw buffer, 64-byte aligned so Eigen maps and SIMD loads are aligned.
 struct Storage {

@@ -14,8 +14,8 @@
 // w_ij = phi(q_i).phi(k_j) / (phi(q_i).z + eps) are dropped after normalisation, as softmax
 // attention drops weights (E[out] is the output without dropout). The mask is one draw per
 // (item, key), shared by all queries of that item, since the weights are never formed.
-// Time O(N (L + S) E Ev), extra memory O((L + S) E) per batch item in flight; the L x S matrix is
-// never formed. The causal backward recomputes the running state by a forward scan and gets
+// Time O(N (L + S) E Ev), extra memory O((L + S) E) per thread (a scratch tensor, counted by
+// memory_stats); the L x S matrix is never formed. The causal backward recomputes the running state by a forward scan and gets
 // the key/value gradients by a reverse scan, so no per-step state is stored.
 // Parallel over the flattened leading dims, one batch item per thread in a fixed order:
 // bit-identical results for any thread count.
@@ -83,11 +83,11 @@ inline Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v
     const scalar_t* A = fa.defined() ? fa.data<scalar_t>() : nullptr;
     const scalar_t* Bd = fb.defined() ? fb.data<scalar_t>() : nullptr;
     parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-      std::vector<scalar_t> qf, kf, st;
+      Tensor work = Tensor::empty({kernels::cpu::la_scratch_size(L, S, E, Ev, A != nullptr, false)}, q.dtype());
       for (int64_t n = n0; n < n1; ++n)
         kernels::cpu::la_forward_one<scalar_t>(Q + n * L * E, K + n * S * E, V + n * S * Ev, O + n * L * Ev, L, S, E, Ev,
                                          causal, scalar_t(eps), A ? A + n * S : nullptr, Bd ? Bd + n * S : nullptr,
-                                         qf, kf, st);
+                                         work.data<scalar_t>());
     });
   });
   // Backward (la_backward_one), num_i = KV^T phi(q_i), den_i = phi(q_i) . z + eps:
@@ -105,13 +105,14 @@ inline Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v
                     const scalar_t* A = fa.defined() ? fa.data<scalar_t>() : nullptr;
                     const scalar_t* Bd = fb.defined() ? fb.data<scalar_t>() : nullptr;
                     parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-                      std::vector<scalar_t> qf, kf, st, gnum, gden;
+                      Tensor work = Tensor::empty(
+                          {kernels::cpu::la_scratch_size(L, S, E, Ev, A != nullptr, true)}, q.dtype());
                       for (int64_t n = n0; n < n1; ++n)
                         kernels::cpu::la_backward_one<scalar_t>(Q + n * L * E, K + n * S * E, V + n * S * Ev, O + n * L * Ev,
                                                           G + n * L * Ev, GQ + n * L * E, GK + n * S * E,
                                                           GV + n * S * Ev, L, S, E, Ev, causal, scalar_t(eps),
-                                                          A ? A + n * S : nullptr, Bd ? Bd + n * S : nullptr, qf, kf,
-                                                          st, gnum, gden);
+                                                          A ? A + n * S : nullptr, Bd ? Bd + n * S : nullptr,
+                                                          work.data<scalar_t>());
                     });
                   });
                   return std::vector<Tensor>{gq, gk, gv};

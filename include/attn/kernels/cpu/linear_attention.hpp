@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <vector>
 #include "gemm.hpp"
 #include "vmath.hpp"
 
@@ -36,29 +35,39 @@ const T* la_scaled_rows(const T* x, const T* a, T* buf, int64_t n, int64_t E) {
   return buf;
 }
 
+// Elements of the scratch one batch item needs (the caller gives each thread one buffer, a
+// tensor from the block cache: fresh std::vectors of megabytes were zero-filled and faulted in on
+// every call, half the op's time at L = 16,384):
+//   phi(q) [L, E], phi(k) [S, E] (and a_j phi(k_j) [S, E] with per-key factors), the state KV, z
+//   (backward: also gKV, gz, and gnum [L, Ev], gden [L]).
+inline int64_t la_scratch_size(int64_t L, int64_t S, int64_t E, int64_t Ev, bool factors, bool backward) {
+  const int64_t state = E * Ev + E;
+  return L * E + S * E * (factors ? 2 : 1) + (backward ? 2 * state + L * Ev + L : state);
+}
+
 // One batch item, forward. Writes out [L, Ev]. A, Bd: the per-key factors a_j, b_j, or nullptr (all 1).
+// work: la_scratch_size(L, S, E, Ev, A != nullptr, false) elements.
 template <class T>
 void la_forward_one(const T* Q, const T* K, const T* V, T* O, int64_t L, int64_t S, int64_t E, int64_t Ev,
-                    bool causal, T eps, const T* A, const T* Bd, std::vector<T>& qf, std::vector<T>& kf,
-                    std::vector<T>& st) {
-  qf.resize(size_t(L * E));
-  kf.resize(size_t(S * E * (A ? 2 : 1)));
-  la_phi(Q, qf.data(), L * E);
-  la_phi(K, kf.data(), S * E);
+                    bool causal, T eps, const T* A, const T* Bd, T* work) {
+  T* qf = work;
+  T* kf = qf + L * E;
+  la_phi(Q, qf, L * E);
+  la_phi(K, kf, S * E);
   // ka = a_j phi(k_j) (the numerator's keys); without per-key factors ka is kf itself.
-  const T* ka = la_scaled_rows(kf.data(), A, kf.data() + S * E, S, E);
-  st.assign(size_t(E * Ev + E), T(0));
-  T* KV = st.data();
+  const T* ka = la_scaled_rows(kf, A, kf + S * E, S, E);
+  T* KV = kf + S * E * (A ? 2 : 1);
   T* z = KV + E * Ev;
+  std::fill(KV, z + E, T(0));
   if (!causal) {
     kernels::cpu::gemm_serial<T>(true, false, E, Ev, S, T(1), ka, E, V, Ev, T(0), KV, Ev);
     for (int64_t j = 0; j < S; ++j) {
       const T bj = Bd ? Bd[j] : T(1);
-      for (int64_t e = 0; e < E; ++e) z[e] += bj * kf[size_t(j * E + e)];
+      for (int64_t e = 0; e < E; ++e) z[e] += bj * kf[j * E + e];
     }
-    kernels::cpu::gemm_serial<T>(false, false, L, Ev, E, T(1), qf.data(), E, KV, Ev, T(0), O, Ev);
+    kernels::cpu::gemm_serial<T>(false, false, L, Ev, E, T(1), qf, E, KV, Ev, T(0), O, Ev);
     for (int64_t i = 0; i < L; ++i) {
-      const T* q = qf.data() + i * E;
+      const T* q = qf + i * E;
       T den = eps;
       for (int64_t e = 0; e < E; ++e) den += q[e] * z[e];
       const T inv = T(1) / den;
@@ -68,11 +77,11 @@ void la_forward_one(const T* Q, const T* K, const T* V, T* O, int64_t L, int64_t
   }
   // Causal: S_i = S_{i-1} + phi(k_i) v_i^T, z_i = z_{i-1} + phi(k_i); out_i = S_i^T phi(q_i) / (phi(q_i).z_i + eps)
   for (int64_t i = 0; i < L; ++i) {
-    const T* kr = kf.data() + i * E;
+    const T* kr = kf + i * E;
     const T* kar = ka + i * E;
     const T bi = Bd ? Bd[i] : T(1);
     const T* vr = V + i * Ev;
-    const T* q = qf.data() + i * E;
+    const T* q = qf + i * E;
     T* o = O + i * Ev;
     std::fill(o, o + Ev, T(0));
     T den = eps;
@@ -98,49 +107,48 @@ void la_forward_one(const T* Q, const T* K, const T* V, T* O, int64_t L, int64_t
 //   gKV    = sum_i qf_i gnum_i^T,  gz = sum_i gden_i qf_i          (causal: sums over i >= j)
 //   gkf_j  = a_j gKV v_j + b_j gz,  gv_j = gKV^T (a_j kf_j)
 //   gq = gqf * phi'(q), gk = gkf * phi'(k),  phi'(x) = 1 (x > 0), exp(x) (x <= 0)
+// work: la_scratch_size(L, S, E, Ev, A != nullptr, true) elements.
 template <class T>
 void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G, T* gQ, T* gK, T* gV, int64_t L,
-                     int64_t S, int64_t E, int64_t Ev, bool causal, T eps, const T* A, const T* Bd,
-                     std::vector<T>& qf, std::vector<T>& kf, std::vector<T>& st, std::vector<T>& gnum,
-                     std::vector<T>& gden) {
-  qf.resize(size_t(L * E));
-  kf.resize(size_t(S * E * (A ? 2 : 1)));
-  la_phi(Q, qf.data(), L * E);
-  la_phi(K, kf.data(), S * E);
-  const T* ka = la_scaled_rows(kf.data(), A, kf.data() + S * E, S, E);
-  st.assign(size_t(2 * (E * Ev + E)), T(0));
-  T* KV = st.data();
+                     int64_t S, int64_t E, int64_t Ev, bool causal, T eps, const T* A, const T* Bd, T* work) {
+  T* qf = work;
+  T* kf = qf + L * E;
+  la_phi(Q, qf, L * E);
+  la_phi(K, kf, S * E);
+  const T* ka = la_scaled_rows(kf, A, kf + S * E, S, E);
+  T* KV = kf + S * E * (A ? 2 : 1);
   T* z = KV + E * Ev;
   T* gKV = z + E;
   T* gz = gKV + E * Ev;
-  gnum.resize(size_t(L * Ev));
-  gden.resize(size_t(L));
+  std::fill(KV, gz + E, T(0));
+  T* gnum = gz + E;
+  T* gden = gnum + L * Ev;
   auto row_grads = [&](int64_t i) {  // gnum_i, gden_i from den_i (needs z for row i)
-    const T* q = qf.data() + i * E;
+    const T* q = qf + i * E;
     T den = eps;
     for (int64_t e = 0; e < E; ++e) den += q[e] * z[e];
     const T inv = T(1) / den;
     T go = 0;
     for (int64_t d = 0; d < Ev; ++d) {
-      gnum[size_t(i * Ev + d)] = G[i * Ev + d] * inv;
+      gnum[i * Ev + d] = G[i * Ev + d] * inv;
       go += G[i * Ev + d] * O[i * Ev + d];
     }
-    gden[size_t(i)] = -go * inv;
+    gden[i] = -go * inv;
   };
   if (!causal) {
     kernels::cpu::gemm_serial<T>(true, false, E, Ev, S, T(1), ka, E, V, Ev, T(0), KV, Ev);
     for (int64_t j = 0; j < S; ++j) {
       const T bj = Bd ? Bd[j] : T(1);
-      for (int64_t e = 0; e < E; ++e) z[e] += bj * kf[size_t(j * E + e)];
+      for (int64_t e = 0; e < E; ++e) z[e] += bj * kf[j * E + e];
     }
     for (int64_t i = 0; i < L; ++i) row_grads(i);
     // gqf = gnum KV^T + gden z^T  (written into gQ, then scaled by phi')
-    kernels::cpu::gemm_serial<T>(false, true, L, E, Ev, T(1), gnum.data(), Ev, KV, Ev, T(0), gQ, E);
+    kernels::cpu::gemm_serial<T>(false, true, L, E, Ev, T(1), gnum, Ev, KV, Ev, T(0), gQ, E);
     for (int64_t i = 0; i < L; ++i)
-      for (int64_t e = 0; e < E; ++e) gQ[i * E + e] += gden[size_t(i)] * z[e];
-    kernels::cpu::gemm_serial<T>(true, false, E, Ev, L, T(1), qf.data(), E, gnum.data(), Ev, T(0), gKV, Ev);
+      for (int64_t e = 0; e < E; ++e) gQ[i * E + e] += gden[i] * z[e];
+    kernels::cpu::gemm_serial<T>(true, false, E, Ev, L, T(1), qf, E, gnum, Ev, T(0), gKV, Ev);
     for (int64_t i = 0; i < L; ++i)
-      for (int64_t e = 0; e < E; ++e) gz[e] += gden[size_t(i)] * qf[size_t(i * E + e)];
+      for (int64_t e = 0; e < E; ++e) gz[e] += gden[i] * qf[i * E + e];
     kernels::cpu::gemm_serial<T>(false, true, S, E, Ev, T(1), V, Ev, gKV, Ev, T(0), gK, E);
     for (int64_t j = 0; j < S; ++j) {
       const T aj = A ? A[j] : T(1), bj = Bd ? Bd[j] : T(1);
@@ -150,7 +158,7 @@ void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G,
   } else {
     // Forward re-scan: rebuild S_i, z_i step by step; gqf_i = S_i gnum_i + gden_i z_i.
     for (int64_t i = 0; i < L; ++i) {
-      const T* kr = kf.data() + i * E;
+      const T* kr = kf + i * E;
       const T* kar = ka + i * E;
       const T bi = Bd ? Bd[i] : T(1);
       const T* vr = V + i * Ev;
@@ -160,18 +168,18 @@ void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G,
         z[e] += bi * kr[e];
       }
       row_grads(i);
-      const T* gn = gnum.data() + i * Ev;
+      const T* gn = gnum + i * Ev;
       for (int64_t e = 0; e < E; ++e) {
         const T* row = KV + e * Ev;
-        T acc = gden[size_t(i)] * z[e];
+        T acc = gden[i] * z[e];
         for (int64_t d = 0; d < Ev; ++d) acc += row[d] * gn[d];
         gQ[i * E + e] = acc;
       }
     }
     // Reverse scan: gKV_j = sum_{i >= j} qf_i gnum_i^T, gz_j = sum_{i >= j} gden_i qf_i.
     for (int64_t j = L - 1; j >= 0; --j) {
-      const T* q = qf.data() + j * E;
-      const T* gn = gnum.data() + j * Ev;
+      const T* q = qf + j * E;
+      const T* gn = gnum + j * Ev;
       const T* kar = ka + j * E;
       const T aj = A ? A[j] : T(1), bj = Bd ? Bd[j] : T(1);
       const T* vr = V + j * Ev;
@@ -185,13 +193,13 @@ void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G,
           acc += row[d] * vr[d];
           gv[d] += row[d] * kar[e];
         }
-        gz[e] += gden[size_t(j)] * q[e];
+        gz[e] += gden[j] * q[e];
         gK[j * E + e] = aj * acc + bj * gz[e];
       }
     }
   }
-  la_scale_by_phi_grad(gQ, qf.data(), L * E);
-  la_scale_by_phi_grad(gK, kf.data(), S * E);
+  la_scale_by_phi_grad(gQ, qf, L * E);
+  la_scale_by_phi_grad(gK, kf, S * E);
 }
 
 }  // namespace attn::kernels::cpu
