@@ -264,13 +264,38 @@ TEST_CASE("performer: orthogonal features are orthogonal within a block and appr
 TEST_CASE("performer: gradcheck in double, non-causal and causal (chunked)", "[zoo][performer][gradcheck]") {
   manual_seed(4);
   Generator gen(2);
-  Tensor w = orthogonal_random_features(6, 3, gen, kFloat64);
+  // m = 6, E = 3: scalar tails only; m = 21, E = 9: the vector reductions (8 doubles) and their tails
+  for (auto [m, E] : {std::pair<int64_t, int64_t>{6, 3}, {21, 9}}) {
+    Tensor w = orthogonal_random_features(m, E, gen, kFloat64);
+    for (bool causal : {false, true}) {
+      Tensor q = rnd({1, 2, 5, E}), k = rnd({1, 2, 5, E}), v = rnd({1, 2, 5, 2});
+      auto res = testing::gradcheck([&](const std::vector<Tensor>& in) {
+        return performer_attention(in[0], in[1], in[2], w, causal, 1e-6, 2); }, {q, k, v});
+      INFO("m " << m << " causal " << causal << ": " << res.message);
+      CHECK(res.ok);
+    }
+  }
+}
+
+TEST_CASE("performer: float agrees with double, forward and backward", "[zoo][performer]") {
+  manual_seed(5);
+  Generator gen(3);
+  const Tensor w = orthogonal_random_features(40, 16, gen, kFloat64);
+  const Tensor q = rnd({1, 2, 33, 16}, 0.5), k = rnd({1, 2, 33, 16}, 0.5), v = rnd({1, 2, 33, 7}),
+               r = rnd({1, 2, 33, 7});
   for (bool causal : {false, true}) {
-    Tensor q = rnd({1, 2, 5, 3}), k = rnd({1, 2, 5, 3}), v = rnd({1, 2, 5, 2});
-    auto res = testing::gradcheck([&](const std::vector<Tensor>& in) {
-      return performer_attention(in[0], in[1], in[2], w, causal, 1e-6, 2); }, {q, k, v});
-    INFO(res.message);
-    CHECK(res.ok);
+    std::vector<Tensor> outs, grads;
+    for (DType dt : {kFloat64, kFloat32}) {
+      Tensor a = q.to(dt).detach().requires_grad_(), b = k.to(dt).detach().requires_grad_(),
+             c = v.to(dt).detach().requires_grad_();
+      Tensor o = performer_attention(a, b, c, w.to(dt), causal, 1e-6, 8);
+      sum(o * r.to(dt)).backward();
+      outs.push_back(o.detach().to(kFloat64));
+      for (const Tensor& t : {a, b, c}) grads.push_back(t.grad().to(kFloat64));
+    }
+    INFO("causal " << causal);
+    CHECK(check_close(outs[1], outs[0], 1e-4, 1e-5, "out"));
+    for (int i = 0; i < 3; ++i) CHECK(check_close(grads[size_t(3 + i)], grads[size_t(i)], 1e-3, 1e-4, "grad"));
   }
 }
 

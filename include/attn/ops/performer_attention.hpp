@@ -20,8 +20,10 @@
 //
 // E[phi(q) . phi(k)] = exp(q.k / sqrt(E)) for w ~ N(0, I) (the positive random features of the
 // paper); orthogonal rows lower the variance. Time O(N (L + S) m (E + Ev)) (+ O(N L C m) causal),
-// memory O(N L Ev) saved (the output) plus O((L + S) m) scratch per thread (a tensor, counted by
-// memory_stats): the backward recomputes the features. Parallel over the flattened leading dims, one item per thread:
+// memory: saved for the backward (non-causal, when a gradient is tracked) the numerators and
+// denominators and KV = Fk^T Vz, O(N (L + m) Ev); plus O((L + S) m) scratch per thread (a
+// tensor, counted by memory_stats). The backward recomputes the features (and, causal, the
+// chunk products): keeping them would cost (L + S) m per item, several times the output. Parallel over the flattened leading dims, one item per thread:
 // bit-identical for any thread count.
 #include <algorithm>
 #include <cmath>
@@ -94,26 +96,30 @@ inline Tensor performer_attention(const Tensor& q, const Tensor& k, const Tensor
   Shape os = q.shape();
   os.back() = Ev;
   Tensor out = Tensor::empty(os, q.dtype());
+  const bool track = is_grad_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+  const int64_t saved_size = kernels::cpu::favor_saved_size(fs);
+  const Tensor saved = track && saved_size > 0 ? Tensor::empty({N, saved_size}, q.dtype()) : Tensor();
   ATTN_DISPATCH_FLOATING(q.dtype(), op, [&] {
     const scalar_t *Q = q.data<scalar_t>(), *K = k.data<scalar_t>(), *V = v.data<scalar_t>(),
                    *Wf = features.data<scalar_t>();
-    scalar_t* O = out.data<scalar_t>();
+    scalar_t *O = out.data<scalar_t>(), *SV = saved.defined() ? saved.data<scalar_t>() : nullptr;
     parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
       Tensor buf = Tensor::empty({kernels::cpu::favor_scratch_size(fs)}, q.dtype()), idx = Tensor::empty({L + 1}, kInt64);
       auto ws = kernels::cpu::favor_bind(fs, buf.data<scalar_t>(), idx.data<int64_t>());
       for (int64_t n = n0; n < n1; ++n)
         kernels::cpu::favor_forward<scalar_t>(fs, Q + n * L * E, K + n * S * E, V + n * S * Ev, Wf, scalar_t(eps),
-                                              O + n * L * Ev, ws);
+                                              O + n * L * Ev, ws, SV ? SV + n * saved_size : nullptr);
     });
   });
   return record(causal ? "performer_attention_causal" : "performer_attention", out, {q, k, v},
-                [q, k, v, features, fs, eps, N](const std::vector<Tensor>& g) {
+                [q, k, v, features, fs, eps, N, saved, saved_size](const std::vector<Tensor>& g) {
                   const int64_t L = fs.L, S = fs.S, E = fs.E, Ev = fs.Ev;
                   Tensor gq = Tensor::empty(q.shape(), q.dtype()), gk = Tensor::empty(k.shape(), q.dtype()),
                          gv = Tensor::empty(v.shape(), q.dtype());
                   ATTN_DISPATCH_FLOATING(q.dtype(), "performer_attention_backward", [&] {
                     const scalar_t *Q = q.data<scalar_t>(), *K = k.data<scalar_t>(), *V = v.data<scalar_t>(),
-                                   *Wf = features.data<scalar_t>(), *G = g[0].data<scalar_t>();
+                                   *Wf = features.data<scalar_t>(), *G = g[0].data<scalar_t>(),
+                                   *SV = saved.defined() ? saved.data<scalar_t>() : nullptr;
                     scalar_t *GQ = gq.data<scalar_t>(), *GK = gk.data<scalar_t>(), *GV = gv.data<scalar_t>();
                     parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
                       Tensor buf = Tensor::empty({kernels::cpu::favor_scratch_size(fs)}, q.dtype()),
@@ -122,7 +128,8 @@ inline Tensor performer_attention(const Tensor& q, const Tensor& k, const Tensor
                       for (int64_t n = n0; n < n1; ++n)
                         kernels::cpu::favor_backward<scalar_t>(fs, Q + n * L * E, K + n * S * E, V + n * S * Ev, Wf,
                                                                scalar_t(eps), G + n * L * Ev, GQ + n * L * E,
-                                                               GK + n * S * E, GV + n * S * Ev, ws);
+                                                               GK + n * S * E, GV + n * S * Ev, ws,
+                                                               SV ? SV + n * saved_size : nullptr);
                     });
                   });
                   return std::vector<Tensor>{gq, gk, gv};

@@ -1,5 +1,5 @@
 #pragma once
-// Transcendental functions over contiguous spans: y[i] = f(x[i]), y may alias x. Every op that
+// Transcendental functions over contiguous spans: y[i] = f(x[i]), y may alias x; and the reductions max_n, dot_n, sum_n. Every op that
 // maps tanh / sigmoid / exp over many elements goes through here (a scalar std::tanh per element
 // was the largest single cost of the anomaly classifier's attention pooling). The vector code is simd.inc's
 // (Cephes' exp and tanh on registers of the kernel path in use, within 2 ulp); the last partial
@@ -19,5 +19,15 @@ inline void sigmoid_n(const T* x, T* y, int64_t n) { ATTN_ISA_DISPATCH(sigmoid_n
 
 template <class T>
 inline void exp_n(const T* x, T* y, int64_t n) { ATTN_ISA_DISPATCH(exp_n<T>(x, y, n)); }
+
+// The largest of x[0 .. n), n >= 1 (with a NaN among them: one of the values, unspecified which).
+template <class T>
+inline T max_n(const T* x, int64_t n) { ATTN_ISA_DISPATCH(max_n<T>(x, n)); }
+
+// sum of a[i] * b[i] and sum of x[i] over i < n, vectorised (a fixed order for each n).
+template <class T>
+inline T dot_n(const T* a, const T* b, int64_t n) { ATTN_ISA_DISPATCH(dot_n<T>(a, b, n)); }
+template <class T>
+inline T sum_n(const T* x, int64_t n) { ATTN_ISA_DISPATCH(sum_n<T>(x, n)); }
 
 }  // namespace attn::kernels::cpu
