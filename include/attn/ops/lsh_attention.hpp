@@ -15,7 +15,8 @@
 //
 // The hashing and sorting are not differentiated (as in the paper). x [..., L, E], v [..., L, Ev],
 // rotations [n_hashes, E, n_buckets / 2] shared by every batch item and head. Time
-// O(N n_hashes L (chunk (E + Ev) + E n_buckets)), memory O(N n_hashes L (chunk + Ev)): no L x L
+// O(N n_hashes L (chunk (E + Ev) + E n_buckets)), memory O(N n_hashes L (chunk + Ev)) saved plus
+// O(L (E + Ev + n_buckets)) scratch per thread (tensors, counted by memory_stats): no L x L
 // buffer. Parallel over the flattened leading dims, one item per thread: bit-identical for any
 // thread count.
 #include <algorithm>
@@ -78,45 +79,47 @@ inline Tensor lsh_attention(const Tensor& x, const Tensor& v, const Tensor& rota
   Tensor out = Tensor::empty(v.shape(), x.dtype());
   Tensor perm = Tensor::empty({N, nh, L}, kInt64), P = Tensor::empty({N, nh, L, W}, x.dtype()),
          lse = Tensor::empty({N, nh, L}, x.dtype()), Or = Tensor::empty({N, nh, L, Ev}, x.dtype()),
-         kn = Tensor::empty(x.shape(), x.dtype()), norms = Tensor::empty({N, L}, x.dtype());
+         norms = Tensor::empty({N, L}, x.dtype());
   ATTN_DISPATCH_FLOATING(x.dtype(), op, [&] {
     const scalar_t *X = x.data<scalar_t>(), *V = v.data<scalar_t>(), *R = rotations.data<scalar_t>();
     scalar_t *O = out.data<scalar_t>(), *Pp = P.data<scalar_t>(), *Lp = lse.data<scalar_t>(),
-             *Op = Or.data<scalar_t>(), *Kn = kn.data<scalar_t>(), *Nr = norms.data<scalar_t>();
+             *Op = Or.data<scalar_t>(), *Nr = norms.data<scalar_t>();
     int64_t* pp = perm.data<int64_t>();
     parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+      Tensor buf = Tensor::empty({kernels::cpu::lsh_scratch_size(s, false)}, x.dtype()),
+             idx = Tensor::empty({kernels::cpu::lsh_index_size(s)}, kInt64);
+      auto ws = kernels::cpu::lsh_bind(s, false, buf.data<scalar_t>(), idx.data<int64_t>());
       for (int64_t n = n0; n < n1; ++n) {
-        for (int64_t i = 0; i < L; ++i) {  // k_i = x_i / |x_i| (0 for a zero row)
+        for (int64_t i = 0; i < L; ++i) {  // |x_i|: the keys are k_i = x_i / |x_i| (0 for a zero row)
           const scalar_t* xi = X + (n * L + i) * E;
-          scalar_t nrm = 0;
-          for (int64_t e = 0; e < E; ++e) nrm += xi[e] * xi[e];
-          nrm = std::sqrt(nrm);
-          Nr[n * L + i] = nrm;
-          for (int64_t e = 0; e < E; ++e) Kn[(n * L + i) * E + e] = nrm > 0 ? xi[e] / nrm : scalar_t(0);
+          Nr[n * L + i] = std::sqrt(kernels::cpu::dot_n(xi, xi, E));
         }
-        kernels::cpu::lsh_forward<scalar_t>(s, X + n * L * E, Kn + n * L * E, V + n * L * Ev, R, scalar_t(sc),
+        kernels::cpu::lsh_forward<scalar_t>(s, X + n * L * E, Nr + n * L, V + n * L * Ev, R, scalar_t(sc),
                                             pp + n * nh * L, Pp + n * nh * L * W, Lp + n * nh * L,
-                                            Op + n * nh * L * Ev, O + n * L * Ev);
+                                            Op + n * nh * L * Ev, O + n * L * Ev, ws);
       }
     });
   });
   return record(causal ? "lsh_attention_causal" : "lsh_attention", out, {x, v},
-                [x, v, s, sc, N, W, perm, P, lse, Or, kn, norms, od = out.detach()](const std::vector<Tensor>& g) {
+                [x, v, s, sc, N, W, perm, P, lse, Or, norms, od = out.detach()](const std::vector<Tensor>& g) {
                   Tensor gx = Tensor::empty(x.shape(), x.dtype()), gv = Tensor::empty(v.shape(), x.dtype());
                   const int64_t L = s.L, E = s.E, Ev = s.Ev, nh = s.n_hashes;
                   ATTN_DISPATCH_FLOATING(x.dtype(), "lsh_attention_backward", [&] {
                     const scalar_t *X = x.data<scalar_t>(), *V = v.data<scalar_t>(), *Pp = P.data<scalar_t>(),
-                                   *Lp = lse.data<scalar_t>(), *Op = Or.data<scalar_t>(), *Kn = kn.data<scalar_t>(),
+                                   *Lp = lse.data<scalar_t>(), *Op = Or.data<scalar_t>(),
                                    *Nr = norms.data<scalar_t>(), *O = od.data<scalar_t>(), *G = g[0].data<scalar_t>();
                     const int64_t* pp = perm.data<int64_t>();
                     scalar_t *GX = gx.data<scalar_t>(), *GV = gv.data<scalar_t>();
                     parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+                      Tensor buf = Tensor::empty({kernels::cpu::lsh_scratch_size(s, true)}, x.dtype()),
+                             idx = Tensor::empty({kernels::cpu::lsh_index_size(s)}, kInt64);
+                      auto ws = kernels::cpu::lsh_bind(s, true, buf.data<scalar_t>(), idx.data<int64_t>());
                       for (int64_t n = n0; n < n1; ++n)
-                        kernels::cpu::lsh_backward<scalar_t>(s, X + n * L * E, Kn + n * L * E, Nr + n * L,
+                        kernels::cpu::lsh_backward<scalar_t>(s, X + n * L * E, Nr + n * L,
                                                              V + n * L * Ev, pp + n * nh * L, Pp + n * nh * L * W,
                                                              Lp + n * nh * L, Op + n * nh * L * Ev, O + n * L * Ev,
                                                              G + n * L * Ev, scalar_t(sc), GX + n * L * E,
-                                                             GV + n * L * Ev);
+                                                             GV + n * L * Ev, ws);
                     });
                   });
                   return std::vector<Tensor>{gx, gv};
