@@ -45,19 +45,35 @@ inline int64_t la_scratch_size(int64_t L, int64_t S, int64_t E, int64_t Ev, bool
   return L * E + S * E * (factors ? 2 : 1) + (backward ? 2 * state + L * Ev + L : state);
 }
 
+// The start of work, shared by the forward and the backward of one item: phi(Q) [L, E], phi(K)
+// [S, E], ka = a_j phi(k_j) (the numerator's keys; without per-key factors ka is phi(K) itself,
+// else [S, E] more), then the state KV [E, Ev] and z [E] (not zeroed); the backward's buffers
+// follow z.
+template <class T>
+struct LaFeatures {
+  T* qf;
+  T* kf;
+  const T* ka;
+  T* KV;
+  T* z;
+};
+template <class T>
+LaFeatures<T> la_features(const T* Q, const T* K, int64_t L, int64_t S, int64_t E, int64_t Ev, const T* A, T* work) {
+  T* qf = work;
+  T* kf = qf + L * E;
+  la_phi(Q, qf, L * E);
+  la_phi(K, kf, S * E);
+  const T* ka = la_scaled_rows(kf, A, kf + S * E, S, E);
+  T* KV = kf + S * E * (A ? 2 : 1);
+  return {qf, kf, ka, KV, KV + E * Ev};
+}
+
 // One batch item, forward. Writes out [L, Ev]. A, Bd: the per-key factors a_j, b_j, or nullptr (all 1).
 // work: la_scratch_size(L, S, E, Ev, A != nullptr, false) elements.
 template <class T>
 void la_forward_one(const T* Q, const T* K, const T* V, T* O, int64_t L, int64_t S, int64_t E, int64_t Ev,
                     bool causal, T eps, const T* A, const T* Bd, T* work) {
-  T* qf = work;
-  T* kf = qf + L * E;
-  la_phi(Q, qf, L * E);
-  la_phi(K, kf, S * E);
-  // ka = a_j phi(k_j) (the numerator's keys); without per-key factors ka is kf itself.
-  const T* ka = la_scaled_rows(kf, A, kf + S * E, S, E);
-  T* KV = kf + S * E * (A ? 2 : 1);
-  T* z = KV + E * Ev;
+  const auto [qf, kf, ka, KV, z] = la_features(Q, K, L, S, E, Ev, A, work);
   std::fill(KV, z + E, T(0));
   if (!causal) {
     kernels::cpu::gemm_serial<T>(true, false, E, Ev, S, T(1), ka, E, V, Ev, T(0), KV, Ev);
@@ -111,13 +127,7 @@ void la_forward_one(const T* Q, const T* K, const T* V, T* O, int64_t L, int64_t
 template <class T>
 void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G, T* gQ, T* gK, T* gV, int64_t L,
                      int64_t S, int64_t E, int64_t Ev, bool causal, T eps, const T* A, const T* Bd, T* work) {
-  T* qf = work;
-  T* kf = qf + L * E;
-  la_phi(Q, qf, L * E);
-  la_phi(K, kf, S * E);
-  const T* ka = la_scaled_rows(kf, A, kf + S * E, S, E);
-  T* KV = kf + S * E * (A ? 2 : 1);
-  T* z = KV + E * Ev;
+  const auto [qf, kf, ka, KV, z] = la_features(Q, K, L, S, E, Ev, A, work);
   T* gKV = z + E;
   T* gz = gKV + E * Ev;
   std::fill(KV, gz + E, T(0));
