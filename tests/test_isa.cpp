@@ -1,11 +1,13 @@
 // Kernel paths chosen at run time (core/cpu_info.hpp, kernels/cpu/isa_expand.inc): the choice and
 // its errors, and every path this CPU can run against the baseline path and against libm: GEMM
-// (packed, in place, prepacked, direct and dot-product shapes), exp / tanh / sigmoid, the LSTM and
-// GRU gate math. Within a path results are bit-identical for 1 and 2 threads.
+// (packed, in place, prepacked, direct and dot-product shapes), exp / tanh / sigmoid, the span
+// reductions max_n / dot_n / sum_n, the LSTM and GRU gate math. Within a path results are
+// bit-identical for 1 and 2 threads.
 // The whole suite also runs with each path forced (ATTN_ISA, `make test`), which checks every
 // op against the PyTorch goldens on every path.
 #include <attn/attn.hpp>
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -198,6 +200,60 @@ static void vmath_paths() {
 TEST_CASE("exp / tanh / sigmoid: every runnable path within a few ulp, position-independent", "[isa][vmath]") {
   vmath_paths<float>();
   vmath_paths<double>();
+}
+
+// max_n / dot_n / sum_n on every path, for every length from 1 to 70 (less than a register, whole
+// registers, tails): max exact, sums within n ulp of long double; the bits depend only on the
+// values, not on where the span starts.
+template <class T>
+static void reduction_paths() {
+  const auto a = random_vector<T>(80, 11), b = random_vector<T>(80, 12);
+  std::vector<T> a_off(83), b_off(83);
+  std::copy(a.begin(), a.end(), a_off.begin() + 3);
+  std::copy(b.begin(), b.end(), b_off.begin() + 3);
+  const double eps = double(std::numeric_limits<T>::epsilon());
+  for (Isa isa : runnable_paths()) {
+    INFO("path " << attn::isa_name(isa) << (sizeof(T) == 4 ? " float" : " double"));
+    for (int64_t n = 1; n <= 70; ++n) {
+      INFO("n " << n);
+      T mx = 0, dot = 0, sum = 0, mx2 = 0, dot2 = 0, sum2 = 0;
+      auto run = [&](const T* x, const T* y, T& m, T& d, T& s) {
+        switch (isa) {
+#if ATTN_X86_DISPATCH
+          case Isa::avx512:
+            m = cpu::isa_avx512::max_n<T>(x, n), d = cpu::isa_avx512::dot_n<T>(x, y, n), s = cpu::isa_avx512::sum_n<T>(x, n);
+            break;
+          case Isa::avx2:
+            m = cpu::isa_avx2::max_n<T>(x, n), d = cpu::isa_avx2::dot_n<T>(x, y, n), s = cpu::isa_avx2::sum_n<T>(x, n);
+            break;
+#endif
+          default:
+            m = cpu::isa_baseline::max_n<T>(x, n), d = cpu::isa_baseline::dot_n<T>(x, y, n),
+            s = cpu::isa_baseline::sum_n<T>(x, n);
+        }
+      };
+      run(a.data(), b.data(), mx, dot, sum);
+      run(a_off.data() + 3, b_off.data() + 3, mx2, dot2, sum2);
+      long double want_dot = 0, want_sum = 0, abs_dot = 0, abs_sum = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        want_dot += (long double)a[size_t(i)] * b[size_t(i)];
+        want_sum += a[size_t(i)];
+        abs_dot += std::fabs((long double)a[size_t(i)] * b[size_t(i)]);
+        abs_sum += std::fabs((long double)a[size_t(i)]);
+      }
+      CHECK(mx == *std::max_element(a.begin(), a.begin() + n));
+      CHECK(std::fabs(dot - want_dot) <= double(n) * eps * abs_dot);
+      CHECK(std::fabs(sum - want_sum) <= double(n) * eps * abs_sum);
+      CHECK(mx2 == mx);
+      CHECK(dot2 == dot);
+      CHECK(sum2 == sum);
+    }
+  }
+}
+
+TEST_CASE("max_n / dot_n / sum_n: every runnable path, every length, position-independent", "[isa][vmath]") {
+  reduction_paths<float>();
+  reduction_paths<double>();
 }
 
 // LSTM and GRU gate math of one row (H = 37: full registers plus a tail on every path) against
