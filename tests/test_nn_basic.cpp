@@ -227,3 +227,50 @@ TEST_CASE("training: a small MLP fits sin(x) with Adam", "[nn][train]") {
   CHECK(last < first / 20);
   CHECK(last < 0.01);
 }
+
+// A few rows times a parameter run through a kept copy of W^T (ops/matmul.hpp,
+// transposed_parameter): the results must follow every in-place write to W through the API.
+TEST_CASE("Linear: small batches through the kept W^T follow in-place updates of the weight", "[nn]") {
+  manual_seed(3);
+  for (DType dt : {kFloat32, kFloat64}) {
+    nn::Linear lin(51, 204);
+    lin.to(dt);
+    const double tol = dt == kFloat32 ? 1e-5 : 1e-12;
+    const Tensor x = Tensor::randn({3, 51}, dt);
+    // Reference: the same product with a plain copy of the weight (not a parameter: dot products).
+    auto reference = [&] { return linear(x, lin.weight.detach().clone(), lin.bias.detach().clone()); };
+    auto forward = [&] {
+      NoGradGuard ng;
+      return lin.forward(x);
+    };
+    CHECK(check_close(forward(), reference(), tol, tol, "fresh weight"));
+    CHECK(check_close(forward(), reference(), tol, tol, "second call (kept W^T)"));
+    const Tensor before = forward();
+    // An optimizer step.
+    optim::SGD opt(lin.parameters(), optim::SGDOptions(0.5));
+    sum(mul(lin.forward(x), lin.forward(x))).backward();
+    opt.step();
+    const Tensor after_step = forward();
+    CHECK_FALSE(check_close(after_step, before, tol, tol));
+    CHECK(check_close(after_step, reference(), tol, tol, "after an SGD step"));
+    // copy_ and fill_ under NoGradGuard.
+    {
+      NoGradGuard ng;
+      lin.weight.copy_(Tensor::randn({204, 51}, dt));
+    }
+    CHECK(check_close(forward(), reference(), tol, tol, "after copy_"));
+    {
+      NoGradGuard ng;
+      lin.weight.fill_(0.25);
+    }
+    CHECK(check_close(forward(), reference(), tol, tol, "after fill_"));
+    // A new parameter (possibly at the address of a freed one) never sees an old W^T.
+    for (int i = 0; i < 3; ++i) {
+      nn::Linear other(51, 204);
+      other.to(dt);
+      NoGradGuard ng;
+      CHECK(check_close(other.forward(x), linear(x, other.weight.detach().clone(), other.bias.detach().clone()), tol,
+                        tol, "new layer"));
+    }
+  }
+}

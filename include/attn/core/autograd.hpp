@@ -83,6 +83,12 @@ inline void bump_version(const Tensor& t) {
 }
 }  // namespace detail
 
+// For user code that writes into a tensor through data<T>() (PyTorch's
+// torch.autograd.graph.increment_version): marks the write, so a backward that saved the tensor
+// throws instead of using the new values, and the small-batch products stop using their kept copy
+// of a parameter's transpose (ops/matmul.hpp, transposed_parameter).
+inline void increment_version(const Tensor& t) { detail::bump_version(t); }
+
 // A tensor a backward reads: its storage, the storage's version when the op was recorded, and
 // which input or output of the node it is (-1: neither, e.g. a mask), for the error message (an
 // output's dtype and shape are kept here, as the node does not keep its outputs).

@@ -155,8 +155,16 @@ class Tensor {
 
  private:
   TensorImpl& impl() const {
-    if (!impl_) throw std::logic_error("attn: use of an undefined Tensor");
+    if (ATTN_UNLIKELY(!impl_)) throw_undefined();
     return *impl_;
+  }
+  [[noreturn]] ATTN_COLD static void throw_undefined() { throw std::logic_error("attn: use of an undefined Tensor"); }
+  [[noreturn]] ATTN_COLD void throw_bad_access(DType wanted) const {
+    if (wanted != dtype())
+      throw std::invalid_argument(std::string("data<T>: tensor has dtype ") + dtype_name(dtype()) + ", requested " +
+                                  dtype_name(wanted));
+    throw std::invalid_argument("data<T>: tensor lives on " + std::string(device_name(device())) +
+                                "; call .to(Device::CPU) first");
   }
   std::shared_ptr<TensorImpl> impl_;
 };

@@ -122,12 +122,7 @@ inline int64_t Tensor::size(int64_t d) const {
 
 template <class T>
 T* Tensor::data() const {
-  if (dtype_of<T>::value != dtype())
-    throw std::invalid_argument(std::string("data<T>: tensor has dtype ") + dtype_name(dtype()) +
-                                ", requested " + dtype_name(dtype_of<T>::value));
-  if (device() != Device::CPU)
-    throw std::invalid_argument("data<T>: tensor lives on " + std::string(device_name(device())) +
-                                "; call .to(Device::CPU) first");
+  if (ATTN_UNLIKELY(dtype_of<T>::value != dtype() || device() != Device::CPU)) throw_bad_access(dtype_of<T>::value);
   return static_cast<T*>(raw_data());
 }
 

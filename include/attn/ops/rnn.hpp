@@ -192,7 +192,7 @@ inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tens
   ATTN_DISPATCH_FLOATING(dt, "lstm_cell", [&] {
     scalar_t* a = gates.data<scalar_t>();
     const bool par = detail::step_parallel(detail::cell_flops(x, w_ih, w_hh));
-    detail::cell_input_projection<scalar_t>(4, x, w_ih, b_ih, b_hh, a, par);
+    detail::cell_input_projection<scalar_t>(x, w_ih, b_ih, b_hh, a, par);
     if (hx.first.defined()) detail::linear_product<scalar_t>(h, w_hh, 1, a, par);  // h = 0 adds nothing
     kernels::cpu::lstm_cell_forward<scalar_t>(B, H, a, c.data<scalar_t>(), c2.data<scalar_t>(), h2.data<scalar_t>());
   });
@@ -237,7 +237,7 @@ inline Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, co
   ATTN_DISPATCH_FLOATING(dt, "gru_cell", [&] {
     scalar_t *pi = gi.data<scalar_t>(), *ph = gates.data<scalar_t>();
     const bool par = detail::step_parallel(detail::cell_flops(x, w_ih, w_hh));
-    detail::cell_input_projection<scalar_t>(3, x, w_ih, b_ih, Tensor(), pi, par);
+    detail::cell_input_projection<scalar_t>(x, w_ih, b_ih, Tensor(), pi, par);
     detail::fill_bias_rows<scalar_t>(ph, B, G3, b_hh);
     if (hx.defined()) detail::linear_product<scalar_t>(h, w_hh, 1, ph, par);  // h = 0 adds nothing
     kernels::cpu::gru_cell_forward<scalar_t>(B, H, pi, ph, hn.data<scalar_t>(), h.data<scalar_t>(),

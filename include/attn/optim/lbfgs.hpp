@@ -388,10 +388,11 @@ class LBFGS : public Optimizer {
     return v;
   }
 
-  // p += t d (d flat over all parameters)
+  // p += t d (d flat over all parameters); an in-place write, so each version is bumped.
   void add_grad(double t, const Vec& d) {
     size_t off = 0;
     for (Tensor& p : params_) {
+      detail::bump_version(p);
       ATTN_DISPATCH_FLOATING(p.dtype(), "LBFGS", [&] {
         scalar_t* pp = p.data<scalar_t>();
         for (int64_t k = 0, n = p.numel(); k < n; ++k) pp[k] = scalar_t(double(pp[k]) + t * d[off + size_t(k)]);

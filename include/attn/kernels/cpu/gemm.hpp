@@ -80,10 +80,16 @@ constexpr int64_t kDirectMNK = 4096;
 // e.g. one step of a recurrent cell): packing W^T would cost more than the product itself, so
 // each C(i, j) is a dot product of two contiguous rows (dot_rows).
 constexpr int64_t kDotRows = 4;
+// And products with that many rows and B not transposed, while B (K x N) has at most this many
+// elements: C's rows are sums of B's rows in registers (axpy_rows), cheaper than packing A's few
+// rows into a micro-kernel sliver of MR. Larger B stays on the packed path, which splits the
+// columns over threads.
+constexpr int64_t kAxpyRowsNK = int64_t(1) << 18;
 
 // The shapes gemm_dispatch computes on the direct path (gemm_prepacked applies the same rule).
 inline bool direct_shape(bool ta, bool tb, int64_t M, int64_t N, int64_t K) {
-  return M == 1 || N == 1 || double(M) * double(N) * double(K) < double(kDirectMNK) || (tb && !ta && M <= kDotRows);
+  return M == 1 || N == 1 || double(M) * double(N) * double(K) < double(kDirectMNK) || (tb && !ta && M <= kDotRows) ||
+         (!tb && M <= kDotRows && N * K <= kAxpyRowsNK);
 }
 // Below this many flops a call stays on one thread (results are identical either way).
 constexpr double kParallelFlops = 1.5e6;

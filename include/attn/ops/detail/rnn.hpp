@@ -289,24 +289,25 @@ inline int64_t check_cell(const char* op, int64_t gates, const Tensor& x, const 
 }
 
 // dst [B, G*H] = x W_ih^T + b_ih (+ b_hh when given): for a handful of input features (I <= 4,
-// e.g. a univariate series) the layers' direct loop (InputProjection), else a GEMM.
+// e.g. a univariate series) a direct loop with the arithmetic of InputProjection::rows, else a GEMM.
 template <class T>
-void cell_input_projection(int64_t gates, const Tensor& x, const Tensor& w_ih, const Tensor& b_ih, const Tensor& b_hh,
+void cell_input_projection(const Tensor& x, const Tensor& w_ih, const Tensor& b_ih, const Tensor& b_hh,
                            T* dst, bool parallel) {
-  const int64_t B = x.size(0), GH = w_ih.size(0);
-  if (x.size(1) <= 4) {
-    kernels::cpu::RnnShape S;
-    S.T = 1;
-    S.B = B;
-    S.H = GH / gates;
-    std::vector<Tensor> bi, bh;
-    if (b_ih.defined()) bi.push_back(b_ih);
-    if (b_hh.defined()) bh.push_back(b_hh);
-    const InputProjection<T> proj(S, gates, x, {w_ih}, bi, bh, /*fold_hh=*/b_hh.defined());
-    proj.rows(0, B, 0, dst, GH);
+  const int64_t B = x.size(0), GH = w_ih.size(0), I = x.size(1);
+  fill_bias_rows<T>(dst, B, GH, b_ih, b_hh);
+  if (I <= 4) {  // the bias plus each feature times its column of W_ih, as InputProjection::rows
+    const T *px = x.data<T>(), *pw = w_ih.data<T>();
+    for (int64_t r = 0; r < B; ++r)
+      for (int64_t i = 0; i < I; ++i) {
+        const T xi = px[r * I + i];
+        T* o = dst + r * GH;
+        if (I == 1)
+          for (int64_t j = 0; j < GH; ++j) o[j] += xi * pw[j];
+        else
+          for (int64_t j = 0; j < GH; ++j) o[j] += xi * pw[j * I + i];
+      }
     return;
   }
-  fill_bias_rows<T>(dst, B, GH, b_ih, b_hh);
   linear_product<T>(x, w_ih, 1, dst, parallel);
 }
 
