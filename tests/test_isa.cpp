@@ -149,7 +149,7 @@ TEST_CASE("gemm_prepacked gives gemm_serial's bits on every runnable path", "[is
   }
 }
 
-// exp, tanh and sigmoid on every path: within 2 ulp of long double libm (float tanh 5, sigmoid
+// exp, tanh, sigmoid and elu + 1 on every path: within 2 ulp of long double libm (float tanh 5, sigmoid
 // 2.5; away from subnormal results), special values exact, and every element's bits independent
 // of its position (also when a neighbour in the register takes exp's slow path).
 template <class T>
@@ -190,6 +190,20 @@ static void vmath_paths() {
     CHECK(std::isnan(special[0]));
     CHECK(special[1] == inf);
     CHECK(special[2] == T(0));
+    // elu + 1 (linear attention's feature map): x + 1 above 0, else exactly exp_n's bits; NaN stays NaN
+    std::vector<T> p(n);
+    ON_PATH(isa, elu_plus_one_n<T>(x.data(), p.data(), int64_t(n)));
+    size_t elu_bad = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const T want = x[i] > T(0) ? T(x[i] + T(1)) : e[i];
+      elu_bad += std::memcmp(&p[i], &want, sizeof(T)) != 0;
+    }
+    CHECK(elu_bad == 0);
+    T special_elu[3] = {nan, inf, -inf};
+    ON_PATH(isa, elu_plus_one_n<T>(special_elu, special_elu, 3));
+    CHECK(std::isnan(special_elu[0]));
+    CHECK(special_elu[1] == inf);
+    CHECK(special_elu[2] == T(0));
     // the same elements at another offset and in a shorter span (a different masked tail)
     std::copy(x.begin(), x.end(), shifted.begin() + 3);
     ON_PATH(isa, tanh_n<T>(shifted.data() + 3, shifted.data() + 3, int64_t(n - 5)));
@@ -197,7 +211,7 @@ static void vmath_paths() {
   }
 }
 
-TEST_CASE("exp / tanh / sigmoid: every runnable path within a few ulp, position-independent", "[isa][vmath]") {
+TEST_CASE("exp / tanh / sigmoid / elu+1: every runnable path within a few ulp, position-independent", "[isa][vmath]") {
   vmath_paths<float>();
   vmath_paths<double>();
 }

@@ -10,15 +10,6 @@
 
 namespace attn::kernels::cpu {
 
-// phi(x) = elu(x) + 1 = x + 1 (x > 0), exp(x) (x <= 0), over n elements; the exponentials go
-// through the vectorised exp_n (a scalar std::exp per element was a third of the op's time).
-template <class T>
-void la_phi(const T* x, T* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = std::min(x[i], T(0));
-  exp_n(y, y, n);
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] + T(1) : y[i];
-}
-
 // g *= phi'(x) given f = phi(x): phi'(x) = 1 for x > 0 (where f > 1) and exp(x) = f for x <= 0,
 // i.e. phi'(x) = min(f, 1), with no exponential.
 template <class T>
@@ -61,8 +52,10 @@ template <class T>
 LaFeatures<T> la_features(const T* Q, const T* K, int64_t L, int64_t S, int64_t E, int64_t Ev, const T* A, T* work) {
   T* qf = work;
   T* kf = qf + L * E;
-  la_phi(Q, qf, L * E);
-  la_phi(K, kf, S * E);
+  // phi = elu + 1 in one vectorised pass (a scalar std::exp per element was a third of the op's
+  // time; three passes over the span, min / exp_n / select, 14 % of it at L = 4,096)
+  elu_plus_one_n(Q, qf, L * E);
+  elu_plus_one_n(K, kf, S * E);
   const T* ka = la_scaled_rows(kf, A, kf + S * E, S, E);
   T* KV = kf + S * E * (A ? 2 : 1);
   return {qf, kf, ka, KV, KV + E * Ev};

@@ -1,6 +1,6 @@
 #pragma once
 // Transcendental functions over contiguous spans: y[i] = f(x[i]), y may alias x; and the reductions max_n, dot_n, sum_n. Every op that
-// maps tanh / sigmoid / exp over many elements goes through here (a scalar std::tanh per element
+// maps tanh / sigmoid / exp (or elu + 1) over many elements goes through here (a scalar std::tanh per element
 // was the largest single cost of the anomaly classifier's attention pooling). The vector code is simd.inc's
 // (Cephes' exp and tanh on registers of the kernel path in use, within 2 ulp); the last partial
 // register goes through masked loads, so every element gets the same arithmetic whatever its
@@ -19,6 +19,10 @@ inline void sigmoid_n(const T* x, T* y, int64_t n) { ATTN_ISA_DISPATCH(sigmoid_n
 
 template <class T>
 inline void exp_n(const T* x, T* y, int64_t n) { ATTN_ISA_DISPATCH(exp_n<T>(x, y, n)); }
+
+// elu(x) + 1 (x + 1 for x > 0, exp(x) otherwise), the feature map of linear attention, in one pass.
+template <class T>
+inline void elu_plus_one_n(const T* x, T* y, int64_t n) { ATTN_ISA_DISPATCH(elu_plus_one_n<T>(x, y, n)); }
 
 // The largest of x[0 .. n), n >= 1 (with a NaN among them: one of the values, unspecified which).
 template <class T>
