@@ -97,45 +97,52 @@ void gemm_on(bool parallel, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T
 // in a free run, a decoder step). Through the rows of W^T such a product needs no horizontal sums
 // (axpy_rows) and takes about half the time of dot products over W's rows, while transposing W on
 // every call would cost as much as the product. The rows of W^T start on 64-byte boundaries (ld
-// rounded up), so no vector load straddles two cache lines. An entry serves while W's storage
-// lives (weak_ptr: a new tensor at the same address never matches) and its version is unchanged:
-// every in-place write through the API bumps it (optimizers, copy_, fill_, nn::init, checkpoint
-// loads). A write through a raw data<T>() pointer does not, as it escapes autograd's saved-tensor
-// check too; call detail::bump_version(w) after one. Only W with N >= 16 and N * K <= kAxpyRowsNK
-// is kept (at most 8 entries per thread, a few MB); any other W gives {nullptr, 0}.
+// rounded up), so no vector load straddles two cache lines. An entry belongs to one W (its
+// storage, held by weak_ptr so that a new tensor at the same address never matches, and its
+// address in it) and is transposed again, in place, when W's version has moved: every in-place
+// write through the API bumps it (optimizers, copy_, fill_, nn::init, checkpoint loads). A write
+// through a raw data<T>() pointer does not, as it escapes autograd's saved-tensor check too; call
+// attn::increment_version(w) after one. Only W with N >= 16 and N * K <= kAxpyRowsNK is kept (at
+// most 8 entries per thread, a few MB); any other W (also K = 0) gives {nullptr, 0}.
 template <class T>
 std::pair<const T*, int64_t> transposed_parameter(const Tensor& w) {
-  constexpr int64_t kLine = 64 / int64_t(sizeof(T));  // elements per cache line
-  const int64_t N = w.size(0), K = w.size(1), ld = (N + kLine - 1) / kLine * kLine;
-  if (!w.is_leaf() || !w.requires_grad() || N < 16 || N * K > kernels::cpu::gemm_detail::kAxpyRowsNK ||
-      !w.unsafe_impl()->storage)
+  const int64_t N = w.size(0), K = w.size(1);
+  if (!w.is_leaf() || !w.requires_grad() || N < 16 || K < 1 || N * K > kernels::cpu::gemm_detail::kAxpyRowsNK)
     return {nullptr, 0};
   struct Entry {
     std::weak_ptr<Storage> storage;
     const T* source = nullptr;
-    uint64_t version = 0;
     int64_t N = 0, K = 0;
+    uint64_t version = 0;
     std::unique_ptr<T, void (*)(void*)> wt{nullptr, &std::free};
   };
   thread_local std::array<Entry, 8> cache;
   thread_local size_t next = 0;
+  constexpr int64_t kLine = 64 / int64_t(sizeof(T));  // elements per cache line
+  const int64_t ld = (N + kLine - 1) / kLine * kLine;
   const std::shared_ptr<Storage>& st = w.unsafe_impl()->storage;
   const T* src = w.data<T>();
   const uint64_t version = uint64_t(w._version());
-  for (Entry& e : cache)
-    if (e.source == src && e.N == N && e.K == K && e.version == version && !e.storage.expired() &&
-        e.storage.lock() == st)
-      return {e.wt.get(), ld};
-  Entry& e = cache[next];
-  T* wt = static_cast<T*>(std::aligned_alloc(64, size_t(K * ld) * sizeof(T)));
-  if (!wt) throw std::bad_alloc();
-  e.wt.reset(wt);
-  next = (next + 1) % cache.size();
-  e.storage = st;
-  e.source = src;
-  e.version = version;
-  e.N = N;
-  e.K = K;
+  Entry* e = nullptr;
+  for (Entry& c : cache)
+    if (c.source == src && c.N == N && c.K == K && c.storage.lock() == st) {
+      e = &c;
+      break;
+    }
+  if (e && e->version == version) return {e->wt.get(), ld};
+  if (!e) {
+    e = &cache[next];
+    next = (next + 1) % cache.size();
+    T* wt = static_cast<T*>(std::aligned_alloc(64, size_t(K * ld) * sizeof(T)));
+    if (!wt) throw std::bad_alloc();
+    e->wt.reset(wt);
+    e->storage = st;
+    e->source = src;
+    e->N = N;
+    e->K = K;
+  }
+  e->version = version;
+  T* wt = e->wt.get();
   for (int64_t k = 0; k < K; ++k)
     for (int64_t n = 0; n < N; ++n) wt[k * ld + n] = src[n * K + k];
   return {wt, ld};
@@ -148,7 +155,7 @@ std::pair<const T*, int64_t> transposed_parameter(const Tensor& w) {
 template <class T>
 void linear_product(const Tensor& x, const Tensor& w, T beta, T* out, bool parallel = true) {
   const int64_t N = w.size(0), K = w.size(1), rows = x.numel() / std::max<int64_t>(K, 1);
-  if (rows <= kernels::cpu::gemm_detail::kDotRows && w.device() == Device::CPU)
+  if (rows <= kernels::cpu::gemm_detail::kDotRows)
     if (const auto wt = transposed_parameter<T>(w); wt.first) {
       gemm_on<T>(parallel, false, false, rows, N, K, T(1), x.data<T>(), K, wt.first, wt.second, beta, out, N);
       return;

@@ -57,14 +57,15 @@ inline GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor
     double* p = inputs[i].data<double>();
     for (int64_t k = 0; k < inputs[i].numel(); ++k) {
       const double orig = p[k];
-      p[k] = orig + opt.eps;
-      increment_version(inputs[i]);  // in-place writes: kept copies of the input must not serve
+      auto write = [&](double v) {  // an in-place write: kept copies of the input must not serve
+        p[k] = v;
+        increment_version(inputs[i]);
+      };
+      write(orig + opt.eps);
       const auto plus = fn(inputs).to_vector<double>();
-      p[k] = orig - opt.eps;
-      increment_version(inputs[i]);
+      write(orig - opt.eps);
       const auto minus = fn(inputs).to_vector<double>();
-      p[k] = orig;
-      increment_version(inputs[i]);
+      write(orig);
       for (int64_t j = 0; j < n_out; ++j) {
         const double num = (plus[size_t(j)] - minus[size_t(j)]) / (2 * opt.eps);
         const double a = ana[i][size_t(j)][size_t(k)];

@@ -110,6 +110,18 @@ Tensor stack_rows(const std::vector<Tensor>& ws, DType dt) {
   return out;
 }
 
+// o[j] += x[0] w(0, j) + x[1] w(1, j) + ... (i ascending) for j < GH, w(i, j) = w[i * is + j * js]:
+// a handful of input features times their rows of W_ih^T (is = row stride, js = 1) or columns of
+// W_ih (is = 1, js = I).
+template <class T>
+void add_feature_products(const T* x, int64_t I, const T* w, int64_t is, int64_t js, int64_t GH, T* o) {
+  for (int64_t i = 0; i < I; ++i) {
+    const T xi = x[i];
+    const T* wi = w + i * is;
+    for (int64_t j = 0; j < GH; ++j) o[j] += xi * wi[j * js];
+  }
+}
+
 // The input projection of a layer, x W_ih^T + b_ih (+ b_hh when fold_hh), of one direction for a
 // block of rows of x (time-major [T*B, I]), computed inside the recurrence step (rows()) so the
 // gate block is still in cache for h W_hh^T and the gate math, and the [T*B, D*G*H] projection
@@ -146,12 +158,8 @@ class InputProjection {
       const int64_t N = int64_t(bias_.size());
       for (int64_t r = r0; r < r0 + nr; ++r) {
         T* o = dst + (r - r0) * ld;
-        for (int64_t j = 0; j < GH_; ++j) o[j] = b[j];
-        for (int64_t i = 0; i < I_; ++i) {
-          const T xi = x_[r * I_ + i];
-          const T* w = wt_.data() + i * N + d * GH_;
-          for (int64_t j = 0; j < GH_; ++j) o[j] += xi * w[j];
-        }
+        std::copy_n(b, GH_, o);
+        add_feature_products<T>(x_ + r * I_, I_, wt_.data() + d * GH_, N, 1, GH_, o);
       }
       return;
     }
@@ -297,15 +305,7 @@ void cell_input_projection(const Tensor& x, const Tensor& w_ih, const Tensor& b_
   fill_bias_rows<T>(dst, B, GH, b_ih, b_hh);
   if (I <= 4) {  // the bias plus each feature times its column of W_ih, as InputProjection::rows
     const T *px = x.data<T>(), *pw = w_ih.data<T>();
-    for (int64_t r = 0; r < B; ++r)
-      for (int64_t i = 0; i < I; ++i) {
-        const T xi = px[r * I + i];
-        T* o = dst + r * GH;
-        if (I == 1)
-          for (int64_t j = 0; j < GH; ++j) o[j] += xi * pw[j];
-        else
-          for (int64_t j = 0; j < GH; ++j) o[j] += xi * pw[j * I + i];
-      }
+    for (int64_t r = 0; r < B; ++r) add_feature_products<T>(px + r * I, I, pw, 1, I, GH, dst + r * GH);
     return;
   }
   linear_product<T>(x, w_ih, 1, dst, parallel);
