@@ -17,3 +17,23 @@
 #ifndef EIGEN_DONT_PARALLELIZE
 #define EIGEN_DONT_PARALLELIZE
 #endif
+
+// ---- header-only (default) or compiled mode ----
+// Header-only: every definition is in the headers, `inline`; nothing to link.
+// Compiled mode (CMake target attn::attn_compiled, which sets ATTN_SEPARATE_COMPILATION for its
+// users): the headers declare the ops and the layers' heavy parts, and one library build
+// (src/attn_compiled.cpp, compiled with ATTN_BUILDING_LIBRARY as well) defines them, so a user's
+// translation unit parses declarations instead of instantiating every kernel for every dtype and
+// instruction set. Same API, same code, same results.
+//   ATTN_HEADER_DEFINITIONS  1 where the definitions are compiled (header-only, or the library)
+//   ATTN_API                 the linkage of a function declared for both modes: `inline` header-only
+#if defined(ATTN_SEPARATE_COMPILATION) && !defined(ATTN_BUILDING_LIBRARY)
+#define ATTN_HEADER_DEFINITIONS 0
+#else
+#define ATTN_HEADER_DEFINITIONS 1
+#endif
+#if defined(ATTN_SEPARATE_COMPILATION)
+#define ATTN_API
+#else
+#define ATTN_API inline
+#endif

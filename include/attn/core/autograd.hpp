@@ -152,47 +152,9 @@ inline bool grad_needed(const std::vector<Tensor>& inputs) {
 }
 
 namespace detail {
-// outputs: n_outputs pointers (an array, not a vector: a single-output op, the usual case,
-// records without allocating one).
-inline void record_node(const char* name, Tensor* const* outputs, size_t n_outputs, std::vector<Tensor> inputs,
-                        BackwardFn fn, const std::initializer_list<Tensor>* saved) {
-  if (is_anomaly_enabled())
-    for (size_t i = 0; i < n_outputs; ++i) detail::check_finite(*outputs[i], name, "forward output");
-  if (!grad_needed(inputs)) return;
-  auto node = std::allocate_shared<Node>(PoolAllocator<Node>());
-  node->name = name;
-  node->inputs = std::move(inputs);
-  node->backward = std::move(fn);
-  node->num_outputs = int(n_outputs);
-  auto save = [&node, outputs, n_outputs](const Tensor& t) {
-    const TensorImpl* s = t.unsafe_impl();
-    if (!s || !s->storage) return;
-    SavedVersion v;
-    v.storage = s->storage;
-    v.version = s->storage->version.load(std::memory_order_relaxed);
-    for (size_t i = 0; i < node->inputs.size() && v.input < 0; ++i)
-      if (node->inputs[i].unsafe_impl() == s) v.input = int(i);
-    for (size_t i = 0; i < n_outputs && v.input < 0 && v.output < 0; ++i)
-      if (outputs[i]->unsafe_impl() == s) {
-        v.output = int(i);
-        v.output_dtype = s->dtype;
-        v.output_shape = s->shape;
-      }
-    node->saved.push_back(std::move(v));
-  };
-  if (saved) {
-    node->saved.reserve(saved->size());
-    for (const Tensor& t : *saved) save(t);
-  } else {
-    node->saved.reserve(node->inputs.size());
-    for (const Tensor& t : node->inputs) save(t);
-  }
-  for (size_t i = 0; i < n_outputs; ++i) {
-    TensorImpl* o = outputs[i]->unsafe_impl();
-    o->grad_fn = node;
-    o->output_nr = int(i);
-  }
-}
+// What every record() below does (defined at the end of this file).
+ATTN_API void record_node(const char* name, Tensor* const* outputs, size_t n_outputs, std::vector<Tensor> inputs,
+                          BackwardFn fn, const std::initializer_list<Tensor>* saved);
 }  // namespace detail
 
 // Records `outputs` as produced by op `name` from `inputs`, when grad_needed(inputs). Saved
@@ -277,3 +239,51 @@ class CallbackScope {
 }  // namespace detail
 
 }  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+namespace attn {
+namespace detail {
+// outputs: n_outputs pointers (an array, not a vector: a single-output op, the usual case,
+// records without allocating one).
+ATTN_API void record_node(const char* name, Tensor* const* outputs, size_t n_outputs, std::vector<Tensor> inputs,
+                        BackwardFn fn, const std::initializer_list<Tensor>* saved) {
+  if (is_anomaly_enabled())
+    for (size_t i = 0; i < n_outputs; ++i) detail::check_finite(*outputs[i], name, "forward output");
+  if (!grad_needed(inputs)) return;
+  auto node = std::allocate_shared<Node>(PoolAllocator<Node>());
+  node->name = name;
+  node->inputs = std::move(inputs);
+  node->backward = std::move(fn);
+  node->num_outputs = int(n_outputs);
+  auto save = [&node, outputs, n_outputs](const Tensor& t) {
+    const TensorImpl* s = t.unsafe_impl();
+    if (!s || !s->storage) return;
+    SavedVersion v;
+    v.storage = s->storage;
+    v.version = s->storage->version.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < node->inputs.size() && v.input < 0; ++i)
+      if (node->inputs[i].unsafe_impl() == s) v.input = int(i);
+    for (size_t i = 0; i < n_outputs && v.input < 0 && v.output < 0; ++i)
+      if (outputs[i]->unsafe_impl() == s) {
+        v.output = int(i);
+        v.output_dtype = s->dtype;
+        v.output_shape = s->shape;
+      }
+    node->saved.push_back(std::move(v));
+  };
+  if (saved) {
+    node->saved.reserve(saved->size());
+    for (const Tensor& t : *saved) save(t);
+  } else {
+    node->saved.reserve(node->inputs.size());
+    for (const Tensor& t : node->inputs) save(t);
+  }
+  for (size_t i = 0; i < n_outputs; ++i) {
+    TensorImpl* o = outputs[i]->unsafe_impl();
+    o->grad_fn = node;
+    o->output_nr = int(i);
+  }
+}
+}  // namespace detail
+}  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -46,13 +46,28 @@ inline Tensor cuda_zeros(const Shape& shape, DType dtype) {
 }
 inline size_t nbytes_of(const Tensor& t) { return size_t(t.numel()) * dtype_size(t.dtype()); }
 
+// A new tensor on `device`: the one allocation point of ops whose output lives where the input does.
+inline Tensor empty_on(Device device, const Shape& shape, DType dtype) {
+  if (device == Device::CUDA) return cuda_empty(shape, dtype);
+  return Tensor::empty(shape, dtype);
+}
+inline Tensor zeros_on(Device device, const Shape& shape, DType dtype) {
+  if (device == Device::CUDA) return cuda_zeros(shape, dtype);
+  return Tensor::zeros(shape, dtype);
+}
+}  // namespace detail
+
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+namespace attn {
+namespace detail {
 // clone of a CUDA tensor: a device-to-device copy; dL/dx = g
 inline Tensor cuda_clone(const Tensor& x) {
   Tensor out = cuda_empty(x.shape(), x.dtype());
   mem().memcpy_d2d(out.raw_data(), x.raw_data(), nbytes_of(x));
   return record("clone", out, {x}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; }, {});
 }
-
 // copy_ where either side lives on the GPU: same dtype only (convert on the CPU first).
 inline void cuda_copy_(Tensor& dst, const Tensor& src) {
   ATTN_CHECK(src.dtype() == dst.dtype(), "copy_: source dtype ", dtype_name(src.dtype()), " on ",
@@ -63,7 +78,6 @@ inline void cuda_copy_(Tensor& dst, const Tensor& src) {
   else if (dst.device() == Device::CUDA) mem().memcpy_h2d(dst.raw_data(), src.raw_data(), n);
   else mem().memcpy_d2h(dst.raw_data(), src.raw_data(), n);
 }
-
 // The backward engine's accumulation into a slot on the GPU (or an empty slot for a gradient on
 // the GPU), g already on the GPU: a fresh device copy for an empty slot, else slot += g.
 // detail::accumulate (core/engine.hpp) moves a gradient to the slot's device before calling it.
@@ -85,16 +99,6 @@ inline void cuda_accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) 
   else
     throw std::invalid_argument(std::string("backward: cannot accumulate gradients of dtype ") + dtype_name(acc.dtype()));
 }
-
-// A new tensor on `device`: the one allocation point of ops whose output lives where the input does.
-inline Tensor empty_on(Device device, const Shape& shape, DType dtype) {
-  if (device == Device::CUDA) return cuda_empty(shape, dtype);
-  return Tensor::empty(shape, dtype);
-}
-inline Tensor zeros_on(Device device, const Shape& shape, DType dtype) {
-  if (device == Device::CUDA) return cuda_zeros(shape, dtype);
-  return Tensor::zeros(shape, dtype);
-}
 // The device side of detail::strided_copy (ops/shape.hpp): offsets and strides in elements.
 inline void device_strided_copy(const Tensor& src, int64_t src_off, const std::vector<int64_t>& src_st,
                                 const Tensor& dst, int64_t dst_off, const std::vector<int64_t>& dst_st,
@@ -111,9 +115,10 @@ inline void device_strided_copy(const Tensor& src, int64_t src_off, const std::v
                      int(shape.size()), shape.data(), src_st.data(), dst_st.data(), accumulate);
 }
 }  // namespace detail
-
+}  // namespace attn
+namespace attn {
 // to(x, device) = x copied to `device`; dL/dx = g copied back to x's device.
-inline Tensor Tensor::to(Device device) const {
+ATTN_API Tensor Tensor::to(Device device) const {
   if (device == this->device()) return *this;
   if (!cuda_memory()) throw std::runtime_error(detail::no_cuda_build_message(device));
   Tensor out;
@@ -131,5 +136,5 @@ inline Tensor Tensor::to(Device device) const {
     return std::vector<Tensor>{g[0].to(src)};
   }, {});
 }
-
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

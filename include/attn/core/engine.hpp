@@ -18,9 +18,9 @@
 #include "tensor_impl.hpp"
 #include "tensor_methods.hpp"
 
+// Tensor::backward and its helpers (in compiled mode, in the library only).
+#if ATTN_HEADER_DEFINITIONS
 namespace attn {
-
-// ---- backward engine ----
 namespace detail {
 // Refuses to run a node's backward when a tensor it saved was written in place after the forward
 // (its gradient would be silently wrong), with PyTorch's message.
@@ -43,7 +43,6 @@ inline void check_saved_versions(const Node& n) {
                              "forward; clone() it before the in-place write");
   }
 }
-
 // Adds g into an accumulating slot (a node's grad_outputs entry or a leaf's grad).
 inline void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
   if (g.device() != Device::CPU || (slot && slot->storage && slot->storage->device != Device::CPU)) {
@@ -84,7 +83,7 @@ inline void accumulate(std::shared_ptr<TensorImpl>& slot, const Tensor& g) {
 
 // Runs backward from this tensor. The graph is walked iteratively in topological order (Kahn's
 // algorithm on dependency counts), so depth is bounded by memory, not by the call stack.
-inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
+ATTN_API void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
   ATTN_CHECK(requires_grad(), "backward: tensor does not require grad and has no grad_fn");
   Tensor seed = grad_output;
   if (!seed.defined()) {
@@ -191,5 +190,5 @@ inline void Tensor::backward(const Tensor& grad_output, bool retain_graph) const
   }
   callbacks.finish();
 }
-
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -1,5 +1,6 @@
 #pragma once
 #include <cstdint>
+#include "../config.hpp"
 #include <sstream>
 #include <stdexcept>
 #include <string>

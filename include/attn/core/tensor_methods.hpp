@@ -46,13 +46,6 @@ inline Tensor Tensor::empty(const Shape& shape, DType dtype) {
   return Tensor(std::move(impl));
 }
 
-// Each factory checks the shape under its own name, so a negative size names the call made.
-inline Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
-  detail::check_shape(shape, "full", dtype);
-  Tensor t = empty(shape, dtype);
-  ATTN_DISPATCH_ALL(dtype, "full", [&] { detail::fill(t.data<scalar_t>(), t.numel(), scalar_t(value)); });
-  return t;
-}
 inline Tensor Tensor::zeros(const Shape& shape, DType dtype) {
   detail::check_shape(shape, "zeros", dtype);
   Tensor t = empty(shape, dtype);
@@ -64,55 +57,12 @@ inline Tensor Tensor::ones(const Shape& shape, DType dtype) {
   return full(shape, 1.0, dtype);
 }
 
-inline Tensor Tensor::randn(const Shape& shape, DType dtype) {
-  detail::check_shape(shape, "randn", dtype);
-  Tensor t = empty(shape, dtype);
-  ATTN_DISPATCH_FLOATING(dtype, "randn", [&] {
-    scalar_t* p = t.data<scalar_t>();
-    auto g = default_generator().lock();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.normal());
-  });
-  return t;
-}
-inline Tensor Tensor::rand(const Shape& shape, DType dtype) {
-  detail::check_shape(shape, "rand", dtype);
-  Tensor t = empty(shape, dtype);
-  ATTN_DISPATCH_FLOATING(dtype, "rand", [&] {
-    scalar_t* p = t.data<scalar_t>();
-    auto g = default_generator().lock();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.uniform());
-  });
-  return t;
-}
-inline Tensor Tensor::arange(double start, double end, double step, DType dtype) {
-  ATTN_CHECK(step != 0.0 && (end - start) / step >= 0, "arange: bad range start=", start, " end=", end,
-             " step=", step);
-  const double count = std::ceil((end - start) / step);
-  ATTN_CHECK(count < 0x1p63, "arange: start=", start, " end=", end, " step=", step, " gives ", count,
-             " elements, more than 2^63 - 1");
-  const int64_t n = int64_t(count);
-  Tensor t = empty({n}, dtype);
-  ATTN_DISPATCH_ALL(dtype, "arange", [&] {
-    scalar_t* p = t.data<scalar_t>();
-    for (int64_t i = 0; i < n; ++i) p[i] = scalar_t(start + double(i) * step);
-  });
-  return t;
-}
-
 template <class T>
 Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape) {
   ATTN_CHECK(int64_t(values.size()) == detail::check_shape(shape, "from_vector", dtype_of<T>::value), "from_vector: ", values.size(),
              " values do not fill shape ", attn::to_string(shape));
   Tensor t = empty(shape, dtype_of<T>::value);
   if (!values.empty()) std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(T));
-  return t;
-}
-inline Tensor Tensor::from_vector(const std::vector<bool>& values, const Shape& shape) {
-  ATTN_CHECK(int64_t(values.size()) == detail::check_shape(shape, "from_vector", kBool), "from_vector: ", values.size(),
-             " values do not fill shape ", attn::to_string(shape));
-  Tensor t = empty(shape, kBool);
-  uint8_t* p = t.data<uint8_t>();
-  for (size_t i = 0; i < values.size(); ++i) p[i] = values[i] ? 1 : 0;
   return t;
 }
 
@@ -157,22 +107,6 @@ inline int64_t flat_index(const Shape& shape, std::initializer_list<int64_t> ind
 }
 }  // namespace detail
 
-inline double Tensor::at(std::initializer_list<int64_t> index) const {
-  const int64_t i = detail::flat_index(shape(), index, "at");
-  return ATTN_DISPATCH_ALL(dtype(), "at", [&] { return double(data<scalar_t>()[i]); });
-}
-inline void Tensor::set(std::initializer_list<int64_t> index, double value) {
-  const int64_t i = detail::flat_index(shape(), index, "set");
-  detail::bump_version(*this);
-  ATTN_DISPATCH_ALL(dtype(), "set", [&] { data<scalar_t>()[i] = scalar_t(value); });
-}
-
-inline Tensor& Tensor::fill_(double value) {
-  detail::bump_version(*this);
-  ATTN_DISPATCH_ALL(dtype(), "fill_", [&] { detail::fill(data<scalar_t>(), numel(), scalar_t(value)); });
-  return *this;
-}
-
 inline Tensor& Tensor::requires_grad_(bool on) {
   ATTN_CHECK(!on || is_floating_point(), "requires_grad_: only floating tensors can require grad, got ",
              dtype_name(dtype()));
@@ -191,64 +125,6 @@ inline Tensor Tensor::detach() const {
   return Tensor(std::move(impl));
 }
 
-inline Tensor& Tensor::copy_(const Tensor& src) {
-  ATTN_CHECK(src.shape() == shape(), "copy_: source shape ", attn::to_string(src.shape()),
-             " differs from destination shape ", attn::to_string(shape()));
-  ATTN_CHECK(!(is_grad_enabled() && requires_grad() && is_leaf()),
-             "copy_: in-place write to a leaf that requires grad; wrap it in NoGradGuard");
-  detail::bump_version(*this);
-  if (device() != Device::CPU || src.device() != Device::CPU) return detail::cuda_copy_(*this, src), *this;
-  if (src.dtype() == dtype()) {
-    detail::copy_bytes(*this, src);
-  } else {
-    ATTN_DISPATCH_ALL(dtype(), "copy_", [&] {
-      using dst_t = scalar_t;
-      dst_t* d = data<dst_t>();
-      ATTN_DISPATCH_ALL(src.dtype(), "copy_", [&] {
-        const scalar_t* s = src.data<scalar_t>();
-        // To bool: nonzero -> 1 (a plain cast of -2.0 to uint8_t is 254, or undefined behaviour).
-        const bool to_bool = dtype() == DType::Bool;
-        for (int64_t i = 0, n = numel(); i < n; ++i)
-          d[i] = to_bool ? dst_t(s[i] != scalar_t(0)) : static_cast<dst_t>(s[i]);
-      });
-    });
-  }
-  return *this;
-}
-
-// clone(x) = x; dL/dx = g
-inline Tensor Tensor::clone() const {
-  if (device() != Device::CPU) return detail::cuda_clone(*this);
-  Tensor out = empty(shape(), dtype());
-  detail::copy_bytes(out, *this);
-  return record("clone", out, {*this}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; }, {});
-}
-
-// to(x, dtype) = x converted; dL/dx = g converted back
-inline Tensor Tensor::to(DType target) const {
-  if (target == dtype()) return *this;
-  Tensor out = empty(shape(), target);
-  {
-    NoGradGuard ng;
-    out.copy_(*this);
-  }
-  if (!is_floating(target)) return out;
-  const DType src = dtype();
-  return record("to", out, {*this}, [src](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0].to(src)}; }, {});
-}
-
-namespace detail {
-inline void check_finite(const Tensor& t, const std::string& op, const char* what) {
-  if (!t.defined() || !t.is_floating_point()) return;
-  ATTN_DISPATCH_FLOATING(t.dtype(), "check_finite", [&] {
-    const scalar_t* p = t.data<scalar_t>();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i)
-      if (!std::isfinite(p[i]))
-        throw AnomalyError("anomaly: " + op + " produced " + (std::isnan(p[i]) ? "NaN" : "Inf") + " in its " + what +
-                           " of shape " + attn::to_string(t.shape()) + " at flat index " + std::to_string(i));
-  });
-}
-}  // namespace detail
 
 // ---- method forms ----
 inline Tensor Tensor::reshape(const Shape& s) const { return attn::reshape(*this, s); }
@@ -278,7 +154,135 @@ inline Tensor Tensor::softmax(int64_t d) const { return attn::softmax(*this, d);
 inline Tensor Tensor::log_softmax(int64_t d) const { return attn::log_softmax(*this, d); }
 inline Tensor Tensor::neg() const { return attn::neg(*this); }
 
-inline std::string Tensor::to_string() const {
+inline std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
+
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+namespace attn {
+// Each factory checks the shape under its own name, so a negative size names the call made.
+ATTN_API Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
+  detail::check_shape(shape, "full", dtype);
+  Tensor t = empty(shape, dtype);
+  ATTN_DISPATCH_ALL(dtype, "full", [&] { detail::fill(t.data<scalar_t>(), t.numel(), scalar_t(value)); });
+  return t;
+}
+ATTN_API Tensor Tensor::randn(const Shape& shape, DType dtype) {
+  detail::check_shape(shape, "randn", dtype);
+  Tensor t = empty(shape, dtype);
+  ATTN_DISPATCH_FLOATING(dtype, "randn", [&] {
+    scalar_t* p = t.data<scalar_t>();
+    auto g = default_generator().lock();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.normal());
+  });
+  return t;
+}
+ATTN_API Tensor Tensor::rand(const Shape& shape, DType dtype) {
+  detail::check_shape(shape, "rand", dtype);
+  Tensor t = empty(shape, dtype);
+  ATTN_DISPATCH_FLOATING(dtype, "rand", [&] {
+    scalar_t* p = t.data<scalar_t>();
+    auto g = default_generator().lock();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.uniform());
+  });
+  return t;
+}
+ATTN_API Tensor Tensor::arange(double start, double end, double step, DType dtype) {
+  ATTN_CHECK(step != 0.0 && (end - start) / step >= 0, "arange: bad range start=", start, " end=", end,
+             " step=", step);
+  const double count = std::ceil((end - start) / step);
+  ATTN_CHECK(count < 0x1p63, "arange: start=", start, " end=", end, " step=", step, " gives ", count,
+             " elements, more than 2^63 - 1");
+  const int64_t n = int64_t(count);
+  Tensor t = empty({n}, dtype);
+  ATTN_DISPATCH_ALL(dtype, "arange", [&] {
+    scalar_t* p = t.data<scalar_t>();
+    for (int64_t i = 0; i < n; ++i) p[i] = scalar_t(start + double(i) * step);
+  });
+  return t;
+}
+ATTN_API Tensor Tensor::from_vector(const std::vector<bool>& values, const Shape& shape) {
+  ATTN_CHECK(int64_t(values.size()) == detail::check_shape(shape, "from_vector", kBool), "from_vector: ", values.size(),
+             " values do not fill shape ", attn::to_string(shape));
+  Tensor t = empty(shape, kBool);
+  uint8_t* p = t.data<uint8_t>();
+  for (size_t i = 0; i < values.size(); ++i) p[i] = values[i] ? 1 : 0;
+  return t;
+}
+ATTN_API double Tensor::at(std::initializer_list<int64_t> index) const {
+  const int64_t i = detail::flat_index(shape(), index, "at");
+  return ATTN_DISPATCH_ALL(dtype(), "at", [&] { return double(data<scalar_t>()[i]); });
+}
+ATTN_API void Tensor::set(std::initializer_list<int64_t> index, double value) {
+  const int64_t i = detail::flat_index(shape(), index, "set");
+  detail::bump_version(*this);
+  ATTN_DISPATCH_ALL(dtype(), "set", [&] { data<scalar_t>()[i] = scalar_t(value); });
+}
+ATTN_API Tensor& Tensor::fill_(double value) {
+  detail::bump_version(*this);
+  ATTN_DISPATCH_ALL(dtype(), "fill_", [&] { detail::fill(data<scalar_t>(), numel(), scalar_t(value)); });
+  return *this;
+}
+ATTN_API Tensor& Tensor::copy_(const Tensor& src) {
+  ATTN_CHECK(src.shape() == shape(), "copy_: source shape ", attn::to_string(src.shape()),
+             " differs from destination shape ", attn::to_string(shape()));
+  ATTN_CHECK(!(is_grad_enabled() && requires_grad() && is_leaf()),
+             "copy_: in-place write to a leaf that requires grad; wrap it in NoGradGuard");
+  detail::bump_version(*this);
+  if (device() != Device::CPU || src.device() != Device::CPU) return detail::cuda_copy_(*this, src), *this;
+  if (src.dtype() == dtype()) {
+    detail::copy_bytes(*this, src);
+  } else {
+    ATTN_DISPATCH_ALL(dtype(), "copy_", [&] {
+      using dst_t = scalar_t;
+      dst_t* d = data<dst_t>();
+      ATTN_DISPATCH_ALL(src.dtype(), "copy_", [&] {
+        const scalar_t* s = src.data<scalar_t>();
+        // To bool: nonzero -> 1 (a plain cast of -2.0 to uint8_t is 254, or undefined behaviour).
+        const bool to_bool = dtype() == DType::Bool;
+        for (int64_t i = 0, n = numel(); i < n; ++i)
+          d[i] = to_bool ? dst_t(s[i] != scalar_t(0)) : static_cast<dst_t>(s[i]);
+      });
+    });
+  }
+  return *this;
+}
+// clone(x) = x; dL/dx = g
+ATTN_API Tensor Tensor::clone() const {
+  if (device() != Device::CPU) return detail::cuda_clone(*this);
+  Tensor out = empty(shape(), dtype());
+  detail::copy_bytes(out, *this);
+  return record("clone", out, {*this}, [](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; }, {});
+}
+// to(x, dtype) = x converted; dL/dx = g converted back
+ATTN_API Tensor Tensor::to(DType target) const {
+  if (target == dtype()) return *this;
+  Tensor out = empty(shape(), target);
+  {
+    NoGradGuard ng;
+    out.copy_(*this);
+  }
+  if (!is_floating(target)) return out;
+  const DType src = dtype();
+  return record("to", out, {*this}, [src](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0].to(src)}; }, {});
+}
+}  // namespace attn
+namespace attn {
+namespace detail {
+ATTN_API void check_finite(const Tensor& t, const std::string& op, const char* what) {
+  if (!t.defined() || !t.is_floating_point()) return;
+  ATTN_DISPATCH_FLOATING(t.dtype(), "check_finite", [&] {
+    const scalar_t* p = t.data<scalar_t>();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i)
+      if (!std::isfinite(p[i]))
+        throw AnomalyError("anomaly: " + op + " produced " + (std::isnan(p[i]) ? "NaN" : "Inf") + " in its " + what +
+                           " of shape " + attn::to_string(t.shape()) + " at flat index " + std::to_string(i));
+  });
+}
+}  // namespace detail
+}  // namespace attn
+namespace attn {
+ATTN_API std::string Tensor::to_string() const {
   if (!defined()) return "Tensor(undefined)";
   std::ostringstream os;
   os << "Tensor(shape=" << attn::to_string(shape()) << ", dtype=" << dtype_name(dtype());
@@ -291,7 +295,5 @@ inline std::string Tensor::to_string() const {
   os << ")";
   return os.str();
 }
-
-inline std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
-
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -14,18 +14,40 @@
 //
 // Reading order: the public functions, then the fused nodes with their recorded backward, then the
 // argument checks; the raw loops are in kernels/cpu/additive.hpp.
+#include "../core/parallel.hpp"
+#include "../core/tensor.hpp"
+#include "elementwise.hpp"
+#include "matmul.hpp"
+#include "reduce.hpp"
+#include "shape.hpp"
+
+namespace attn {
+ATTN_API std::pair<Tensor, Tensor> additive_attention(const Tensor& query, const Tensor& keys, const Tensor& values,
+                                                      const Tensor& W_q, const Tensor& W_k, const Tensor& v,
+                                                      const Tensor& mask = Tensor(), const Tensor& b_q = Tensor(),
+                                                      const Tensor& b_k = Tensor());
+ATTN_API std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, const Tensor& keys,
+                                                           const Tensor& values, const Tensor& W_q, const Tensor& W_k,
+                                                           const Tensor& v, const Tensor& mask = Tensor(),
+                                                           const Tensor& b_q = Tensor(), const Tensor& b_k = Tensor());
+ATTN_API std::pair<Tensor, Tensor> attention_pooling(const Tensor& h, const Tensor& W1, const Tensor& b1,
+                                                     const Tensor& w2, const Tensor& b2, const Tensor& mask = Tensor());
+ATTN_API Tensor lengths_to_mask(const std::vector<int64_t>& lengths, int64_t T);
+namespace detail {
+// The pooling core composed of plain ops (defined below), for nn::AttentionPooling on the GPU.
+ATTN_API std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor& w2, const Tensor& b2,
+                                                    const Tensor& h, const Tensor& mask,
+                                                    Tensor (*normalize)(const Tensor&, int64_t) = nullptr);
+}  // namespace detail
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
 #include <vector>
-#include "../core/parallel.hpp"
-#include "../core/tensor.hpp"
 #include "../kernels/cpu/additive.hpp"
-#include "elementwise.hpp"
-#include "matmul.hpp"
-#include "reduce.hpp"
-#include "shape.hpp"
 
 namespace attn {
 namespace detail {
@@ -43,9 +65,6 @@ inline std::pair<Tensor, Tensor> additive_core(const Tensor& pq, const Tensor& p
                                                const Tensor& values, const AddMaskView& mv, const Tensor& mask);
 inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2, const Tensor& b2, const Tensor& h,
                                               const Tensor& mask);
-inline std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor& w2, const Tensor& b2,
-                                                  const Tensor& h, const Tensor& mask,
-                                                  Tensor (*normalize)(const Tensor&, int64_t) = nullptr);
 
 }  // namespace detail
 
@@ -54,10 +73,10 @@ inline std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor&
 //   (the weight of Linear(H, 1)); mask: bool [B, S] or [B, Lq, S], true = may attend;
 //   b_q [H], b_k [H] optional biases.
 // Returns (context [B, Lq, Dv], weights [B, Lq, S]). Time O(B Lq S H + B Lq S Dv), memory O(B Lq S).
-inline std::pair<Tensor, Tensor> additive_attention(const Tensor& query, const Tensor& keys, const Tensor& values,
+ATTN_API std::pair<Tensor, Tensor> additive_attention(const Tensor& query, const Tensor& keys, const Tensor& values,
                                                     const Tensor& W_q, const Tensor& W_k, const Tensor& v,
-                                                    const Tensor& mask = Tensor(), const Tensor& b_q = Tensor(),
-                                                    const Tensor& b_k = Tensor()) {
+                                                    const Tensor& mask, const Tensor& b_q,
+                                                    const Tensor& b_k) {
   const char* op = "additive_attention";
   ATTN_CHECK(query.dim() == 3 && keys.dim() == 3 && values.dim() == 3, op, ": expected query [B, Lq, Dq], keys [B, S, Dk], values [B, S, Dv], got ",
              to_string(query.shape()), ", ", to_string(keys.shape()), ", ", to_string(values.shape()));
@@ -74,10 +93,10 @@ inline std::pair<Tensor, Tensor> additive_attention(const Tensor& query, const T
 //   pq = query W_q^T + b_q,  pk_j = keys_j W_k^T + b_k,  score_j = v . tanh(pq + pk_j)
 //   w = softmax_j(score) over allowed keys,  context = sum_j w_j values_j
 // Returns (context [B, Dv], weights [B, S]): additive_attention with Lq = 1, squeezed.
-inline std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, const Tensor& keys, const Tensor& values,
+ATTN_API std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, const Tensor& keys, const Tensor& values,
                                                          const Tensor& W_q, const Tensor& W_k, const Tensor& v,
-                                                         const Tensor& mask = Tensor(), const Tensor& b_q = Tensor(),
-                                                         const Tensor& b_k = Tensor()) {
+                                                         const Tensor& mask, const Tensor& b_q,
+                                                         const Tensor& b_k) {
   const char* op = "additive_attention_step";
   ATTN_CHECK(query.dim() == 2 && keys.dim() == 3 && values.dim() == 3, op,
              ": expected query [B, Dq], keys [B, S, Dk], values [B, S, Dv], got ", to_string(query.shape()), ", ",
@@ -138,8 +157,8 @@ inline std::pair<Tensor, Tensor> additive_attention_step(const Tensor& query, co
 // mask bool [B, T], true = valid step. Returns (context [B, D], weights [B, T]).
 // The first projection is one GEMM (attn::linear); tanh, scoring, softmax and the weighted sum
 // are one fused node.
-inline std::pair<Tensor, Tensor> attention_pooling(const Tensor& h, const Tensor& W1, const Tensor& b1,
-                                                   const Tensor& w2, const Tensor& b2, const Tensor& mask = Tensor()) {
+ATTN_API std::pair<Tensor, Tensor> attention_pooling(const Tensor& h, const Tensor& W1, const Tensor& b1,
+                                                   const Tensor& w2, const Tensor& b2, const Tensor& mask) {
   const char* op = "attention_pooling";
   ATTN_CHECK(h.dim() == 3, op, ": expected h [B, T, D], got ", to_string(h.shape()));
   ATTN_CHECK(W1.dim() == 2 && W1.size(1) == h.size(2), op, ": W1 ", to_string(W1.shape()), " does not match h ",
@@ -161,7 +180,7 @@ inline std::pair<Tensor, Tensor> attention_pooling(const Tensor& h, const Tensor
 }
 
 // Boolean mask [B, T] with mask[b, t] = t < lengths[b] (true = valid step).
-inline Tensor lengths_to_mask(const std::vector<int64_t>& lengths, int64_t T) {
+ATTN_API Tensor lengths_to_mask(const std::vector<int64_t>& lengths, int64_t T) {
   std::vector<bool> m;
   m.reserve(lengths.size() * size_t(T));
   for (int64_t len : lengths) {
@@ -257,7 +276,7 @@ inline std::pair<Tensor, Tensor> pooling_core(const Tensor& a, const Tensor& w2,
 // fused pooling_core has only a CPU one). Same formulas and results; a fully masked row gets
 // zero weights (softmax of an all -inf lane) and a zero context.
 // `normalize` replaces softmax over time (sparsemax, entmax15: see AttentionPooling).
-inline std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor& w2, const Tensor& b2,
+ATTN_API std::pair<Tensor, Tensor> pooling_composed(const Tensor& a, const Tensor& w2, const Tensor& b2,
                                                   const Tensor& h, const Tensor& mask,
                                                   Tensor (*normalize)(const Tensor&, int64_t)) {
   const int64_t B = a.size(0), T = a.size(1), Hd = a.size(2), D = h.size(2);
@@ -314,3 +333,4 @@ inline AddMaskView additive_mask_view(const Tensor& mask, int64_t B, int64_t Lq,
 
 }  // namespace detail
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -25,6 +25,27 @@
 // shared with the CUDA path are in attention_args.hpp. The raw loops are in
 // kernels/cpu/attention_weights.hpp (weights-storing kernels, masks, dropout) and
 // kernels/cpu/attention_tiled.hpp (tiled kernels).
+#include <limits>
+#include "../core/tensor.hpp"
+#include "attention_args.hpp"
+#include "elementwise.hpp"
+#include "reduce.hpp"
+#include "shape.hpp"
+
+namespace attn {
+constexpr double kDefaultAttnScale = std::numeric_limits<double>::quiet_NaN();
+
+ATTN_API Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                             const Tensor& attn_mask = Tensor(), bool is_causal = false,
+                                             double dropout_p = 0.0, double scale = kDefaultAttnScale,
+                                             const Tensor& key_padding_mask = Tensor());
+ATTN_API std::pair<Tensor, Tensor> scaled_dot_product_attention_with_weights(
+    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask = Tensor(), bool is_causal = false,
+    double dropout_p = 0.0, double scale = kDefaultAttnScale, const Tensor& key_padding_mask = Tensor());
+ATTN_API Tensor causal_mask(int64_t L, int64_t S = -1);
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -32,13 +53,8 @@
 #include <utility>
 #include <vector>
 #include <Eigen/Core>
-#include "../core/tensor.hpp"
-#include "attention_args.hpp"
 #include "cuda/attention.hpp"
 #include "../kernels/cpu/attention_tiled.hpp"
-#include "elementwise.hpp"
-#include "reduce.hpp"
-#include "shape.hpp"
 
 namespace attn {
 namespace detail {
@@ -79,7 +95,6 @@ struct AttnGradBuffers {
 inline std::pair<Tensor, Tensor> sdpa_impl(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
                                            bool is_causal, double dropout_p, double scale,
                                            const Tensor& key_padding_mask, bool need_weights);
-inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& args, const char* op);
 inline Tensor fused_attention_tiled(const FusedAttnArgs& a, const char* op, const AttnMaskView& mview,
                                     const AttnMaskView& kview, bool track);
 inline bool use_tiled_attention(const AttnProblem& p, DType dt, bool need_weights, bool mask_grad);
@@ -88,7 +103,6 @@ inline AttnMaskView key_padding_view(const Tensor& m, const AttnProblem& p, cons
 
 }  // namespace detail
 
-constexpr double kDefaultAttnScale = std::numeric_limits<double>::quiet_NaN();
 
 // softmax(q k^T * scale + mask) v over q [..., L, E], k [..., S, E], v [..., S, Ev] -> [..., L, Ev].
 // Leading dims broadcast as in PyTorch. Grouped-query attention: 4-D q [B, H, L, E] with k, v
@@ -100,24 +114,24 @@ constexpr double kDefaultAttnScale = std::numeric_limits<double>::quiet_NaN();
 // scale NaN means 1/sqrt(E). dropout_p > 0 applies dropout to the weights (this functional form
 // always applies it when p > 0; modules pass p only in training). Queries that see no key at all
 // get zero output and zero gradient.
-inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                           const Tensor& attn_mask = Tensor(), bool is_causal = false,
-                                           double dropout_p = 0.0, double scale = kDefaultAttnScale,
-                                           const Tensor& key_padding_mask = Tensor()) {
+ATTN_API Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                           const Tensor& attn_mask, bool is_causal,
+                                           double dropout_p, double scale,
+                                           const Tensor& key_padding_mask) {
   return detail::sdpa_impl(q, k, v, attn_mask, is_causal, dropout_p, scale, key_padding_mask, false).first;
 }
 
 // Same, also returning the attention weights [..., L, S] (after dropout, as PyTorch's MHA returns
 // them). The weights are differentiable too.
-inline std::pair<Tensor, Tensor> scaled_dot_product_attention_with_weights(
-    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask = Tensor(), bool is_causal = false,
-    double dropout_p = 0.0, double scale = kDefaultAttnScale, const Tensor& key_padding_mask = Tensor()) {
+ATTN_API std::pair<Tensor, Tensor> scaled_dot_product_attention_with_weights(
+    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask, bool is_causal,
+    double dropout_p, double scale, const Tensor& key_padding_mask) {
   return detail::sdpa_impl(q, k, v, attn_mask, is_causal, dropout_p, scale, key_padding_mask, true);
 }
 
 // Bool mask [L, S] (S defaults to L), true on and below the diagonal: query i may attend keys
 // j <= i. Pass it as attn_mask (bool: true = may attend).
-inline Tensor causal_mask(int64_t L, int64_t S = -1) {
+ATTN_API Tensor causal_mask(int64_t L, int64_t S) {
   if (S < 0) S = L;
   ATTN_CHECK(L >= 0 && S >= 0, "causal_mask: sizes must be non-negative, got ", L, " x ", S);
   Tensor m = Tensor::zeros({L, S}, kBool);
@@ -211,7 +225,7 @@ inline std::pair<Tensor, Tensor> sdpa_impl(const Tensor& q, const Tensor& k, con
 //   dW' = dO V^T + dWout;  dW = dW' * D / (1 - p);  dZ = W * (dW - rowsum(dW * W))
 //   dV = W'^T dO;  dQ = scale * dZ K;  dK = scale * dZ^T Q;  dM = dZ summed to the float mask's shape.
 // Large problems without weights or mask gradient go to fused_attention_tiled.
-inline std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& args, const char* op) {
+ATTN_API std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& args, const char* op) {
   FusedAttnArgs a = args;  // the backward keeps this copy: its p.alibi points into its alibi_slopes
   if (a.alibi_slopes.defined()) {
     ATTN_CHECK(a.alibi_slopes.dtype() == kFloat64 && a.alibi_slopes.dim() == 1 && a.alibi_slopes.size(0) == a.p.H, op,
@@ -381,3 +395,4 @@ inline AttnGradBuffers::AttnGradBuffers(const FusedAttnArgs& a) {
 
 }  // namespace detail
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

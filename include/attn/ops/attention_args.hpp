@@ -7,12 +7,12 @@
 #include <cstdint>
 #include <vector>
 #include "../core/tensor.hpp"
-#include "../kernels/cpu/attention_weights.hpp"
+#include "../kernels/cpu/attention_problem.hpp"
 
 namespace attn {
 namespace detail {
 
-// The problem description and operand layouts live with the kernels (kernels/cpu/attention_weights.hpp).
+// The problem description and operand layouts live with the kernels (kernels/cpu/attention_problem.hpp).
 using kernels::cpu::AttnLayout;
 using kernels::cpu::AttnMaskView;
 using kernels::cpu::AttnProblem;
@@ -32,6 +32,17 @@ struct FusedAttnArgs {
   Tensor alibi_slopes;  // float64 [H] or undefined; fused_attention points p.alibi at it
   bool need_weights = false;
 };
+
+// The node itself (ops/attention.hpp), for the layers that call it with their own layouts
+// (nn::MultiheadAttention): returns the output and, when need_weights, the weights.
+ATTN_API std::pair<Tensor, Tensor> fused_attention(const FusedAttnArgs& args, const char* op);
+
+}  // namespace detail
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+namespace attn {
+namespace detail {
 
 // Offset of each (batch..., head) item's [L, S] matrix in a mask with broadcast strides `st`
 // (st[d] for each dim of scores_shape, 0 where broadcast): item it = flat index over the batch
@@ -80,3 +91,4 @@ inline AttnOperandAliasing attn_operand_aliasing(const FusedAttnArgs& a) {
 
 }  // namespace detail
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -17,20 +17,17 @@
 // block) that gathers from the query blocks attending it in ascending order (the transposed
 // layout), so every result is computed by one thread in a fixed order: bit-identical results for
 // any thread count. Products go through the dispatched GEMM (kernels/cpu/gemm.hpp).
+#include "../core/parallel.hpp"
+#include "../core/random.hpp"
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
-#include "../core/parallel.hpp"
-#include "../core/random.hpp"
 #include "../core/tensor.hpp"
-#include "../kernels/cpu/block_sparse.hpp"
-#include "attention_checks.hpp"
 #include "elementwise.hpp"
 
 namespace attn {
-
 // Which key blocks each query block attends. Build it with one of the pattern factories below or
 // from explicit lists (from_rows); it is validated on construction and immutable afterwards.
 class BlockSparseLayout {
@@ -208,6 +205,19 @@ class BlockSparseLayout {
   std::vector<int64_t> entry_row_;                // query block of each entry
 };
 
+ATTN_API Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                       const BlockSparseLayout& layout,
+                                       double scale = std::numeric_limits<double>::quiet_NaN(),
+                                       const Tensor& key_padding_mask = Tensor());
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+#include "../kernels/cpu/block_sparse.hpp"
+#include "attention_checks.hpp"
+
+namespace attn {
+
+
 namespace detail {
 // The problem sizes live with the kernels (kernels/cpu/block_sparse.hpp).
 using kernels::cpu::BsaDims;
@@ -217,10 +227,10 @@ using kernels::cpu::BsaDims;
 // [..., L, Ev]. layout: the kept blocks (its L and S must match q and k). scale NaN -> 1/sqrt(E).
 // key_padding_mask: bool [B, S] with B = q.size(0) (or [S] for 2-D q), true = padded key.
 // A query with nothing to attend gets a zero output and zero gradients.
-inline Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+ATTN_API Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                      const BlockSparseLayout& layout,
-                                     double scale = std::numeric_limits<double>::quiet_NaN(),
-                                     const Tensor& key_padding_mask = Tensor()) {
+                                     double scale,
+                                     const Tensor& key_padding_mask) {
   const char* op = "block_sparse_attention";
   detail::check_qkv(op, q, k, v);
   detail::BsaDims d;
@@ -272,3 +282,4 @@ inline Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const Ten
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

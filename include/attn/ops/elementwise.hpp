@@ -1,10 +1,12 @@
 #pragma once
 // Elementwise ops with NumPy/PyTorch broadcasting, activations, comparisons and masking.
 // Each op's backward follows its forward, with the derivative restated in a comment.
-#include <cmath>
-#include <optional>
 #include "../core/shapes.hpp"
 #include "../core/tensor.hpp"
+
+#if ATTN_HEADER_DEFINITIONS
+#include <cmath>
+#include <optional>
 #include "../kernels/cpu/elementwise.hpp"
 #include "../kernels/cpu/vmath.hpp"
 #include "cuda/elementwise.hpp"
@@ -107,7 +109,7 @@ inline Tensor scalar_like(double s, const Tensor& like) { return Tensor::full({}
 }  // namespace detail
 
 // add(a, b) = a + b; dL/da = sum_to(g, a.shape), dL/db = sum_to(g, b.shape)
-inline Tensor add(const Tensor& a, const Tensor& b) {
+ATTN_API Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = detail::binary_forward(a, b, "add", [](auto x, auto y) { return x + y; }, kernels::cuda::Binary::Add);
   // the shapes are kept only when broadcasting (a closure without them allocates less)
   const bool same = a.shape() == b.shape();
@@ -119,7 +121,7 @@ inline Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 // sub(a, b) = a - b; dL/da = sum_to(g), dL/db = -sum_to(g)
-inline Tensor sub(const Tensor& a, const Tensor& b) {
+ATTN_API Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = detail::binary_forward(a, b, "sub", [](auto x, auto y) { return x - y; }, kernels::cuda::Binary::Sub);
   const bool same = a.shape() == b.shape();
   return record("sub", out, {a, b}, [same, sa = same ? Shape() : a.shape(), sb = same ? Shape() : b.shape()](
@@ -130,7 +132,7 @@ inline Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 // mul(a, b) = a * b; dL/da = sum_to(g * b), dL/db = sum_to(g * a)
-inline Tensor mul(const Tensor& a, const Tensor& b) {
+ATTN_API Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = detail::binary_forward(a, b, "mul", [](auto x, auto y) { return x * y; }, kernels::cuda::Binary::Mul);
   return record("mul", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{a.requires_grad() ? sum_to(mul(g[0], b), a.shape()) : Tensor(),
@@ -139,7 +141,7 @@ inline Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 // div(a, b) = a / b; dL/da = sum_to(g / b), dL/db = sum_to(-g * a / b^2)
-inline Tensor div(const Tensor& a, const Tensor& b) {
+ATTN_API Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = detail::binary_forward(a, b, "div", [](auto x, auto y) { return x / y; }, kernels::cuda::Binary::Div);
   return record("div", out, {a, b}, [a, b, od = out.detach()](const std::vector<Tensor>& g) {
     Tensor gb_full;
@@ -163,7 +165,7 @@ inline Tensor select_grad(const Tensor& g, const Tensor& a, const Tensor& b, boo
 }  // namespace detail
 
 // maximum(a, b) = max(a, b) elementwise; dL/da = g where a > b (g/2 on ties)
-inline Tensor maximum(const Tensor& a, const Tensor& b) {
+ATTN_API Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor out = detail::binary_forward(a, b, "maximum", [](auto x, auto y) { return x > y ? x : y; });
   return record("maximum", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{sum_to(detail::select_grad(g[0], a, b, true, true), a.shape()),
@@ -171,7 +173,7 @@ inline Tensor maximum(const Tensor& a, const Tensor& b) {
   }, {a, b});
 }
 // minimum(a, b) = min(a, b) elementwise; dL/da = g where a < b (g/2 on ties)
-inline Tensor minimum(const Tensor& a, const Tensor& b) {
+ATTN_API Tensor minimum(const Tensor& a, const Tensor& b) {
   Tensor out = detail::binary_forward(a, b, "minimum", [](auto x, auto y) { return x < y ? x : y; });
   return record("minimum", out, {a, b}, [a, b](const std::vector<Tensor>& g) {
     return std::vector<Tensor>{sum_to(detail::select_grad(g[0], a, b, true, false), a.shape()),
@@ -180,77 +182,77 @@ inline Tensor minimum(const Tensor& a, const Tensor& b) {
 }
 
 // Scalar forms: y = x + s (dy/dx = 1), y = x * s (dy/dx = s), y = s - x, y = s / x (dy/dx = -s/x^2)
-inline Tensor add(const Tensor& x, double s) {
+ATTN_API Tensor add(const Tensor& x, double s) {
   if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::AddScalar, "add_scalar", s);
   return detail::unary_op(x, "add_scalar", detail::Reads::None, [s](auto v) { return v + decltype(v)(s); }, [](auto, auto) { return 1; });
 }
-inline Tensor mul(const Tensor& x, double s) {
+ATTN_API Tensor mul(const Tensor& x, double s) {
   if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::MulScalar, "mul_scalar", s);
   return detail::unary_op(x, "mul_scalar", detail::Reads::None, [s](auto v) { return v * decltype(v)(s); },
                           [s](auto v, auto) { return decltype(v)(s); });
 }
-inline Tensor rsub(double s, const Tensor& x) {
+ATTN_API Tensor rsub(double s, const Tensor& x) {
   return detail::unary_op(x, "rsub", detail::Reads::None, [s](auto v) { return decltype(v)(s) - v; }, [](auto, auto) { return -1; });
 }
-inline Tensor rdiv(double s, const Tensor& x) {
+ATTN_API Tensor rdiv(double s, const Tensor& x) {
   return detail::unary_op(x, "rdiv", detail::Reads::XY, [s](auto v) { return decltype(v)(s) / v; },
                           [](auto v, auto y) { return -y / v; });
 }
 // neg(x) = -x; dL/dx = -g
-inline Tensor neg(const Tensor& x) {
+ATTN_API Tensor neg(const Tensor& x) {
   if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Neg, "neg");
   return detail::unary_op(x, "neg", detail::Reads::None, [](auto v) { return -v; }, [](auto, auto) { return -1; });
 }
 // pow(x, e) = x^e; dL/dx = g * e * x^(e-1)
-inline Tensor pow(const Tensor& x, double e) {
+ATTN_API Tensor pow(const Tensor& x, double e) {
   return detail::unary_op(x, "pow", detail::Reads::X, [e](auto v) { return decltype(v)(std::pow(v, e)); },
                           [e](auto v, auto) { return decltype(v)(e * std::pow(v, e - 1)); });
 }
 // sqrt(x); dL/dx = g / (2 sqrt(x))
-inline Tensor sqrt(const Tensor& x) {
+ATTN_API Tensor sqrt(const Tensor& x) {
   return detail::unary_op(x, "sqrt", detail::Reads::Y, [](auto v) { return std::sqrt(v); }, [](auto, auto y) { return decltype(y)(0.5) / y; });
 }
 // exp(x); dL/dx = g * exp(x)
-inline Tensor exp(const Tensor& x) {
+ATTN_API Tensor exp(const Tensor& x) {
   if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Exp, "exp");
   return detail::record_unary(
       x, detail::unary_forward_span(x, "exp", [](const auto* in, auto* out, int64_t n) { kernels::cpu::exp_n(in, out, n); }),
       "exp", detail::Reads::Y, [](auto, auto y) { return y; });
 }
 // log(x); dL/dx = g / x
-inline Tensor log(const Tensor& x) {
+ATTN_API Tensor log(const Tensor& x) {
   if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Log, "log");
   return detail::unary_op(x, "log", detail::Reads::X, [](auto v) { return std::log(v); }, [](auto v, auto) { return 1 / v; });
 }
 // abs(x); dL/dx = g * sign(x) (0 at 0, as PyTorch)
-inline Tensor abs(const Tensor& x) {
+ATTN_API Tensor abs(const Tensor& x) {
   return detail::unary_op(x, "abs", detail::Reads::X, [](auto v) { return std::abs(v); },
                           [](auto v, auto) { return decltype(v)((v > 0) - (v < 0)); });
 }
 // sin(x); dL/dx = g cos(x)
-inline Tensor sin(const Tensor& x) {
+ATTN_API Tensor sin(const Tensor& x) {
   return detail::unary_op(x, "sin", detail::Reads::X, [](auto v) { return std::sin(v); }, [](auto v, auto) { return std::cos(v); });
 }
 // cos(x); dL/dx = -g sin(x)
-inline Tensor cos(const Tensor& x) {
+ATTN_API Tensor cos(const Tensor& x) {
   return detail::unary_op(x, "cos", detail::Reads::X, [](auto v) { return std::cos(v); }, [](auto v, auto) { return -std::sin(v); });
 }
 // clamp(x, lo, hi); dL/dx = g where lo <= x <= hi, else 0
-inline Tensor clamp(const Tensor& x, double lo, double hi) {
+ATTN_API Tensor clamp(const Tensor& x, double lo, double hi) {
   ATTN_CHECK(lo <= hi, "clamp: min ", lo, " > max ", hi, " for shape ", to_string(x.shape()));
   return detail::unary_op(x, "clamp", detail::Reads::X,
                           [lo, hi](auto v) { using T = decltype(v); return v < T(lo) ? T(lo) : (v > T(hi) ? T(hi) : v); },
                           [lo, hi](auto v, auto) { using T = decltype(v); return T(v >= T(lo) && v <= T(hi)); });
 }
 // tanh(x); dL/dx = g (1 - y^2)
-inline Tensor tanh(const Tensor& x) {
+ATTN_API Tensor tanh(const Tensor& x) {
   if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Tanh, "tanh");
   return detail::record_unary(
       x, detail::unary_forward_span(x, "tanh", [](const auto* in, auto* out, int64_t n) { kernels::cpu::tanh_n(in, out, n); }),
       "tanh", detail::Reads::Y, [](auto, auto y) { return 1 - y * y; });
 }
 // sigmoid(x) = 1 / (1 + e^-x); dL/dx = g y (1 - y)
-inline Tensor sigmoid(const Tensor& x) {
+ATTN_API Tensor sigmoid(const Tensor& x) {
   if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Sigmoid, "sigmoid");
   return detail::record_unary(
       x,
@@ -259,23 +261,23 @@ inline Tensor sigmoid(const Tensor& x) {
       "sigmoid", detail::Reads::Y, [](auto, auto y) { return y * (1 - y); });
 }
 // relu(x) = max(x, 0); dL/dx = g [x > 0]
-inline Tensor relu(const Tensor& x) {
+ATTN_API Tensor relu(const Tensor& x) {
   if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Relu, "relu");
   return detail::unary_op(x, "relu", detail::Reads::X, [](auto v) { return v > 0 ? v : decltype(v)(0); },
                           [](auto v, auto) { return decltype(v)(v > 0); });
 }
 // leaky_relu(x) = x if x > 0 else a x; dL/dx = g (1 or a)
-inline Tensor leaky_relu(const Tensor& x, double a) {
+ATTN_API Tensor leaky_relu(const Tensor& x, double a) {
   return detail::unary_op(x, "leaky_relu", detail::Reads::X, [a](auto v) { return v > 0 ? v : decltype(v)(a) * v; },
                           [a](auto v, auto) { return v > 0 ? decltype(v)(1) : decltype(v)(a); });
 }
 // elu(x) = x if x > 0 else alpha (e^x - 1); dL/dx = g (1 or y + alpha)
-inline Tensor elu(const Tensor& x, double alpha) {
+ATTN_API Tensor elu(const Tensor& x, double alpha) {
   return detail::unary_op(x, "elu", detail::Reads::XY, [alpha](auto v) { return v > 0 ? v : decltype(v)(alpha) * std::expm1(v); },
                           [alpha](auto v, auto y) { return v > 0 ? decltype(v)(1) : y + decltype(v)(alpha); });
 }
 // gelu(x) = x Phi(x) (exact, erf form); dL/dx = g (Phi(x) + x phi(x))
-inline Tensor gelu(const Tensor& x) {
+ATTN_API Tensor gelu(const Tensor& x) {
   if (detail::on_cuda(x)) return cuda_ops::unary(x, kernels::cuda::Unary::Gelu, "gelu");
   return detail::unary_op(
       x, "gelu", detail::Reads::X, [](auto v) { using T = decltype(v); return T(0.5) * v * (1 + std::erf(v * T(M_SQRT1_2))); },
@@ -287,7 +289,7 @@ inline Tensor gelu(const Tensor& x) {
       });
 }
 // softplus(x) = log(1 + e^(beta x)) / beta, linear above threshold; dL/dx = g sigmoid(beta x)
-inline Tensor softplus(const Tensor& x, double beta, double threshold) {
+ATTN_API Tensor softplus(const Tensor& x, double beta, double threshold) {
   return detail::unary_op(
       x, "softplus", detail::Reads::X,
       [beta, threshold](auto v) {
@@ -301,19 +303,19 @@ inline Tensor softplus(const Tensor& x, double beta, double threshold) {
 }
 
 // ---- comparisons and masks (not differentiable; results are bool tensors) ----
-inline Tensor gt(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "gt", [](auto x, auto y) { return x > y; }); }
-inline Tensor lt(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "lt", [](auto x, auto y) { return x < y; }); }
-inline Tensor ge(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "ge", [](auto x, auto y) { return x >= y; }); }
-inline Tensor le(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "le", [](auto x, auto y) { return x <= y; }); }
-inline Tensor eq(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "eq", [](auto x, auto y) { return x == y; }); }
-inline Tensor ne(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "ne", [](auto x, auto y) { return x != y; }); }
-inline Tensor logical_and(const Tensor& a, const Tensor& b) {
+ATTN_API Tensor gt(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "gt", [](auto x, auto y) { return x > y; }); }
+ATTN_API Tensor lt(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "lt", [](auto x, auto y) { return x < y; }); }
+ATTN_API Tensor ge(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "ge", [](auto x, auto y) { return x >= y; }); }
+ATTN_API Tensor le(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "le", [](auto x, auto y) { return x <= y; }); }
+ATTN_API Tensor eq(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "eq", [](auto x, auto y) { return x == y; }); }
+ATTN_API Tensor ne(const Tensor& a, const Tensor& b) { return detail::compare(a, b, "ne", [](auto x, auto y) { return x != y; }); }
+ATTN_API Tensor logical_and(const Tensor& a, const Tensor& b) {
   return detail::compare(a.to(kBool), b.to(kBool), "logical_and", [](auto x, auto y) { return x && y; });
 }
-inline Tensor logical_or(const Tensor& a, const Tensor& b) {
+ATTN_API Tensor logical_or(const Tensor& a, const Tensor& b) {
   return detail::compare(a.to(kBool), b.to(kBool), "logical_or", [](auto x, auto y) { return x || y; });
 }
-inline Tensor logical_not(const Tensor& m) {
+ATTN_API Tensor logical_not(const Tensor& m) {
   Tensor b = m.to(kBool), out = Tensor::empty(m.shape(), kBool);
   const uint8_t* p = b.data<uint8_t>();
   uint8_t* o = out.data<uint8_t>();
@@ -322,7 +324,7 @@ inline Tensor logical_not(const Tensor& m) {
 }
 
 // where(c, a, b) = c ? a : b; dL/da = sum_to(g [c]), dL/db = sum_to(g [!c])
-inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+ATTN_API Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   detail::check_same_dtype(a, b, "where");
   const Shape s = detail::broadcast_shapes(detail::broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   const Tensor c = cond.to(kBool);
@@ -338,14 +340,14 @@ inline Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 }
 
 // masked_fill(x, m, v) = m ? v : x; dL/dx = g [!m]
-inline Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+ATTN_API Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   ATTN_CHECK(detail::broadcast_shapes(x.shape(), mask.shape(), "masked_fill") == x.shape(),
              "masked_fill: mask of shape ", to_string(mask.shape()), " does not broadcast to input shape ",
              to_string(x.shape()));
   return where(mask, detail::scalar_like(value, x), x);
 }
 
-inline bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
+ATTN_API bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
   if (a.shape() != b.shape()) return false;
   const auto x = a.to_vector<double>(), y = b.to_vector<double>();
   for (size_t i = 0; i < x.size(); ++i)
@@ -354,17 +356,18 @@ inline bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol)
 }
 
 // ---- operators ----
-inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
-inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
-inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
-inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
-inline Tensor operator+(const Tensor& a, double s) { return add(a, s); }
-inline Tensor operator-(const Tensor& a, double s) { return add(a, -s); }
-inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
-inline Tensor operator/(const Tensor& a, double s) { return mul(a, 1.0 / s); }
-inline Tensor operator+(double s, const Tensor& a) { return add(a, s); }
-inline Tensor operator-(double s, const Tensor& a) { return rsub(s, a); }
-inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
-inline Tensor operator/(double s, const Tensor& a) { return rdiv(s, a); }
+ATTN_API Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+ATTN_API Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+ATTN_API Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+ATTN_API Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+ATTN_API Tensor operator+(const Tensor& a, double s) { return add(a, s); }
+ATTN_API Tensor operator-(const Tensor& a, double s) { return add(a, -s); }
+ATTN_API Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
+ATTN_API Tensor operator/(const Tensor& a, double s) { return mul(a, 1.0 / s); }
+ATTN_API Tensor operator+(double s, const Tensor& a) { return add(a, s); }
+ATTN_API Tensor operator-(double s, const Tensor& a) { return rsub(s, a); }
+ATTN_API Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
+ATTN_API Tensor operator/(double s, const Tensor& a) { return rdiv(s, a); }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

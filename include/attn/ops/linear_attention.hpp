@@ -19,15 +19,22 @@
 // the key/value gradients by a reverse scan, so no per-step state is stored.
 // Parallel over the flattened leading dims, one batch item per thread in a fixed order:
 // bit-identical results for any thread count.
-#include <algorithm>
-#include <cmath>
-#include <vector>
 #include "../core/parallel.hpp"
 #include "../core/random.hpp"
 #include "../core/tensor.hpp"
+#include "elementwise.hpp"
+
+namespace attn {
+ATTN_API Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = false,
+                                 double eps = 1e-6, const Tensor& key_padding_mask = Tensor(), double dropout_p = 0.0);
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+#include <algorithm>
+#include <cmath>
+#include <vector>
 #include "../kernels/cpu/linear_attention.hpp"
 #include "attention_checks.hpp"
-#include "elementwise.hpp"
 
 namespace attn {
 
@@ -36,9 +43,9 @@ namespace attn {
 // dropout_p > 0: key dropout as described at the top (one draw per item and key from the global
 // generator, in order item by item, key by key: uniform() >= p keeps), as in F.dropout on the
 // weights of softmax attention; pass 0 in evaluation.
-inline Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = false,
-                               double eps = 1e-6, const Tensor& key_padding_mask = Tensor(),
-                               double dropout_p = 0.0) {
+ATTN_API Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                               double eps, const Tensor& key_padding_mask,
+                               double dropout_p) {
   const char* op = "linear_attention";
   detail::check_qkv(op, q, k, v);
   const int64_t nd = q.dim();
@@ -120,3 +127,4 @@ inline Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

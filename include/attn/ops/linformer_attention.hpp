@@ -9,16 +9,23 @@
 //
 // Time O(N L k (E + Ev) + N S k (E + Ev)), memory O(N L k): linear in L for a fixed k. Causal
 // attention is not defined for it (a projected position mixes future keys), so it is refused.
-#include <cmath>
 #include "../core/tensor.hpp"
 #include "attention.hpp"
 #include "matmul.hpp"
 
 namespace attn {
+ATTN_API Tensor linformer_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e_proj,
+                                    const Tensor& f_proj, double dropout_p = 0.0, double scale = kDefaultAttnScale);
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+#include <cmath>
+
+namespace attn {
 
 // q [..., L, E], k [..., S, E], v [..., S, Ev], e_proj / f_proj [kp, S] (same dtype) -> [..., L, Ev].
-inline Tensor linformer_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e_proj,
-                                  const Tensor& f_proj, double dropout_p = 0.0, double scale = kDefaultAttnScale) {
+ATTN_API Tensor linformer_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& e_proj,
+                                  const Tensor& f_proj, double dropout_p, double scale) {
   const char* op = "linformer_attention";
   ATTN_CHECK(q.dim() >= 2 && k.dim() == q.dim() && v.dim() == q.dim(), op,
              ": expected q [..., L, E], k [..., S, E], v [..., S, Ev] with equal ranks, got ", to_string(q.shape()),
@@ -38,3 +45,4 @@ inline Tensor linformer_attention(const Tensor& q, const Tensor& k, const Tensor
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

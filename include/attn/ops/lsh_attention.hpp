@@ -19,21 +19,31 @@
 // O(L (E + Ev + n_buckets)) scratch per thread (tensors, counted by memory_stats): no L x L
 // buffer. Parallel over the flattened leading dims, one item per thread: bit-identical for any
 // thread count.
-#include <algorithm>
-#include <cmath>
-#include <vector>
 #include "../core/parallel.hpp"
 #include "../core/random.hpp"
 #include "../core/tensor.hpp"
-#include "../kernels/cpu/lsh.hpp"
 #include "attention.hpp"
 #include "elementwise.hpp"
 
 namespace attn {
+ATTN_API Tensor lsh_random_rotations(int64_t E, int64_t n_hashes, int64_t n_buckets,
+                                     Generator& gen = default_generator(), DType dtype = kFloat32);
+ATTN_API int64_t lsh_default_buckets(int64_t L, int64_t chunk_size);
+ATTN_API Tensor lsh_attention(const Tensor& x, const Tensor& v, const Tensor& rotations, int64_t chunk_size = 64,
+                              bool causal = false, double scale = kDefaultAttnScale);
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+#include <algorithm>
+#include <cmath>
+#include <vector>
+#include "../kernels/cpu/lsh.hpp"
+
+namespace attn {
 
 // Random rotations for LSH: [n_hashes, E, n_buckets / 2] standard normal, from gen.
-inline Tensor lsh_random_rotations(int64_t E, int64_t n_hashes, int64_t n_buckets, Generator& gen = default_generator(),
-                                   DType dtype = kFloat32) {
+ATTN_API Tensor lsh_random_rotations(int64_t E, int64_t n_hashes, int64_t n_buckets, Generator& gen,
+                                   DType dtype) {
   ATTN_CHECK(E > 0 && n_hashes > 0 && n_buckets >= 2 && n_buckets % 2 == 0, "lsh_random_rotations: need E > 0, ",
              "n_hashes > 0 and an even n_buckets >= 2, got E = ", E, ", n_hashes = ", n_hashes, ", n_buckets = ",
              n_buckets);
@@ -47,7 +57,7 @@ inline Tensor lsh_random_rotations(int64_t E, int64_t n_hashes, int64_t n_bucket
 }
 
 // The bucket count Reformer uses for a length: about one chunk per bucket, even, at least 2.
-inline int64_t lsh_default_buckets(int64_t L, int64_t chunk_size) {
+ATTN_API int64_t lsh_default_buckets(int64_t L, int64_t chunk_size) {
   ATTN_CHECK(L > 0 && chunk_size > 0, "lsh_default_buckets: need L > 0 and chunk_size > 0, got ", L, " and ",
              chunk_size);
   const int64_t n = (L + chunk_size - 1) / chunk_size;
@@ -56,8 +66,8 @@ inline int64_t lsh_default_buckets(int64_t L, int64_t chunk_size) {
 
 // LSH self-attention with shared queries/keys x [..., L, E] and values v [..., L, Ev].
 // scale NaN means 1/sqrt(E).
-inline Tensor lsh_attention(const Tensor& x, const Tensor& v, const Tensor& rotations, int64_t chunk_size = 64,
-                            bool causal = false, double scale = kDefaultAttnScale) {
+ATTN_API Tensor lsh_attention(const Tensor& x, const Tensor& v, const Tensor& rotations, int64_t chunk_size,
+                            bool causal, double scale) {
   const char* op = "lsh_attention";
   ATTN_CHECK(x.dim() >= 2 && v.dim() == x.dim(), op, ": expected qk [..., L, E] and v [..., L, Ev] with equal ranks, got ",
              to_string(x.shape()), ", ", to_string(v.shape()));
@@ -127,3 +137,4 @@ inline Tensor lsh_attention(const Tensor& x, const Tensor& v, const Tensor& rota
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -1,17 +1,18 @@
 #pragma once
 // matmul with PyTorch's semantics (1-D, 2-D, batched with broadcast batch dims) and linear.
 // All products go through kernels::cpu::gemm; transposed operands are never copied.
+#include "../core/tensor.hpp"
+#include "elementwise.hpp"
+#include "reduce.hpp"
+#include "shape.hpp"
+
+#if ATTN_HEADER_DEFINITIONS
 #include <array>
 #include <cstdlib>
 #include <memory>
 #include <vector>
-
-#include "../core/tensor.hpp"
 #include "cuda/matmul.hpp"
 #include "../kernels/cpu/gemm.hpp"
-#include "elementwise.hpp"
-#include "reduce.hpp"
-#include "shape.hpp"
 
 namespace attn {
 namespace detail {
@@ -198,7 +199,7 @@ void linear_grads(const T* dy, const Tensor& x, const Tensor& w, const Tensor& b
 }  // namespace detail
 
 // matmul(a, b) = a @ b;  dL/da = sum_to(g @ b^T, a.shape),  dL/db = sum_to(a^T @ g, b.shape)
-inline Tensor matmul(const Tensor& a, const Tensor& b) {
+ATTN_API Tensor matmul(const Tensor& a, const Tensor& b) {
   ATTN_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: shapes ", to_string(a.shape()), " and ", to_string(b.shape()),
              " need at least 1 dim");
   {
@@ -236,7 +237,7 @@ inline Tensor matmul(const Tensor& a, const Tensor& b) {
 
 // linear(x, W, b) = x W^T + b over the last dim of x; W: [out, in], b: [out] or undefined.
 // dL/dx = g W,  dL/dW = g^T x (all leading dims folded),  dL/db = sum of g over rows
-inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+ATTN_API Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   ATTN_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", to_string(x.shape()),
              " does not match weight ", to_string(weight.shape()), " (expected last dim ",
              weight.dim() == 2 ? weight.size(1) : -1, ")");
@@ -267,3 +268,4 @@ inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) 
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -1,13 +1,15 @@
 #pragma once
 // Losses and layer functions: MSE, L1, BCE-with-logits, NLL / cross-entropy, dropout,
 // layer norm (fused forward and backward), embedding lookup.
-#include <cmath>
 #include "../core/tensor.hpp"
-#include "cuda/elementwise.hpp"
-#include "cuda/nn_functional.hpp"
 #include "elementwise.hpp"
 #include "reduce.hpp"
 #include "shape.hpp"
+
+#if ATTN_HEADER_DEFINITIONS
+#include <cmath>
+#include "cuda/elementwise.hpp"
+#include "cuda/nn_functional.hpp"
 
 namespace attn {
 namespace detail {
@@ -26,21 +28,21 @@ inline void check_loss_shapes(const Tensor& input, const Tensor& target, const c
 }  // namespace detail
 
 // mse_loss = reduce((x - y)^2)
-inline Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction r) {
+ATTN_API Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction r) {
   detail::check_loss_shapes(input, target, "mse_loss");
   Tensor d = sub(input, target);
   return detail::reduce(mul(d, d), r);
 }
 
 // l1_loss = reduce(|x - y|)
-inline Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction r) {
+ATTN_API Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction r) {
   detail::check_loss_shapes(input, target, "l1_loss");
   return detail::reduce(abs(sub(input, target)), r);
 }
 
 // bce_with_logits(x, y) = max(x, 0) - x y + log(1 + e^-|x|)   (stable for any x)
 // dL/dx = g (sigmoid(x) - y),  dL/dy = -g x
-inline Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, Reduction r) {
+ATTN_API Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, Reduction r) {
   detail::check_loss_shapes(logits, target, "binary_cross_entropy_with_logits");
   detail::check_same_dtype(logits, target, "binary_cross_entropy_with_logits");
   auto forward = [](const Tensor& x, const Tensor& y, bool grad) {
@@ -82,7 +84,7 @@ inline std::vector<int64_t> check_class_targets(const Tensor& scores, const Tens
 }  // namespace detail
 
 // nll_loss(logp [N, C], t [N]) = reduce(-logp[n, t_n]); dL/dlogp[n, t_n] = -g_n
-inline Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction r) {
+ATTN_API Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction r) {
   const auto t = detail::check_class_targets(log_probs, target, "nll_loss", "log_probs");
   const int64_t N = log_probs.size(0), C = log_probs.size(1);
   Tensor loss = Tensor::empty({N}, log_probs.dtype());
@@ -103,13 +105,13 @@ inline Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction 
   return detail::reduce(loss, r);
 }
 
-inline Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction r) {
+ATTN_API Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction r) {
   detail::check_class_targets(logits, target, "cross_entropy (log_softmax then nll_loss)", "logits");
   return nll_loss(log_softmax(logits, -1), target, r);
 }
 
 // dropout(x) = x * m / (1 - p), m ~ Bernoulli(1 - p); dL/dx = g * m / (1 - p)
-inline Tensor dropout(const Tensor& x, double p, bool training) {
+ATTN_API Tensor dropout(const Tensor& x, double p, bool training) {
   ATTN_CHECK(p >= 0.0 && p <= 1.0, "dropout: p must be in [0, 1], got ", p);
   if (!training || p == 0.0) return x;
   if (p == 1.0) return mul(x, 0.0);
@@ -126,7 +128,7 @@ inline Tensor dropout(const Tensor& x, double p, bool training) {
 // layer_norm over the trailing dims in normalized_shape:
 //   mu = mean(x), rstd = 1/sqrt(var(x) + eps), xhat = (x - mu) rstd, y = xhat w + b
 //   dL/dx = rstd (g w - mean(g w) - xhat mean(g w xhat)),  dL/dw = sum g xhat,  dL/db = sum g
-inline Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+ATTN_API Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                          double eps) {
   const int64_t k = int64_t(normalized_shape.size());
   bool ok = k >= 1 && x.dim() >= k;
@@ -207,7 +209,7 @@ inline Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const T
 }
 
 // embedding(W, idx) = W[idx]; dL/dW[idx[k]] += g[k]
-inline Tensor embedding(const Tensor& weight, const Tensor& indices) {
+ATTN_API Tensor embedding(const Tensor& weight, const Tensor& indices) {
   ATTN_CHECK(weight.dim() == 2, "embedding: weight must be 2-D, got ", to_string(weight.shape()));
   // Checked here so the errors name embedding and the weight's shape, not index_select.
   ATTN_CHECK(indices.dtype() == kInt64, "embedding: indices must be int64, got ", dtype_name(indices.dtype()), " ",
@@ -223,3 +225,4 @@ inline Tensor embedding(const Tensor& weight, const Tensor& indices) {
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -25,23 +25,32 @@
 // tensor, counted by memory_stats). The backward recomputes the features (and, causal, the
 // chunk products): keeping them would cost (L + S) m per item, several times the output. Parallel over the flattened leading dims, one item per thread:
 // bit-identical for any thread count.
-#include <algorithm>
-#include <cmath>
-#include <vector>
 #include "../core/parallel.hpp"
 #include "../core/random.hpp"
 #include "../core/tensor.hpp"
+#include "elementwise.hpp"
+
+namespace attn {
+ATTN_API Tensor orthogonal_random_features(int64_t m, int64_t E, Generator& gen = default_generator(),
+                                           DType dtype = kFloat32);
+ATTN_API Tensor performer_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& features,
+                                    bool causal = false, double eps = 1e-6, int64_t chunk = 0);
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+#include <algorithm>
+#include <cmath>
+#include <vector>
 #include "../kernels/cpu/performer.hpp"
 #include "attention_checks.hpp"
-#include "elementwise.hpp"
 
 namespace attn {
 
 // m x E positive orthogonal random features (FAVOR+): blocks of E rows from Gaussian matrices
 // orthogonalised by Gram-Schmidt, each row rescaled to the norm of an independent Gaussian
 // vector of dimension E (so every row is marginally N(0, I)). Drawn from gen.
-inline Tensor orthogonal_random_features(int64_t m, int64_t E, Generator& gen = default_generator(),
-                                         DType dtype = kFloat32) {
+ATTN_API Tensor orthogonal_random_features(int64_t m, int64_t E, Generator& gen,
+                                         DType dtype) {
   ATTN_CHECK(m > 0 && E > 0, "orthogonal_random_features: need m > 0 and E > 0, got ", m, " and ", E);
   std::vector<double> w(size_t(m * E));
   auto g = gen.lock();
@@ -78,8 +87,8 @@ inline Tensor orthogonal_random_features(int64_t m, int64_t E, Generator& gen = 
 
 // FAVOR+ attention. q [..., L, E], k [..., S, E], v [..., S, Ev], features [m, E] (same dtype, no gradient;
 // see orthogonal_random_features). causal needs L == S; chunk: rows per causal chunk (0 = 64).
-inline Tensor performer_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& features,
-                                  bool causal = false, double eps = 1e-6, int64_t chunk = 0) {
+ATTN_API Tensor performer_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& features,
+                                  bool causal, double eps, int64_t chunk) {
   const char* op = "performer_attention";
   detail::check_qkv(op, q, k, v, true);
   const int64_t L = q.size(-2), E = q.size(-1), S = k.size(-2);
@@ -137,3 +146,4 @@ inline Tensor performer_attention(const Tensor& q, const Tensor& k, const Tensor
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

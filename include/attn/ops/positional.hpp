@@ -1,16 +1,27 @@
 #pragma once
 // Functional positional encodings: the sinusoidal table, rotary embeddings (RoPE) and ALiBi.
-#include <cmath>
-#include <vector>
 #include "../core/tensor.hpp"
 #include "elementwise.hpp"
 #include "shape.hpp"
 
 namespace attn {
+ATTN_API Tensor sinusoidal_encoding(int64_t L, int64_t d, int64_t offset = 0, DType dtype = kFloat32);
+ATTN_API Tensor apply_rotary(const Tensor& x, const std::vector<double>& positions, double base = 10000.0);
+ATTN_API Tensor apply_rotary(const Tensor& x, int64_t offset = 0, double base = 10000.0);
+ATTN_API Tensor apply_rotary(const Tensor& x, const Tensor& positions, double base = 10000.0);
+ATTN_API Tensor alibi_slopes(int64_t num_heads);
+ATTN_API Tensor alibi_bias(int64_t num_heads, int64_t L, int64_t S, int64_t q_offset = 0, DType dtype = kFloat32);
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+#include <cmath>
+#include <vector>
+
+namespace attn {
 
 // Sinusoidal table [L, d] for positions offset .. offset+L-1 ("Attention is all you need"):
 //   pe[p, 2i] = sin(p / 10000^(2i/d)),  pe[p, 2i+1] = cos(p / 10000^(2i/d)); odd d drops the last cos.
-inline Tensor sinusoidal_encoding(int64_t L, int64_t d, int64_t offset = 0, DType dtype = kFloat32) {
+ATTN_API Tensor sinusoidal_encoding(int64_t L, int64_t d, int64_t offset, DType dtype) {
   ATTN_CHECK(L >= 0 && d > 0, "sinusoidal_encoding: need L >= 0 and d > 0, got L=", L, " d=", d);
   Tensor pe = Tensor::empty({L, d}, dtype);
   ATTN_DISPATCH_FLOATING(dtype, "sinusoidal_encoding", [&] {
@@ -68,7 +79,7 @@ void rope_apply(const T* x, T* y, int64_t rows, int64_t L, int64_t E, const std:
 //   y[i] = x[i] cos a - x[i + E/2] sin a,   y[i + E/2] = x[i + E/2] cos a + x[i] sin a
 // x: [..., L, E] with E even; positions: one per row of the L dim (offset .. offset+L-1 by
 // default). A rotation, so dL/dx = R^T g (the same formula with sin negated).
-inline Tensor apply_rotary(const Tensor& x, const std::vector<double>& positions, double base = 10000.0) {
+ATTN_API Tensor apply_rotary(const Tensor& x, const std::vector<double>& positions, double base) {
   ATTN_CHECK(x.dim() >= 2 && x.size(-1) % 2 == 0, "apply_rotary: x ", to_string(x.shape()),
              " must be [..., L, E] with an even E");
   const int64_t L = x.size(-2), E = x.size(-1);
@@ -90,7 +101,7 @@ inline Tensor apply_rotary(const Tensor& x, const std::vector<double>& positions
   }, {});
 }
 
-inline Tensor apply_rotary(const Tensor& x, int64_t offset = 0, double base = 10000.0) {
+ATTN_API Tensor apply_rotary(const Tensor& x, int64_t offset, double base) {
   ATTN_CHECK(x.dim() >= 2, "apply_rotary: x ", to_string(x.shape()), " must be [..., L, E]");
   std::vector<double> pos(size_t(x.size(-2)));
   for (size_t t = 0; t < pos.size(); ++t) pos[t] = double(offset + int64_t(t));
@@ -98,7 +109,7 @@ inline Tensor apply_rotary(const Tensor& x, int64_t offset = 0, double base = 10
 }
 
 // positions given as a tensor [L] (any dtype)
-inline Tensor apply_rotary(const Tensor& x, const Tensor& positions, double base = 10000.0) {
+ATTN_API Tensor apply_rotary(const Tensor& x, const Tensor& positions, double base) {
   ATTN_CHECK(positions.dim() == 1, "apply_rotary: positions ", to_string(positions.shape()), " must be 1-D [L]");
   return apply_rotary(x, positions.to(kFloat64).to_vector<double>(), base);
 }
@@ -106,7 +117,7 @@ inline Tensor apply_rotary(const Tensor& x, const Tensor& positions, double base
 // ALiBi slopes (Press et al., 2022, "Train short, test long"), float64 [H]: for H a power of two
 // m_h = 2^(-8 (h + 1) / H); otherwise the slopes of the nearest lower power of two n followed by
 // every other slope of 2n (the reference implementation's rule).
-inline Tensor alibi_slopes(int64_t num_heads) {
+ATTN_API Tensor alibi_slopes(int64_t num_heads) {
   ATTN_CHECK(num_heads > 0, "alibi_slopes: num_heads must be positive, got ", num_heads);
   auto pow2 = [](int64_t n) {
     std::vector<double> m(static_cast<size_t>(n));
@@ -126,7 +137,7 @@ inline Tensor alibi_slopes(int64_t num_heads) {
 // without a causal mask it is the symmetric form). Pass it as an additive attn_mask, or let
 // MultiheadAttention (MultiheadAttentionOptions::alibi) add it inside the attention kernels
 // without storing it.
-inline Tensor alibi_bias(int64_t num_heads, int64_t L, int64_t S, int64_t q_offset = 0, DType dtype = kFloat32) {
+ATTN_API Tensor alibi_bias(int64_t num_heads, int64_t L, int64_t S, int64_t q_offset, DType dtype) {
   ATTN_CHECK(L >= 0 && S >= 0, "alibi_bias: sizes must be non-negative, got ", L, " x ", S);
   const std::vector<double> m = alibi_slopes(num_heads).to_vector<double>();
   std::vector<double> b(size_t(num_heads * L * S));
@@ -140,3 +151,4 @@ inline Tensor alibi_bias(int64_t num_heads, int64_t L, int64_t S, int64_t q_offs
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -16,21 +16,32 @@
 // head (as in the official code). Time O(N (L U E + n_top S (E + Ev))), memory O(N (L Ev + n_top S)):
 // no L x S buffer. Parallel over the flattened leading dims, one item per thread: bit-identical
 // for any thread count.
-#include <algorithm>
-#include <cmath>
-#include <vector>
 #include "../core/parallel.hpp"
 #include "../core/random.hpp"
 #include "../core/tensor.hpp"
-#include "../kernels/cpu/probsparse.hpp"
 #include "attention.hpp"
-#include "attention_checks.hpp"
 #include "elementwise.hpp"
+
+namespace attn {
+ATTN_API int64_t probsparse_top_count(int64_t n, int64_t factor);
+ATTN_API Tensor probsparse_sample_keys(int64_t L_Q, int64_t L_K, int64_t factor, Generator& gen = default_generator());
+ATTN_API Tensor probsparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& sample_index,
+                                     int64_t n_top, bool causal = false, double scale = kDefaultAttnScale);
+ATTN_API Tensor probsparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t factor = 5,
+                                     bool causal = false, Generator& gen = default_generator());
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+#include <algorithm>
+#include <cmath>
+#include <vector>
+#include "../kernels/cpu/probsparse.hpp"
+#include "attention_checks.hpp"
 
 namespace attn {
 
 // Informer's sample size for a length: factor * ceil(ln n), at most n and at least 1.
-inline int64_t probsparse_top_count(int64_t n, int64_t factor) {
+ATTN_API int64_t probsparse_top_count(int64_t n, int64_t factor) {
   ATTN_CHECK(n > 0 && factor > 0, "probsparse_top_count: need length > 0 and factor > 0, got ", n, " and ", factor);
   const int64_t c = factor * int64_t(std::ceil(std::log(double(n))));
   return std::max<int64_t>(1, std::min<int64_t>(n, c));
@@ -38,7 +49,7 @@ inline int64_t probsparse_top_count(int64_t n, int64_t factor) {
 
 // For each of L_Q queries, U = probsparse_top_count(L_K, factor) key indices drawn uniformly with
 // replacement from [0, L_K) (torch.randint, as Informer draws them): int64 [L_Q, U].
-inline Tensor probsparse_sample_keys(int64_t L_Q, int64_t L_K, int64_t factor, Generator& gen = default_generator()) {
+ATTN_API Tensor probsparse_sample_keys(int64_t L_Q, int64_t L_K, int64_t factor, Generator& gen) {
   ATTN_CHECK(L_Q > 0 && L_K > 0 && factor > 0, "probsparse_sample_keys: need L_Q, L_K, factor > 0, got ", L_Q, ", ",
              L_K, ", ", factor);
   const int64_t U = probsparse_top_count(L_K, factor);
@@ -51,8 +62,8 @@ inline Tensor probsparse_sample_keys(int64_t L_Q, int64_t L_K, int64_t factor, G
 
 // ProbSparse attention with a given key sample [L, U] (int64, values in [0, S)) and n_top
 // selected queries. scale NaN means 1/sqrt(E). causal needs L == S.
-inline Tensor probsparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& sample_index,
-                                   int64_t n_top, bool causal = false, double scale = kDefaultAttnScale) {
+ATTN_API Tensor probsparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& sample_index,
+                                   int64_t n_top, bool causal, double scale) {
   const char* op = "probsparse_attention";
   detail::check_qkv(op, q, k, v, true);
   const int64_t L = q.size(-2), E = q.size(-1), S = k.size(-2), Ev = v.size(-1);
@@ -118,8 +129,8 @@ inline Tensor probsparse_attention(const Tensor& q, const Tensor& k, const Tenso
 }
 
 // The same, drawing the key sample from gen and taking n_top = probsparse_top_count(L, factor).
-inline Tensor probsparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t factor = 5,
-                                   bool causal = false, Generator& gen = default_generator()) {
+ATTN_API Tensor probsparse_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t factor,
+                                   bool causal, Generator& gen) {
   ATTN_CHECK(q.dim() >= 2 && k.dim() >= 2, "probsparse_attention: expected q [..., L, E] and k [..., S, E], got ",
              to_string(q.shape()), ", ", to_string(k.shape()));
   ATTN_CHECK(factor > 0, "probsparse_attention: factor must be > 0, got ", factor);
@@ -130,3 +141,4 @@ inline Tensor probsparse_attention(const Tensor& q, const Tensor& k, const Tenso
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

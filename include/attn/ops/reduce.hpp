@@ -1,9 +1,11 @@
 #pragma once
 // Reductions over one dim, softmax family. A reduced dim is seen as [outer, n, inner]; each
 // output element is summed by one thread in index order, so results do not depend on threads.
+#include "../core/tensor.hpp"
+
+#if ATTN_HEADER_DEFINITIONS
 #include <cmath>
 #include <limits>
-#include "../core/tensor.hpp"
 #include "cuda/reduce.hpp"
 #include "detail/dims.hpp"
 
@@ -54,7 +56,7 @@ inline Tensor sum_dim_forward(const Tensor& x, int64_t dim, bool keepdim) {
 }  // namespace detail
 
 // sum(x, dim) = sum_j x[..., j, ...]; dL/dx = g broadcast back along dim
-inline Tensor sum(const Tensor& x, int64_t dim, bool keepdim) {
+ATTN_API Tensor sum(const Tensor& x, int64_t dim, bool keepdim) {
   dim = detail::wrap_dim(dim, x.dim(), "sum", x.shape());
   if (detail::on_cuda(x)) return cuda_ops::sum_dim(x, dim, keepdim);
   Tensor out = detail::sum_dim_forward(x, dim, keepdim);
@@ -65,7 +67,7 @@ inline Tensor sum(const Tensor& x, int64_t dim, bool keepdim) {
   }, {});
 }
 
-inline Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+ATTN_API Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   std::vector<int64_t> ds;
   for (int64_t d : dims) ds.push_back(detail::wrap_dim(d, x.dim(), "sum", x.shape()));
   std::sort(ds.rbegin(), ds.rend());
@@ -75,23 +77,23 @@ inline Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdi
 }
 
 // sum(x) over all elements: a flat view summed as one lane.
-inline Tensor sum(const Tensor& x) { return reshape(sum(reshape(x, {x.numel()}), 0, false), {}); }
+ATTN_API Tensor sum(const Tensor& x) { return reshape(sum(reshape(x, {x.numel()}), 0, false), {}); }
 
-inline Tensor mean(const Tensor& x, int64_t dim, bool keepdim) {
+ATTN_API Tensor mean(const Tensor& x, int64_t dim, bool keepdim) {
   dim = detail::wrap_dim(dim, x.dim(), "mean", x.shape());
   const int64_t n = x.dim() ? x.shape()[size_t(dim)] : 1;
   return mul(sum(x, dim, keepdim), 1.0 / double(n));
 }
-inline Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+ATTN_API Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   int64_t n = 1;
   for (int64_t d : dims) n *= x.shape()[size_t(detail::wrap_dim(d, x.dim(), "mean", x.shape()))];
   return mul(sum(x, dims, keepdim), 1.0 / double(n));
 }
 // mean of no elements is 0/0 = NaN, as in PyTorch (also for mean(x, dim) over an empty dim)
-inline Tensor mean(const Tensor& x) { return mul(sum(x), 1.0 / double(x.numel())); }
+ATTN_API Tensor mean(const Tensor& x) { return mul(sum(x), 1.0 / double(x.numel())); }
 
 // var(x, dim) = sum (x - mean)^2 / (n - unbiased)
-inline Tensor var(const Tensor& x, int64_t dim, bool unbiased, bool keepdim) {
+ATTN_API Tensor var(const Tensor& x, int64_t dim, bool unbiased, bool keepdim) {
   dim = detail::wrap_dim(dim, x.dim(), "var", x.shape());
   const int64_t n = x.shape()[size_t(dim)];
   ATTN_CHECK(n > (unbiased ? 1 : 0), "var: dim ", dim, " of shape ", to_string(x.shape()), " too small");
@@ -140,14 +142,14 @@ inline std::pair<Tensor, Tensor> extreme(const Tensor& x, int64_t dim, bool keep
 }
 }  // namespace detail
 
-inline std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim) {
+ATTN_API std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim) {
   return detail::extreme(x, dim, keepdim, true, "max");
 }
-inline std::pair<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim) {
+ATTN_API std::pair<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim) {
   return detail::extreme(x, dim, keepdim, false, "min");
 }
-inline Tensor max(const Tensor& x) { return reshape(max(reshape(x, {x.numel()}), 0, false).first, {}); }
-inline Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+ATTN_API Tensor max(const Tensor& x) { return reshape(max(reshape(x, {x.numel()}), 0, false).first, {}); }
+ATTN_API Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   NoGradGuard ng;
   return detail::extreme(x, dim, keepdim, true, "argmax").second;  // errors name argmax, not max
 }
@@ -211,7 +213,7 @@ Tensor softmax_backward(const Tensor& g, const Tensor& y, int64_t dim) {
 }
 }  // namespace detail
 
-inline Tensor softmax(const Tensor& x, int64_t dim) {
+ATTN_API Tensor softmax(const Tensor& x, int64_t dim) {
   dim = detail::wrap_dim(dim, x.dim(), "softmax", x.shape());
   if (detail::on_cuda(x)) return cuda_ops::softmax(x, dim, false);
   Tensor y = detail::softmax_forward<false>(x, dim);
@@ -219,7 +221,7 @@ inline Tensor softmax(const Tensor& x, int64_t dim) {
     return std::vector<Tensor>{detail::softmax_backward<false>(g[0], yd, dim)};
   }, {y});
 }
-inline Tensor log_softmax(const Tensor& x, int64_t dim) {
+ATTN_API Tensor log_softmax(const Tensor& x, int64_t dim) {
   dim = detail::wrap_dim(dim, x.dim(), "log_softmax", x.shape());
   if (detail::on_cuda(x)) return cuda_ops::softmax(x, dim, true);
   Tensor y = detail::softmax_forward<true>(x, dim);
@@ -228,7 +230,7 @@ inline Tensor log_softmax(const Tensor& x, int64_t dim) {
   }, {y});
 }
 // logsumexp(x, dim) = m + log sum exp(x - m), composed from differentiable pieces
-inline Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
+ATTN_API Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
   dim = detail::wrap_dim(dim, x.dim(), "logsumexp", x.shape());
   Tensor m;
   {
@@ -241,7 +243,7 @@ inline Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
 
 // sum_to(x, shape): sums the dims that broadcasting added or stretched, so that the result
 // has `shape`. The backward of every broadcasting op goes through here.
-inline Tensor sum_to(const Tensor& x, const Shape& shape) {
+ATTN_API Tensor sum_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
   ATTN_CHECK(int64_t(shape.size()) <= x.dim(), "sum_to: cannot reduce ", to_string(x.shape()), " to ",
              to_string(shape));
@@ -255,3 +257,4 @@ inline Tensor sum_to(const Tensor& x, const Shape& shape) {
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -36,19 +36,47 @@
 // Layout: this file holds the public ops and their recorded backward; ops/detail/rnn.hpp the
 // argument checks and the tensor-level helpers (input projection, weight packing, gradients of
 // the inputs); kernels/cpu/rnn.hpp the loops; ops/cuda/rnn.hpp the CUDA path.
+#include "../core/tensor.hpp"
+
+namespace attn {
+ATTN_API std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                        const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh,
+                                        const std::vector<Tensor>& b_ih = {}, const std::vector<Tensor>& b_hh = {},
+                                        const std::vector<int64_t>& lengths = {}, bool batch_first = false);
+ATTN_API std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const std::vector<Tensor>& w_ih,
+                                       const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_ih = {},
+                                       const std::vector<Tensor>& b_hh = {}, const std::vector<int64_t>& lengths = {},
+                                       bool batch_first = false);
+ATTN_API std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tensor, Tensor>& hx, const Tensor& w_ih,
+                                             const Tensor& w_hh, const Tensor& b_ih = Tensor(),
+                                             const Tensor& b_hh = Tensor());
+ATTN_API Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
+                         const Tensor& b_ih = Tensor(), const Tensor& b_hh = Tensor());
+namespace detail {
+// Used by nn::RNNBase (defined in ops/detail/rnn.hpp): the `lengths` check, and one step composed
+// of basic ops, the reference for lstm_cell / gru_cell and their path on other devices.
+ATTN_API void check_rnn_lengths(const char* op, const std::vector<int64_t>& lengths, int64_t B, int64_t T);
+ATTN_API std::pair<Tensor, Tensor> lstm_cell_composed(const Tensor& x, const Tensor& h, const Tensor& c,
+                                                      const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
+                                                      const Tensor& b_hh);
+ATTN_API Tensor gru_cell_composed(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
+                                  const Tensor& b_ih, const Tensor& b_hh);
+}  // namespace detail
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
 #include <memory>
 #include <vector>
-#include "../core/tensor.hpp"
 #include "../kernels/cpu/rnn.hpp"
 #include "cuda/rnn.hpp"
 #include "detail/rnn.hpp"
 
 namespace attn {
 
-inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const Tensor& c0,
+ATTN_API std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const Tensor& c0,
                                       const std::vector<Tensor>& w_ih, const std::vector<Tensor>& w_hh,
-                                      const std::vector<Tensor>& b_ih = {}, const std::vector<Tensor>& b_hh = {},
-                                      const std::vector<int64_t>& lengths = {}, bool batch_first = false) {
+                                      const std::vector<Tensor>& b_ih, const std::vector<Tensor>& b_hh,
+                                      const std::vector<int64_t>& lengths, bool batch_first) {
   auto S = detail::check_rnn_layer("lstm_layer", 4, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, batch_first);
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
   const DType dt = x.dtype();
@@ -111,10 +139,10 @@ inline std::vector<Tensor> lstm_layer(const Tensor& x, const Tensor& h0, const T
   return {out, hn, cn};
 }
 
-inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const std::vector<Tensor>& w_ih,
-                                     const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_ih = {},
-                                     const std::vector<Tensor>& b_hh = {}, const std::vector<int64_t>& lengths = {},
-                                     bool batch_first = false) {
+ATTN_API std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const std::vector<Tensor>& w_ih,
+                                     const std::vector<Tensor>& w_hh, const std::vector<Tensor>& b_ih,
+                                     const std::vector<Tensor>& b_hh, const std::vector<int64_t>& lengths,
+                                     bool batch_first) {
   auto S = detail::check_rnn_layer("gru_layer", 3, x, h0, Tensor(), w_ih, w_hh, b_ih, b_hh, lengths, batch_first);
   const int64_t rows = S.T * S.B, D = S.D, H = S.H;
   const DType dt = x.dtype();
@@ -179,9 +207,9 @@ inline std::vector<Tensor> gru_layer(const Tensor& x, const Tensor& h0, const st
 //   a = x W_ih^T + b_ih + h W_hh^T + b_hh;  i = s(a_i), f = s(a_f), g = tanh(a_g), o = s(a_o)
 //   c' = f c + i g;  h' = o tanh(c')
 // Saved: the activated gates [B, 4H] (tanh(c') is recomputed from c' in the backward).
-inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tensor, Tensor>& hx, const Tensor& w_ih,
-                                           const Tensor& w_hh, const Tensor& b_ih = Tensor(),
-                                           const Tensor& b_hh = Tensor()) {
+ATTN_API std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tensor, Tensor>& hx, const Tensor& w_ih,
+                                           const Tensor& w_hh, const Tensor& b_ih,
+                                           const Tensor& b_hh) {
   const int64_t H = detail::check_cell("lstm_cell", 4, x, {&hx.first, &hx.second}, w_ih, w_hh, b_ih, b_hh);
   const int64_t B = x.size(0), G4 = 4 * H;
   const DType dt = x.dtype();
@@ -225,8 +253,8 @@ inline std::pair<Tensor, Tensor> lstm_cell(const Tensor& x, const std::pair<Tens
 //   gi = x W_ih^T + b_ih, gh = h W_hh^T + b_hh
 //   r = s(gi_r + gh_r), z = s(gi_z + gh_z), n = tanh(gi_n + r gh_n), h' = n + z (h - n)
 // Saved: the gates (r, z, n) [B, 3H] and gh_n [B, H].
-inline Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
-                       const Tensor& b_ih = Tensor(), const Tensor& b_hh = Tensor()) {
+ATTN_API Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
+                       const Tensor& b_ih, const Tensor& b_hh) {
   const int64_t H = detail::check_cell("gru_cell", 3, x, {&hx}, w_ih, w_hh, b_ih, b_hh);
   const int64_t B = x.size(0), G3 = 3 * H;
   const DType dt = x.dtype();
@@ -270,3 +298,4 @@ inline Tensor gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih, co
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

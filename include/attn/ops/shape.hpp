@@ -2,10 +2,12 @@
 // Layout ops. reshape shares storage (all storage is contiguous); every other op copies through
 // one strided-copy kernel, so the layout logic lives in a single place (on the GPU too: outputs
 // are allocated on the input's device and strided_copy runs the device kernel there).
+#include "../core/tensor.hpp"
+
+#if ATTN_HEADER_DEFINITIONS
 #include <algorithm>
 #include <limits>
 #include <numeric>
-#include "../core/tensor.hpp"
 
 namespace attn {
 namespace detail {
@@ -77,7 +79,7 @@ inline Shape infer_shape(const Shape& requested, int64_t numel, const Shape& fro
 }  // namespace detail
 
 // reshape(x, s): same data, new shape; dL/dx = reshape(g, x.shape)
-inline Tensor reshape(const Tensor& x, const Shape& shape) {
+ATTN_API Tensor reshape(const Tensor& x, const Shape& shape) {
   const Shape s = detail::infer_shape(shape, x.numel(), x.shape());
   if (s == x.shape()) return x;
   Tensor out = x.detach();
@@ -87,7 +89,7 @@ inline Tensor reshape(const Tensor& x, const Shape& shape) {
   }, {});
 }
 
-inline Tensor flatten(const Tensor& x, int64_t start, int64_t end) {
+ATTN_API Tensor flatten(const Tensor& x, int64_t start, int64_t end) {
   if (x.dim() == 0) return reshape(x, {1});
   start = detail::wrap_dim(start, x.dim(), "flatten", x.shape());
   end = detail::wrap_dim(end, x.dim(), "flatten", x.shape());
@@ -99,13 +101,13 @@ inline Tensor flatten(const Tensor& x, int64_t start, int64_t end) {
   return reshape(x, s);
 }
 
-inline Tensor unsqueeze(const Tensor& x, int64_t dim) {
+ATTN_API Tensor unsqueeze(const Tensor& x, int64_t dim) {
   dim = detail::wrap_dim(dim, x.dim() + 1, "unsqueeze", x.shape());
   Shape s = x.shape();
   s.insert(s.begin() + dim, 1);
   return reshape(x, s);
 }
-inline Tensor squeeze(const Tensor& x, int64_t dim) {
+ATTN_API Tensor squeeze(const Tensor& x, int64_t dim) {
   if (x.dim() == 0) return x;
   dim = detail::wrap_dim(dim, x.dim(), "squeeze", x.shape());
   if (x.shape()[size_t(dim)] != 1) return x;
@@ -113,14 +115,14 @@ inline Tensor squeeze(const Tensor& x, int64_t dim) {
   s.erase(s.begin() + dim);
   return reshape(x, s);
 }
-inline Tensor squeeze(const Tensor& x) {
+ATTN_API Tensor squeeze(const Tensor& x) {
   Shape s;
   for (int64_t d : x.shape()) if (d != 1) s.push_back(d);
   return reshape(x, s);
 }
 
 // permute(x, p): out[i_p0, i_p1, ...] = x[i_0, i_1, ...]; dL/dx = permute(g, inverse(p))
-inline Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
+ATTN_API Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
   ATTN_CHECK(int64_t(dims.size()) == x.dim(), "permute: ", dims.size(), " dims given for shape ", to_string(x.shape()));
   std::vector<int64_t> p(dims.size()), inv(dims.size(), -1);
   for (size_t i = 0; i < dims.size(); ++i) {
@@ -140,7 +142,7 @@ inline Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
   return record("permute", out, {x}, [inv](const std::vector<Tensor>& g) { return std::vector<Tensor>{permute(g[0], inv)}; }, {});
 }
 
-inline Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
+ATTN_API Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
   d0 = detail::wrap_dim(d0, x.dim(), "transpose", x.shape());
   d1 = detail::wrap_dim(d1, x.dim(), "transpose", x.shape());
   if (d0 == d1) return x;
@@ -151,7 +153,7 @@ inline Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
 }
 
 // slice(x, dim, start, end, step) = x[..., start:end:step, ...]; dL/dx = g placed back, zeros elsewhere
-inline Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
+ATTN_API Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
   dim = detail::wrap_dim(dim, x.dim(), "slice", x.shape());
   const int64_t n = x.shape()[size_t(dim)];
   ATTN_CHECK(step > 0, "slice: step must be positive, got ", step, " for shape ", to_string(x.shape()));
@@ -175,7 +177,7 @@ inline Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, in
   }, {});
 }
 
-inline Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
+ATTN_API Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   dim = detail::wrap_dim(dim, x.dim(), "narrow", x.shape());
   const int64_t n = x.shape()[size_t(dim)];
   if (start < 0) start += n;
@@ -184,7 +186,7 @@ inline Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length
   return slice(x, dim, start, start + length, 1);
 }
 
-inline Tensor select(const Tensor& x, int64_t dim, int64_t index) {
+ATTN_API Tensor select(const Tensor& x, int64_t dim, int64_t index) {
   dim = detail::wrap_dim(dim, x.dim(), "select", x.shape());
   const int64_t n = x.shape()[size_t(dim)];
   ATTN_CHECK(index >= -n && index < n, "select: index ", index, " out of range for dim ", dim, " of shape ",
@@ -193,7 +195,7 @@ inline Tensor select(const Tensor& x, int64_t dim, int64_t index) {
 }
 
 // cat(xs, dim): inputs side by side along dim; dL/dx_k = the matching slice of g
-inline Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
+ATTN_API Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   ATTN_CHECK(!xs.empty(), "cat: no tensors given");
   const Tensor& f = xs[0];
   dim = detail::wrap_dim(dim, f.dim(), "cat", f.shape());
@@ -230,7 +232,7 @@ inline Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   }, {});
 }
 
-inline Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
+ATTN_API Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
   ATTN_CHECK(!xs.empty(), "stack: no tensors given");
   dim = detail::wrap_dim(dim, xs[0].dim() + 1, "stack", xs[0].shape());
   std::vector<Tensor> us;
@@ -242,7 +244,7 @@ inline Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
   return cat(us, dim);
 }
 
-inline std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
+ATTN_API std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   dim = detail::wrap_dim(dim, x.dim(), "split", x.shape());
   ATTN_CHECK(split_size > 0, "split: split_size must be positive, got ", split_size);
   std::vector<Tensor> out;
@@ -250,12 +252,12 @@ inline std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t di
   for (int64_t s = 0; s < n; s += split_size) out.push_back(narrow(x, dim, s, std::min(split_size, n - s)));
   return out;
 }
-inline std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
+ATTN_API std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   ATTN_CHECK(chunks > 0, "chunk: chunks must be positive, got ", chunks);
   const int64_t n = x.shape()[size_t(detail::wrap_dim(dim, x.dim(), "chunk", x.shape()))];
   return split(x, std::max<int64_t>(1, (n + chunks - 1) / chunks), dim);
 }
-inline std::vector<Tensor> unbind(const Tensor& x, int64_t dim) {
+ATTN_API std::vector<Tensor> unbind(const Tensor& x, int64_t dim) {
   dim = detail::wrap_dim(dim, x.dim(), "unbind", x.shape());
   std::vector<Tensor> out;
   for (int64_t i = 0; i < x.shape()[size_t(dim)]; ++i) out.push_back(select(x, dim, i));
@@ -263,7 +265,7 @@ inline std::vector<Tensor> unbind(const Tensor& x, int64_t dim) {
 }
 
 // index_select(x, dim, idx): out[..., k, ...] = x[..., idx[k], ...]; dL/dx[idx[k]] += g[k]
-inline Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+ATTN_API Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   dim = detail::wrap_dim(dim, x.dim(), "index_select", x.shape());
   ATTN_CHECK(index.dtype() == kInt64 && index.dim() <= 1, "index_select: index must be a 1-D int64 tensor, got ",
              dtype_name(index.dtype()), " ", to_string(index.shape()));
@@ -289,7 +291,7 @@ inline Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 // flip(x, dims): reverses the order along dims; dL/dx = flip(g, dims)
-inline Tensor flip(const Tensor& x, const std::vector<int64_t>& dims) {
+ATTN_API Tensor flip(const Tensor& x, const std::vector<int64_t>& dims) {
   auto st = detail::contiguous_strides(x.shape());
   int64_t off = 0;
   for (int64_t d : dims) {
@@ -303,7 +305,7 @@ inline Tensor flip(const Tensor& x, const std::vector<int64_t>& dims) {
 }
 
 // expand(x, s): x broadcast to s (materialised); dL/dx = sum_to(g, x.shape)
-inline Tensor expand(const Tensor& x, const Shape& shape) {
+ATTN_API Tensor expand(const Tensor& x, const Shape& shape) {
   Shape s = shape;
   ATTN_CHECK(s.size() >= x.shape().size(), "expand: shape ", to_string(x.shape()), " cannot expand to ", to_string(shape));
   const size_t lead = s.size() - x.shape().size();
@@ -325,10 +327,10 @@ inline Tensor expand(const Tensor& x, const Shape& shape) {
     return std::vector<Tensor>{sum_to(g[0], xs)};
   }, {});
 }
-inline Tensor broadcast_to(const Tensor& x, const Shape& shape) { return expand(x, shape); }
+ATTN_API Tensor broadcast_to(const Tensor& x, const Shape& shape) { return expand(x, shape); }
 
 // Each row (along dim 0) repeated `repeats` times in place: [a, b] -> [a, a, b, b].
-inline Tensor repeat_interleave_rows(const Tensor& x, int64_t repeats) {
+ATTN_API Tensor repeat_interleave_rows(const Tensor& x, int64_t repeats) {
   Shape s = x.shape();
   s.insert(s.begin() + 1, repeats);
   Shape r = x.shape();
@@ -337,3 +339,4 @@ inline Tensor repeat_interleave_rows(const Tensor& x, int64_t repeats) {
 }
 
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -11,16 +11,30 @@
 //   sparsemax: dL/dz_j = [j in S] (g_j - mean_{k in S} g_k)
 //   entmax15:  with s_j = sqrt(p_j): dL/dz_j = s_j g_j - s_j (sum_k s_k g_k) / (sum_k s_k)
 // The lane loops are in kernels/cpu/sparsemax.hpp.
+#include <limits>
+#include "elementwise.hpp"
+#include "matmul.hpp"
+#include "reduce.hpp"
+#include "shape.hpp"
+
+namespace attn {
+// The normalisation of attention weights over the keys.
+enum class AttnNormalization { Softmax, Sparsemax, Entmax15 };
+ATTN_API Tensor sparsemax(const Tensor& x, int64_t dim);
+ATTN_API Tensor entmax15(const Tensor& x, int64_t dim);
+ATTN_API std::pair<Tensor, Tensor> normalized_dot_product_attention(
+    const Tensor& q, const Tensor& k, const Tensor& v, AttnNormalization normalization,
+    const Tensor& attn_mask = Tensor(), bool is_causal = false,
+    double scale = std::numeric_limits<double>::quiet_NaN());
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
 #include <cmath>
 #include <limits>
 #include <utility>
 #include <vector>
 #include "../kernels/cpu/sparsemax.hpp"
 #include "attention_checks.hpp"
-#include "elementwise.hpp"
-#include "matmul.hpp"
-#include "reduce.hpp"
-#include "shape.hpp"
 
 namespace attn {
 namespace detail {
@@ -30,12 +44,10 @@ Tensor sparse_normalize(const Tensor& x, int64_t dim);
 }  // namespace detail
 
 // sparsemax along dim (CPU tensors): max(z - tau, 0), summing to 1 over each lane.
-inline Tensor sparsemax(const Tensor& x, int64_t dim) { return detail::sparse_normalize<false>(x, dim); }
+ATTN_API Tensor sparsemax(const Tensor& x, int64_t dim) { return detail::sparse_normalize<false>(x, dim); }
 // 1.5-entmax along dim (CPU tensors): max(z/2 - tau, 0)^2, summing to 1 over each lane.
-inline Tensor entmax15(const Tensor& x, int64_t dim) { return detail::sparse_normalize<true>(x, dim); }
+ATTN_API Tensor entmax15(const Tensor& x, int64_t dim) { return detail::sparse_normalize<true>(x, dim); }
 
-// The normalisation of attention weights over the keys.
-enum class AttnNormalization { Softmax, Sparsemax, Entmax15 };
 
 // Scaled dot-product attention with a chosen normalisation:
 //   weights = normalize_keys(q k^T * scale + mask),  output = weights v
@@ -47,10 +59,10 @@ enum class AttnNormalization { Softmax, Sparsemax, Entmax15 };
 // and output. Composed of differentiable ops (their backward: d(weights v), the normalisation's
 // derivative above, d(q k^T)); it stores the L x S weights like the weights-storing dense path.
 // CPU tensors (sparsemax and entmax15 have no CUDA path).
-inline std::pair<Tensor, Tensor> normalized_dot_product_attention(
+ATTN_API std::pair<Tensor, Tensor> normalized_dot_product_attention(
     const Tensor& q, const Tensor& k, const Tensor& v, AttnNormalization normalization,
-    const Tensor& attn_mask = Tensor(), bool is_causal = false,
-    double scale = std::numeric_limits<double>::quiet_NaN()) {
+    const Tensor& attn_mask, bool is_causal,
+    double scale) {
   const char* op = "normalized_dot_product_attention";
   detail::check_qkv(op, q, k, v);
   const int64_t L = q.size(-2), S = k.size(-2), E = q.size(-1);
@@ -112,3 +124,4 @@ Tensor sparse_normalize(const Tensor& x, int64_t dim) {
 
 }  // namespace detail
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -17,19 +17,34 @@
 //
 // Reading order: the public functions, then the fused node with its recorded backward; the band
 // loops are in kernels/cpu/windowed.hpp.
+#include <limits>
+#include "../core/parallel.hpp"
+#include "../core/tensor.hpp"
+#include "elementwise.hpp"
+#include "reduce.hpp"
+
+namespace attn {
+ATTN_API std::pair<Tensor, Tensor> windowed_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t left,
+                                                      int64_t right, bool causal = false,
+                                                      double scale = std::numeric_limits<double>::quiet_NaN(),
+                                                      const Tensor& key_padding_mask = Tensor(),
+                                                      const Tensor& relative_bias = Tensor());
+ATTN_API std::pair<Tensor, Tensor> block_local_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                                         int64_t block, bool causal = false,
+                                                         double scale = std::numeric_limits<double>::quiet_NaN(),
+                                                         const Tensor& key_padding_mask = Tensor());
+ATTN_API Tensor band_to_dense(const Tensor& band, int64_t left, int64_t S, int64_t block = 0);
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
 #include <vector>
-#include "../core/parallel.hpp"
-#include "../core/tensor.hpp"
 #include "../kernels/cpu/windowed.hpp"
 #include "attention_checks.hpp"
 #include "cuda/attention.hpp"
-#include "elementwise.hpp"
-#include "reduce.hpp"
-
 
 namespace attn {
 namespace detail {
@@ -53,11 +68,11 @@ inline std::pair<Tensor, Tensor> band_attention(const char* op, const BandSpec& 
 // j - i = o - left; H = q.size(-3) for 4-D inputs [B, H, L, E].
 // Returns (out [..., L, Ev], band weights [..., L, W]); band weight (i, o) belongs to key
 // j = i - left + o. A query with nothing to attend gets a zero output and zero gradients.
-inline std::pair<Tensor, Tensor> windowed_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t left,
-                                                    int64_t right, bool causal = false,
-                                                    double scale = std::numeric_limits<double>::quiet_NaN(),
-                                                    const Tensor& key_padding_mask = Tensor(),
-                                                    const Tensor& relative_bias = Tensor()) {
+ATTN_API std::pair<Tensor, Tensor> windowed_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t left,
+                                                    int64_t right, bool causal,
+                                                    double scale,
+                                                    const Tensor& key_padding_mask,
+                                                    const Tensor& relative_bias) {
   ATTN_CHECK(left >= 0 && right >= 0, "windowed_attention: window sizes must be >= 0, got left=", left,
              " right=", right, " for q ", to_string(q.shape()));
   detail::BandSpec bs;
@@ -72,10 +87,10 @@ inline std::pair<Tensor, Tensor> windowed_attention(const Tensor& q, const Tenso
 // (the last one may be shorter) and each query attends the keys of its own block (causal: only
 // j <= i). Needs L == S. Returns (out [..., L, Ev], band weights [..., L, block]) where entry
 // (i, o) is the weight of key (i / block) * block + o.
-inline std::pair<Tensor, Tensor> block_local_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                                       int64_t block, bool causal = false,
-                                                       double scale = std::numeric_limits<double>::quiet_NaN(),
-                                                       const Tensor& key_padding_mask = Tensor()) {
+ATTN_API std::pair<Tensor, Tensor> block_local_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                                       int64_t block, bool causal,
+                                                       double scale,
+                                                       const Tensor& key_padding_mask) {
   ATTN_CHECK(block >= 1, "block_local_attention: block must be >= 1, got ", block, " for q ", to_string(q.shape()));
   ATTN_CHECK(q.dim() >= 2 && k.dim() >= 2 && q.size(-2) == k.size(-2), "block_local_attention: needs L == S, got q ",
              to_string(q.shape()), ", k ", to_string(k.shape()));
@@ -89,7 +104,7 @@ inline std::pair<Tensor, Tensor> block_local_attention(const Tensor& q, const Te
 
 // Expands band weights [..., L, W] to dense [..., L, S] (for plots at small L; O(L S) memory).
 // base(i) = i - left for windowed weights; pass block > 0 for block-local weights.
-inline Tensor band_to_dense(const Tensor& band, int64_t left, int64_t S, int64_t block = 0) {
+ATTN_API Tensor band_to_dense(const Tensor& band, int64_t left, int64_t S, int64_t block) {
   ATTN_CHECK(band.dim() >= 2 && S >= 0 && left >= 0, "band_to_dense: band ", to_string(band.shape()), ", left ", left,
              ", S ", S);
   const int64_t L = band.size(-2), W = band.size(-1), N = band.numel() / std::max<int64_t>(L * W, 1);
@@ -180,3 +195,4 @@ inline std::pair<Tensor, Tensor> band_attention(const char* op, const BandSpec& 
 
 }  // namespace detail
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -23,7 +23,7 @@ inline std::string lengths_to_string(const std::vector<int64_t>& v) {
 }
 
 // Checks `lengths` against batch B and T steps (empty = all T).
-inline void check_rnn_lengths(const char* op, const std::vector<int64_t>& lengths, int64_t B, int64_t T) {
+ATTN_API void check_rnn_lengths(const char* op, const std::vector<int64_t>& lengths, int64_t B, int64_t T) {
   if (lengths.empty()) return;
   ATTN_CHECK(int64_t(lengths.size()) == B, op, ": got ", lengths.size(), " lengths ", lengths_to_string(lengths),
              " for a batch of ", B, " (need one length per series)");
@@ -245,7 +245,7 @@ inline std::vector<Tensor> rnn_layer_inputs(const Tensor& x, const Tensor& h0, c
 namespace detail {
 
 // One LSTM step composed of basic ops: returns (h', c'). The reference for lstm_cell.
-inline std::pair<Tensor, Tensor> lstm_cell_composed(const Tensor& x, const Tensor& h, const Tensor& c,
+ATTN_API std::pair<Tensor, Tensor> lstm_cell_composed(const Tensor& x, const Tensor& h, const Tensor& c,
                                                     const Tensor& w_ih, const Tensor& w_hh, const Tensor& b_ih,
                                                     const Tensor& b_hh) {
   const auto gs = chunk(add(linear(x, w_ih, b_ih), linear(h, w_hh, b_hh)), 4, 1);
@@ -255,7 +255,7 @@ inline std::pair<Tensor, Tensor> lstm_cell_composed(const Tensor& x, const Tenso
 }
 
 // One GRU step composed of basic ops: h' = n + z (h - n), n = tanh(x_n + r (h W_hn^T + b_hn)).
-inline Tensor gru_cell_composed(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
+ATTN_API Tensor gru_cell_composed(const Tensor& x, const Tensor& h, const Tensor& w_ih, const Tensor& w_hh,
                                 const Tensor& b_ih, const Tensor& b_hh) {
   const auto gi = chunk(linear(x, w_ih, b_ih), 3, 1), gh = chunk(linear(h, w_hh, b_hh), 3, 1);
   const Tensor r = sigmoid(add(gi[0], gh[0])), z = sigmoid(add(gi[1], gh[1]));
