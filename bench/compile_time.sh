@@ -4,7 +4,9 @@
 #   include-only   a file with nothing but #include <attn/attn.hpp>
 #   quickstart     examples/quickstart.cpp (the README's 25-line training program)
 #   sine_anomaly   examples/sine_anomaly.cpp (the largest example)
-# each at -O0 and -O2, best of --repeat runs (default 1). Compile only (-c), no link.
+# each at -O0 and -O2, in both modes: header-only (attn::attn) and compiled
+# (attn::attn_compiled: -DATTN_SEPARATE_COMPILATION), plus the compiled mode's one-time cost, its
+# library (src/attn_compiled.cpp). Best of --repeat runs (default 1). Compile only (-c), no link.
 # Usage: bash bench/compile_time.sh [--repeat N] [--cxx g++] [--out FILE.md]
 # Prints a markdown table (also written to --out when given) with the compiler and the CPU.
 set -euo pipefail
@@ -31,13 +33,15 @@ printf '#include <attn/attn.hpp>\nint main() { return 0; }\n' > "$tmp/include_on
 # The examples include their shared headers relative to examples/ and CLI11 from the system (make deps).
 flags=(-std=c++17 -fopenmp -Iinclude -Iexamples -isystem "$eigen" -DNDEBUG)
 
-# seconds (one decimal) of the best of $repeat compiles of $1 at optimisation level $2
+# seconds (one decimal) of the best of $repeat compiles of $1 at optimisation level $2, with
+# the extra flags $3... (the compiled mode's macros)
 time_tu() {
   local src=$1 opt=$2 best=0
+  shift 2
   for ((r = 0; r < repeat; r++)); do
     local t0 ms
     t0=$(date +%s%N)
-    "$cxx" "${flags[@]}" "$opt" -c "$src" -o "$tmp/out.o"
+    "$cxx" "${flags[@]}" "$@" "$opt" -c "$src" -o "$tmp/out.o"
     ms=$((($(date +%s%N) - t0) / 1000000))
     if ((best == 0 || ms < best)); then best=$ms; fi
   done
@@ -49,10 +53,13 @@ ver=$("$cxx" --version | head -1)
 {
   echo "compile time (wall seconds, best of $repeat; $ver; $cpu; $(nproc) cores; load $(cut -d' ' -f1 /proc/loadavg))"
   echo
-  echo "| translation unit | -O0 | -O2 |"
-  echo "|---|---:|---:|"
+  echo "| translation unit | header-only -O0 | header-only -O2 | compiled -O0 | compiled -O2 |"
+  echo "|---|---:|---:|---:|---:|"
+  compiled=(-DATTN_SEPARATE_COMPILATION)
   for tu in "include-only:$tmp/include_only.cpp" "quickstart:examples/quickstart.cpp" "sine_anomaly:examples/sine_anomaly.cpp"; do
     name=${tu%%:*} src=${tu#*:}
-    echo "| $name | $(time_tu "$src" -O0) | $(time_tu "$src" -O2) |"
+    echo "| $name | $(time_tu "$src" -O0) | $(time_tu "$src" -O2) | $(time_tu "$src" -O0 "${compiled[@]}") | $(time_tu "$src" -O2 "${compiled[@]}") |"
   done
+  lib=(-DATTN_SEPARATE_COMPILATION -DATTN_BUILDING_LIBRARY)
+  echo "| compiled mode's library, once (src/attn_compiled.cpp) | | | $(time_tu src/attn_compiled.cpp -O0 "${lib[@]}") | $(time_tu src/attn_compiled.cpp -O2 "${lib[@]}") |"
 } | tee "${out:-/dev/null}"

@@ -9,6 +9,17 @@
 // file; the next successful write of the same target removes such leftovers (POSIX: those whose
 // writer process no longer exists).
 
+#include <cstddef>
+#include <string>
+#include "../config.hpp"
+
+namespace attn::io {
+// Writes `size` bytes (or `bytes`) to `path` atomically, as described above.
+ATTN_API void write_file_atomic(const std::string& path, const void* data, std::size_t size);
+ATTN_API void write_file_atomic(const std::string& path, const std::string& bytes);
+}  // namespace attn::io
+
+#if ATTN_HEADER_DEFINITIONS
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -95,7 +106,7 @@ inline void sync_parent_directory(const std::string& path) {
 
 }  // namespace detail
 
-inline void write_file_atomic(const std::string& path, const void* data, std::size_t size) {
+ATTN_API void write_file_atomic(const std::string& path, const void* data, std::size_t size) {
   if (path.empty()) throw std::runtime_error("write_file_atomic: empty path");
   if (data == nullptr && size != 0)
     throw std::runtime_error("write_file_atomic: null data with size " + std::to_string(size) +
@@ -158,8 +169,9 @@ inline void write_file_atomic(const std::string& path, const void* data, std::si
 #endif
 }
 
-inline void write_file_atomic(const std::string& path, const std::string& bytes) {
+ATTN_API void write_file_atomic(const std::string& path, const std::string& bytes) {
   write_file_atomic(path, bytes.data(), bytes.size());
 }
 
 }  // namespace attn::io
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -21,7 +21,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <map>
-#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -47,6 +46,99 @@ struct LoadResult {
   std::vector<std::string> unexpected_keys;  // in the file, unknown to the module
   std::map<std::string, std::string> metadata;
 };
+
+// Save and load (defined below, each with its contract).
+ATTN_API void save(const nn::Module& m, const std::string& path,
+                   const std::map<std::string, std::string>& metadata = {});
+ATTN_API LoadResult load_from(nn::Module& m, const io::SafetensorsFile& f, LoadOptions options = {});
+ATTN_API LoadResult load(nn::Module& m, const std::string& path, LoadOptions options = {});
+ATTN_API void save_checkpoint(const std::string& path, const nn::Module& m, optim::Optimizer* opt,
+                              const std::map<std::string, std::string>& extra = {});
+ATTN_API std::map<std::string, std::string> load_checkpoint(const std::string& path, nn::Module& m,
+                                                            optim::Optimizer* opt);
+
+// Typed reads of a checkpoint's metadata (what load_checkpoint returns), for programs that keep
+// their progress there (epoch, batch, permutations, ...). Every value read from a file is checked
+// before use: a missing key, text that is not a number, a number outside the range the caller
+// gives raise io::FormatError naming the file and the key.
+class CheckpointMetadata {
+ public:
+  CheckpointMetadata(std::string path, std::map<std::string, std::string> values)
+      : path_(std::move(path)), values_(std::move(values)) {}
+
+  bool has(const std::string& key) const { return values_.count(key) > 0; }
+  const std::string& text(const std::string& key) const {
+    auto it = values_.find(key);
+    if (it == values_.end()) fail(key, "is missing (was the file written by this program?)");
+    return it->second;
+  }
+  // A whole number in [lo, hi].
+  int64_t integer(const std::string& key, int64_t lo, int64_t hi) const {
+    int64_t v = 0;
+    if (!parse_integer(text(key), v)) fail(key, "is not an integer: '" + shown(text(key)) + "'");
+    if (v < lo || v > hi) fail(key, "is " + std::to_string(v) + ", outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return v;
+  }
+  // A number in [lo, hi] (NaN never is; "inf" is when hi is infinite).
+  double number(const std::string& key, double lo, double hi) const {
+    double v = 0;
+    if (!parse_number(text(key), v)) fail(key, "is not a number: '" + shown(text(key)) + "'");
+    if (!(v >= lo && v <= hi)) fail(key, "is " + text(key) + ", outside [" + num(lo) + ", " + num(hi) + "]");
+    return v;
+  }
+  // Comma-separated whole numbers, each in [lo, hi] ("" is an empty list).
+  std::vector<int64_t> integers(const std::string& key, int64_t lo, int64_t hi) const {
+    std::vector<int64_t> out;
+    const std::string& s = text(key);
+    for (size_t pos = 0; !s.empty() && pos <= s.size();) {
+      const size_t comma = std::min(s.find(',', pos), s.size());
+      int64_t v = 0;
+      if (!parse_integer(s.substr(pos, comma - pos), v))
+        fail(key, "entry " + std::to_string(out.size()) + " is not an integer: '" + shown(s.substr(pos, comma - pos)) + "'");
+      if (v < lo || v > hi)
+        fail(key, "entry " + std::to_string(out.size()) + " is " + std::to_string(v) + ", outside [" +
+                      std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      out.push_back(v);
+      pos = comma + 1;
+    }
+    return out;
+  }
+  [[noreturn]] void fail(const std::string& key, const std::string& why) const {
+    throw io::FormatError(path_ + ": checkpoint metadata '" + key + "' " + why);
+  }
+
+  // The whole string is one decimal number ("inf" included): no spaces, no hex, nothing after it.
+  static bool parse_integer(const std::string& s, int64_t& v) {
+    const char* end = s.data() + s.size();
+    auto r = std::from_chars(s.data(), end, v);
+    return r.ec == std::errc() && r.ptr == end && !s.empty();
+  }
+  static bool parse_number(const std::string& s, double& v) {
+    if (s.empty() || std::isspace(static_cast<unsigned char>(s[0])) || s.find_first_of("xX") != std::string::npos)
+      return false;
+    char* end = nullptr;
+    v = std::strtod(s.c_str(), &end);
+    return end == s.c_str() + s.size();
+  }
+
+ private:
+  // At most 40 characters of a value, so a message stays one line.
+  static std::string shown(const std::string& v) { return v.size() <= 40 ? v : v.substr(0, 40) + "..."; }
+  static std::string num(double v) {
+    std::ostringstream os;
+    os << v;
+    return os.str();
+  }
+  std::string path_;
+  std::map<std::string, std::string> values_;
+};
+
+}  // namespace attn
+
+#if ATTN_HEADER_DEFINITIONS
+#include <set>
+
+namespace attn {
 
 namespace ckpt_detail {
 
@@ -184,7 +276,7 @@ inline std::vector<Copy> plan_load(const io::SafetensorsFile& f, const nn::Modul
 
 // Writes the module's state_dict (parameters then buffers, PyTorch names, each in its own
 // dtype) with optional string metadata, atomically.
-inline void save(const nn::Module& m, const std::string& path, const std::map<std::string, std::string>& metadata = {}) {
+ATTN_API void save(const nn::Module& m, const std::string& path, const std::map<std::string, std::string>& metadata) {
   const auto sd = m.state_dict();
   std::set<std::string> seen;
   for (const auto& [name, t] : sd)
@@ -193,7 +285,7 @@ inline void save(const nn::Module& m, const std::string& path, const std::map<st
 }
 
 // Validates an already parsed file against the module, then copies (all or nothing).
-inline LoadResult load_from(nn::Module& m, const io::SafetensorsFile& f, LoadOptions options = {}) {
+ATTN_API LoadResult load_from(nn::Module& m, const io::SafetensorsFile& f, LoadOptions options) {
   LoadResult r;
   const auto plan = ckpt_detail::plan_load(f, m, nullptr, options.strict, &r);
   ckpt_detail::apply(plan);
@@ -203,7 +295,7 @@ inline LoadResult load_from(nn::Module& m, const io::SafetensorsFile& f, LoadOpt
 
 // Loads a state_dict written by save() (or by tools/export_torch.py, or the model part of a
 // save_checkpoint() file). Everything is validated before the module is touched.
-inline LoadResult load(nn::Module& m, const std::string& path, LoadOptions options = {}) {
+ATTN_API LoadResult load(nn::Module& m, const std::string& path, LoadOptions options) {
   return load_from(m, io::load_safetensors(path), options);
 }
 
@@ -211,8 +303,8 @@ inline LoadResult load(nn::Module& m, const std::string& path, LoadOptions optio
 // "optimizer.<name>" ("optimizer.step", "optimizer.lr", "optimizer.0.exp_avg", ...), metadata
 // "attn.format" = "training-checkpoint-v1", "rng_state" = attn::default_generator().state()
 // and every entry of `extra` (put "epoch" there).
-inline void save_checkpoint(const std::string& path, const nn::Module& m, optim::Optimizer* opt,
-                            const std::map<std::string, std::string>& extra = {}) {
+ATTN_API void save_checkpoint(const std::string& path, const nn::Module& m, optim::Optimizer* opt,
+                            const std::map<std::string, std::string>& extra) {
   io::NamedTensors all;
   std::set<std::string> seen;
   for (const auto& [name, t] : m.state_dict()) {
@@ -234,7 +326,7 @@ inline void save_checkpoint(const std::string& path, const nn::Module& m, optim:
 // Restores model, optimizer (if not null) and the global RNG state from a save_checkpoint()
 // file and returns its metadata (including "epoch" if it was given in `extra`). Always strict;
 // validated completely before anything changes.
-inline std::map<std::string, std::string> load_checkpoint(const std::string& path, nn::Module& m,
+ATTN_API std::map<std::string, std::string> load_checkpoint(const std::string& path, nn::Module& m,
                                                           optim::Optimizer* opt) {
   const io::SafetensorsFile f = io::load_safetensors(path);
   if (!ckpt_detail::is_training_checkpoint(f))
@@ -251,80 +343,5 @@ inline std::map<std::string, std::string> load_checkpoint(const std::string& pat
   return f.metadata;
 }
 
-// Typed reads of a checkpoint's metadata (what load_checkpoint returns), for programs that keep
-// their progress there (epoch, batch, permutations, ...). Every value read from a file is checked
-// before use: a missing key, text that is not a number, a number outside the range the caller
-// gives raise io::FormatError naming the file and the key.
-class CheckpointMetadata {
- public:
-  CheckpointMetadata(std::string path, std::map<std::string, std::string> values)
-      : path_(std::move(path)), values_(std::move(values)) {}
-
-  bool has(const std::string& key) const { return values_.count(key) > 0; }
-  const std::string& text(const std::string& key) const {
-    auto it = values_.find(key);
-    if (it == values_.end()) fail(key, "is missing (was the file written by this program?)");
-    return it->second;
-  }
-  // A whole number in [lo, hi].
-  int64_t integer(const std::string& key, int64_t lo, int64_t hi) const {
-    int64_t v = 0;
-    if (!parse_integer(text(key), v)) fail(key, "is not an integer: '" + shown(text(key)) + "'");
-    if (v < lo || v > hi) fail(key, "is " + std::to_string(v) + ", outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    return v;
-  }
-  // A number in [lo, hi] (NaN never is; "inf" is when hi is infinite).
-  double number(const std::string& key, double lo, double hi) const {
-    double v = 0;
-    if (!parse_number(text(key), v)) fail(key, "is not a number: '" + shown(text(key)) + "'");
-    if (!(v >= lo && v <= hi)) fail(key, "is " + text(key) + ", outside [" + num(lo) + ", " + num(hi) + "]");
-    return v;
-  }
-  // Comma-separated whole numbers, each in [lo, hi] ("" is an empty list).
-  std::vector<int64_t> integers(const std::string& key, int64_t lo, int64_t hi) const {
-    std::vector<int64_t> out;
-    const std::string& s = text(key);
-    for (size_t pos = 0; !s.empty() && pos <= s.size();) {
-      const size_t comma = std::min(s.find(',', pos), s.size());
-      int64_t v = 0;
-      if (!parse_integer(s.substr(pos, comma - pos), v))
-        fail(key, "entry " + std::to_string(out.size()) + " is not an integer: '" + shown(s.substr(pos, comma - pos)) + "'");
-      if (v < lo || v > hi)
-        fail(key, "entry " + std::to_string(out.size()) + " is " + std::to_string(v) + ", outside [" +
-                      std::to_string(lo) + ", " + std::to_string(hi) + "]");
-      out.push_back(v);
-      pos = comma + 1;
-    }
-    return out;
-  }
-  [[noreturn]] void fail(const std::string& key, const std::string& why) const {
-    throw io::FormatError(path_ + ": checkpoint metadata '" + key + "' " + why);
-  }
-
-  // The whole string is one decimal number ("inf" included): no spaces, no hex, nothing after it.
-  static bool parse_integer(const std::string& s, int64_t& v) {
-    const char* end = s.data() + s.size();
-    auto r = std::from_chars(s.data(), end, v);
-    return r.ec == std::errc() && r.ptr == end && !s.empty();
-  }
-  static bool parse_number(const std::string& s, double& v) {
-    if (s.empty() || std::isspace(static_cast<unsigned char>(s[0])) || s.find_first_of("xX") != std::string::npos)
-      return false;
-    char* end = nullptr;
-    v = std::strtod(s.c_str(), &end);
-    return end == s.c_str() + s.size();
-  }
-
- private:
-  // At most 40 characters of a value, so a message stays one line.
-  static std::string shown(const std::string& v) { return v.size() <= 40 ? v : v.substr(0, 40) + "..."; }
-  static std::string num(double v) {
-    std::ostringstream os;
-    os << v;
-    return os.str();
-  }
-  std::string path_;
-  std::map<std::string, std::string> values_;
-};
-
 }  // namespace attn
+#endif  // ATTN_HEADER_DEFINITIONS

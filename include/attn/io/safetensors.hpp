@@ -4,12 +4,7 @@
 // then raw little-endian data. The reader trusts nothing: every length, shape and offset is
 // checked against the file's real size before anything is allocated, so a truncated or hostile
 // file raises attn::io::FormatError instead of crashing or allocating terabytes.
-#include <algorithm>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <fstream>
-#include <limits>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -25,6 +20,43 @@ struct FormatError : std::runtime_error {
 };
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+// Largest header accepted (the format's reference implementation uses the same bound).
+constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+
+struct SafetensorsFile {
+  NamedTensors tensors;
+  std::map<std::string, std::string> metadata;
+  std::string path;
+
+  bool contains(const std::string& name) const {
+    for (auto& [n, t] : tensors) if (n == name) return true;
+    return false;
+  }
+  const Tensor& at(const std::string& name) const {
+    for (auto& [n, t] : tensors) if (n == name) return t;
+    throw FormatError(path + ": no tensor named '" + name + "'");
+  }
+};
+
+// The reader and writer (defined below, each with its contract).
+ATTN_API SafetensorsFile parse_safetensors(const char* bytes, size_t size, const std::string& where = "<memory>");
+ATTN_API SafetensorsFile load_safetensors(const std::string& path);
+ATTN_API std::string to_safetensors_bytes(const NamedTensors& tensors,
+                                          const std::map<std::string, std::string>& metadata = {});
+ATTN_API void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                               const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace attn::io
+
+#if ATTN_HEADER_DEFINITIONS
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
+
+namespace attn::io {
 
 namespace detail {
 
@@ -201,26 +233,8 @@ inline bool as_index(const Json& j, uint64_t limit, uint64_t& out) {
 
 }  // namespace detail
 
-// Largest header accepted (the format's reference implementation uses the same bound).
-constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
-
-struct SafetensorsFile {
-  NamedTensors tensors;
-  std::map<std::string, std::string> metadata;
-  std::string path;
-
-  bool contains(const std::string& name) const {
-    for (auto& [n, t] : tensors) if (n == name) return true;
-    return false;
-  }
-  const Tensor& at(const std::string& name) const {
-    for (auto& [n, t] : tensors) if (n == name) return t;
-    throw FormatError(path + ": no tensor named '" + name + "'");
-  }
-};
-
 // Parses a whole safetensors image held in memory (also the fuzzing entry point).
-inline SafetensorsFile parse_safetensors(const char* bytes, size_t size, const std::string& where = "<memory>") {
+ATTN_API SafetensorsFile parse_safetensors(const char* bytes, size_t size, const std::string& where) {
   using detail::Json;
   SafetensorsFile f;
   f.path = where;
@@ -296,7 +310,7 @@ inline SafetensorsFile parse_safetensors(const char* bytes, size_t size, const s
   return f;
 }
 
-inline SafetensorsFile load_safetensors(const std::string& path) {
+ATTN_API SafetensorsFile load_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw FormatError(path + ": cannot open for reading");
   const std::streamoff size = in.tellg();
@@ -308,7 +322,7 @@ inline SafetensorsFile load_safetensors(const std::string& path) {
 }
 
 // Serialises tensors (CPU, any dtype) with optional string metadata.
-inline std::string to_safetensors_bytes(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata = {}) {
+ATTN_API std::string to_safetensors_bytes(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata) {
   std::string header = "{";
   uint64_t offset = 0;
   bool first = true;
@@ -352,9 +366,10 @@ inline std::string to_safetensors_bytes(const NamedTensors& tensors, const std::
 }
 
 // Written to a temporary file in the same directory, then renamed: never half-written.
-inline void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                             const std::map<std::string, std::string>& metadata = {}) {
+ATTN_API void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                             const std::map<std::string, std::string>& metadata) {
   write_file_atomic(path, to_safetensors_bytes(tensors, metadata));
 }
 
 }  // namespace attn::io
+#endif  // ATTN_HEADER_DEFINITIONS

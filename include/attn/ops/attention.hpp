@@ -33,6 +33,24 @@
 #include "shape.hpp"
 
 namespace attn {
+namespace detail {
+// Knobs of the tiled path (tests and benchmarks use them to force one path or schedule).
+struct FlashAttnConfig {
+  // The tiled path is used when need_weights is false, the attn_mask needs no gradient, and the
+  // weights the other path would store, B*H*L*S elements, take at least min_weight_bytes. Below
+  // that the weights-storing path is faster (measured, docs/attention-dense.md: the tiled
+  // backward recomputes Q K^T, one product in seven more, which pays off only once the [B*H, L, S]
+  // buffers no longer fit in the caches). 0: always; INT64_MAX: never. The choice depends on the
+  // shapes and dtype only, never on the thread count, so results stay thread-independent.
+  int64_t min_weight_bytes = int64_t(8) << 20;
+  // Backward schedule: 0 = auto (per item when the items split evenly over the threads or there
+  // are many, else two passes), 1 = per item, 2 = two passes.
+  int backward_schedule = 0;
+};
+// The one instance the attention ops read (defined below).
+ATTN_API FlashAttnConfig& flash_attn_config();
+}  // namespace detail
+
 constexpr double kDefaultAttnScale = std::numeric_limits<double>::quiet_NaN();
 
 ATTN_API Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -59,20 +77,7 @@ ATTN_API Tensor causal_mask(int64_t L, int64_t S = -1);
 namespace attn {
 namespace detail {
 
-// Knobs of the tiled path (tests and benchmarks use them to force one path or schedule).
-struct FlashAttnConfig {
-  // The tiled path is used when need_weights is false, the attn_mask needs no gradient, and the
-  // weights the other path would store, B*H*L*S elements, take at least min_weight_bytes. Below
-  // that the weights-storing path is faster (measured, docs/attention-dense.md: the tiled
-  // backward recomputes Q K^T, one product in seven more, which pays off only once the [B*H, L, S]
-  // buffers no longer fit in the caches). 0: always; INT64_MAX: never. The choice depends on the
-  // shapes and dtype only, never on the thread count, so results stay thread-independent.
-  int64_t min_weight_bytes = int64_t(8) << 20;
-  // Backward schedule: 0 = auto (per item when the items split evenly over the threads or there
-  // are many, else two passes), 1 = per item, 2 = two passes.
-  int backward_schedule = 0;
-};
-inline FlashAttnConfig& flash_attn_config() {
+ATTN_API FlashAttnConfig& flash_attn_config() {
   static FlashAttnConfig c;
   return c;
 }
