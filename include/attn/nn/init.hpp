@@ -6,24 +6,9 @@
 
 namespace attn::nn::init {
 
-inline Tensor& uniform_(Tensor& t, double lo, double hi) {
-  ATTN_DISPATCH_FLOATING(t.dtype(), "uniform_", [&] {
-    scalar_t* p = t.data<scalar_t>();
-    auto g = default_generator().lock();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.uniform(lo, hi));
-  });
-  detail::bump_version(t);
-  return t;
-}
-inline Tensor& normal_(Tensor& t, double mean = 0.0, double std = 1.0) {
-  ATTN_DISPATCH_FLOATING(t.dtype(), "normal_", [&] {
-    scalar_t* p = t.data<scalar_t>();
-    auto g = default_generator().lock();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(mean + std * g.normal());
-  });
-  detail::bump_version(t);
-  return t;
-}
+// Fill from U(lo, hi) / N(mean, std^2) (defined at the end of this file).
+ATTN_API Tensor& uniform_(Tensor& t, double lo, double hi);
+ATTN_API Tensor& normal_(Tensor& t, double mean = 0.0, double std = 1.0);
 inline Tensor& zeros_(Tensor& t) { return t.fill_(0.0); }
 inline Tensor& ones_(Tensor& t) { return t.fill_(1.0); }
 
@@ -47,3 +32,28 @@ inline Tensor& kaiming_uniform_(Tensor& t, double a = std::sqrt(5.0)) {
 }
 
 }  // namespace attn::nn::init
+
+#if ATTN_HEADER_DEFINITIONS
+namespace attn::nn::init {
+
+ATTN_API Tensor& uniform_(Tensor& t, double lo, double hi) {
+  ATTN_DISPATCH_FLOATING(t.dtype(), "uniform_", [&] {
+    scalar_t* p = t.data<scalar_t>();
+    auto g = default_generator().lock();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.uniform(lo, hi));
+  });
+  detail::bump_version(t);
+  return t;
+}
+ATTN_API Tensor& normal_(Tensor& t, double mean, double std) {
+  ATTN_DISPATCH_FLOATING(t.dtype(), "normal_", [&] {
+    scalar_t* p = t.data<scalar_t>();
+    auto g = default_generator().lock();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(mean + std * g.normal());
+  });
+  detail::bump_version(t);
+  return t;
+}
+
+}  // namespace attn::nn::init
+#endif  // ATTN_HEADER_DEFINITIONS

@@ -7,8 +7,6 @@
 #include <utility>
 #include <vector>
 #include "../core/tensor.hpp"
-#include "../ops/cuda/elementwise.hpp"
-#include "cuda_adam.hpp"
 
 namespace attn::optim {
 
@@ -134,29 +132,7 @@ class SGD : public Optimizer {
     if (o_.momentum_ != 0)
       for (size_t i = 0; i < params_.size(); ++i) add_buffer(i, "momentum_buffer");
   }
-  void step() override {
-    NoGradGuard ng;
-    const bool first = next_step() == 1;
-    for_each_param(params_, Writes::Param, [&](size_t i, const Tensor& p, const Tensor& g) {
-      ATTN_DISPATCH_FLOATING(p.dtype(), "SGD", [&] {
-        scalar_t* pp = p.data<scalar_t>();
-        const scalar_t* pg = g.data<scalar_t>();
-        scalar_t* pb = o_.momentum_ != 0 ? buffer(i, "momentum_buffer").data<scalar_t>() : nullptr;
-        const scalar_t lr = scalar_t(lr_), wd = scalar_t(o_.weight_decay_), mu = scalar_t(o_.momentum_),
-                       damp = scalar_t(o_.dampening_);
-        parallel_for(0, p.numel(), kGrainPointwise, [&](int64_t b, int64_t e) {
-          for (int64_t k = b; k < e; ++k) {
-            scalar_t d = pg[k] + wd * pp[k];
-            if (pb) {
-              pb[k] = first ? d : mu * pb[k] + (1 - damp) * d;
-              d = o_.nesterov_ ? d + mu * pb[k] : pb[k];
-            }
-            pp[k] -= lr * d;
-          }
-        });
-      });
-    });
-  }
+  void step() override;
 
  private:
   SGDOptions o_;
@@ -188,39 +164,7 @@ class Adam : public Optimizer {
       if (o_.amsgrad_) add_buffer(i, "max_exp_avg_sq");
     }
   }
-  void step() override {
-    NoGradGuard ng;
-    const int64_t t = next_step();
-    const double bc1 = 1 - std::pow(o_.beta1_, double(t)), bc2 = 1 - std::pow(o_.beta2_, double(t));
-    for_each_param(params_, Writes::Param, [&](size_t i, const Tensor& p, const Tensor& g) {
-      if (attn::detail::on_cuda(p))
-        return cuda_adam_step(p, g, buffer(i, "exp_avg"), buffer(i, "exp_avg_sq"),
-                              o_.amsgrad_ ? &buffer(i, "max_exp_avg_sq") : nullptr, o_.beta1_, o_.beta2_, o_.eps_,
-                              o_.weight_decay_, lr_, bc1, bc2, decoupled_);
-      ATTN_DISPATCH_FLOATING(p.dtype(), "Adam", [&] {
-        scalar_t* pp = p.data<scalar_t>();
-        const scalar_t* pg = g.data<scalar_t>();
-        scalar_t* m = buffer(i, "exp_avg").data<scalar_t>();
-        scalar_t* v = buffer(i, "exp_avg_sq").data<scalar_t>();
-        scalar_t* vmax = o_.amsgrad_ ? buffer(i, "max_exp_avg_sq").data<scalar_t>() : nullptr;
-        const scalar_t b1 = scalar_t(o_.beta1_), b2 = scalar_t(o_.beta2_), eps = scalar_t(o_.eps_),
-                       wd = scalar_t(o_.weight_decay_), step_size = scalar_t(lr_ / bc1),
-                       decay = scalar_t(1 - lr_ * o_.weight_decay_), sqrt_bc2 = scalar_t(std::sqrt(bc2));
-        parallel_for(0, p.numel(), kGrainPointwise, [&](int64_t b, int64_t e) {
-          for (int64_t k = b; k < e; ++k) {
-            scalar_t gk = pg[k];
-            if (decoupled_) pp[k] *= decay;
-            else gk += wd * pp[k];
-            m[k] = b1 * m[k] + (1 - b1) * gk;
-            v[k] = b2 * v[k] + (1 - b2) * gk * gk;
-            scalar_t vk = v[k];
-            if (vmax) vk = vmax[k] = std::max(vmax[k], v[k]);
-            pp[k] -= step_size * m[k] / (std::sqrt(vk) / sqrt_bc2 + eps);
-          }
-        });
-      });
-    });
-  }
+  void step() override;
 
  private:
   AdamOptions o_;
@@ -235,9 +179,80 @@ class AdamW : public Adam {
   AdamW(std::vector<Tensor> params, AdamWOptions o = AdamWOptions()) : Adam(std::move(params), o, true) {}
 };
 
+// Scales all gradients so their joint L2 norm is at most max_norm; returns the norm before
+// (defined below).
+ATTN_API double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm);
+
+}  // namespace attn::optim
+
+#if ATTN_HEADER_DEFINITIONS
+#include <algorithm>
+#include "../ops/cuda/elementwise.hpp"
+#include "cuda_adam.hpp"
+
+namespace attn::optim {
+
+ATTN_API void SGD::step() {
+  NoGradGuard ng;
+  const bool first = next_step() == 1;
+  for_each_param(params_, Writes::Param, [&](size_t i, const Tensor& p, const Tensor& g) {
+    ATTN_DISPATCH_FLOATING(p.dtype(), "SGD", [&] {
+      scalar_t* pp = p.data<scalar_t>();
+      const scalar_t* pg = g.data<scalar_t>();
+      scalar_t* pb = o_.momentum_ != 0 ? buffer(i, "momentum_buffer").data<scalar_t>() : nullptr;
+      const scalar_t lr = scalar_t(lr_), wd = scalar_t(o_.weight_decay_), mu = scalar_t(o_.momentum_),
+                     damp = scalar_t(o_.dampening_);
+      parallel_for(0, p.numel(), kGrainPointwise, [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) {
+          scalar_t d = pg[k] + wd * pp[k];
+          if (pb) {
+            pb[k] = first ? d : mu * pb[k] + (1 - damp) * d;
+            d = o_.nesterov_ ? d + mu * pb[k] : pb[k];
+          }
+          pp[k] -= lr * d;
+        }
+      });
+    });
+  });
+}
+
+ATTN_API void Adam::step() {
+  NoGradGuard ng;
+  const int64_t t = next_step();
+  const double bc1 = 1 - std::pow(o_.beta1_, double(t)), bc2 = 1 - std::pow(o_.beta2_, double(t));
+  for_each_param(params_, Writes::Param, [&](size_t i, const Tensor& p, const Tensor& g) {
+    if (attn::detail::on_cuda(p))
+      return cuda_adam_step(p, g, buffer(i, "exp_avg"), buffer(i, "exp_avg_sq"),
+                            o_.amsgrad_ ? &buffer(i, "max_exp_avg_sq") : nullptr, o_.beta1_, o_.beta2_, o_.eps_,
+                            o_.weight_decay_, lr_, bc1, bc2, decoupled_);
+    ATTN_DISPATCH_FLOATING(p.dtype(), "Adam", [&] {
+      scalar_t* pp = p.data<scalar_t>();
+      const scalar_t* pg = g.data<scalar_t>();
+      scalar_t* m = buffer(i, "exp_avg").data<scalar_t>();
+      scalar_t* v = buffer(i, "exp_avg_sq").data<scalar_t>();
+      scalar_t* vmax = o_.amsgrad_ ? buffer(i, "max_exp_avg_sq").data<scalar_t>() : nullptr;
+      const scalar_t b1 = scalar_t(o_.beta1_), b2 = scalar_t(o_.beta2_), eps = scalar_t(o_.eps_),
+                     wd = scalar_t(o_.weight_decay_), step_size = scalar_t(lr_ / bc1),
+                     decay = scalar_t(1 - lr_ * o_.weight_decay_), sqrt_bc2 = scalar_t(std::sqrt(bc2));
+      parallel_for(0, p.numel(), kGrainPointwise, [&](int64_t b, int64_t e) {
+        for (int64_t k = b; k < e; ++k) {
+          scalar_t gk = pg[k];
+          if (decoupled_) pp[k] *= decay;
+          else gk += wd * pp[k];
+          m[k] = b1 * m[k] + (1 - b1) * gk;
+          v[k] = b2 * v[k] + (1 - b2) * gk * gk;
+          scalar_t vk = v[k];
+          if (vmax) vk = vmax[k] = std::max(vmax[k], v[k]);
+          pp[k] -= step_size * m[k] / (std::sqrt(vk) / sqrt_bc2 + eps);
+        }
+      });
+    });
+  });
+}
+
 // Scales all gradients so their joint L2 norm is at most max_norm; returns the norm before.
 // clip coefficient = max_norm / (norm + 1e-6), applied only when below 1 (as PyTorch).
-inline double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
+ATTN_API double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
   NoGradGuard ng;
   double total = 0;
   for_each_param(params, Writes::Nothing, [&](size_t, const Tensor&, const Tensor& g) {
@@ -259,5 +274,5 @@ inline double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm
   }
   return total;
 }
-
 }  // namespace attn::optim
+#endif  // ATTN_HEADER_DEFINITIONS
