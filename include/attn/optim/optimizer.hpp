@@ -132,7 +132,7 @@ class SGD : public Optimizer {
     if (o_.momentum_ != 0)
       for (size_t i = 0; i < params_.size(); ++i) add_buffer(i, "momentum_buffer");
   }
-  void step() override;
+  ATTN_API void step() override;
 
  private:
   SGDOptions o_;
@@ -164,7 +164,7 @@ class Adam : public Optimizer {
       if (o_.amsgrad_) add_buffer(i, "max_exp_avg_sq");
     }
   }
-  void step() override;
+  ATTN_API void step() override;
 
  private:
   AdamOptions o_;
