@@ -115,8 +115,7 @@ inline void device_strided_copy(const Tensor& src, int64_t src_off, const std::v
                      int(shape.size()), shape.data(), src_st.data(), dst_st.data(), accumulate);
 }
 }  // namespace detail
-}  // namespace attn
-namespace attn {
+
 // to(x, device) = x copied to `device`; dL/dx = g copied back to x's device.
 ATTN_API Tensor Tensor::to(Device device) const {
   if (device == this->device()) return *this;

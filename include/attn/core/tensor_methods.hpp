@@ -125,7 +125,6 @@ inline Tensor Tensor::detach() const {
   return Tensor(std::move(impl));
 }
 
-
 // ---- method forms ----
 inline Tensor Tensor::reshape(const Shape& s) const { return attn::reshape(*this, s); }
 inline Tensor Tensor::view(const Shape& s) const { return attn::reshape(*this, s); }
@@ -266,8 +265,7 @@ ATTN_API Tensor Tensor::to(DType target) const {
   const DType src = dtype();
   return record("to", out, {*this}, [src](const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0].to(src)}; }, {});
 }
-}  // namespace attn
-namespace attn {
+
 namespace detail {
 ATTN_API void check_finite(const Tensor& t, const std::string& op, const char* what) {
   if (!t.defined() || !t.is_floating_point()) return;
@@ -280,8 +278,7 @@ ATTN_API void check_finite(const Tensor& t, const std::string& op, const char* w
   });
 }
 }  // namespace detail
-}  // namespace attn
-namespace attn {
+
 ATTN_API std::string Tensor::to_string() const {
   if (!defined()) return "Tensor(undefined)";
   std::ostringstream os;

@@ -108,7 +108,6 @@ inline AttnMaskView key_padding_view(const Tensor& m, const AttnProblem& p, cons
 
 }  // namespace detail
 
-
 // softmax(q k^T * scale + mask) v over q [..., L, E], k [..., S, E], v [..., S, Ev] -> [..., L, Ev].
 // Leading dims broadcast as in PyTorch. Grouped-query attention: 4-D q [B, H, L, E] with k, v
 // [B, Hkv, S, .] where Hkv divides H (Hkv = 1: multi-query) shares each K/V head among H / Hkv

@@ -217,7 +217,6 @@ ATTN_API Tensor block_sparse_attention(const Tensor& q, const Tensor& k, const T
 
 namespace attn {
 
-
 namespace detail {
 // The problem sizes live with the kernels (kernels/cpu/block_sparse.hpp).
 using kernels::cpu::BsaDims;

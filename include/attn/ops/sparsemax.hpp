@@ -48,7 +48,6 @@ ATTN_API Tensor sparsemax(const Tensor& x, int64_t dim) { return detail::sparse_
 // 1.5-entmax along dim (CPU tensors): max(z/2 - tau, 0)^2, summing to 1 over each lane.
 ATTN_API Tensor entmax15(const Tensor& x, int64_t dim) { return detail::sparse_normalize<true>(x, dim); }
 
-
 // Scaled dot-product attention with a chosen normalisation:
 //   weights = normalize_keys(q k^T * scale + mask),  output = weights v
 // over q [..., L, E], k [..., S, E], v [..., S, Ev]; returns {output [..., L, Ev], weights
