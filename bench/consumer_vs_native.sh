@@ -11,8 +11,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 native="${1:-build}"
 rounds="${2:-3}"
 work="$native/consumer-bench"
+# Header-only install (the consumer links attn::attn): no library to build before installing.
 cmake -S "$root" -B "$work/attn" -DCMAKE_BUILD_TYPE=Release -DATTN_BUILD_TESTS=OFF -DATTN_BUILD_EXAMPLES=OFF \
-  -DATTN_BUILD_BENCHMARKS=OFF >/dev/null
+  -DATTN_BUILD_BENCHMARKS=OFF -DATTN_BUILD_COMPILED=OFF >/dev/null
 cmake --install "$work/attn" --prefix "$work/prefix" >/dev/null
 cmake -S "$root/bench/consumer" -B "$work/app" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$(cd "$work" && pwd)/prefix" >/dev/null
 cmake --build "$work/app" -j "$(nproc)" >/dev/null
