@@ -21,7 +21,8 @@
 // ---- header-only (default) or compiled mode ----
 // Header-only: every definition is in the headers, `inline`; nothing to link.
 // Compiled mode (CMake target attn::attn_compiled, which sets ATTN_SEPARATE_COMPILATION for its
-// users): the headers declare the ops and the layers' heavy parts, and one library build
+// users): the headers declare the ops and the heavy parts of the core, the optimizers and io/
+// (layers stay inline classes that call them), and one library build
 // (src/attn_compiled.cpp, compiled with ATTN_BUILDING_LIBRARY as well) defines them, so a user's
 // translation unit parses declarations instead of instantiating every kernel for every dtype and
 // instruction set. Same API, same code, same results.

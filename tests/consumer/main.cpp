@@ -1,5 +1,8 @@
 // Consumer smoke test: fits y = 2x - 1 with a Linear layer and Adam; exits 0 on success.
 #include <attn/attn.hpp>
+#if defined(ATTN_EXPECT_COMPILED_MODE) && ATTN_HEADER_DEFINITIONS
+#error "linked against attn::attn_compiled but compiled with the definitions (ATTN_SEPARATE_COMPILATION missing)"
+#endif
 
 #include <cmath>
 #include <cstdio>

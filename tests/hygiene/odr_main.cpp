@@ -1,6 +1,9 @@
 // Links A and B (and this third TU) into one binary: the results must agree, and the global
 // state behind inline functions (random generator, grad mode) must be one object, not one per TU.
 #include <attn/attn.hpp>
+#if defined(ATTN_EXPECT_COMPILED_MODE) && ATTN_HEADER_DEFINITIONS
+#error "linked against attn::attn_compiled but compiled with the definitions (ATTN_SEPARATE_COMPILATION missing)"
+#endif
 
 #include <cmath>
 #include <cstdio>

@@ -1,10 +1,10 @@
 #pragma once
 #include <cstdint>
-#include "../config.hpp"
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
+#include "../config.hpp"
 
 namespace attn {
 

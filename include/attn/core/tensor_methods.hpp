@@ -166,24 +166,28 @@ ATTN_API Tensor Tensor::full(const Shape& shape, double value, DType dtype) {
   ATTN_DISPATCH_ALL(dtype, "full", [&] { detail::fill(t.data<scalar_t>(), t.numel(), scalar_t(value)); });
   return t;
 }
+namespace detail {
+// Fills the floating tensor t in order with draw(g), g the global generator held under one lock
+// (rand, randn and nn::init's uniform_ / normal_).
+template <class Draw>
+void fill_random(const Tensor& t, const char* op, const Draw& draw) {
+  ATTN_DISPATCH_FLOATING(t.dtype(), op, [&] {
+    scalar_t* p = t.data<scalar_t>();
+    auto g = default_generator().lock();
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(draw(g));
+  });
+}
+}  // namespace detail
 ATTN_API Tensor Tensor::randn(const Shape& shape, DType dtype) {
   detail::check_shape(shape, "randn", dtype);
   Tensor t = empty(shape, dtype);
-  ATTN_DISPATCH_FLOATING(dtype, "randn", [&] {
-    scalar_t* p = t.data<scalar_t>();
-    auto g = default_generator().lock();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.normal());
-  });
+  detail::fill_random(t, "randn", [](auto& g) { return g.normal(); });
   return t;
 }
 ATTN_API Tensor Tensor::rand(const Shape& shape, DType dtype) {
   detail::check_shape(shape, "rand", dtype);
   Tensor t = empty(shape, dtype);
-  ATTN_DISPATCH_FLOATING(dtype, "rand", [&] {
-    scalar_t* p = t.data<scalar_t>();
-    auto g = default_generator().lock();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.uniform());
-  });
+  detail::fill_random(t, "rand", [](auto& g) { return g.uniform(); });
   return t;
 }
 ATTN_API Tensor Tensor::arange(double start, double end, double step, DType dtype) {

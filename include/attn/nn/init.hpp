@@ -37,20 +37,12 @@ inline Tensor& kaiming_uniform_(Tensor& t, double a = std::sqrt(5.0)) {
 namespace attn::nn::init {
 
 ATTN_API Tensor& uniform_(Tensor& t, double lo, double hi) {
-  ATTN_DISPATCH_FLOATING(t.dtype(), "uniform_", [&] {
-    scalar_t* p = t.data<scalar_t>();
-    auto g = default_generator().lock();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(g.uniform(lo, hi));
-  });
+  attn::detail::fill_random(t, "uniform_", [lo, hi](auto& g) { return g.uniform(lo, hi); });
   detail::bump_version(t);
   return t;
 }
 ATTN_API Tensor& normal_(Tensor& t, double mean, double std) {
-  ATTN_DISPATCH_FLOATING(t.dtype(), "normal_", [&] {
-    scalar_t* p = t.data<scalar_t>();
-    auto g = default_generator().lock();
-    for (int64_t i = 0, n = t.numel(); i < n; ++i) p[i] = scalar_t(mean + std * g.normal());
-  });
+  attn::detail::fill_random(t, "normal_", [mean, std](auto& g) { return mean + std * g.normal(); });
   detail::bump_version(t);
   return t;
 }

@@ -192,6 +192,7 @@ ATTN_API double clip_grad_norm_(const std::vector<Tensor>& params, double max_no
 
 namespace attn::optim {
 
+// The update formula is above class SGD.
 ATTN_API void SGD::step() {
   NoGradGuard ng;
   const bool first = next_step() == 1;
@@ -216,6 +217,7 @@ ATTN_API void SGD::step() {
   });
 }
 
+// The update formulas (Adam and AdamW) are above class Adam.
 ATTN_API void Adam::step() {
   NoGradGuard ng;
   const int64_t t = next_step();
