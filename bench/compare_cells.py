@@ -4,7 +4,8 @@ in one run on one machine with one thread count.
   /usr/bin/python3 bench/compare_cells.py --build build --threads 2 [--markdown out.md]
 
 Build first: cmake --build build --target bench_cells. The OpenBLAS core PyTorch uses is
-reported by bench/openblas_core.py, never set (docs/benchmarks.md).
+reported by bench/openblas_core.py, never set; each PyTorch row is its fastest way of using the
+same cores (openblas_core.fastest; docs/benchmarks.md).
 """
 import argparse
 import json
@@ -50,19 +51,21 @@ def main():
     ap.add_argument("--min-time", type=float, default=2.0)
     ap.add_argument("--markdown", default="")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     attn = run_attn(os.path.join(args.build, "bench", "bench_cells"), args.threads, args.min_time)
-    pt = torch_cells.measure(args.min_time)
-    lines = [f"attn vs PyTorch {torch.__version__}, {args.threads} thread(s), {OPENBLAS}", "",
-             "| workload | attn | PyTorch | attn / PyTorch | goal |", "|---|---:|---:|---:|---:|"]
+    pt = torch_cells.measure(args.min_time, args.threads)
+    lines = [f"attn vs PyTorch {torch.__version__}, {args.threads} thread(s), {OPENBLAS}; PyTorch at its fastest "
+             f"of {', '.join(openblas_core.config_label(*c) for c in openblas_core.thread_configs(args.threads))}", "",
+             "| workload | attn | PyTorch | attn / PyTorch | goal | PyTorch's fastest threads |",
+             "|---|---:|---:|---:|---:|---|"]
     for label, name, key, goal in ROWS:
         a = attn[name]["real_time"] * UNIT[attn[name]["time_unit"]]
-        t = pt[key]
-        lines.append(f"| {label} | {a * 1e3:.2f} ms | {t * 1e3:.2f} ms | {a / t:.3f} | <= {goal} |")
+        t, cfg = pt[key]
+        lines.append(f"| {label} | {a * 1e3:.2f} ms | {t * 1e3:.2f} ms | {a / t:.3f} | <= {goal} | {cfg} |")
     chain = attn["BM_TinyChain/real_time"]
     per_op = chain["per_op"]  # seconds per op (an inverted rate)
+    t, cfg = pt["tiny_chain_per_op"]
     lines.append(f"| tiny-op chain, per op fwd+bwd (1,000 add/mul on 4 floats) | {per_op * 1e6:.3f} us | "
-                 f"{pt['tiny_chain_per_op'] * 1e6:.3f} us | {per_op / pt['tiny_chain_per_op']:.3f} | <= 1 us |")
+                 f"{t * 1e6:.3f} us | {per_op / t:.3f} | <= 1 us | {cfg} |")
     text = "\n".join(lines)
     print(text)
     if args.markdown:
