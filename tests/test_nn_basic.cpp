@@ -228,7 +228,7 @@ TEST_CASE("training: a small MLP fits sin(x) with Adam", "[nn][train]") {
   CHECK(last < 0.01);
 }
 
-// A few rows times a parameter run through a kept copy of W^T (ops/matmul.hpp,
+// A few rows (or a step's batch) times a parameter run through a kept copy of W^T (ops/matmul.hpp,
 // transposed_parameter): the results must follow every in-place write to W through the API.
 TEST_CASE("Linear: small batches through the kept W^T follow in-place updates of the weight", "[nn]") {
   manual_seed(3);
@@ -245,6 +245,15 @@ TEST_CASE("Linear: small batches through the kept W^T follow in-place updates of
     };
     CHECK(check_close(forward(), reference(), tol, tol, "fresh weight"));
     CHECK(check_close(forward(), reference(), tol, tol, "second call (kept W^T)"));
+    // A step's batch (more rows than the dot-product path takes): the packed path reads the kept
+    // W^T in place, the arithmetic of packing W itself, so the bits are the plain weight's.
+    {
+      const Tensor xb = Tensor::randn({97, 51}, dt);
+      NoGradGuard ng;
+      for (const char* call : {"97 rows, first call", "97 rows, kept W^T"})
+        CHECK(check_close(lin.forward(xb), linear(xb, lin.weight.detach().clone(), lin.bias.detach().clone()), 0, 0,
+                          call));
+    }
     const Tensor before = forward();
     // An optimizer step.
     optim::SGD opt(lin.parameters(), optim::SGDOptions(0.5));

@@ -84,6 +84,9 @@ void fill_bias_rows(T* dst, int64_t rows, int64_t N, const Tensor& b1, const Ten
 // shared each one can wait for a descheduled thread (a 2-thread sine-prediction training step
 // took 38 s instead of 1 s on a loaded 2-core machine). Results are the same either way.
 constexpr double kStepParallelFlops = 1e7;
+// A per-step op's batch: at most this many rows (one row group of the GEMM's packed path on the
+// widest tile) read a parameter's kept transpose (linear_product).
+constexpr int64_t kStepRows = 128;
 
 // C = alpha op(A) op(B) + beta C through gemm (parallel when large) or gemm_serial.
 template <class T>
@@ -150,13 +153,16 @@ std::pair<const T*, int64_t> transposed_parameter(const Tensor& w) {
 }
 
 // out [rows, N] (+)= x W^T with x [rows, K] (the leading dims of x folded), W [N, K]; beta 0 or 1.
-// parallel = false: on the calling thread (see kStepParallelFlops). For a few rows and a
-// parameter W, through the kept W^T (transposed_parameter): the same sums in another order, so
-// the results agree with the dot-product path to rounding.
+// parallel = false: on the calling thread (see kStepParallelFlops). For a parameter W and a batch
+// of a step (at most kStepRows rows), through the kept W^T (transposed_parameter): with a few
+// rows the same sums in another order (axpy_rows instead of dot_rows), so the results agree with
+// the dot-product path to rounding; with more, the packed path's very same arithmetic, W^T read in
+// place instead of packing W's columns on every call.
 template <class T>
 void linear_product(const Tensor& x, const Tensor& w, T beta, T* out, bool parallel = true) {
   const int64_t N = w.size(0), K = w.size(1), rows = x.numel() / std::max<int64_t>(K, 1);
-  if (rows <= kernels::cpu::gemm_detail::kDotRows)
+  using kernels::cpu::gemm_detail::direct_shape;
+  if (rows <= kernels::cpu::gemm_detail::kDotRows || (rows <= kStepRows && !direct_shape(false, true, rows, N, K)))
     if (const auto wt = transposed_parameter<T>(w); wt.first) {
       gemm_on<T>(parallel, false, false, rows, N, K, T(1), x.data<T>(), K, wt.first, wt.second, beta, out, N);
       return;
