@@ -302,6 +302,41 @@ static void operand_forms_agree() {
   }
 }
 
+// A last sliver whose columns fit in one vector runs a one-vector micro-kernel (gemm.inc, tile):
+// each column must have the bits the full-width tile gives it in a wider product.
+template <class T>
+static void narrow_slivers_agree() {
+  const int64_t M = 61, K = 100, wide = 96;
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<double> u(-1, 1);
+  std::vector<T> A(size_t(M * K)), B(size_t(K * wide));
+  for (auto& x : A) x = T(u(gen));
+  for (auto& x : B) x = T(u(gen));
+  for (bool ta : {false, true}) {
+    std::vector<T> At(A.size());
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t k = 0; k < K; ++k) At[size_t(k * M + i)] = A[size_t(i * K + k)];
+    const T* a = ta ? At.data() : A.data();
+    const int64_t lda = ta ? M : K;
+    std::vector<T> Cw(size_t(M * wide));
+    gemm_serial<T>(ta, false, M, wide, K, T(1), a, lda, B.data(), wide, T(0), Cw.data(), wide);
+    for (int64_t n : {2, 3, 4, 5, 8, 16, 19, 35}) {
+      std::vector<T> Cn(size_t(M * n), T(0.5));
+      gemm_serial<T>(ta, false, M, n, K, T(1), a, lda, B.data(), wide, T(0), Cn.data(), n);
+      bool same = true;
+      for (int64_t i = 0; i < M; ++i)
+        same = same && std::memcmp(Cn.data() + i * n, Cw.data() + i * wide, size_t(n) * sizeof(T)) == 0;
+      INFO("ta " << ta << " N " << n << " (" << attn::cpu_info().summary() << ")");
+      CHECK(same);
+    }
+  }
+}
+
+TEST_CASE("gemm: a sliver of one vector of columns gives the bits of the full-width tile", "[gemm]") {
+  narrow_slivers_agree<float>();
+  narrow_slivers_agree<double>();
+}
+
 TEST_CASE("gemm: packed and in-place operands, and prepacked B, give the same bits", "[gemm]") {
   operand_forms_agree<float>();
   operand_forms_agree<double>();
