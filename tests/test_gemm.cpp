@@ -144,11 +144,13 @@ std::vector<Case> shape_cases() {
   for (auto& d : big)
     for (auto& t : tt) cases.push_back({t[0], t[1], d[0], d[1], d[2], 1.5, d[2] % 2 ? 0.0 : -0.5, 3});
   // K split into super-slices (K > 8192), op(A) packed in several row groups (M*K > 2^21),
-  // op(B) in several column panels (N*K > 2^22).
+  // op(B) in several column panels (N * K > kPackB = 2^19), also with several row groups of MC
+  // rows reading each panel.
   cases.push_back({false, true, 20, 40, 9000, 1.0, 0.5, 1});
   cases.push_back({true, false, 1100, 40, 2048, 1.0, 0.0, 0});
   cases.push_back({false, true, 1100, 40, 2048, 1.0, 0.0, 1});
   cases.push_back({false, false, 20, 2100, 2048, -1.0, 1.0, 2});
+  cases.push_back({false, false, 150, 520, 1100, 1.0, 0.5, 0});
   return cases;
 }
 
