@@ -228,6 +228,25 @@ TEST_CASE("training: a small MLP fits sin(x) with Adam", "[nn][train]") {
   CHECK(last < 0.01);
 }
 
+// More parameters than the kept W^T entries (8 per thread), used round-robin, of growing and
+// shrinking sizes: every call evicts an entry and reuses or replaces its buffer; results stay right.
+TEST_CASE("Linear: more weights than kept transposes, round-robin, stay exact", "[nn]") {
+  manual_seed(4);
+  std::vector<std::unique_ptr<nn::Linear>> layers;
+  for (int i = 0; i < 11; ++i)
+    layers.push_back(std::make_unique<nn::Linear>(int64_t(20 + 7 * (i % 4)), int64_t(16 + 9 * ((i * 5) % 7))));
+  for (int round = 0; round < 3; ++round)
+    for (auto& layer : layers)
+      for (int64_t rows : {int64_t(3), int64_t(97)}) {
+        nn::Linear& lin = *layer;
+        const Tensor x = Tensor::randn({rows, lin.weight.size(1)});
+        NoGradGuard ng;
+        const Tensor ref = linear(x, lin.weight.detach().clone(), lin.bias.detach().clone());
+        INFO("round " << round << ", weight " << to_string(lin.weight.shape()) << ", rows " << rows);
+        CHECK(check_close(lin.forward(x), ref, 1e-5, 1e-5));
+      }
+}
+
 // A few rows (or a step's batch) times a parameter run through a kept copy of W^T (ops/matmul.hpp,
 // transposed_parameter): the results must follow every in-place write to W through the API.
 TEST_CASE("Linear: small batches through the kept W^T follow in-place updates of the weight", "[nn]") {

@@ -107,7 +107,8 @@ void gemm_on(bool parallel, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T
 // write through the API bumps it (optimizers, copy_, fill_, nn::init, checkpoint loads). A write
 // through a raw data<T>() pointer does not, as it escapes autograd's saved-tensor check too; call
 // attn::increment_version(w) after one. Only W with N >= 16 and N * K <= kAxpyRowsNK is kept (at
-// most 8 entries per thread, a few MB); any other W (also K = 0) gives {nullptr, 0}.
+// most 8 entries per thread, a few MB; an evicted entry's buffer serves the next W when large
+// enough); any other W (also K = 0) gives {nullptr, 0}.
 template <class T>
 std::pair<const T*, int64_t> transposed_parameter(const Tensor& w) {
   const int64_t N = w.size(0), K = w.size(1);
@@ -119,6 +120,7 @@ std::pair<const T*, int64_t> transposed_parameter(const Tensor& w) {
     int64_t N = 0, K = 0;
     uint64_t version = 0;
     std::unique_ptr<T, void (*)(void*)> wt{nullptr, &std::free};
+    size_t capacity = 0;  // elements of wt (kept when the entry is reused for another W)
   };
   thread_local std::array<Entry, 8> cache;
   thread_local size_t next = 0;
@@ -137,9 +139,13 @@ std::pair<const T*, int64_t> transposed_parameter(const Tensor& w) {
   if (!e) {
     e = &cache[next];
     next = (next + 1) % cache.size();
-    T* wt = static_cast<T*>(std::aligned_alloc(64, size_t(K * ld) * sizeof(T)));
-    if (!wt) throw std::bad_alloc();
-    e->wt.reset(wt);
+    const size_t need = size_t(K * ld);  // a multiple of 64 bytes, as aligned_alloc requires
+    if (e->capacity < need) {
+      T* wt = static_cast<T*>(std::aligned_alloc(64, need * sizeof(T)));
+      if (!wt) throw std::bad_alloc();
+      e->wt.reset(wt);
+      e->capacity = need;
+    }
     e->storage = st;
     e->source = src;
     e->N = N;
