@@ -9,8 +9,8 @@ before importing torch (OpenBLAS reads the variable when it loads).
 
 Threads: Debian's OpenBLAS has its own thread pool next to PyTorch's OpenMP intra-op pool, and both
 spin-wait after their work. With torch.set_num_threads(n) and OpenBLAS's default of one thread per
-core, the two pools fight over the cores: a per-step LSTM training step took 1.7-2.3 s instead of
-0.72 s (docs/benchmarks.md, "PyTorch's threads"). fastest() therefore measures a PyTorch workload
+core, the two pools fight over the cores: a per-step LSTM training step took 1.3-1.6 s instead of
+0.70 s (docs/benchmarks.md, "PyTorch's threads"). fastest() therefore measures a PyTorch workload
 under each way of giving it n cores (thread_configs) and keeps the fastest, so attn is compared
 with PyTorch at its best on the same cores.
 """

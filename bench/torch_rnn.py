@@ -22,15 +22,13 @@ import torch
 def bench(name, lstm, B, T, backward, reps, inner, threads):
     """Prints the median time per iteration at PyTorch's fastest way of using `threads` cores
     (openblas_core.thread_configs; the one with the lowest median)."""
-    best = None
-    for tt, bt in openblas_core.thread_configs(threads):
-        openblas_core.set_threads(torch, tt, bt)
-        times = time_reps(lstm, B, T, backward, reps, inner)
-        if best is None or statistics.median(times) < statistics.median(best[0]):
-            best = (times, openblas_core.config_label(tt, bt))
-    openblas_core.set_threads(torch, threads, threads)
-    times, cfg = best
-    med = statistics.median(times)
+    runs = []  # the repetitions' times, one list per configuration in thread_configs order
+
+    def one_config():
+        runs.append(time_reps(lstm, B, T, backward, reps, inner))
+        return statistics.median(runs[-1])
+    med, cfg, by_config = openblas_core.fastest(torch, threads, one_config)
+    times = runs[list(by_config).index(cfg)]
     print(f"{name:44s} {'fwd+bwd' if backward else 'fwd(no_grad)':12s} median {med * 1e3:9.2f} ms  "
           f"{B / med:10.0f} seq/s  (min {min(times) * 1e3:.2f}, max {max(times) * 1e3:.2f} ms, {reps}x{inner}; {cfg})")
 

@@ -92,12 +92,12 @@ def timed(fn, reps):
 
 
 def measure(reps=2, device="cpu", threads=None):
-    """Median seconds for TaskA_TrainEpoch, TaskA_Inference750, TaskB_TrainEpoch. With `threads`
-    (on the CPU), each at PyTorch's fastest way of using that many cores (openblas_core.fastest),
-    as {name: (seconds, thread configuration)}."""
+    """{name: (median seconds, PyTorch's thread configuration)} for TaskA_TrainEpoch,
+    TaskA_Inference750, TaskB_TrainEpoch. With `threads` (on the CPU), each at PyTorch's fastest
+    way of using that many cores (openblas_core.fastest); otherwise as set, configuration ""."""
     def timed_at(fn, n):
         if threads is None or device != "cpu":
-            return timed(fn, n)
+            return timed(fn, n), ""
         return openblas_core.fastest(torch, threads, lambda: timed(fn, n))[:2]
 
     torch.manual_seed(0)
@@ -153,16 +153,13 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results = measure(args.reps, args.device, args.threads if args.device == "cpu" else None)
-    configs = {}
-    for k, v in results.items():
-        if isinstance(v, tuple):
-            v, configs[k] = v
-            results[k] = v
-        print(f"{k:24s} {v * 1e3:10.1f} ms  {configs.get(k, '')}")
+    for k, (v, cfg) in results.items():
+        print(f"{k:24s} {v * 1e3:10.1f} ms  {cfg}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "device": args.device, "seconds": results,
-                       "thread_configs": configs}, f, indent=1)
+            json.dump({"threads": args.threads, "device": args.device,
+                       "seconds": {k: v for k, (v, _) in results.items()},
+                       "thread_configs": {k: c for k, (_, c) in results.items() if c}}, f, indent=1)
 
 
 if __name__ == "__main__":
