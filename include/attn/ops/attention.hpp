@@ -70,7 +70,6 @@ ATTN_API Tensor causal_mask(int64_t L, int64_t S = -1);
 #include <limits>
 #include <utility>
 #include <vector>
-#include <Eigen/Core>
 #include "cuda/attention.hpp"
 #include "../kernels/cpu/attention_tiled.hpp"
 

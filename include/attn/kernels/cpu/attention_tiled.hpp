@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <limits>
 #include <vector>
-#include <Eigen/Core>
 #include "../../core/parallel.hpp"
 #include "attention_weights.hpp"
 #include "gemm.hpp"
+#include "vmath.hpp"
 
 namespace attn::kernels::cpu {
 
@@ -47,9 +47,8 @@ constexpr int64_t kFlashKeyBlock = 256;     // keys per block in the backward
 constexpr int64_t kFlashFwdKeyBlock = 512;  // keys per block in the forward (fewer rescalings)
 static_assert(kFlashKeyBlock % kAttnRowBlock == 0, "causal block skipping assumes whole row blocks");
 
-// Row stride of the per-task score blocks: a multiple of 16 elements, so every row starts at the
-// same alignment (Eigen peels scalar iterations up to an aligned address, and the scalar exp and
-// the vector exp can differ in the last bit: a fixed alignment keeps results thread-independent).
+// Row stride of the per-task score blocks: a multiple of 16 elements, so every row starts at a
+// vector boundary of the buffer (speed only: the softmax steps give the same bits at any alignment).
 inline int64_t flash_ld(int64_t n) { return std::max<int64_t>(16, (n + 15) / 16 * 16); }
 
 // Keys a query block [r0, r0 + m) can see at all: [0, flash_key_end).
@@ -97,8 +96,6 @@ template <class T>
 void flash_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const T* K, AttnLayout lk, const T* V,
                           AttnLayout lv, T* O, AttnLayout lo, const AttnMaskView& mask, const AttnMaskView& kpm,
                           T* LSE) {
-  using AlignedVec = std::vector<T, Eigen::aligned_allocator<T>>;
-  using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
   constexpr int64_t BQ = kAttnRowBlock, BK = kFlashFwdKeyBlock;
   const int64_t L = p.L, S = p.S, Ev = p.Ev, nq = (L + BQ - 1) / BQ, items = p.B * p.H;
   const int64_t ldz = flash_ld(std::min(BK, S));
@@ -106,7 +103,7 @@ void flash_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
   const T keep_scale = drop ? T(1.0 / (1.0 - p.dropout_p)) : T(1);
   const T neg_inf = -std::numeric_limits<T>::infinity();
   parallel_for(0, items * nq, 1, [&](int64_t t0, int64_t t1) {
-    AlignedVec z(size_t(BQ * ldz)), zd(drop ? size_t(BQ * ldz) : 0), acc(size_t(BQ * std::max<int64_t>(Ev, 1)));
+    std::vector<T> z(size_t(BQ * ldz)), zd(drop ? size_t(BQ * ldz) : 0), acc(size_t(BQ * std::max<int64_t>(Ev, 1)));
     T mrow[BQ], lrow[BQ];
     FlashTransposed<T> tr;
     for (int64_t t = t0; t < t1; ++t) {
@@ -122,23 +119,14 @@ void flash_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
         // attn_forward_kernel (so both paths give the same bits when S <= kFlashFwdKeyBlock).
         const int64_t n = send;
         kernels::cpu::gemm_serial<T>(false, true, m, n, p.E, T(p.scale), q, lq.ld, k, lk.ld, T(0), z.data(), ldz);
-        const bool masked = mask_scores(p, mask, kpm, it, r0, m, 0, n, z.data(), ldz);
+        mask_scores(p, mask, kpm, it, r0, m, 0, n, z.data(), ldz);
         for (int64_t r = 0; r < m; ++r) {
           T* zr = z.data() + r * ldz;
           const int64_t jv = flash_visible(p, r0 + r, 0, n);
-          ArrMap zv(zr, jv);
-          const T mx = jv > 0 ? zv.maxCoeff() : neg_inf;
-          if (mx == neg_inf) {  // every key masked: zero weights, zero output row
-            std::fill(zr, zr + n, T(0));
-            if (LSE) LSE[it * L + r0 + r] = neg_inf;
-          } else {
-            if (masked) zv = (zv == neg_inf).select(T(0), (zv - mx).exp());  // Eigen's exp(-inf) is tiny, not 0
-            else zv = (zv - mx).exp();
-            const T l = zv.sum();
-            zv *= T(1) / l;
-            std::fill(zr + jv, zr + n, T(0));
-            if (LSE) LSE[it * L + r0 + r] = mx + std::log(l);
-          }
+          // every key masked: zero weights (a zero output row) and LSE -inf
+          const T lse = softmax_n(zr, jv);
+          std::fill(zr + jv, zr + n, T(0));
+          if (LSE) LSE[it * L + r0 + r] = lse;
           if (drop) flash_dropout_row(p, keep_scale, uint64_t((it * L + r0 + r) * S), zr, zd.data() + r * ldz, n);
         }
         kernels::cpu::gemm_serial<T>(false, false, m, Ev, n, T(1), drop ? zd.data() : z.data(), ldz, v, lv.ld, T(0),
@@ -153,24 +141,22 @@ void flash_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
         const int64_t n = std::min(BK, send - s0);
         kernels::cpu::gemm_serial<T>(false, false, m, n, p.E, T(p.scale), q, lq.ld, tr.kt.data() + s0, S, T(0),
                                      z.data(), ldz);
-        const bool masked = mask_scores(p, mask, kpm, it, r0, m, s0, n, z.data(), ldz);
+        mask_scores(p, mask, kpm, it, r0, m, s0, n, z.data(), ldz);
         for (int64_t r = 0; r < m; ++r) {
           T* zr = z.data() + r * ldz;
           const int64_t jv = flash_visible(p, r0 + r, s0, n);
-          ArrMap zv(zr, jv);
-          const T mold = mrow[r], mnew = jv > 0 ? std::max(mold, zv.maxCoeff()) : mold;
+          const T mold = mrow[r], mnew = jv > 0 ? std::max(mold, max_n(zr, jv)) : mold;
           if (mnew == neg_inf) {  // every key so far masked: no contribution
             std::fill(zr, zr + n, T(0));
           } else {
-            if (masked) zv = (zv == neg_inf).select(T(0), (zv - mnew).exp());
-            else zv = (zv - mnew).exp();
+            const T l = exp_shifted_n(zr, jv, mnew);  // masked keys (-inf) get exactly 0
             std::fill(zr + jv, zr + n, T(0));
             if (mold != mnew && mold != neg_inf) {  // rescale what earlier key blocks accumulated
               const T c = std::exp(mold - mnew);
               lrow[r] *= c;
               for (int64_t x = 0; x < Ev; ++x) acc[size_t(r * Ev + x)] *= c;
             }
-            lrow[r] += zv.sum();
+            lrow[r] += l;
             mrow[r] = mnew;
           }
           if (drop) flash_dropout_row(p, keep_scale, uint64_t((it * L + r0 + r) * S + s0), zr, zd.data() + r * ldz, n);
@@ -201,8 +187,6 @@ template <class T>
 void flash_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const T* K, AttnLayout lk, const T* V,
                            AttnLayout lv, const T* O, const T* dO, AttnLayout lo, const T* LSE,
                            const AttnMaskView& mask, const AttnMaskView& kpm, T* dQ, T* dK, T* dV, int schedule) {
-  using AlignedVec = std::vector<T, Eigen::aligned_allocator<T>>;
-  using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
   constexpr int64_t BQ = kAttnRowBlock, BK = kFlashKeyBlock;
   const int64_t L = p.L, S = p.S, E = p.E, Ev = p.Ev, items = p.B * p.H;
   const int64_t nq = (L + BQ - 1) / BQ, nk = (S + BK - 1) / BK;
@@ -223,7 +207,7 @@ void flash_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, cons
     }
   });
   struct Scratch {
-    AlignedVec z, dz, zd;
+    std::vector<T> z, dz, zd;
     FlashTransposed<T> tr;
   };
   // One (query block, key block) pair: recompute W (in z), W' (in zd), dZ (in dz); add
@@ -238,7 +222,7 @@ void flash_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, cons
     T *z = sc.z.data(), *dz = sc.dz.data(), *zd = sc.zd.data();
     sc.tr.load(p, K, lk, V, lv, it, true);
     kernels::cpu::gemm_serial<T>(false, false, m, n, E, T(p.scale), q, lq.ld, sc.tr.kt.data() + s0, S, T(0), z, ldz);
-    const bool masked = mask_scores(p, mask, kpm, it, r0, m, s0, n, z, ldz);
+    mask_scores(p, mask, kpm, it, r0, m, s0, n, z, ldz);
     if (want_dz)
       kernels::cpu::gemm_serial<T>(false, false, m, n, Ev, T(1), dout, lo.ld, sc.tr.vt.data() + s0, S, T(0), dz, ldz);
     for (int64_t r = 0; r < m; ++r) {
@@ -247,9 +231,7 @@ void flash_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, cons
       T *zr = z + r * ldz, *dzr = dz + r * ldz, *zdr = zd + r * ldz;
       // keys [jv, n) are above the diagonal (causal): W = 0, dZ = 0 there
       const int64_t jv = lse == neg_inf ? 0 : flash_visible(p, r0 + r, s0, n);  // LSE = -inf: the row sees no key
-      ArrMap zv(zr, jv), dzv(dzr, jv);
-      if (masked) zv = (zv == neg_inf).select(T(0), (zv - lse).exp());
-      else zv = (zv - lse).exp();
+      exp_shifted_n(zr, jv, lse);  // W = exp(Z - LSE); masked keys (-inf) get exactly 0
       std::fill(zr + jv, zr + n, T(0));
       if (drop) {
         const uint64_t base = uint64_t(row * S + s0);
@@ -261,7 +243,8 @@ void flash_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, cons
         if (want_dv) std::fill(zdr + jv, zdr + n, T(0));
       }
       if (want_dz) {
-        dzv = zv * (dzv - Drow[size_t(row)]);
+        const T d = Drow[size_t(row)];
+        for (int64_t j = 0; j < jv; ++j) dzr[j] = zr[j] * (dzr[j] - d);
         std::fill(dzr + jv, dzr + n, T(0));
       }
     }

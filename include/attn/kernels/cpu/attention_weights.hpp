@@ -8,12 +8,12 @@
 #include <cstdint>
 #include <limits>
 #include <vector>
-#include <Eigen/Core>
 #include "../../core/dtype.hpp"
 #include "../../core/parallel.hpp"
 #include "../../core/random.hpp"
 #include "attention_problem.hpp"
 #include "gemm.hpp"
+#include "vmath.hpp"
 
 namespace attn::kernels::cpu {
 
@@ -82,13 +82,8 @@ void attn_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const 
   const int64_t items = p.B * p.H, tasks = items * nblk;
   const bool drop = p.dropout_p > 0.0;
   const T keep_scale = drop ? T(1.0 / (1.0 - p.dropout_p)) : T(1);
-  const T neg_inf = -std::numeric_limits<T>::infinity();
-  const bool may_mask = mask.data != nullptr || kpm.data != nullptr;
   parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
-    // Eigen's vectorised exp peels scalar iterations until its destination is aligned, so the
-    // destination must have a fixed alignment for results not to depend on the thread/buffer.
-    using AlignedVec = std::vector<T, Eigen::aligned_allocator<T>>;
-    AlignedVec scratch, drop_scratch, ebuf(static_cast<size_t>(S));
+    std::vector<T> scratch, drop_scratch;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t it = t / nblk, blk = t % nblk, b = it / p.H, h = it % p.H;
       const int64_t r0 = blk * kAttnRowBlock, m = std::min(kAttnRowBlock, L - r0);
@@ -109,18 +104,9 @@ void attn_forward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const 
       for (int64_t r = 0; r < m; ++r) {
         T* z = w + r * S;
         const int64_t jend = p.causal_end(r0 + r);
-        // stable softmax over the visible prefix [0, jend); -inf entries get exactly 0
-        using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-        ArrMap zv(z, jend), ev(ebuf.data(), jend);
-        const T mx = jend > 0 ? zv.maxCoeff() : neg_inf;
-        if (mx == neg_inf) {  // every key masked: zero weights, zero output row
-          std::fill(z, z + S, T(0));
-          continue;
-        }
-        ev = (zv - mx).exp();
-        if (may_mask) ev = (zv == neg_inf).select(T(0), ev);  // Eigen's exp(-inf) is tiny, not 0
-        const T inv = T(1) / ev.sum();
-        zv = ev * inv;
+        // stable softmax over the visible prefix [0, jend); -inf entries get exactly 0, and a row
+        // with every key masked zero weights (so a zero output row)
+        softmax_n(z, jend);
         for (int64_t j = jend; j < S; ++j) z[j] = T(0);
       }
       const T* wv = w;
@@ -184,12 +170,8 @@ void attn_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
             d[j] = attn_dropout_keep(p.dropout_seed, uint64_t((it * L + r0 + r) * S + j), p.dropout_p)
                        ? d[j] * keep_scale
                        : T(0);
-        using ArrMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-        using CArrMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-        ArrMap dv(d, S);
-        CArrMap wv(wr, S);
-        const T dot = (dv * wv).sum();  // rows are at fixed offsets of 64-byte aligned buffers
-        dv = wv * (dv - dot);
+        const T dot = dot_n(d, wr, S);
+        for (int64_t j = 0; j < S; ++j) d[j] = wr[j] * (d[j] - dot);
       }
       if (dQ) {
         const T* k = K + lk.off + b * lk.sb + p.kv_head(h) * lk.sh;

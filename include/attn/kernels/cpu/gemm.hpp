@@ -22,7 +22,6 @@
 // AVX2 + FMA, AVX-512: kernels/cpu/isa_expand.inc) and every entry point below calls the path
 // chosen at run time (attn::kernel_isa(), core/cpu_info.hpp). Bits are identical for any thread
 // count within a path; the paths differ from each other by rounding (tile shapes, lane counts).
-#include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -36,14 +35,6 @@
 #include "simd.hpp"
 
 namespace attn::kernels::cpu {
-
-// Eigen views of row-major strided matrices (kept for callers; gemm itself does not use Eigen).
-template <class T>
-using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <class T>
-using ConstMap = Eigen::Map<const RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
-template <class T>
-using MutMap = Eigen::Map<RowMat<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
 namespace gemm_detail {
 

@@ -120,7 +120,14 @@ void la_forward_one(const T* Q, const T* K, const T* V, T* O, int64_t L, int64_t
 template <class T>
 void la_backward_one(const T* Q, const T* K, const T* V, const T* O, const T* G, T* gQ, T* gK, T* gV, int64_t L,
                      int64_t S, int64_t E, int64_t Ev, bool causal, T eps, const T* A, const T* Bd, T* work) {
-  const auto [qf, kf, ka, KV, z] = la_features(Q, K, L, S, E, Ev, A, work);
+  // Named copies, not a structured binding: row_grads captures them, which C++17 allows only for
+  // variables (Clang before 16 rejects a lambda capturing a binding).
+  const LaFeatures<T> f = la_features(Q, K, L, S, E, Ev, A, work);
+  T* const qf = f.qf;
+  const T* const kf = f.kf;
+  const T* const ka = f.ka;
+  T* const KV = f.KV;
+  T* const z = f.z;
   T* gKV = z + E;
   T* gz = gKV + E * Ev;
   std::fill(KV, gz + E, T(0));

@@ -170,12 +170,7 @@ void lsh_forward(const LshShape& s, const T* X, const T* norms, const T* V, cons
           lr[i] = self;
           continue;
         }
-        const T mx = max_n(p, nk);
-        for (int64_t u = 0; u < nk; ++u) p[u] -= mx;
-        exp_n(p, p, nk);  // masked entries: exp(-inf) = 0
-        const T den = sum_n(p, nk), inv = T(1) / den;
-        for (int64_t u = 0; u < nk; ++u) p[u] *= inv;
-        lr[i] = mx + std::log(den);
+        lr[i] = softmax_n(p, nk);  // masked entries: exp(-inf) = 0
       }
       lsh_pair_values(c, Ev, Pa, W, ws.vs, ws.oc);
       for (int64_t t = 0; t < c.cq; ++t)

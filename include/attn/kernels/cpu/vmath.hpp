@@ -5,7 +5,10 @@
 // (Cephes' exp and tanh on registers of the kernel path in use, within 2 ulp); the last partial
 // register goes through masked loads, so every element gets the same arithmetic whatever its
 // position: results are the same for any alignment and any thread count.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include "simd.hpp"
 
 namespace attn::kernels::cpu {
@@ -33,5 +36,31 @@ template <class T>
 inline T dot_n(const T* a, const T* b, int64_t n) { ATTN_ISA_DISPATCH(dot_n<T>(a, b, n)); }
 template <class T>
 inline T sum_n(const T* x, int64_t n) { ATTN_ISA_DISPATCH(sum_n<T>(x, n)); }
+
+// The steps of a stable softmax, shared by the attention kernels.
+// x[i] = exp(x[i] - shift) in place for i < n; returns the sum of the results (sum_n's order).
+// exp(-inf) = 0 exactly, so masked (-inf) scores get weight 0 with a finite shift.
+template <class T>
+inline T exp_shifted_n(T* x, int64_t n, T shift) {
+  for (int64_t i = 0; i < n; ++i) x[i] -= shift;
+  exp_n(x, x, n);
+  return sum_n(x, n);
+}
+
+// softmax of x[0, n) in place: w_i = exp(x_i - m) / l with m = max x, l = sum_i exp(x_i - m).
+// Returns log-sum-exp m + log(l); when n == 0 or every x_i is -inf, x becomes zeros and the
+// result is -inf. Each weight depends on the row only, not on its position or alignment.
+template <class T>
+inline T softmax_n(T* x, int64_t n) {
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  const T m = n > 0 ? max_n(x, n) : neg_inf;
+  if (m == neg_inf) {
+    std::fill(x, x + n, T(0));
+    return neg_inf;
+  }
+  const T l = exp_shifted_n(x, n, m), inv = T(1) / l;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  return m + std::log(l);
+}
 
 }  // namespace attn::kernels::cpu

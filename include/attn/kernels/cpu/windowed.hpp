@@ -6,17 +6,12 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <Eigen/Core>
 #include "../../core/parallel.hpp"
+#include "gemm.hpp"
+#include "vmath.hpp"
 
 namespace attn::kernels::cpu {
 
-template <class T>
-using BandMatMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-template <class T>
-using BandCVecMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>;
-template <class T>
-using BandVecMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>;
 
 struct BandSpec {
   bool block_mode = false;
@@ -72,34 +67,17 @@ void band_forward(const BandSpec& bs, const BandInputs& bi, double scale_d, cons
       bs.range(i, lo, hi);
       const int64_t b = bs.base(i);
       if (hi <= lo) continue;
-      // scores of the window: one matrix-vector product K[lo:hi] q (vectorised by Eigen)
-      BandVecMap<T>(p + (lo - b), hi - lo).noalias() = scale * (BandMatMap<T>(Kn + lo * E, hi - lo, E) *
-                                                                  BandCVecMap<T>(q, E));
-      T m = -std::numeric_limits<T>::infinity();
+      // scores of the window: one matrix-vector product scale K[lo:hi] q (as the row q^T K[lo:hi]^T),
+      // plus the bias; padded keys get -inf, so weight 0 in the softmax
+      T* s = p + (lo - b);
+      gemm_serial<T>(false, true, 1, hi - lo, E, scale, q, E, Kn + lo * E, E, T(0), s, hi - lo);
       for (int64_t j = lo; j < hi; ++j) {
-        if (pad && pad[j]) {
-          p[j - b] = T(0);
-          continue;
-        }
-        if (br) p[j - b] += br[j - b];
-        m = std::max(m, p[j - b]);
+        if (pad && pad[j]) s[j - lo] = -std::numeric_limits<T>::infinity();
+        else if (br) s[j - lo] += br[j - b];
       }
-      if (m == -std::numeric_limits<T>::infinity()) {  // nothing to attend: zeros
-        std::fill(p, p + W, T(0));
-        continue;
-      }
-      T sum = 0;
-      for (int64_t j = lo; j < hi; ++j) {
-        if (pad && pad[j]) continue;
-        const T e = std::exp(p[j - b] - m);
-        p[j - b] = e;
-        sum += e;
-      }
-      const T inv = T(1) / sum;
-      for (int64_t j = lo; j < hi; ++j) p[j - b] *= inv;
-      // out_i = V[lo:hi]^T p
-      BandVecMap<T>(o, Ev).noalias() = BandMatMap<T>(Vn + lo * Ev, hi - lo, Ev).transpose() *
-                                       BandCVecMap<T>(p + (lo - b), hi - lo);
+      if (softmax_n(s, hi - lo) == -std::numeric_limits<T>::infinity()) continue;  // nothing to attend: zeros
+      // out_i = V[lo:hi]^T p (as the row p^T V[lo:hi])
+      gemm_serial<T>(false, false, 1, Ev, hi - lo, T(1), s, hi - lo, Vn + lo * Ev, Ev, T(0), o, Ev);
     }
   });
 }
@@ -132,16 +110,13 @@ void band_backward(const BandSpec& bs, const BandInputs& bi, double scale_d, con
       const T* Kn = K + n * S * E;
       if (hi <= lo) continue;
       // gw~ = V[lo:hi] g_i (+ gw), then ds = w (gw~ - w . gw~), gq_i = scale K[lo:hi]^T ds
-      if (g)
-        BandVecMap<T>(ds + (lo - b), hi - lo).noalias() = BandMatMap<T>(Vn + lo * Ev, hi - lo, Ev) *
-                                                          BandCVecMap<T>(g, Ev);
+      if (g) gemm_serial<T>(false, true, 1, hi - lo, Ev, T(1), g, Ev, Vn + lo * Ev, Ev, T(0), ds + (lo - b), hi - lo);
       if (GW)
         for (int64_t j = lo; j < hi; ++j) ds[j - b] += GW[r * W + (j - b)];
       T dot = 0;
       for (int64_t j = lo; j < hi; ++j) dot += p[j - b] * ds[j - b];
       for (int64_t j = lo; j < hi; ++j) ds[j - b] = p[j - b] * (ds[j - b] - dot);
-      BandVecMap<T>(gq, E).noalias() = scale * (BandMatMap<T>(Kn + lo * E, hi - lo, E).transpose() *
-                                                BandCVecMap<T>(ds + (lo - b), hi - lo));
+      gemm_serial<T>(false, false, 1, E, hi - lo, scale, ds + (lo - b), hi - lo, Kn + lo * E, E, T(0), gq, E);
     }
   });
   parallel_for(0, N * S, rows_grain(kGrainRowCopy, W * E), [&](int64_t r0, int64_t r1) {
