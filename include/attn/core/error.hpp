@@ -44,7 +44,7 @@ class MessagePart {
  public:
   MessagePart(const char* s) : kind_(Kind::text), text_(s), size_(std::char_traits<char>::length(s)) {}
   MessagePart(const std::string& s) : kind_(Kind::text), text_(s.data()), size_(s.size()) {}
-  MessagePart(char c) : kind_(Kind::text), text_(&c_), size_(1), c_(c) {}
+  MessagePart(char c) : kind_(Kind::character), c_(c) {}
   template <class I, std::enable_if_t<std::is_integral_v<I> && std::is_signed_v<I>, int> = 0>
   MessagePart(I v) : kind_(Kind::signed_int), i_(v) {}
   template <class I, std::enable_if_t<std::is_integral_v<I> && !std::is_signed_v<I>, int> = 0>
@@ -54,6 +54,7 @@ class MessagePart {
   void write(std::ostream& os) const {
     switch (kind_) {
       case Kind::text: os.write(text_, std::streamsize(size_)); break;
+      case Kind::character: os.put(c_); break;
       case Kind::signed_int: os << i_; break;
       case Kind::unsigned_int: os << u_; break;
       case Kind::real: os << d_; break;
@@ -61,7 +62,7 @@ class MessagePart {
   }
 
  private:
-  enum class Kind { text, signed_int, unsigned_int, real };
+  enum class Kind { text, character, signed_int, unsigned_int, real };
   Kind kind_;
   const char* text_ = nullptr;
   size_t size_ = 0;
