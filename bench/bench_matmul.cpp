@@ -6,6 +6,8 @@
 #include <benchmark/benchmark.h>
 #include "bench_context.hpp"
 
+// Eigen runs each product on one thread (the matrices are spread over attn::parallel_for).
+#define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 #include <attn/core/parallel.hpp>
 #include <attn/kernels/cpu/gemm.hpp>

@@ -12,12 +12,6 @@
 #define ATTN_HAS_OPENMP 0
 #endif
 
-// Eigen must never start threads of its own inside our parallel regions: attn owns the one
-// OpenMP team (see core/parallel.hpp), Eigen's products run on one thread per call.
-#ifndef EIGEN_DONT_PARALLELIZE
-#define EIGEN_DONT_PARALLELIZE
-#endif
-
 // ---- header-only (default) or compiled mode ----
 // Header-only: every definition is in the headers, `inline`; nothing to link.
 // Compiled mode (CMake target attn::attn_compiled, which sets ATTN_SEPARATE_COMPILATION for its
