@@ -20,25 +20,13 @@ struct AddMaskView {
   bool ok(int64_t b, int64_t i, int64_t j) const { return !p || p[b * bstride + i * qstride + j] != 0; }
 };
 
-// In-place stable softmax of s[0..n) restricted to allowed[j]; returns false (and zeros) when none allowed.
+// In-place stable softmax of s[0..n) restricted to allowed[j] (the others get -inf, so weight 0;
+// vectorised through softmax_n); returns false (and zeros) when none allowed.
 template <class T>
 bool add_masked_softmax_row(T* s, const uint8_t* allowed, int64_t n) {
-  T m = -std::numeric_limits<T>::infinity();
   for (int64_t j = 0; j < n; ++j)
-    if (allowed[j]) m = std::max(m, s[j]);
-  if (m == -std::numeric_limits<T>::infinity()) {
-    std::fill(s, s + n, T(0));
-    return false;
-  }
-  T sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    const T e = allowed[j] ? std::exp(s[j] - m) : T(0);
-    s[j] = e;
-    sum += e;
-  }
-  const T inv = T(1) / sum;
-  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
-  return true;
+    if (!allowed[j]) s[j] = -std::numeric_limits<T>::infinity();
+  return softmax_n(s, n) != -std::numeric_limits<T>::infinity();
 }
 
 // t[h] = tanh(q[h] + k[h]), h < n (vectorised tanh).
@@ -64,9 +52,7 @@ void additive_forward_rows(int64_t r0, int64_t r1, int64_t Lq, int64_t S, int64_
       allowed[size_t(j)] = mv.ok(b, i, j);
       if (!allowed[size_t(j)]) continue;
       tanh_of_sum(qi, Pk + (b * S + j) * H, t.data(), H);
-      T acc = 0;
-      for (int64_t h = 0; h < H; ++h) acc += Pv[h] * t[size_t(h)];
-      wr[j] = acc;
+      wr[j] = dot_n(Pv, t.data(), H);
     }
     add_masked_softmax_row(wr, allowed.data(), S);
     T* c = Pc + r * Dv;
@@ -106,11 +92,7 @@ void additive_backward_raw(int64_t B, int64_t Lq, int64_t S, int64_t H, int64_t 
       T dot = 0;
       for (int64_t j = 0; j < S; ++j) {
         T gt = Gw ? Gw[r * S + j] : T(0);
-        if (Gc) {
-          const T* vj = Vv + (b * S + j) * Dv;
-          const T* gc = Gc + r * Dv;
-          for (int64_t d = 0; d < Dv; ++d) gt += gc[d] * vj[d];
-        }
+        if (Gc) gt += dot_n(Gc + r * Dv, Vv + (b * S + j) * Dv, Dv);
         dr[j] = gt;
         dot += wr[j] * gt;
       }
@@ -175,10 +157,7 @@ void pooling_forward(int64_t B, int64_t T, int64_t H, int64_t D, const scalar_t*
       scalar_t* ub = track ? Pu + b * T * H : scratch.data();
       kernels::cpu::tanh_n(Pa + b * T * H, ub, T * H);
       for (int64_t t = 0; t < T; ++t) {
-        const scalar_t* ut = ub + t * H;
-        scalar_t acc = bias;
-        for (int64_t k = 0; k < H; ++k) acc += Pw2[k] * ut[k];
-        wr[t] = acc;
+        wr[t] = dot_n(Pw2, ub + t * H, H) + bias;  // a vector dot product: a scalar one is a chain of H dependent adds
         if (M) allowed[size_t(t)] = M[b * T + t];
       }
       add_masked_softmax_row(wr, allowed.data(), T);
@@ -212,10 +191,8 @@ void pooling_backward(int64_t B, int64_t T, int64_t H, int64_t D, const scalar_t
         const scalar_t* ht = Ph + (b * T + t) * D;
         scalar_t* ght = Gh + (b * T + t) * D;
         if (gc) {
-          for (int64_t d = 0; d < D; ++d) {
-            x += gc[d] * ht[d];
-            ght[d] = wr[t] * gc[d];
-          }
+          x += dot_n(gc, ht, D);
+          for (int64_t d = 0; d < D; ++d) ght[d] = wr[t] * gc[d];
         } else {
           std::fill(ght, ght + D, scalar_t(0));
         }
