@@ -270,6 +270,52 @@ TEST_CASE("max_n / dot_n / sum_n: every runnable path, every length, position-in
   reduction_paths<double>();
 }
 
+// exp_shifted_n (the softmax's one pass) gives the bits of its three steps (subtract, exp_n,
+// sum_n) on every path and every length, masked (-inf) entries exactly 0.
+template <class T>
+static void exp_shifted_paths() {
+  auto x0 = random_vector<T>(70, 13);
+  for (size_t i = 0; i < x0.size(); i += 7) x0[i] = -std::numeric_limits<T>::infinity();
+  const T shift = T(0.625);
+  for (Isa isa : runnable_paths()) {
+    INFO("path " << attn::isa_name(isa) << (sizeof(T) == 4 ? " float" : " double"));
+    for (int64_t n = 0; n <= 70; ++n) {
+      INFO("n " << n);
+      std::vector<T> fused(x0.begin(), x0.begin() + n), steps = fused;
+      T sum_fused = 0, sum_steps = 0;
+      switch (isa) {
+#if ATTN_X86_DISPATCH
+        case Isa::avx512:
+          sum_fused = cpu::isa_avx512::exp_shifted_n<T>(fused.data(), n, shift);
+          for (T& v : steps) v -= shift;
+          cpu::isa_avx512::exp_n<T>(steps.data(), steps.data(), n);
+          sum_steps = cpu::isa_avx512::sum_n<T>(steps.data(), n);
+          break;
+        case Isa::avx2:
+          sum_fused = cpu::isa_avx2::exp_shifted_n<T>(fused.data(), n, shift);
+          for (T& v : steps) v -= shift;
+          cpu::isa_avx2::exp_n<T>(steps.data(), steps.data(), n);
+          sum_steps = cpu::isa_avx2::sum_n<T>(steps.data(), n);
+          break;
+#endif
+        default:
+          sum_fused = cpu::isa_baseline::exp_shifted_n<T>(fused.data(), n, shift);
+          for (T& v : steps) v -= shift;
+          cpu::isa_baseline::exp_n<T>(steps.data(), steps.data(), n);
+          sum_steps = cpu::isa_baseline::sum_n<T>(steps.data(), n);
+      }
+      CHECK(std::memcmp(fused.data(), steps.data(), size_t(n) * sizeof(T)) == 0);
+      CHECK(std::memcmp(&sum_fused, &sum_steps, sizeof(T)) == 0);
+      for (int64_t i = 0; i < n; i += 7) CHECK(fused[size_t(i)] == T(0));
+    }
+  }
+}
+
+TEST_CASE("exp_shifted_n: the bits of subtract, exp_n and sum_n on every path and length", "[isa][vmath]") {
+  exp_shifted_paths<float>();
+  exp_shifted_paths<double>();
+}
+
 // LSTM and GRU gate math of one row (H = 37: full registers plus a tail on every path) against
 // the formulas in long double.
 template <class T>

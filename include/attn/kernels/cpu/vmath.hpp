@@ -38,14 +38,10 @@ template <class T>
 inline T sum_n(const T* x, int64_t n) { ATTN_ISA_DISPATCH(sum_n<T>(x, n)); }
 
 // The steps of a stable softmax, shared by the attention kernels.
-// x[i] = exp(x[i] - shift) in place for i < n; returns the sum of the results (sum_n's order).
-// exp(-inf) = 0 exactly, so masked (-inf) scores get weight 0 with a finite shift.
+// x[i] = exp(x[i] - shift) in place for i < n, in one pass; returns the sum of the results
+// (sum_n's order). exp(-inf) = 0 exactly, so masked (-inf) scores get weight 0 with a finite shift.
 template <class T>
-inline T exp_shifted_n(T* x, int64_t n, T shift) {
-  for (int64_t i = 0; i < n; ++i) x[i] -= shift;
-  exp_n(x, x, n);
-  return sum_n(x, n);
-}
+inline T exp_shifted_n(T* x, int64_t n, T shift) { ATTN_ISA_DISPATCH(exp_shifted_n<T>(x, n, shift)); }
 
 // softmax of x[0, n) in place: w_i = exp(x_i - m) / l with m = max x, l = sum_i exp(x_i - m).
 // Returns log-sum-exp m + log(l); when n == 0 or every x_i is -inf, x becomes zeros and the
