@@ -41,7 +41,9 @@ TEST_CASE("block_sparse_attention matches PyTorch dense attention under the patt
       {"causal", BlockSparseLayout::sliding_window(L, bl, 1, 1, true)},
       {"strided_causal", BlockSparseLayout::strided(L, bl, 0, 3, true)},
   };
-  for (const auto& [c, lay] : cases) {
+  for (const auto& entry : cases) {
+    const std::string& c = entry.first;
+    const auto& lay = entry.second;  // a named reference: lambdas capture it (not a binding, for Clang < 16)
     INFO(c);
     CHECK(lay.to_mask().to_vector<bool>() == f.at(c + "_mask").to_vector<bool>());
     Tensor kpm = f.contains(c + "_kpm") ? f.at(c + "_kpm") : Tensor();

@@ -183,7 +183,9 @@ TEST_CASE("Decoder parameter names follow PyTorch; options and errors", "[decode
 TEST_CASE("End-aligned causal mask: both kernel paths, forward and backward, with and without GQA", "[kvcache]") {
   manual_seed(11);
   // (L, S, offset): the KV-cache case S - L, a partial offset, and L > 64 rows with several key blocks
-  for (auto [L, S, off] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{3, 7, 4}, {5, 9, 2}, {70, 300, 230}}) {
+  for (const auto& shape : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{3, 7, 4}, {5, 9, 2}, {70, 300, 230}}) {
+    // named variables, not a structured binding: lambdas capture them (Clang < 16 rejects bindings)
+    const int64_t L = std::get<0>(shape), S = std::get<1>(shape), off = std::get<2>(shape);
     for (int64_t Hkv : {int64_t(2), int64_t(1)}) {
       // weights-storing path; tiled path with its two backward schedules
       for (int path : {0, 1, 2}) {
