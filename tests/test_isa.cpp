@@ -25,6 +25,7 @@ static std::vector<Isa> runnable_paths() {
   return v;
 }
 
+// ON_PATH runs the call on one path; ON_PATH_SET assigns its result to out.
 #if ATTN_X86_DISPATCH
 #define ON_PATH(isa, call)                                   \
   switch (isa) {                                             \
@@ -32,8 +33,15 @@ static std::vector<Isa> runnable_paths() {
     case Isa::avx2: cpu::isa_avx2::call; break;              \
     default: cpu::isa_baseline::call; break;                 \
   }
+#define ON_PATH_SET(isa, out, call)                          \
+  switch (isa) {                                             \
+    case Isa::avx512: out = cpu::isa_avx512::call; break;    \
+    case Isa::avx2: out = cpu::isa_avx2::call; break;        \
+    default: out = cpu::isa_baseline::call; break;           \
+  }
 #else
 #define ON_PATH(isa, call) cpu::isa_baseline::call;
+#define ON_PATH_SET(isa, out, call) out = cpu::isa_baseline::call;
 #endif
 
 template <class T>
@@ -232,19 +240,9 @@ static void reduction_paths() {
       INFO("n " << n);
       T mx = 0, dot = 0, sum = 0, mx2 = 0, dot2 = 0, sum2 = 0;
       auto run = [&](const T* x, const T* y, T& m, T& d, T& s) {
-        switch (isa) {
-#if ATTN_X86_DISPATCH
-          case Isa::avx512:
-            m = cpu::isa_avx512::max_n<T>(x, n), d = cpu::isa_avx512::dot_n<T>(x, y, n), s = cpu::isa_avx512::sum_n<T>(x, n);
-            break;
-          case Isa::avx2:
-            m = cpu::isa_avx2::max_n<T>(x, n), d = cpu::isa_avx2::dot_n<T>(x, y, n), s = cpu::isa_avx2::sum_n<T>(x, n);
-            break;
-#endif
-          default:
-            m = cpu::isa_baseline::max_n<T>(x, n), d = cpu::isa_baseline::dot_n<T>(x, y, n),
-            s = cpu::isa_baseline::sum_n<T>(x, n);
-        }
+        ON_PATH_SET(isa, m, max_n<T>(x, n));
+        ON_PATH_SET(isa, d, dot_n<T>(x, y, n));
+        ON_PATH_SET(isa, s, sum_n<T>(x, n));
       };
       run(a.data(), b.data(), mx, dot, sum);
       run(a_off.data() + 3, b_off.data() + 3, mx2, dot2, sum2);
@@ -283,27 +281,10 @@ static void exp_shifted_paths() {
       INFO("n " << n);
       std::vector<T> fused(x0.begin(), x0.begin() + n), steps = fused;
       T sum_fused = 0, sum_steps = 0;
-      switch (isa) {
-#if ATTN_X86_DISPATCH
-        case Isa::avx512:
-          sum_fused = cpu::isa_avx512::exp_shifted_n<T>(fused.data(), n, shift);
-          for (T& v : steps) v -= shift;
-          cpu::isa_avx512::exp_n<T>(steps.data(), steps.data(), n);
-          sum_steps = cpu::isa_avx512::sum_n<T>(steps.data(), n);
-          break;
-        case Isa::avx2:
-          sum_fused = cpu::isa_avx2::exp_shifted_n<T>(fused.data(), n, shift);
-          for (T& v : steps) v -= shift;
-          cpu::isa_avx2::exp_n<T>(steps.data(), steps.data(), n);
-          sum_steps = cpu::isa_avx2::sum_n<T>(steps.data(), n);
-          break;
-#endif
-        default:
-          sum_fused = cpu::isa_baseline::exp_shifted_n<T>(fused.data(), n, shift);
-          for (T& v : steps) v -= shift;
-          cpu::isa_baseline::exp_n<T>(steps.data(), steps.data(), n);
-          sum_steps = cpu::isa_baseline::sum_n<T>(steps.data(), n);
-      }
+      ON_PATH_SET(isa, sum_fused, exp_shifted_n<T>(fused.data(), n, shift));
+      for (T& v : steps) v -= shift;
+      ON_PATH(isa, exp_n<T>(steps.data(), steps.data(), n));
+      ON_PATH_SET(isa, sum_steps, sum_n<T>(steps.data(), n));
       if (n > 0) CHECK(std::memcmp(fused.data(), steps.data(), size_t(n) * sizeof(T)) == 0);  // (no null to memcmp)
       CHECK(std::memcmp(&sum_fused, &sum_steps, sizeof(T)) == 0);
       for (int64_t i = 0; i < n; i += 7) CHECK(fused[size_t(i)] == T(0));

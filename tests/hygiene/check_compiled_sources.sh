@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every header that declares ATTN_API functions must be reached by src/attn_compiled.cpp, or the
 # compiled mode's library would lack those definitions (a link error only in programs that call
-# them). Usage: check_compiled_sources.sh <c++ compiler> <source tree> <Eigen include dir>
+# them). Usage: check_compiled_sources.sh <c++ compiler> <source tree>
 set -euo pipefail
-cxx=$1 src=$2 eigen=$3
-reached=$("$cxx" -std=c++17 -I"$src/include" -isystem "$eigen" -DATTN_SEPARATE_COMPILATION -DATTN_BUILDING_LIBRARY \
+cxx=$1 src=$2
+reached=$("$cxx" -std=c++17 -I"$src/include" -DATTN_SEPARATE_COMPILATION -DATTN_BUILDING_LIBRARY \
   -E "$src/src/attn_compiled.cpp" | sed -n 's/^# [0-9]* "\([^"]*\)".*/\1/p' | sort -u | xargs -r realpath | sort -u)
 missing=0
 while read -r header; do

@@ -170,8 +170,7 @@ void attn_backward_kernel(const AttnProblem& p, const T* Q, AttnLayout lq, const
             d[j] = attn_dropout_keep(p.dropout_seed, uint64_t((it * L + r0 + r) * S + j), p.dropout_p)
                        ? d[j] * keep_scale
                        : T(0);
-        const T dot = dot_n(d, wr, S);
-        for (int64_t j = 0; j < S; ++j) d[j] = wr[j] * (d[j] - dot);
+        softmax_backward_n(wr, d, S);
       }
       if (dQ) {
         const T* k = K + lk.off + b * lk.sb + p.kv_head(h) * lk.sh;

@@ -59,4 +59,11 @@ inline T softmax_n(T* x, int64_t n) {
   return m + std::log(l);
 }
 
+// Gradient through a softmax row, in place: g_i = w_i (g_i - sum_j w_j g_j) (w: the weights).
+template <class T>
+inline void softmax_backward_n(const T* w, T* g, int64_t n) {
+  const T dot = dot_n(w, g, n);
+  for (int64_t i = 0; i < n; ++i) g[i] = w[i] * (g[i] - dot);
+}
+
 }  // namespace attn::kernels::cpu

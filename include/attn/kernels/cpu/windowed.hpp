@@ -12,7 +12,6 @@
 
 namespace attn::kernels::cpu {
 
-
 struct BandSpec {
   bool block_mode = false;
   int64_t left = 0, right = 0, block = 1, W = 1, L = 0, S = 0;
@@ -113,9 +112,7 @@ void band_backward(const BandSpec& bs, const BandInputs& bi, double scale_d, con
       if (g) gemm_serial<T>(false, true, 1, hi - lo, Ev, T(1), g, Ev, Vn + lo * Ev, Ev, T(0), ds + (lo - b), hi - lo);
       if (GW)
         for (int64_t j = lo; j < hi; ++j) ds[j - b] += GW[r * W + (j - b)];
-      T dot = 0;
-      for (int64_t j = lo; j < hi; ++j) dot += p[j - b] * ds[j - b];
-      for (int64_t j = lo; j < hi; ++j) ds[j - b] = p[j - b] * (ds[j - b] - dot);
+      softmax_backward_n(p + (lo - b), ds + (lo - b), hi - lo);
       gemm_serial<T>(false, false, 1, E, hi - lo, scale, ds + (lo - b), hi - lo, Kn + lo * E, E, T(0), gq, E);
     }
   });
